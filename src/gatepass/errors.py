@@ -1,0 +1,276 @@
+"""
+The exception tree shared by the API, the CLI and the SDK.
+
+One table serves three surfaces: the API renders ``{"error": code,
+"error_description": detail}`` with ``http_status``, the CLI exits with ``exit_code``,
+and the SDK raises the same class back from the ``error`` code it receives. Codes
+follow the OAuth registries where a standard defines them (RFC 6749 §5.2,
+RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
+
+::
+
+    GatepassError                          500 server_error
+    ├── InvalidRequestError                400 invalid_request
+    │   ├── UnsupportedGrantTypeError      400 unsupported_grant_type
+    │   ├── UnsupportedTokenTypeError      400 unsupported_token_type
+    │   ├── InvalidAuthorizationDetailsError 400 invalid_authorization_details
+    │   ├── InvalidTargetError             400 invalid_target
+    │   ├── InvalidScopeError              400 invalid_scope
+    │   └── PayloadTooLargeError           413 invalid_request
+    ├── InvalidGrantError                  400 invalid_grant   (bad assertion or subject token)
+    ├── InvalidClientError                 401 invalid_client
+    ├── DPoPProofError                     400 invalid_dpop_proof
+    │   └── DPoPNonceRequiredError         400 use_dpop_nonce
+    ├── AuthenticationError                401 unauthenticated (admin API)
+    │   └── TokenError                     401 invalid_token
+    │       ├── TokenExpiredError
+    │       ├── TokenSignatureError
+    │       └── TokenRevokedError
+    ├── AccessDeniedError                  403 access_denied   (policy said no, agent disabled)
+    │   └── InsufficientScopeError         403 insufficient_scope
+    ├── NotFoundError                      404 not_found
+    ├── ConflictError                      409 conflict        (task closed, lease revoked)
+    ├── AuditIntegrityError                500 audit_integrity (exit 65: the log was altered)
+    ├── StoreError                         503 store_unavailable
+    └── ConfigurationError                 500 misconfigured   (exit 78)
+
+Messages are lower case, have no trailing period, and never contain a secret.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccessDeniedError",
+    "AuditIntegrityError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "DPoPNonceRequiredError",
+    "DPoPProofError",
+    "GatepassError",
+    "InsufficientScopeError",
+    "InvalidAuthorizationDetailsError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTargetError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "StoreError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenRevokedError",
+    "TokenSignatureError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedTokenTypeError",
+    "error_for_code",
+]
+
+
+class GatepassError(Exception):
+    """
+    Base of every error gatepass raises on purpose.
+
+    Args:
+        detail: a human-readable, lower-case description that never carries a secret.
+    """
+
+    code: ClassVar[str] = "server_error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, detail: str = "") -> None:
+        """Keep the detail for rendering."""
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+
+
+class InvalidRequestError(GatepassError):
+    """The request is malformed: a missing or repeated parameter, bad JSON."""
+
+    code = "invalid_request"
+    http_status = 400
+    exit_code = 64
+
+
+class UnsupportedGrantTypeError(InvalidRequestError):
+    """The grant type is not token exchange."""
+
+    code = "unsupported_grant_type"
+
+
+class UnsupportedTokenTypeError(InvalidRequestError):
+    """The token type given is not one gatepass accepts here (RFC 7009 §2.2.1)."""
+
+    code = "unsupported_token_type"
+
+
+class InvalidAuthorizationDetailsError(InvalidRequestError):
+    """The ``authorization_details`` parameter is malformed (RFC 9396 §5)."""
+
+    code = "invalid_authorization_details"
+
+
+class InvalidTargetError(InvalidRequestError):
+    """The resource is unknown or outside the task (RFC 8693 §2.2.2)."""
+
+    code = "invalid_target"
+
+
+class InvalidScopeError(InvalidRequestError):
+    """The scope is malformed or names an action the target does not offer."""
+
+    code = "invalid_scope"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The request body exceeds the configured limit."""
+
+    http_status = 413
+
+
+class InvalidGrantError(GatepassError):
+    """The subject token or assertion is invalid, expired, replayed or revoked."""
+
+    code = "invalid_grant"
+    http_status = 400
+    exit_code = 65
+
+
+class InvalidClientError(GatepassError):
+    """Client authentication failed (RFC 6749 §5.2)."""
+
+    code = "invalid_client"
+    http_status = 401
+    exit_code = 77
+
+
+class DPoPProofError(GatepassError):
+    """The DPoP proof is missing, malformed, replayed or bound to another key."""
+
+    code = "invalid_dpop_proof"
+    http_status = 400
+    exit_code = 65
+
+
+class DPoPNonceRequiredError(DPoPProofError):
+    """
+    The server requires a fresh DPoP nonce (RFC 9449 §8).
+
+    Args:
+        detail: description of the problem.
+        nonce: the nonce the client must put in its next proof.
+    """
+
+    code = "use_dpop_nonce"
+
+    def __init__(self, detail: str = "", *, nonce: str) -> None:
+        """Keep the nonce for the ``DPoP-Nonce`` header."""
+        super().__init__(detail)
+        self.nonce = nonce
+
+
+class AuthenticationError(GatepassError):
+    """The caller of the admin API is not authenticated."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 77
+
+
+class TokenError(AuthenticationError):
+    """A token failed verification (RFC 6750 §3.1)."""
+
+    code = "invalid_token"
+
+
+class TokenExpiredError(TokenError):
+    """The token's ``exp`` has passed."""
+
+
+class TokenSignatureError(TokenError):
+    """The token's signature does not verify with any trusted key."""
+
+
+class TokenRevokedError(TokenError):
+    """The token was revoked, or its task was closed."""
+
+
+class AccessDeniedError(GatepassError):
+    """Policy denied the request, or the principal is disabled."""
+
+    code = "access_denied"
+    http_status = 403
+    exit_code = 77
+
+
+class InsufficientScopeError(AccessDeniedError):
+    """The token is valid but does not cover this action (RFC 6750 §3.1)."""
+
+    code = "insufficient_scope"
+
+
+class NotFoundError(GatepassError):
+    """The named agent, task, lease or target does not exist."""
+
+    code = "not_found"
+    http_status = 404
+    exit_code = 66
+
+
+class ConflictError(GatepassError):
+    """The object is in a state that forbids the operation (closed task, revoked lease)."""
+
+    code = "conflict"
+    http_status = 409
+    exit_code = 65
+
+
+class AuditIntegrityError(GatepassError):
+    """The audit log or its checkpoints were edited, reordered, deleted or truncated."""
+
+    code = "audit_integrity"
+    http_status = 500
+    exit_code = 65
+
+
+class StoreError(GatepassError):
+    """The database could not be reached or refused the write."""
+
+    code = "store_unavailable"
+    http_status = 503
+    exit_code = 69
+
+
+class ConfigurationError(GatepassError):
+    """The configuration is invalid; the broker refuses to start."""
+
+    code = "misconfigured"
+    http_status = 500
+    exit_code = 78
+
+
+def _all_subclasses(cls: type[GatepassError]) -> list[type[GatepassError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_for_code(code: str) -> type[GatepassError]:
+    """
+    Return the most general error class that renders as ``code``.
+
+    Args:
+        code: an ``error`` value from a gatepass or OAuth error response.
+
+    Returns:
+        The class the SDK raises for that code; ``GatepassError`` for unknown codes.
+    """
+    for cls in _all_subclasses(GatepassError):
+        if cls.code == code:
+            return cls
+    return GatepassError
