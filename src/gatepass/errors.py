@@ -17,7 +17,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   ├── InvalidTargetError             400 invalid_target
     │   ├── InvalidScopeError              400 invalid_scope
     │   └── PayloadTooLargeError           413 invalid_request
-    ├── InvalidGrantError                  400 invalid_grant   (bad assertion or subject token)
+    ├── InvalidGrantError                  400 invalid_grant
     ├── InvalidClientError                 401 invalid_client
     ├── DPoPProofError                     400 invalid_dpop_proof
     │   └── DPoPNonceRequiredError         400 use_dpop_nonce
@@ -26,11 +26,11 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │       ├── TokenExpiredError
     │       ├── TokenSignatureError
     │       └── TokenRevokedError
-    ├── AccessDeniedError                  403 access_denied   (policy said no, agent disabled)
+    ├── AccessDeniedError                  403 access_denied
     │   └── InsufficientScopeError         403 insufficient_scope
     ├── NotFoundError                      404 not_found
-    ├── ConflictError                      409 conflict        (task closed, lease revoked)
-    ├── AuditIntegrityError                500 audit_integrity (exit 65: the log was altered)
+    ├── ConflictError                      409 conflict
+    ├── AuditIntegrityError                500 audit_integrity
     ├── StoreError                         503 store_unavailable
     └── ConfigurationError                 500 misconfigured   (exit 78)
 
@@ -222,7 +222,7 @@ class NotFoundError(GatepassError):
 
 
 class ConflictError(GatepassError):
-    """The object is in a state that forbids the operation (closed task, revoked lease)."""
+    """The object's state forbids the operation (closed task, revoked lease)."""
 
     code = "conflict"
     http_status = 409

@@ -1,5 +1,5 @@
 """
-Encryption at rest for the broker's private keys (token signing keys, the audit key).
+Encryption at rest for the broker's private keys: token signing keys, the audit key.
 
 Private keys are sealed with Fernet (AES-128-CBC + HMAC-SHA256) under a master key
 that lives outside the database: the ``GATEPASS_MASTER_KEY`` environment variable
@@ -74,7 +74,8 @@ def load_sealer(key_file: Path, *, create: bool = True) -> Sealer:
     """
     env = os.environ.get(MASTER_KEY_ENV, "").strip()
     if env:
-        return Sealer([part.strip().encode() for part in env.split(",") if part.strip()])
+        parts = [part.strip() for part in env.split(",")]
+        return Sealer([part.encode() for part in parts if part])
     if not key_file.exists():
         if not create:
             raise ConfigurationError(
