@@ -1,0 +1,126 @@
+"""The broker's ASGI application."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gatepass.api.errors import handle_gatepass_error
+from gatepass.api.routes.admin import admin_routes
+from gatepass.api.routes.health import health_routes
+from gatepass.api.routes.oauth import oauth_routes
+from gatepass.broker import Runtime, run_jobs
+from gatepass.errors import GatepassError
+from gatepass.observability import Metrics, get_logger
+
+__all__ = ["create_app"]
+
+_log = get_logger("gatepass.api")
+_ENDPOINTS = {
+    "/token": "token",
+    "/introspect": "introspect",
+    "/revoke": "revoke",
+    "/jwks.json": "jwks",
+    "/.well-known/oauth-authorization-server": "metadata",
+}
+
+
+def _endpoint_label(path: str) -> str:
+    # Bounded label values: a fixed name per route family, never an id.
+    if path in _ENDPOINTS:
+        return _ENDPOINTS[path]
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "v1":
+        return f"v1_{parts[2]}"[:32] if parts[2].isidentifier() else "other"
+    return "other"
+
+
+class _Timing:
+    """Pure ASGI middleware recording request latency by endpoint and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            self.metrics.request_seconds.labels(
+                endpoint=_endpoint_label(scope["path"]), outcome=f"{status // 100}xx"
+            ).observe(time.perf_counter() - started)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registration contract
+        raise exc
+    code = {404: "not_found", 405: "invalid_request"}.get(
+        exc.status_code, "invalid_request"
+    )
+    return JSONResponse(
+        {"error": code, "error_description": str(exc.detail).lower()},
+        status_code=exc.status_code,
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    # Never echo the exception: its text may hold request data.
+    _log.error("unhandled error", error=type(exc).__name__)
+    return JSONResponse(
+        {"error": "server_error", "error_description": "internal error"},
+        status_code=500,
+    )
+
+
+def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
+    """
+    Build the ASGI application around a runtime.
+
+    Args:
+        runtime: the assembled broker.
+        background_jobs: run sweeping, checkpoints and policy reload in the app's
+            lifespan (tests that drive time by hand turn this off).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if not background_jobs:
+            yield
+            return
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_jobs, runtime)
+            yield
+            group.cancel_scope.cancel()
+        await runtime.admin.checkpoint()
+
+    app = Starlette(
+        routes=[*oauth_routes, *admin_routes, *health_routes],
+        exception_handlers={
+            GatepassError: handle_gatepass_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return _Timing(app, runtime.metrics)

@@ -1,0 +1,47 @@
+"""Render a ``GatepassError`` as the one JSON error shape every endpoint uses."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gatepass.errors import (
+    AuthenticationError,
+    DPoPNonceRequiredError,
+    GatepassError,
+    InsufficientScopeError,
+    TokenError,
+)
+
+__all__ = ["NO_STORE", "error_response", "handle_gatepass_error"]
+
+# RFC 6749 §5.1: responses carrying tokens (and their errors) must not be cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def error_response(error: GatepassError) -> JSONResponse:
+    """
+    Return the JSON response for ``error``.
+
+    The body is ``{"error": code, "error_description": detail}``; a nonce challenge
+    carries ``DPoP-Nonce`` (RFC 9449 §8) and a 401 carries ``WWW-Authenticate``.
+    """
+    headers = dict(NO_STORE)
+    if isinstance(error, DPoPNonceRequiredError):
+        headers["DPoP-Nonce"] = error.nonce
+    if isinstance(error, TokenError | InsufficientScopeError):
+        headers["WWW-Authenticate"] = f'DPoP error="{error.code}", algs="ES256 EdDSA"'
+    elif isinstance(error, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="gatepass"'
+    return JSONResponse(
+        {"error": error.code, "error_description": error.detail},
+        status_code=error.http_status,
+        headers=headers,
+    )
+
+
+async def handle_gatepass_error(_request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for the whole error tree."""
+    if not isinstance(exc, GatepassError):  # pragma: no cover - registration contract
+        raise exc
+    return error_response(exc)

@@ -1,0 +1,196 @@
+"""
+The hash chain: each record commits to its own content and to the record before it.
+
+``hash = sha256(canonical_bytes({seq, at, kind, outcome, actor, subject, data,
+prev_hash}))`` in lower-case hex, where ``at`` is :func:`format_timestamp` text and
+the first record's ``prev_hash`` is :data:`GENESIS_HASH`. Editing, deleting or
+reordering any record therefore breaks every hash after it; only a signed
+:class:`~gatepass.audit.checkpoint.Checkpoint` stops an attacker from rewriting the
+whole tail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Self
+
+from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
+from gatepass.audit.entry import AuditEntry
+from gatepass.errors import AuditIntegrityError
+
+__all__ = ["GENESIS_HASH", "AuditRecord", "chain", "record_hash"]
+
+GENESIS_HASH: Final = "0" * 64
+
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def record_hash(
+    *,
+    seq: int,
+    at: dt.datetime,
+    kind: str,
+    outcome: str,
+    actor: str,
+    subject: str,
+    data: Mapping[str, Any],
+    prev_hash: str,
+) -> str:
+    """
+    Return the chain hash of a record with these fields.
+
+    Returns:
+        64 lower-case hex characters.
+    """
+    payload = {
+        "seq": seq,
+        "at": format_timestamp(at),
+        "kind": kind,
+        "outcome": outcome,
+        "actor": actor,
+        "subject": subject,
+        "data": dict(data),
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_bytes(payload)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """
+    An entry placed in the chain: what the store persists and the verifier reads.
+
+    A record is taken as read: it is not scrubbed or validated again, so that
+    verification checks exactly what was stored.
+
+    Args:
+        seq: position in the log, 1-based and contiguous.
+        at: when it happened, aware UTC.
+        kind: dotted event name.
+        outcome: ``allow``, ``deny``, ``error`` or ``ok``.
+        actor: who acted.
+        subject: what was acted on, or ``""``.
+        data: scrubbed JSON details.
+        prev_hash: the previous record's ``hash``, or :data:`GENESIS_HASH`.
+        hash: this record's chain hash (see :func:`record_hash`).
+    """
+
+    seq: int
+    at: dt.datetime
+    kind: str
+    outcome: str
+    actor: str
+    subject: str
+    data: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    def computed_hash(self) -> str:
+        """Return the hash this record's fields produce, to compare with ``hash``."""
+        return record_hash(
+            seq=self.seq,
+            at=self.at,
+            kind=self.kind,
+            outcome=self.outcome,
+            actor=self.actor,
+            subject=self.subject,
+            data=self.data,
+            prev_hash=self.prev_hash,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as a JSON object, its time as RFC 3339 UTC with ``Z``."""
+        return {
+            "seq": self.seq,
+            "at": format_timestamp(self.at),
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "actor": self.actor,
+            "subject": self.subject,
+            "data": dict(self.data),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        """
+        Rebuild a record from :meth:`to_json` output.
+
+        Args:
+            obj: a decoded JSON object.
+
+        Raises:
+            AuditIntegrityError: a field is missing or has the wrong type or form.
+        """
+        seq = obj.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise AuditIntegrityError("malformed audit record: seq is not an integer")
+        where = f"malformed audit record seq {seq}"
+        for name in ("at", "kind", "outcome", "actor", "subject"):
+            if not isinstance(obj.get(name), str):
+                raise AuditIntegrityError(f"{where}: {name} is not a string")
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            raise AuditIntegrityError(f"{where}: data is not an object")
+        for name in ("prev_hash", "hash"):
+            value = obj.get(name)
+            if not isinstance(value, str) or not _HEX_HASH.fullmatch(value):
+                raise AuditIntegrityError(
+                    f"{where}: {name} is not a sha-256 hex digest"
+                )
+        try:
+            at = parse_timestamp(obj["at"])
+        except ValueError as exc:
+            raise AuditIntegrityError(f"{where}: at is not rfc 3339 utc") from exc
+        return cls(
+            seq=seq,
+            at=at,
+            kind=obj["kind"],
+            outcome=obj["outcome"],
+            actor=obj["actor"],
+            subject=obj["subject"],
+            data=data,
+            prev_hash=obj["prev_hash"],
+            hash=obj["hash"],
+        )
+
+
+def chain(previous: AuditRecord | None, entry: AuditEntry) -> AuditRecord:
+    """
+    Place ``entry`` after ``previous`` in the chain.
+
+    Args:
+        previous: the current last record, or ``None`` for the first record.
+        entry: the scrubbed entry to append.
+
+    Returns:
+        The new record, with ``seq = previous.seq + 1`` (or 1) and its hash.
+    """
+    seq = previous.seq + 1 if previous is not None else 1
+    prev_hash = previous.hash if previous is not None else GENESIS_HASH
+    digest = record_hash(
+        seq=seq,
+        at=entry.at,
+        kind=entry.kind,
+        outcome=entry.outcome,
+        actor=entry.actor,
+        subject=entry.subject,
+        data=entry.data,
+        prev_hash=prev_hash,
+    )
+    return AuditRecord(
+        seq=seq,
+        at=entry.at,
+        kind=entry.kind,
+        outcome=entry.outcome,
+        actor=entry.actor,
+        subject=entry.subject,
+        data=entry.data,
+        prev_hash=prev_hash,
+        hash=digest,
+    )

@@ -1,0 +1,240 @@
+"""
+Assemble a broker from its settings, doing first-start work once.
+
+On first start the broker creates its schema, a master key (file of mode 0600 unless
+``GATEPASS_MASTER_KEY`` is set), the signing keys (current and next), the audit key,
+a bootstrap admin token and, for the quickstart, a demo agent whose private key is
+written to the state directory. Secrets go only to files of mode 0600; the database
+holds their hashes or sealed forms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from gatepass.audit import AuditEntry, AuditSigner
+from gatepass.broker.admin import Admin
+from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.service import Broker, LiveKeys
+from gatepass.clock import Clock, SystemClock
+from gatepass.config import Settings
+from gatepass.ids import new_agent_id
+from gatepass.models import Agent
+from gatepass.observability import Metrics
+from gatepass.policy import PolicyHolder
+from gatepass.sealing import Sealer, load_sealer
+from gatepass.secret import token_hash
+from gatepass.store import ApiRole, Database, api_tokens, audit_log, keys
+from gatepass.store import agents as agent_rows
+from gatepass.tokens import (
+    DPoPKey,
+    DPoPVerifier,
+    JWTIssuer,
+    JWTVerifier,
+    KeyRecord,
+    KeyRing,
+    MemoryReplayCache,
+    NonceService,
+    private_jwk,
+    rotate,
+)
+
+__all__ = ["Runtime", "build_runtime", "write_secret_file"]
+
+_AUDIT_KEY = "audit_key"
+_NONCE_SECRET = "dpop_nonce_secret"  # noqa: S105 - a setting name
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything a running broker is made of."""
+
+    settings: Settings
+    database: Database
+    broker: Broker
+    admin: Admin
+    metrics: Metrics
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """
+    Write ``content`` to ``path`` readable by the owner only (mode 0600).
+
+    Args:
+        path: the file; its directory is created with mode 0700.
+        content: the secret text.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+
+
+def _first_start(
+    conn: Connection,
+    *,
+    settings: Settings,
+    sealer: Sealer,
+    now: dt.datetime,
+) -> tuple[list[KeyRecord], bytes, bytes, list[tuple[Path, str]]]:
+    """Create what a new database lacks; return keys, sealed secrets, files to write."""
+    audit_log.ensure_audit_head(conn)
+    files: list[tuple[Path, str]] = []
+    records = keys.load_key_records(conn)
+    if not records:
+        records = rotate(
+            [],
+            algorithm=settings.tokens.algorithm,
+            sealer=sealer,
+            now=now,
+            retire_after=dt.timedelta(seconds=settings.tokens.key_retire_after_seconds),
+        )
+        keys.replace_key_records(conn, records)
+        _system_audit(conn, now, "keys.create", {"kids": [r.kid for r in records]})
+    sealed_audit = keys.read_setting(conn, _AUDIT_KEY)
+    if sealed_audit is None:
+        _, sealed_audit = AuditSigner.generate(sealer)
+        keys.write_setting(conn, _AUDIT_KEY, sealed_audit)
+    sealed_nonce = keys.read_setting(conn, _NONCE_SECRET)
+    if sealed_nonce is None:
+        sealed_nonce = sealer.seal(secrets.token_bytes(32))
+        keys.write_setting(conn, _NONCE_SECRET, sealed_nonce)
+    state = settings.server.state_dir
+    if api_tokens.count_api_tokens(conn) == 0:
+        for role, file_name in (
+            (ApiRole.ADMIN, "admin.token"),
+            (ApiRole.INTROSPECT, "introspect.token"),
+        ):
+            token = f"gp_{role.value}_{secrets.token_urlsafe(32)}"
+            token_id = f"tok_{secrets.token_hex(8)}"
+            api_tokens.insert_api_token(
+                conn,
+                token_id=token_id,
+                token_hash=token_hash(token),
+                role=role,
+                description=f"bootstrap {role.value} token",
+                now=now,
+            )
+            files.append((state / file_name, token + "\n"))
+            _system_audit(conn, now, "api_token.create", {"id": token_id, "role": role})
+    demo = settings.demo
+    if demo.enabled and agent_rows.get_agent_by_name(conn, demo.agent_name) is None:
+        key = DPoPKey.generate("ES256")
+        agent = Agent(
+            id=new_agent_id(),
+            name=demo.agent_name,
+            tenant=demo.tenant,
+            labels=dict(demo.labels),
+            public_jwk=key.public_jwk,
+            algorithm=key.algorithm,
+            created_at=now,
+        )
+        agent_rows.insert_agent(conn, agent)
+        _system_audit(conn, now, "agent.add", {"name": agent.name}, subject=agent.id)
+        identity = {
+            "agent_id": agent.id,
+            "broker": settings.server.issuer,
+            "private_jwk": private_jwk(key.private_key),
+        }
+        files.append((state / "demo-agent.json", json.dumps(identity, indent=2) + "\n"))
+    return records, sealed_audit, sealed_nonce, files
+
+
+def _system_audit(
+    conn: Connection,
+    now: dt.datetime,
+    kind: str,
+    data: dict[str, object],
+    *,
+    subject: str = "",
+) -> None:
+    audit_log.append_audit(
+        conn,
+        AuditEntry(
+            at=now, kind=kind, outcome="ok", actor="system", subject=subject, data=data
+        ),
+    )
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """
+    Build a ready broker: store, keys, policies, verifiers, use cases.
+
+    Args:
+        settings: validated configuration.
+        clock: the time source (tests pass a FrozenClock).
+
+    Raises:
+        ConfigurationError: policies, keys or the master key are unusable.
+        StoreError: the database cannot be reached.
+    """
+    clock = clock or SystemClock()
+    state = settings.server.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sealer = load_sealer(state / "master.key")
+    database = Database(settings.store_url, pool_size=settings.store.pool_size)
+    database.create_schema()
+    with database.transaction() as conn:
+        records, sealed_audit, sealed_nonce, files = _first_start(
+            conn, settings=settings, sealer=sealer, now=clock.now()
+        )
+    # Secret files are written only after the hashes committed, so a crash leaves
+    # no token file without its record.
+    for path, content in files:
+        write_secret_file(path, content)
+    policies = PolicyHolder(settings.policy.directory, clock=clock)
+    ring = KeyRing(records, sealer)
+    live_keys = LiveKeys(ring)
+    metrics = Metrics()
+    leeway = dt.timedelta(seconds=settings.tokens.clock_leeway_seconds)
+    replay = MemoryReplayCache(clock)
+    nonces = NonceService(
+        sealer.unseal(sealed_nonce),
+        clock=clock,
+        lifetime=dt.timedelta(seconds=settings.dpop.nonce_lifetime_seconds),
+    )
+    broker = Broker(
+        settings=settings,
+        database=database,
+        clock=clock,
+        catalog=TargetCatalog(settings.target_list()),
+        policies=policies,
+        issuer=JWTIssuer(ring, issuer=settings.server.issuer),
+        key_source=live_keys,
+        verifier=JWTVerifier(
+            live_keys, issuer=settings.server.issuer, clock=clock, leeway=leeway
+        ),
+        dpop=DPoPVerifier(
+            clock=clock,
+            replay=replay,
+            nonces=nonces,
+            require_nonce=settings.dpop.require_nonce,
+            max_age=dt.timedelta(seconds=settings.dpop.max_age_seconds),
+        ),
+        replay=replay,
+        metrics=metrics,
+    )
+    admin = Admin(
+        broker,
+        signer=AuditSigner.from_sealed(sealed_audit, sealer),
+        ring_factory=lambda found: KeyRing(found, sealer),
+        sealer=sealer,
+        checkpoint_file=state / "audit-checkpoints.jsonl",
+    )
+    return Runtime(
+        settings=settings,
+        database=database,
+        broker=broker,
+        admin=admin,
+        metrics=metrics,
+    )

@@ -1,0 +1,73 @@
+"""
+The broker's background work.
+
+Sweep expired tasks and leases, checkpoint the audit chain, hot-reload policies,
+pick up keys rotated by another replica.
+
+Each job runs on its own interval and logs, never raises: one failing job (a
+database blip) must not stop the others, and each retries on its next tick.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from gatepass.broker.bootstrap import Runtime
+from gatepass.errors import GatepassError
+from gatepass.observability import get_logger
+
+__all__ = ["run_jobs"]
+
+_log = get_logger("gatepass.jobs")
+
+
+async def _every(
+    seconds: float, name: str, job: Callable[[], Awaitable[object]]
+) -> None:
+    while True:
+        # anyio.sleep is the scheduler's wait between ticks, not a wait for state.
+        await anyio.sleep(seconds)
+        try:
+            await job()
+        except GatepassError as error:
+            _log.warning("job failed", job=name, error=error.code, detail=error.detail)
+        except Exception as error:  # noqa: BLE001 - a job must never kill the loop
+            _log.error("job crashed", job=name, error=type(error).__name__)
+
+
+async def _reload_if_changed(runtime: Runtime) -> None:
+    if runtime.broker.policies.changed_on_disk():
+        try:
+            await runtime.admin.reload_policy("system")
+        except GatepassError as error:
+            _log.error("policy reload refused", detail=error.detail)
+
+
+async def run_jobs(runtime: Runtime) -> None:
+    """
+    Run every background job until cancelled.
+
+    Args:
+        runtime: the broker to maintain.
+    """
+    settings = runtime.settings
+    async with anyio.create_task_group() as group:
+        group.start_soon(_every, 2.0, "sweep", runtime.broker.sweep)
+        group.start_soon(
+            _every,
+            float(settings.audit.checkpoint_interval_seconds),
+            "checkpoint",
+            runtime.admin.checkpoint,
+        )
+        group.start_soon(_every, 30.0, "keys", runtime.admin.refresh_keys)
+        interval = settings.policy.reload_interval_seconds
+        if interval > 0:
+            group.start_soon(
+                _every,
+                float(interval) if interval else math.inf,
+                "policy",
+                lambda: _reload_if_changed(runtime),
+            )

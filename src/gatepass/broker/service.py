@@ -1,0 +1,945 @@
+"""
+The broker's agent-facing use cases.
+
+Open a task, issue an access token, close a task, revoke and introspect tokens.
+
+Every use case ends in exactly one write transaction that records the outcome
+together with its audit record; a failure is audited in a transaction of its own
+and then raised to the face that called (API, CLI), which renders it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from sqlalchemy import Connection
+
+from gatepass.audit import AuditEntry
+from gatepass.broker.caches import ExpiringCache
+from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.requests import (
+    ACCESS_TOKEN_TYPE,
+    TXN_TOKEN_TYPE,
+    AccessTokenRequest,
+    OpenTaskRequest,
+    TaskDetails,
+    parse_form,
+    parse_token_exchange,
+)
+from gatepass.clock import Clock, to_epoch
+from gatepass.config import Settings
+from gatepass.errors import (
+    AccessDeniedError,
+    ConflictError,
+    GatepassError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    NotFoundError,
+    TokenError,
+    UnsupportedTokenTypeError,
+)
+from gatepass.identity import AgentAssertionVerifier, WorkloadIdentity
+from gatepass.ids import (
+    AgentId,
+    LeaseId,
+    TaskId,
+    is_id,
+    new_lease_id,
+    new_task_id,
+    new_token_id,
+)
+from gatepass.models import (
+    Agent,
+    AgentStatus,
+    Lease,
+    LeaseState,
+    Target,
+    Task,
+    TaskState,
+)
+from gatepass.observability import Metrics
+from gatepass.policy import (
+    AgentFacts,
+    Decision,
+    PolicyHolder,
+    PolicyRequest,
+    TargetFacts,
+    TaskFacts,
+)
+from gatepass.secret import token_hash
+from gatepass.store import Database, audit_log
+from gatepass.store import agents as agent_rows
+from gatepass.store import leases as lease_rows
+from gatepass.store import tasks as task_rows
+from gatepass.tokens import (
+    DPoPVerifier,
+    JWTIssuer,
+    JWTVerifier,
+    KeyRing,
+    ReplayCache,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_TYP",
+    "OPEN_TASK_ACTION",
+    "TASK_TOKEN_TYP",
+    "Broker",
+    "Introspection",
+    "LiveKeys",
+    "TokenResponse",
+]
+
+OPEN_TASK_ACTION = "OpenTask"
+TASK_TOKEN_TYP = "txntoken+jwt"  # noqa: S105 - a media type
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 §2.1
+_AGENT_CACHE_SECONDS = 5
+
+
+class LiveKeys:
+    """
+    The key ring in force, swappable at rotation; a ``KeySource`` for verifiers.
+
+    Args:
+        ring: the initial ring.
+    """
+
+    def __init__(self, ring: KeyRing) -> None:
+        """Hold the ring."""
+        self.ring = ring
+
+    def key_for(self, kid: str) -> tuple[object, str]:
+        """Return the public key and pinned algorithm for ``kid``."""
+        return self.ring.key_for(kid)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenResponse:
+    """A successful token-endpoint answer (RFC 8693 §2.2.1)."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Introspection:
+    """An RFC 7662 answer."""
+
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What is known about a request so far, for its audit record."""
+
+    kind: str
+    actor: str = "unknown"
+    subject: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class _OneAgent:
+    """An AgentDirectory that knows the single agent fetched for this request."""
+
+    def __init__(self, agent: Agent | None) -> None:
+        self._agent = agent
+
+    def get_agent(self, agent_id: AgentId) -> Agent | None:
+        if self._agent is not None and self._agent.id == agent_id:
+            return self._agent
+        return None
+
+
+def _agent_facts(agent: Agent) -> AgentFacts:
+    return AgentFacts(
+        id=agent.id, name=agent.name, tenant=agent.tenant, labels=agent.labels
+    )
+
+
+def _target_facts(target: Target) -> TargetFacts:
+    return TargetFacts(
+        name=target.name,
+        uri=target.uri,
+        kind=target.kind,
+        environment=target.environment,
+        tenant=target.tenant,
+        risk=target.risk,
+    )
+
+
+def _task_facts(
+    *, purpose: str, intent: str, environment: str, tenant: str, age: dt.timedelta
+) -> TaskFacts:
+    return TaskFacts(
+        purpose=purpose,
+        intent=intent,
+        environment=environment,
+        tenant=tenant,
+        age_seconds=max(0, int(age.total_seconds())),
+    )
+
+
+def _unverified_issuer(token: str) -> str | None:
+    # Only to find whose key to verify with; nothing read here is trusted.
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    issuer = claims.get("iss")
+    return issuer if isinstance(issuer, str) else None
+
+
+class Broker:
+    """
+    The agent-facing use cases.
+
+    Args:
+        settings: the configuration.
+        database: the store.
+        clock: the time source.
+        catalog: the configured targets.
+        policies: the live policy set.
+        issuer: signs task and access tokens.
+        key_source: the live key ring that ``verifier`` reads.
+        verifier: verifies the broker's own tokens.
+        dpop: verifies DPoP proofs.
+        replay: single-use values (assertion ``jti``).
+        metrics: Prometheus metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        clock: Clock,
+        catalog: TargetCatalog,
+        policies: PolicyHolder,
+        issuer: JWTIssuer,
+        key_source: LiveKeys,
+        verifier: JWTVerifier,
+        dpop: DPoPVerifier,
+        replay: ReplayCache,
+        metrics: Metrics,
+    ) -> None:
+        """Keep the collaborators."""
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self.catalog = catalog
+        self.policies = policies
+        self.issuer = issuer
+        self.key_source = key_source
+        self.verifier = verifier
+        self.dpop = dpop
+        self.replay = replay
+        self.metrics = metrics
+        self.token_endpoint = settings.token_endpoint
+        self._issuer_url = settings.server.issuer
+        self._leeway = dt.timedelta(seconds=settings.tokens.clock_leeway_seconds)
+        self._assertion_lifetime = dt.timedelta(
+            seconds=settings.tokens.assertion_max_lifetime_seconds
+        )
+        self._agents: ExpiringCache[str, Agent] = ExpiringCache(10_000)
+        self._tasks: ExpiringCache[str, Task] = ExpiringCache(100_000)
+        self._task_tokens: ExpiringCache[str, dict[str, Any]] = ExpiringCache(100_000)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """
+        Append one audit record in its own transaction.
+
+        Raises:
+            StoreError: the record could not be written.
+        """
+        await self.database.write(lambda conn: audit_log.append_audit(conn, entry))
+        self.metrics.audit_events.labels(kind=entry.kind).inc()
+
+    def _entry(self, attempt: _Attempt, outcome: str) -> AuditEntry:
+        return AuditEntry(
+            at=self.clock.now(),
+            kind=attempt.kind,
+            outcome=outcome,
+            actor=attempt.actor,
+            subject=attempt.subject,
+            data=attempt.data,
+        )
+
+    async def _audit_failure(self, attempt: _Attempt, error: GatepassError) -> None:
+        attempt.data["error"] = error.code
+        attempt.data["detail"] = error.detail
+        outcome = "deny" if error.http_status < 500 else "error"
+        await self.audit(self._entry(attempt, outcome))
+
+    async def record_rejection(
+        self, kind: str, error: GatepassError, *, actor: str = "unknown"
+    ) -> None:
+        """Audit a request refused before it reached a use case (size, type)."""
+        await self._audit_failure(_Attempt(kind=kind, actor=actor), error)
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        """Return an agent, from a cache that is at most a few seconds old."""
+        now = self.clock.now()
+        cached = self._agents.get(agent_id, now)
+        if cached is not None:
+            return cached
+        found = await self.database.read(lambda c: agent_rows.get_agent(c, agent_id))
+        if found is not None:
+            self._agents.put(
+                agent_id, found, now + dt.timedelta(seconds=_AGENT_CACHE_SECONDS)
+            )
+        return found
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop an agent from the cache after it changed."""
+        self._agents.discard(agent_id)
+
+    async def task(self, task_id: str) -> Task | None:
+        """Return a task; its immutable fields may come from the cache."""
+        now = self.clock.now()
+        cached = self._tasks.get(task_id, now)
+        if cached is not None:
+            return cached
+        found = await self.database.read(lambda c: task_rows.get_task(c, task_id))
+        if found is not None and found.state is TaskState.OPEN:
+            self._tasks.put(task_id, found, found.expires_at)
+        return found
+
+    def forget_task(self, task_id: str) -> None:
+        """Drop a task from the cache after it ended."""
+        self._tasks.discard(task_id)
+
+    def decide(self, requests: list[PolicyRequest]) -> list[Decision]:
+        """Ask the live policy set; any evaluation error is already a deny."""
+        decisions = self.policies.current.decide(requests)
+        for request, decision in zip(requests, decisions, strict=True):
+            outcome = "allow" if decision.allowed else "deny"
+            self.metrics.decisions.labels(action=request.action, outcome=outcome).inc()
+        return decisions
+
+    # -------------------------------------------------------------- token flow
+
+    async def token(self, body: bytes, *, dpop_proof: str | None) -> TokenResponse:
+        """
+        Serve one token-endpoint request.
+
+        Args:
+            body: the raw form body.
+            dpop_proof: the single ``DPoP`` header, or None when absent.
+
+        Returns:
+            The token response.
+
+        Raises:
+            GatepassError: the request is refused; it has been audited.
+        """
+        attempt = _Attempt(kind="token.request")
+        try:
+            request = parse_token_exchange(parse_form(body))
+            if isinstance(request, OpenTaskRequest):
+                attempt.kind = "task.open"
+                response = await self._open_task(request, dpop_proof, attempt)
+            else:
+                attempt.kind = "credential.issue"
+                response = await self._access_token(request, dpop_proof, attempt)
+        except GatepassError as error:
+            self.metrics.token_requests.labels(
+                kind=attempt.kind, outcome=error.code
+            ).inc()
+            await self._audit_failure(attempt, error)
+            raise
+        self.metrics.token_requests.labels(kind=attempt.kind, outcome="ok").inc()
+        return response
+
+    async def _open_task(
+        self, request: OpenTaskRequest, dpop_proof: str | None, attempt: _Attempt
+    ) -> TokenResponse:
+        details = request.details
+        attempt.data.update(
+            purpose=details.purpose,
+            environment=details.environment,
+            targets=list(details.targets)[:32],
+        )
+        proof = self.dpop.verify(dpop_proof, method="POST", url=self.token_endpoint)
+        identity = await self._verify_identity(request.subject_token, attempt)
+        agent = identity.agent
+        if request.client_id is not None and request.client_id != agent.id:
+            raise InvalidClientError("client_id does not match the subject")
+        targets = self._task_targets(details)
+        now = self.clock.now()
+        tenant = details.tenant or agent.tenant
+        facts = _task_facts(
+            purpose=details.purpose,
+            intent=details.intent,
+            environment=details.environment,
+            tenant=tenant,
+            age=dt.timedelta(0),
+        )
+        decisions = self.decide(
+            [
+                PolicyRequest(
+                    agent=_agent_facts(agent),
+                    action=OPEN_TASK_ACTION,
+                    target=_target_facts(target),
+                    task=facts,
+                    now=now,
+                )
+                for target in targets
+            ]
+        )
+        self._require_allowed(decisions, attempt)
+        ttl = self._task_ttl(details, decisions)
+        task = Task(
+            id=new_task_id(),
+            agent_id=agent.id,
+            tenant=tenant,
+            environment=details.environment,
+            purpose=details.purpose,
+            intent=details.intent,
+            targets=tuple(target.name for target in targets),
+            jkt=proof.jkt,
+            token_jti=new_token_id(),
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        attempt.subject = task.id
+        token = self.issuer.sign(
+            {
+                "sub": agent.id,
+                "aud": self._issuer_url,
+                "client_id": agent.id,
+                "iat": to_epoch(now),
+                "exp": to_epoch(task.expires_at),
+                "jti": task.token_jti,
+                "txn": task.id,
+                "tenant": task.tenant,
+                "env": task.environment,
+                "purpose": task.purpose,
+                "cnf": {"jkt": proof.jkt},
+            },
+            typ=TASK_TOKEN_TYP,
+        )
+        attempt.data["expires_at"] = task.expires_at.isoformat()
+        entry = self._entry(attempt, "allow")
+
+        def record(conn: Connection) -> None:
+            task_rows.insert_task(conn, task)
+            audit_log.append_audit(conn, entry)
+
+        await self.database.write(record)
+        self.metrics.audit_events.labels(kind=entry.kind).inc()
+        self._tasks.put(task.id, task, task.expires_at)
+        return TokenResponse(
+            body={
+                "access_token": token,
+                "issued_token_type": TXN_TOKEN_TYPE,
+                "token_type": "DPoP",
+                "expires_in": int(ttl.total_seconds()),
+                "task_id": task.id,
+                "authorization_details": details.to_json(task.id),
+            }
+        )
+
+    async def _verify_identity(
+        self, assertion: str, attempt: _Attempt
+    ) -> WorkloadIdentity:
+        issuer = _unverified_issuer(assertion)
+        agent = await self.agent(issuer) if issuer and is_id(issuer, "agt") else None
+        # The agent was fetched without blocking the event loop; the verifier sees a
+        # directory of that one agent.
+        verifier = AgentAssertionVerifier(
+            directory=_OneAgent(agent),
+            audiences=frozenset({self._issuer_url, self.token_endpoint}),
+            clock=self.clock,
+            replay=self.replay,
+            max_lifetime=self._assertion_lifetime,
+            leeway=self._leeway,
+        )
+        identity = verifier.verify(assertion)
+        attempt.actor = identity.agent.id
+        return identity
+
+    def _task_targets(self, details: TaskDetails) -> list[Target]:
+        targets: list[Target] = []
+        for reference in details.targets:
+            target = self.catalog.resolve(reference)
+            # Separate credentials per environment: a task lives in one.
+            if target.environment != details.environment:
+                raise InvalidTargetError(
+                    f"target {target.name} is in environment {target.environment}, "
+                    f"not {details.environment}"
+                )
+            if target not in targets:
+                targets.append(target)
+        return targets
+
+    def _require_allowed(self, decisions: list[Decision], attempt: _Attempt) -> None:
+        policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
+        errors = [error for d in decisions for error in d.errors]
+        attempt.data["policy_ids"] = policy_ids
+        if errors:
+            attempt.data["policy_errors"] = errors[:5]
+        if not all(decision.allowed for decision in decisions):
+            detail = "policy denied the request"
+            if errors:
+                detail = "policy evaluation failed; denied"
+            raise AccessDeniedError(detail)
+
+    def _task_ttl(
+        self, details: TaskDetails, decisions: list[Decision]
+    ) -> dt.timedelta:
+        tokens = self.settings.tokens
+        caps = [
+            details.max_ttl or dt.timedelta(seconds=tokens.task_default_ttl_seconds),
+            dt.timedelta(seconds=tokens.task_max_ttl_seconds),
+        ]
+        caps.extend(d.ttl_cap for d in decisions if d.ttl_cap is not None)
+        return min(caps)
+
+    async def verify_task_token(self, token: str) -> dict[str, Any]:
+        """
+        Verify a task token, from a cache keyed by its hash until it expires.
+
+        Raises:
+            TokenError: the token is not a valid task token of this broker.
+        """
+        now = self.clock.now()
+        key = hashlib.sha256(token.encode()).hexdigest()
+        claims = self._task_tokens.get(key, now)
+        if claims is None:
+            claims = self.verifier.verify(
+                token, typ=TASK_TOKEN_TYP, audience=self._issuer_url
+            )
+            if not is_id(claims.get("txn"), "tsk") or not isinstance(
+                claims.get("cnf", {}).get("jkt"), str
+            ):
+                raise TokenError("task token lacks its task or key binding")
+            expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
+            self._task_tokens.put(key, claims, expires)
+        return claims
+
+    async def _open_task_for(self, token: str, attempt: _Attempt) -> Task:
+        try:
+            claims = await self.verify_task_token(token)
+        except TokenError as error:
+            raise InvalidGrantError(f"task token rejected: {error.detail}") from error
+        attempt.actor = str(claims["sub"])
+        attempt.subject = str(claims["txn"])
+        task = await self.task(str(claims["txn"]))
+        if task is None or task.token_jti != claims.get("jti"):
+            raise InvalidGrantError("task token names an unknown task")
+        if task.state is not TaskState.OPEN or task.expires_at <= self.clock.now():
+            raise InvalidGrantError("task is closed")
+        return task
+
+    async def _access_token(
+        self, request: AccessTokenRequest, dpop_proof: str | None, attempt: _Attempt
+    ) -> TokenResponse:
+        attempt.data.update(resource=request.resource[:200], actions=request.actions)
+        task = await self._open_task_for(request.subject_token, attempt)
+        self.dpop.verify(
+            dpop_proof,
+            method="POST",
+            url=self.token_endpoint,
+            expected_jkt=task.jkt,
+        )
+        if request.client_id is not None and request.client_id != task.agent_id:
+            raise InvalidClientError("client_id does not match the subject")
+        target = self.catalog.resolve(request.resource)
+        attempt.data["target"] = target.name
+        if target.name not in task.targets:
+            raise InvalidTargetError("target is outside the task")
+        unknown = [a for a in request.actions if a not in target.actions]
+        if unknown:
+            raise InvalidScopeError("scope names an action the target does not offer")
+        agent = await self.agent(task.agent_id)
+        if agent is None or agent.status is not AgentStatus.ACTIVE:
+            raise AccessDeniedError("agent is disabled")
+        now = self.clock.now()
+        facts = _task_facts(
+            purpose=task.purpose,
+            intent=task.intent,
+            environment=task.environment,
+            tenant=task.tenant,
+            age=now - task.created_at,
+        )
+        decisions = self.decide(
+            [
+                PolicyRequest(
+                    agent=_agent_facts(agent),
+                    action=action,
+                    target=_target_facts(target),
+                    task=facts,
+                    now=now,
+                )
+                for action in request.actions
+            ]
+        )
+        self._require_allowed(decisions, attempt)
+        ttl = self._access_ttl(decisions, target, task, now)
+        lease = Lease(
+            id=new_lease_id(),
+            task_id=task.id,
+            agent_id=task.agent_id,
+            target=target.name,
+            kind="access_token",
+            actions=request.actions,
+            handle=new_token_id(),
+            state=LeaseState.ACTIVE,
+            issued_at=now,
+            expires_at=now + ttl,
+            policy_ids=tuple(attempt.data.get("policy_ids", ())),
+        )
+        scope = " ".join(request.actions)
+        token = self.issuer.sign(
+            {
+                "sub": task.agent_id,
+                "aud": target.uri,
+                "client_id": task.agent_id,
+                "iat": to_epoch(now),
+                "exp": to_epoch(lease.expires_at),
+                "jti": lease.handle,
+                "scope": scope,
+                "txn": task.id,
+                "tenant": task.tenant,
+                "env": task.environment,
+                "cnf": {"jkt": task.jkt},
+            },
+            typ=ACCESS_TOKEN_TYP,
+        )
+        attempt.data["lease_id"] = lease.id
+        attempt.data["expires_at"] = lease.expires_at.isoformat()
+        entry = self._entry(attempt, "allow")
+
+        def record(conn: Connection) -> bool:
+            # Intent first: the lease and its audit record commit before the token
+            # leaves; the share lock makes a concurrent close wait or win.
+            if not task_rows.lock_open_task(conn, task.id, now):
+                return False
+            lease_rows.insert_lease(conn, lease)
+            audit_log.append_audit(conn, entry)
+            return True
+
+        if not await self.database.write(record):
+            self.forget_task(task.id)
+            raise InvalidGrantError("task is closed")
+        self.metrics.audit_events.labels(kind=entry.kind).inc()
+        self.metrics.issuances.labels(kind=lease.kind, target=target.name).inc()
+        return TokenResponse(
+            body={
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "DPoP",
+                "expires_in": int(ttl.total_seconds()),
+                "scope": scope,
+                "lease_id": lease.id,
+            }
+        )
+
+    def _access_ttl(
+        self, decisions: list[Decision], target: Target, task: Task, now: dt.datetime
+    ) -> dt.timedelta:
+        tokens = self.settings.tokens
+        policy_caps = [d.ttl_cap for d in decisions if d.ttl_cap is not None]
+        # Ground rule 10: the minimum of the policy's cap, the target's cap and the
+        # task's remaining life.
+        ttl = min(
+            min(policy_caps)
+            if policy_caps
+            else dt.timedelta(seconds=tokens.access_default_ttl_seconds),
+            target.max_ttl,
+            dt.timedelta(seconds=tokens.access_max_ttl_seconds),
+            task.expires_at - now,
+        )
+        ttl = dt.timedelta(seconds=int(ttl.total_seconds()))
+        if ttl <= dt.timedelta(0):
+            raise InvalidGrantError("task is closed")
+        return ttl
+
+    # ------------------------------------------------------------ close/revoke
+
+    async def close_task(
+        self,
+        task_id: str,
+        *,
+        actor: str,
+        reason: str,
+        state: TaskState = TaskState.CLOSED,
+    ) -> Task:
+        """
+        Close a task and revoke every lease it holds, in one transaction.
+
+        Raises:
+            NotFoundError: no such task.
+            ConflictError: the task had already ended.
+        """
+        now = self.clock.now()
+        attempt = _Attempt(kind="task.close", actor=actor, subject=task_id)
+        attempt.data["reason"] = reason[:200]
+
+        def close(conn: Connection) -> tuple[Task | None, bool, list[LeaseId]]:
+            changed = task_rows.close_task(
+                conn, task_id, now=now, reason=reason, state=state
+            )
+            revoked = (
+                lease_rows.revoke_task_leases(conn, task_id, now) if changed else []
+            )
+            if changed:
+                attempt.data["revoked_leases"] = list(revoked)
+                audit_log.append_audit(conn, self._entry(attempt, "ok"))
+            return task_rows.get_task(conn, task_id), changed, revoked
+
+        task, changed, revoked = await self.database.write(close)
+        self.forget_task(task_id)
+        if task is None:
+            error: GatepassError = NotFoundError("no such task")
+            await self._audit_failure(attempt, error)
+            raise error
+        if not changed:
+            raise ConflictError(f"task is already {task.state.value}")
+        self.metrics.revocations.labels(reason="task_closed").inc(len(revoked))
+        return task
+
+    async def close_task_as_agent(
+        self,
+        task_id: str,
+        *,
+        access_token: str,
+        dpop_proof: str | None,
+        url: str,
+    ) -> Task:
+        """
+        Close a task on behalf of the agent holding its task token.
+
+        Args:
+            task_id: the task named in the path.
+            access_token: the task token from ``Authorization: DPoP``.
+            dpop_proof: the ``DPoP`` header.
+            url: the request URL, for the proof's ``htu``.
+
+        Raises:
+            TokenError: the task token is invalid or names another task.
+            DPoPProofError: the proof is missing or not by the task's key.
+        """
+        attempt = _Attempt(kind="task.close", subject=task_id)
+        try:
+            claims = await self.verify_task_token(access_token)
+            attempt.actor = str(claims["sub"])
+            self.dpop.verify(
+                dpop_proof,
+                method="POST",
+                url=url,
+                access_token=access_token,
+                expected_jkt=str(claims["cnf"]["jkt"]),
+            )
+            if claims["txn"] != task_id:
+                raise TokenError("token is for another task")
+        except GatepassError as error:
+            await self._audit_failure(attempt, error)
+            raise
+        return await self.close_task(
+            task_id, actor=attempt.actor, reason="closed by agent"
+        )
+
+    async def revoke_lease(self, lease_id: str, *, actor: str, reason: str) -> Lease:
+        """
+        Revoke one lease.
+
+        Raises:
+            NotFoundError: no such lease.
+            ConflictError: it is no longer live.
+        """
+        now = self.clock.now()
+        attempt = _Attempt(kind="lease.revoke", actor=actor, subject=lease_id)
+        attempt.data["reason"] = reason[:200]
+
+        def revoke(conn: Connection) -> tuple[Lease | None, bool]:
+            changed = lease_rows.revoke_lease(conn, lease_id, now)
+            if changed:
+                audit_log.append_audit(conn, self._entry(attempt, "ok"))
+            return lease_rows.get_lease(conn, lease_id), changed
+
+        lease, changed = await self.database.write(revoke)
+        if lease is None:
+            error: GatepassError = NotFoundError("no such lease")
+            await self._audit_failure(attempt, error)
+            raise error
+        if not changed:
+            raise ConflictError(f"lease is already {lease.state.value}")
+        self.metrics.revocations.labels(
+            reason=reason.split(" ", maxsplit=1)[0][:32]
+        ).inc()
+        return lease
+
+    def _peek(self, token: str) -> tuple[str, dict[str, Any]] | None:
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return None
+        typ = header.get("typ")
+        return (typ, claims) if isinstance(typ, str) else None
+
+    def _verify_any(self, token: str) -> tuple[str, dict[str, Any]] | None:
+        """Verify a broker token of either kind; None if it is not valid."""
+        peeked = self._peek(token)
+        if peeked is None:
+            return None
+        typ, unverified = peeked
+        audience = unverified.get("aud")
+        if typ.lower() not in {TASK_TOKEN_TYP, ACCESS_TOKEN_TYP} or not isinstance(
+            audience, str
+        ):
+            return None
+        try:
+            claims = self.verifier.verify(token, typ=typ.lower(), audience=audience)
+        except TokenError:
+            return None
+        return typ.lower(), claims
+
+    async def revoke_token(self, body: bytes) -> None:
+        """
+        Serve RFC 7009 revocation: possession of the token is the authorization.
+
+        Unknown, invalid and already-revoked tokens are accepted silently (RFC 7009
+        §2.2); the attempt is audited either way.
+
+        Raises:
+            InvalidRequestError: the request is malformed.
+            UnsupportedTokenTypeError: the hint names a type gatepass cannot revoke.
+        """
+        attempt = _Attempt(kind="token.revoke")
+        try:
+            form = parse_form(body)
+            tokens = form.get("token", [])
+            if len(tokens) != 1 or not tokens[0]:
+                raise InvalidRequestError("name exactly one token")
+            hints = form.get("token_type_hint", [])
+            if hints and hints[0] not in {"access_token", "refresh_token"}:
+                raise UnsupportedTokenTypeError("unsupported token_type_hint")
+        except GatepassError as error:
+            await self._audit_failure(attempt, error)
+            raise
+        token = tokens[0]
+        attempt.data["token_hash"] = token_hash(token)
+        verified = self._verify_any(token)
+        if verified is None:
+            attempt.data["result"] = "not an active gatepass token"
+            await self.audit(self._entry(attempt, "ok"))
+            return
+        typ, claims = verified
+        attempt.actor = str(claims.get("sub", "unknown"))
+        try:
+            if typ == TASK_TOKEN_TYP:
+                await self.close_task(
+                    str(claims["txn"]), actor=attempt.actor, reason="task token revoked"
+                )
+            else:
+                lease = await self.database.read(
+                    lambda c: lease_rows.get_lease_by_handle(c, str(claims["jti"]))
+                )
+                if lease is not None:
+                    await self.revoke_lease(
+                        lease.id, actor=attempt.actor, reason="token revoked"
+                    )
+        except (ConflictError, NotFoundError):
+            # Already revoked or closed: RFC 7009 §2.2 answers 200 all the same.
+            return
+
+    async def introspect(self, body: bytes) -> Introspection:
+        """
+        Serve RFC 7662 introspection of a broker token.
+
+        Raises:
+            InvalidRequestError: the request is malformed.
+        """
+        form = parse_form(body)
+        tokens = form.get("token", [])
+        if len(tokens) != 1 or not tokens[0]:
+            raise InvalidRequestError("name exactly one token")
+        inactive = Introspection(body={"active": False})
+        verified = self._verify_any(tokens[0])
+        if verified is None:
+            return inactive
+        typ, claims = verified
+        now = self.clock.now()
+        if typ == TASK_TOKEN_TYP:
+            task = await self.database.read(
+                lambda c: task_rows.get_task(c, str(claims["txn"]))
+            )
+            if (
+                task is None
+                or task.state is not TaskState.OPEN
+                or task.expires_at <= now
+            ):
+                return inactive
+        else:
+            lease = await self.database.read(
+                lambda c: lease_rows.get_lease_by_handle(c, str(claims["jti"]))
+            )
+            if lease is None or lease.state is not LeaseState.ACTIVE:
+                return inactive
+            if lease.expires_at <= now:
+                return inactive
+        body_out: dict[str, Any] = {
+            "active": True,
+            "token_type": "DPoP",
+            **{
+                name: claims[name]
+                for name in (
+                    "scope",
+                    "client_id",
+                    "sub",
+                    "aud",
+                    "iss",
+                    "exp",
+                    "iat",
+                    "jti",
+                    "cnf",
+                    "txn",
+                    "tenant",
+                    "env",
+                )
+                if name in claims
+            },
+        }
+        return Introspection(body=body_out)
+
+    # ------------------------------------------------------------ sweeping
+
+    async def sweep(self) -> tuple[list[TaskId], int]:
+        """
+        Expire overdue tasks (revoking their leases) and overdue leases.
+
+        Returns:
+            The expired task ids and how many leases expired on their own.
+        """
+        now = self.clock.now()
+
+        def sweep(conn: Connection) -> tuple[list[TaskId], int]:
+            expired = task_rows.expire_tasks(conn, now)
+            for task_id in expired:
+                revoked = lease_rows.revoke_task_leases(conn, task_id, now)
+                audit_log.append_audit(
+                    conn,
+                    AuditEntry(
+                        at=now,
+                        kind="task.expire",
+                        outcome="ok",
+                        actor="system",
+                        subject=task_id,
+                        data={"revoked_leases": list(revoked)},
+                    ),
+                )
+            return expired, lease_rows.expire_leases(conn, now)
+
+        expired, lease_count = await self.database.write(sweep)
+        for task_id in expired:
+            self.forget_task(task_id)
+        return expired, lease_count

@@ -1,0 +1,240 @@
+"""
+The broker's configuration: one TOML file, parsed and validated once at start.
+
+Relative paths resolve against the working directory, so the quickstart runs from the
+repository root. Every problem is reported with its location in the file
+(``targets[1].max_ttl_seconds: ...``) and stops the start (exit code 78).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gatepass.errors import ConfigurationError
+from gatepass.models import Target
+
+__all__ = [
+    "AuditSettings",
+    "DPoPSettings",
+    "DemoSettings",
+    "PolicySettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "TargetSettings",
+    "TokenSettings",
+    "load_settings",
+]
+
+_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+Name = Annotated[str, Field(pattern=_NAME)]
+Seconds = Annotated[int, Field(ge=1, le=86_400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """Where the broker listens and what it calls itself."""
+
+    issuer: str = "http://127.0.0.1:8400"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=1, le=65535)
+    state_dir: Path = Path(".gatepass")
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_origin(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://gatepass.example")
+        if parts.query or parts.fragment or parts.path not in {"", "/"}:
+            raise ValueError("must be an origin without path, query or fragment")
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+class StoreSettings(_Section):
+    """The database: SQLite (embedded default) or PostgreSQL."""
+
+    url: str | None = None
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(
+            ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+        ):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+class TokenSettings(_Section):
+    """Lifetimes and algorithms of the tokens the broker signs."""
+
+    algorithm: Literal["ES256", "EdDSA"] = "ES256"
+    task_default_ttl_seconds: Seconds = 900
+    task_max_ttl_seconds: Seconds = 3600
+    access_default_ttl_seconds: Seconds = 300
+    access_max_ttl_seconds: Seconds = 900
+    key_retire_after_seconds: Seconds = 7200
+    assertion_max_lifetime_seconds: int = Field(default=300, ge=10, le=3600)
+    clock_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+
+class DPoPSettings(_Section):
+    """RFC 9449 proof checks."""
+
+    require_nonce: bool = False
+    max_age_seconds: int = Field(default=60, ge=5, le=600)
+    nonce_lifetime_seconds: int = Field(default=300, ge=10, le=3600)
+
+
+class PolicySettings(_Section):
+    """Where the Cedar policies live and how often they are checked for changes."""
+
+    directory: Path = Path("policies")
+    reload_interval_seconds: int = Field(default=5, ge=0, le=3600)
+
+
+class AuditSettings(_Section):
+    """How often the audit chain head is signed."""
+
+    checkpoint_interval_seconds: int = Field(default=10, ge=1, le=3600)
+
+
+class TargetSettings(_Section):
+    """One target, as written in the file."""
+
+    name: Name
+    uri: str
+    kind: Literal["http"] = "http"
+    environment: Name
+    tenant: Name
+    risk: Literal["low", "medium", "high"] = "low"
+    actions: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]] = Field(
+        min_length=1, max_length=32
+    )
+    max_ttl_seconds: Seconds = 900
+
+    @field_validator("uri")
+    @classmethod
+    def _absolute_uri(cls, value: str) -> str:
+        parts = urlsplit(value)
+        # RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
+            raise ValueError("must be an absolute http(s) URI without a fragment")
+        return value
+
+    def to_target(self) -> Target:
+        """Return the runtime record."""
+        return Target(
+            name=self.name,
+            uri=self.uri,
+            kind=self.kind,
+            environment=self.environment,
+            tenant=self.tenant,
+            risk=self.risk,
+            actions=tuple(self.actions),
+            max_ttl=dt.timedelta(seconds=self.max_ttl_seconds),
+        )
+
+
+class DemoSettings(_Section):
+    """The quickstart's demo agent and resource server."""
+
+    enabled: bool = False
+    agent_name: Name = "demo-agent"
+    tenant: Name = "acme"
+    labels: dict[str, str] = Field(default_factory=dict)
+    resource_port: int = Field(default=8401, ge=1, le=65535)
+    resource_target: Name = "tickets"
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    tokens: TokenSettings = TokenSettings()
+    dpop: DPoPSettings = DPoPSettings()
+    policy: PolicySettings = PolicySettings()
+    audit: AuditSettings = AuditSettings()
+    targets: list[TargetSettings] = Field(default_factory=list, max_length=10_000)
+    demo: DemoSettings = DemoSettings()
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, value: list[TargetSettings]) -> list[TargetSettings]:
+        for attribute in ("name", "uri"):
+            seen: set[str] = set()
+            for target in value:
+                key = getattr(target, attribute)
+                if key in seen:
+                    raise ValueError(f"duplicate target {attribute} {key!r}")
+                seen.add(key)
+        return value
+
+    @property
+    def store_url(self) -> str:
+        """Return the database URL, defaulting to SQLite under the state directory."""
+        return self.store.url or f"sqlite:///{self.server.state_dir / 'gatepass.db'}"
+
+    @property
+    def token_endpoint(self) -> str:
+        """Return the token endpoint URL, the ``htu`` of token requests."""
+        return f"{self.server.issuer}/token"
+
+    def target_list(self) -> list[Target]:
+        """Return the configured targets as runtime records."""
+        return [target.to_target() for target in self.targets]
+
+
+def _location(error: dict[str, object]) -> str:
+    parts = [str(part) for part in error.get("loc", ())]  # type: ignore[attr-defined]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def load_settings(path: Path) -> Settings:
+    """
+    Read and validate a configuration file.
+
+    Args:
+        path: the TOML file.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigurationError: the file is missing, not TOML, or invalid; the message
+            names every problem with its location.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_location(dict(error))}: {error['msg']}" for error in exc.errors()
+        )
+        problems = re.sub(r"\s+", " ", problems)
+        raise ConfigurationError(f"{path}: {problems}") from exc

@@ -1,0 +1,100 @@
+"""
+Workload identity: who an agent is, and the seam where identity verifiers plug in.
+
+An agent proves itself with a JWT assertion signed by its registered key (RFC 7523);
+SPIFFE JWT-SVID and OIDC verifiers implement the same :class:`WorkloadVerifier`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from gatepass.ids import AgentId
+from gatepass.models import Agent
+
+__all__ = [
+    "JWT_TOKEN_TYPE",
+    "AgentDirectory",
+    "ReplayCache",
+    "WorkloadIdentity",
+    "WorkloadVerifier",
+]
+
+# RFC 8693 §3: the token type of a JWT subject token.
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - not a secret
+
+
+class AgentDirectory(Protocol):
+    """Looks up registered agents (the store implements it)."""
+
+    def get_agent(self, agent_id: AgentId) -> Agent | None:
+        """
+        Return the agent with this id, or None.
+
+        Args:
+            agent_id: a well-formed agent id.
+        """
+        ...
+
+
+class ReplayCache(Protocol):
+    """
+    Remembers single-use values until they expire.
+
+    The same shape as ``gatepass.tokens.ReplayCache``, declared here so that
+    identity does not depend on tokens; ``MemoryReplayCache`` satisfies both.
+    """
+
+    def seen(self, namespace: str, value: str, expires_at: dt.datetime) -> bool:
+        """
+        Record a value atomically and tell whether it was already recorded.
+
+        Args:
+            namespace: separates kinds of values.
+            value: the single-use value.
+            expires_at: when the value may be forgotten.
+
+        Returns:
+            True for a replay (or when the cache cannot record it: fail closed).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadIdentity:
+    """
+    A verified agent identity.
+
+    Attributes:
+        agent: the registered agent.
+        method: how it proved itself (``"jwt-assertion"``).
+        assertion_jti: the id of the credential it presented, for audit.
+    """
+
+    agent: Agent
+    method: str
+    assertion_jti: str
+
+
+class WorkloadVerifier(Protocol):
+    """Turns a presented identity token into a :class:`WorkloadIdentity`, or raises."""
+
+    token_types: frozenset[str]
+
+    def verify(self, token: str) -> WorkloadIdentity:
+        """
+        Verify an identity token.
+
+        Args:
+            token: the ``subject_token`` or ``actor_token``.
+
+        Returns:
+            The verified identity.
+
+        Raises:
+            InvalidGrantError: the token is invalid, expired, replayed or unknown.
+            AccessDeniedError: the agent is disabled.
+        """
+        ...

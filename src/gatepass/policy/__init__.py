@@ -1,0 +1,44 @@
+"""
+May they? Cedar policy-as-code for gatepass.
+
+The broker asks a :class:`PolicyEngine` one question per (agent, action, target,
+task, time) and gets one :class:`Decision` each. :class:`CedarPolicySet` answers
+from a directory of ``*.cedar`` files and a ``schema.cedarschema``;
+:class:`PolicyHolder` keeps the live set and hot-reloads it; :func:`run_cases` runs
+TOML policy tests against a set. Deny by default, and any evaluation error is a
+deny.
+"""
+
+from __future__ import annotations
+
+from gatepass.policy.cases import CaseReport, CaseResult, run_cases
+from gatepass.policy.cedar import CedarPolicySet
+from gatepass.policy.facts import (
+    OPEN_TASK,
+    AgentFacts,
+    Decision,
+    PolicyEngine,
+    PolicyRequest,
+    TargetFacts,
+    TaskFacts,
+)
+from gatepass.policy.holder import PolicyHolder, ReloadResult
+from gatepass.policy.sources import SCHEMA_FILE, PolicyInfo
+
+__all__ = [
+    "OPEN_TASK",
+    "SCHEMA_FILE",
+    "AgentFacts",
+    "CaseReport",
+    "CaseResult",
+    "CedarPolicySet",
+    "Decision",
+    "PolicyEngine",
+    "PolicyHolder",
+    "PolicyInfo",
+    "PolicyRequest",
+    "ReloadResult",
+    "TargetFacts",
+    "TaskFacts",
+    "run_cases",
+]

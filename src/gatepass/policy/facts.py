@@ -1,0 +1,162 @@
+"""
+What a policy decides about, what it answers, and the engine's contract.
+
+The broker describes each question as a :class:`PolicyRequest` built from plain
+facts (no store objects), and a :class:`PolicyEngine` answers with one
+:class:`Decision` per request, in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "OPEN_TASK",
+    "AgentFacts",
+    "Decision",
+    "PolicyEngine",
+    "PolicyRequest",
+    "TargetFacts",
+    "TaskFacts",
+]
+
+OPEN_TASK = "OpenTask"
+"""The action evaluated once per target when an agent opens a task."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentFacts:
+    """
+    The principal: a registered agent, as policies see it.
+
+    Attributes:
+        id: the agent id, the Cedar entity id of ``Gatepass::Agent``.
+        name: the agent's human label.
+        tenant: the tenant the agent belongs to.
+        labels: free key/value labels; Cedar sees them as entity tags.
+    """
+
+    id: str
+    name: str
+    tenant: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetFacts:
+    """
+    The resource: a configured target, as policies see it.
+
+    Attributes:
+        name: the target name, the Cedar entity id of ``Gatepass::Target``.
+        uri: the resource indicator (RFC 8707).
+        kind: the engine kind (``http``, ``postgres``...).
+        environment: ``dev``, ``staging``, ``prod``...
+        tenant: the tenant that owns the target.
+        risk: ``low``, ``medium`` or ``high``.
+    """
+
+    name: str
+    uri: str
+    kind: str
+    environment: str
+    tenant: str
+    risk: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFacts:
+    """
+    The task the request belongs to, passed to Cedar as ``context.task``.
+
+    Attributes:
+        purpose: a short purpose label (``support-triage``).
+        intent: free text describing the work.
+        environment: the environment the task works in.
+        tenant: the tenant the task works for.
+        age_seconds: whole seconds since the task was opened (0 when opening it).
+    """
+
+    purpose: str
+    intent: str
+    environment: str
+    tenant: str
+    age_seconds: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyRequest:
+    """
+    One question: may ``agent`` do ``action`` on ``target`` in ``task`` at ``now``?
+
+    Attributes:
+        agent: the principal.
+        action: ``OpenTask`` or a target action the schema declares (``read``).
+        target: the resource.
+        task: the task context.
+        now: the moment of the request, aware; policies see it in UTC as
+            ``context.time``.
+    """
+
+    agent: AgentFacts
+    action: str
+    target: TargetFacts
+    task: TaskFacts
+    now: dt.datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """
+    The answer to one :class:`PolicyRequest`.
+
+    Attributes:
+        allowed: True only when some permit applies, no forbid applies, and
+            nothing went wrong while evaluating.
+        ttl_cap: the smallest ``@ttl`` of the permit policies that allowed the
+            request; None when denied or when none of them carries one.
+        policy_ids: the ``@id`` of each deciding policy (the permits of an allow,
+            the forbids of a deny; empty for a default deny), or ``<file>:<index>``
+            for a policy without ``@id``.
+        errors: evaluation errors; any error makes the decision a deny.
+    """
+
+    allowed: bool
+    ttl_cap: dt.timedelta | None = None
+    policy_ids: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+class PolicyEngine(Protocol):
+    """
+    Decides policy requests; implemented by ``CedarPolicySet``.
+
+    Attributes:
+        digest: a stable hash of the policy sources, for audit records.
+        policy_count: how many policies the set holds.
+    """
+
+    @property
+    def digest(self) -> str:
+        """A stable hash of the policy sources, for audit records."""
+        ...
+
+    @property
+    def policy_count(self) -> int:
+        """How many policies the set holds."""
+        ...
+
+    def decide(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
+        """
+        Decide each request; never raises for a bad request, it denies it.
+
+        Args:
+            requests: the questions, in order.
+
+        Returns:
+            One decision per request, in the same order.
+        """
+        ...

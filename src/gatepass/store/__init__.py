@@ -1,0 +1,26 @@
+"""
+The store: SQLAlchemy Core persistence on SQLite (embedded) and PostgreSQL.
+
+Each aggregate has one module of plain functions taking a ``Connection``, so a use
+case composes several of them in one transaction (a lease, its audit record and the
+task check commit together). Only this package imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from gatepass.store import agents, api_tokens, audit_log, keys, leases, tasks
+from gatepass.store.api_tokens import ApiRole
+from gatepass.store.database import Database
+from gatepass.store.replay import SqlReplayCache
+
+__all__ = [
+    "ApiRole",
+    "Database",
+    "SqlReplayCache",
+    "agents",
+    "api_tokens",
+    "audit_log",
+    "keys",
+    "leases",
+    "tasks",
+]

@@ -1,0 +1,203 @@
+"""
+Connections, transactions and the thread hop between the event loop and the database.
+
+The store is synchronous SQLAlchemy Core: simple, fast and the same on SQLite and
+PostgreSQL. Async callers reach it through :meth:`Database.write` and
+:meth:`Database.read`, which run one whole transaction in a worker thread. SQLite
+allows one writer at a time, so its writes go through a single thread (no lock
+contention, no ``database is locked``); PostgreSQL uses a pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from gatepass.errors import ConfigurationError, GatepassError, StoreError
+from gatepass.store.tables import SCHEMA_VERSION, metadata, settings_kv
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 10},
+        pool_size=4,
+        max_overflow=4,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Writers take the write lock up front so that two writers never deadlock
+        # upgrading a read lock; readers use deferred transactions under WAL.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """
+    The broker's database.
+
+    Args:
+        url: ``sqlite:///path`` or ``postgresql+psycopg://...``.
+        pool_size: connections kept for PostgreSQL.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        """Create the engines; no connection is made until first use."""
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._write_engine = _sqlite_engine(url, immediate=True)
+            self._read_engine = _sqlite_engine(url, immediate=False)
+            write_threads, read_threads = 1, 4
+        else:
+            self._write_engine = create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+            )
+            self._read_engine = self._write_engine
+            write_threads = read_threads = pool_size
+        self._write_limiter = anyio.CapacityLimiter(write_threads)
+        self._read_limiter = anyio.CapacityLimiter(read_threads)
+
+    @property
+    def dialect(self) -> str:
+        """Return ``sqlite`` or ``postgresql``."""
+        return self._write_engine.dialect.name
+
+    def create_schema(self) -> None:
+        """
+        Create the tables if they are missing and check the schema version.
+
+        Raises:
+            ConfigurationError: the database holds a schema of another version.
+            StoreError: the database cannot be reached.
+        """
+        with self.transaction() as conn:
+            metadata.create_all(conn)
+            row = conn.execute(
+                select(settings_kv.c.value).where(
+                    settings_kv.c.name == "schema_version"
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                conn.execute(
+                    settings_kv.insert().values(
+                        name="schema_version", value=str(SCHEMA_VERSION).encode()
+                    )
+                )
+            elif int(row) != SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"database schema version {int(row)} is not {SCHEMA_VERSION}"
+                )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """
+        Run a write transaction: commit on success, roll back on any error.
+
+        Raises:
+            StoreError: the database failed; the message names no data.
+        """
+        try:
+            with self._write_engine.begin() as conn:
+                yield conn
+        except GatepassError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(_describe(exc)) from exc
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """
+        Open a read-only transaction.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        try:
+            with self._read_engine.connect() as conn:
+                yield conn
+        except GatepassError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(_describe(exc)) from exc
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """
+        Run ``work`` inside one write transaction on a worker thread.
+
+        Args:
+            work: a function of the connection; its return value is returned.
+        """
+
+        def run() -> T:
+            with self.transaction() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run, limiter=self._write_limiter)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """
+        Run ``work`` inside one read transaction on a worker thread.
+
+        Args:
+            work: a function of the connection; its return value is returned.
+        """
+
+        def run() -> T:
+            with self.reading() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    def ping(self) -> None:
+        """
+        Check that the database answers.
+
+        Raises:
+            StoreError: it does not.
+        """
+        with self.reading() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._write_engine.dispose()
+        self._read_engine.dispose()
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    # Never include statement parameters: they may hold hashes or labels we do not
+    # want in logs, and the driver's message can echo values.
+    if isinstance(exc, OperationalError):
+        return "database unavailable"
+    return f"database error ({type(exc).__name__})"

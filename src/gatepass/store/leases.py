@@ -1,0 +1,165 @@
+"""Persistence of leases: the broker's record of every credential."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from gatepass.ids import AgentId, LeaseId, TaskId
+from gatepass.models import Lease, LeaseState
+from gatepass.store.tables import leases
+
+__all__ = [
+    "expire_leases",
+    "get_lease",
+    "get_lease_by_handle",
+    "insert_lease",
+    "list_leases",
+    "live_leases",
+    "revoke_lease",
+    "revoke_task_leases",
+]
+
+_LIVE = (LeaseState.PENDING.value, LeaseState.ACTIVE.value)
+
+
+def _to_lease(row: Row[Any]) -> Lease:
+    return Lease(
+        id=LeaseId(row.id),
+        task_id=TaskId(row.task_id),
+        agent_id=AgentId(row.agent_id),
+        target=row.target,
+        kind=row.kind,
+        actions=tuple(row.actions),
+        handle=row.handle,
+        state=LeaseState(row.state),
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        policy_ids=tuple(row.policy_ids),
+    )
+
+
+def insert_lease(conn: Connection, lease: Lease) -> None:
+    """Record a lease."""
+    conn.execute(
+        leases.insert().values(
+            id=lease.id,
+            task_id=lease.task_id,
+            agent_id=lease.agent_id,
+            target=lease.target,
+            kind=lease.kind,
+            actions=list(lease.actions),
+            handle=lease.handle,
+            state=lease.state.value,
+            issued_at=lease.issued_at,
+            expires_at=lease.expires_at,
+            policy_ids=list(lease.policy_ids),
+        )
+    )
+
+
+def get_lease(conn: Connection, lease_id: str) -> Lease | None:
+    """Return the lease with this id, or None."""
+    row = conn.execute(select(leases).where(leases.c.id == lease_id)).one_or_none()
+    return None if row is None else _to_lease(row)
+
+
+def get_lease_by_handle(conn: Connection, handle: str) -> Lease | None:
+    """Return the lease whose credential has this handle (an access token's jti)."""
+    row = conn.execute(select(leases).where(leases.c.handle == handle)).one_or_none()
+    return None if row is None else _to_lease(row)
+
+
+def list_leases(
+    conn: Connection,
+    *,
+    state: str | None = None,
+    task_id: str | None = None,
+    limit: int = 100,
+) -> list[Lease]:
+    """Return leases, newest first, optionally filtered."""
+    query = select(leases).order_by(leases.c.issued_at.desc(), leases.c.id).limit(limit)
+    if state is not None:
+        query = query.where(leases.c.state == state)
+    if task_id is not None:
+        query = query.where(leases.c.task_id == task_id)
+    return [_to_lease(row) for row in conn.execute(query)]
+
+
+def live_leases(conn: Connection, *, limit: int = 10_000) -> list[Lease]:
+    """Return pending and active leases (for re-evaluation after a context change)."""
+    query = select(leases).where(leases.c.state.in_(_LIVE)).limit(limit)
+    return [_to_lease(row) for row in conn.execute(query)]
+
+
+def revoke_lease(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
+    """
+    Mark a live lease revoked.
+
+    Access tokens need no call to a target to be revoked: the lease row is what
+    introspection and the revocation feed consult, so the state change is the
+    revocation.
+
+    Returns:
+        True if this call revoked it.
+    """
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.id == lease_id, leases.c.state.in_(_LIVE))
+        .values(state=LeaseState.REVOKED.value, revoked_at=now)
+    )
+    return result.rowcount > 0
+
+
+def revoke_task_leases(
+    conn: Connection, task_id: str, now: dt.datetime
+) -> list[LeaseId]:
+    """
+    Revoke every live lease of a task.
+
+    Returns:
+        The ids of the leases this call revoked.
+    """
+    ids = [
+        LeaseId(row.id)
+        for row in conn.execute(
+            select(leases.c.id).where(
+                leases.c.task_id == task_id, leases.c.state.in_(_LIVE)
+            )
+        )
+    ]
+    if ids:
+        conn.execute(
+            update(leases)
+            .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
+            .values(state=LeaseState.REVOKED.value, revoked_at=now)
+        )
+    return ids
+
+
+def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> int:
+    """
+    Mark live leases past their expiry as expired.
+
+    Returns:
+        How many leases were expired.
+    """
+    ids = [
+        row.id
+        for row in conn.execute(
+            select(leases.c.id)
+            .where(leases.c.state.in_(_LIVE), leases.c.expires_at <= now)
+            .limit(limit)
+        )
+    ]
+    if not ids:
+        return 0
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
+        .values(state=LeaseState.EXPIRED.value)
+    )
+    return result.rowcount

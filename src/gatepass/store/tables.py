@@ -1,0 +1,212 @@
+"""
+The database schema, in SQLAlchemy Core.
+
+One schema serves SQLite (the embedded default) and PostgreSQL (many replicas). Times
+are stored as UTC; tokens are never stored, only their ``jti`` and SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "UTCDateTime",
+    "agents",
+    "api_tokens",
+    "audit_checkpoints",
+    "audit_events",
+    "audit_head",
+    "leases",
+    "metadata",
+    "seen_values",
+    "settings_kv",
+    "signing_keys",
+    "tasks",
+]
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """
+    An aware UTC datetime on every backend.
+
+    SQLite has no time zone type and hands back naive values; this stores naive UTC
+    there and re-attaches UTC on the way out, so comparisons and ordering agree with
+    PostgreSQL's ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        """Convert an aware datetime to what the backend stores."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = "naive datetime given to the store"
+            raise ValueError(msg)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self,
+        value: Any,  # noqa: ANN401 - whatever the driver returns
+        dialect: Dialect,  # noqa: ARG002 - part of the TypeDecorator contract
+    ) -> dt.datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):  # pragma: no cover - driver contract
+            msg = "unexpected datetime value from the database"
+            raise TypeError(msg)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+metadata = MetaData()
+
+settings_kv = Table(
+    "gp_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+
+agents = Table(
+    "gp_agents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+)
+
+tasks = Table(
+    "gp_tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agent_id", String(40), nullable=False, index=True),
+    Column("tenant", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("intent", Text, nullable=False),
+    Column("targets", JSON, nullable=False),
+    Column("jkt", String(64), nullable=False),
+    Column("token_jti", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("close_reason", String(200)),
+    Index("ix_gp_tasks_state_expires", "state", "expires_at"),
+)
+
+leases = Table(
+    "gp_leases",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("task_id", String(40), nullable=False, index=True),
+    Column("agent_id", String(40), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("handle", String(128), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("policy_ids", JSON, nullable=False),
+    Index("ix_gp_leases_state_expires", "state", "expires_at"),
+)
+
+audit_events = Table(
+    "gp_audit_events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("subject", String(80), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id = 1) holding the chain head; updating it serialises appends across
+# processes and replicas (row lock on PostgreSQL, the write lock on SQLite).
+audit_head = Table(
+    "gp_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "gp_audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", String(200), nullable=False),
+)
+
+signing_keys = Table(
+    "gp_signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("sealed_private", LargeBinary, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("activated_at", UTCDateTime),
+    Column("retired_at", UTCDateTime),
+)
+
+api_tokens = Table(
+    "gp_api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Single-use values (assertion and DPoP jti) shared by replicas.
+seen_values = Table(
+    "gp_seen_values",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

@@ -1,0 +1,156 @@
+"""Persistence of tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from gatepass.ids import AgentId, TaskId
+from gatepass.models import Task, TaskState
+from gatepass.store.tables import tasks
+
+__all__ = [
+    "close_task",
+    "expire_tasks",
+    "get_task",
+    "insert_task",
+    "list_tasks",
+    "lock_open_task",
+    "open_task_ids_of_agent",
+]
+
+
+def _to_task(row: Row[Any]) -> Task:
+    return Task(
+        id=TaskId(row.id),
+        agent_id=AgentId(row.agent_id),
+        tenant=row.tenant,
+        environment=row.environment,
+        purpose=row.purpose,
+        intent=row.intent,
+        targets=tuple(row.targets),
+        jkt=row.jkt,
+        token_jti=row.token_jti,
+        state=TaskState(row.state),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        closed_at=row.closed_at,
+        close_reason=row.close_reason,
+    )
+
+
+def insert_task(conn: Connection, task: Task) -> None:
+    """Record a newly opened task."""
+    conn.execute(
+        tasks.insert().values(
+            id=task.id,
+            agent_id=task.agent_id,
+            tenant=task.tenant,
+            environment=task.environment,
+            purpose=task.purpose,
+            intent=task.intent,
+            targets=list(task.targets),
+            jkt=task.jkt,
+            token_jti=task.token_jti,
+            state=task.state.value,
+            created_at=task.created_at,
+            expires_at=task.expires_at,
+        )
+    )
+
+
+def get_task(conn: Connection, task_id: str) -> Task | None:
+    """Return the task with this id, or None."""
+    row = conn.execute(select(tasks).where(tasks.c.id == task_id)).one_or_none()
+    return None if row is None else _to_task(row)
+
+
+def lock_open_task(conn: Connection, task_id: str, now: dt.datetime) -> bool:
+    """
+    Tell whether the task is open and unexpired, holding a share lock on its row.
+
+    The lock (PostgreSQL ``FOR SHARE``; SQLite's write lock) makes a concurrent close
+    wait, so a lease is never recorded for a task that a committed close has ended.
+    """
+    row = conn.execute(
+        select(tasks.c.state, tasks.c.expires_at)
+        .where(tasks.c.id == task_id)
+        .with_for_update(read=True)
+    ).one_or_none()
+    return row is not None and row.state == TaskState.OPEN and row.expires_at > now
+
+
+def list_tasks(
+    conn: Connection,
+    *,
+    state: str | None = None,
+    agent_id: str | None = None,
+    limit: int = 100,
+) -> list[Task]:
+    """Return tasks, newest first, optionally filtered."""
+    query = select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id).limit(limit)
+    if state is not None:
+        query = query.where(tasks.c.state == state)
+    if agent_id is not None:
+        query = query.where(tasks.c.agent_id == agent_id)
+    return [_to_task(row) for row in conn.execute(query)]
+
+
+def close_task(
+    conn: Connection,
+    task_id: str,
+    *,
+    now: dt.datetime,
+    reason: str,
+    state: TaskState = TaskState.CLOSED,
+) -> bool:
+    """
+    End an open task.
+
+    Returns:
+        True if this call closed it; False if it was already closed or expired.
+    """
+    result = conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.state == TaskState.OPEN.value)
+        .values(state=state.value, closed_at=now, close_reason=reason[:200])
+    )
+    return result.rowcount > 0
+
+
+def open_task_ids_of_agent(conn: Connection, agent_id: str) -> list[TaskId]:
+    """Return the ids of an agent's open tasks."""
+    rows = conn.execute(
+        select(tasks.c.id).where(
+            tasks.c.agent_id == agent_id, tasks.c.state == TaskState.OPEN.value
+        )
+    )
+    return [TaskId(row.id) for row in rows]
+
+
+def expire_tasks(
+    conn: Connection, now: dt.datetime, *, limit: int = 500
+) -> list[TaskId]:
+    """
+    Mark open tasks past their deadline as expired.
+
+    Returns:
+        The ids of the tasks this call expired.
+    """
+    ids = [
+        TaskId(row.id)
+        for row in conn.execute(
+            select(tasks.c.id)
+            .where(tasks.c.state == TaskState.OPEN.value, tasks.c.expires_at <= now)
+            .limit(limit)
+        )
+    ]
+    return [
+        task_id
+        for task_id in ids
+        if close_task(
+            conn, task_id, now=now, reason="deadline passed", state=TaskState.EXPIRED
+        )
+    ]

@@ -1,0 +1,74 @@
+"""
+Tokens: keys, signing, verification and DPoP.
+
+This package is shared by the broker, the agent SDK and resource-server verifiers,
+so it depends only on the standard library, PyJWT, cryptography, httpx and the
+gatepass leaves (errors, clock, ids, secret, sealing, models).
+"""
+
+from __future__ import annotations
+
+from gatepass.tokens.dpop import (
+    DPOP_ALGORITHMS,
+    DPoPProof,
+    DPoPVerifier,
+    access_token_hash,
+    normalize_htu,
+)
+from gatepass.tokens.issuer import JWTIssuer
+from gatepass.tokens.jwk import (
+    algorithm_for,
+    b64url,
+    load_public_jwk,
+    public_jwk_from_key,
+    public_key_from_jwk,
+    thumbprint,
+)
+from gatepass.tokens.keys import (
+    SIGNING_ALGORITHMS,
+    KeyRecord,
+    KeyRing,
+    KeyState,
+    generate_key,
+    rotate,
+)
+from gatepass.tokens.nonce import NonceService
+from gatepass.tokens.proofs import (
+    DPoPKey,
+    create_assertion,
+    load_private_key,
+    private_jwk,
+)
+from gatepass.tokens.replay import MemoryReplayCache, ReplayCache
+from gatepass.tokens.verifier import JWKSKeySource, JWTVerifier, KeySource
+
+__all__ = [
+    "DPOP_ALGORITHMS",
+    "SIGNING_ALGORITHMS",
+    "DPoPKey",
+    "DPoPProof",
+    "DPoPVerifier",
+    "JWKSKeySource",
+    "JWTIssuer",
+    "JWTVerifier",
+    "KeyRecord",
+    "KeyRing",
+    "KeySource",
+    "KeyState",
+    "MemoryReplayCache",
+    "NonceService",
+    "ReplayCache",
+    "access_token_hash",
+    "algorithm_for",
+    "b64url",
+    "create_assertion",
+    "generate_key",
+    "load_private_key",
+    "load_public_jwk",
+    "normalize_htu",
+    "private_jwk",
+    "public_jwk_from_key",
+    "public_key_from_jwk",
+    "rotate",
+    "thumbprint",
+]

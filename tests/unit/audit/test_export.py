@@ -1,0 +1,159 @@
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gatepass.audit import (
+    AuditSigner,
+    export_lines,
+    read_export,
+    verify_export,
+)
+from gatepass.errors import AuditIntegrityError
+
+
+def export(log, **kwargs):
+    return list(export_lines(log.records, log.checkpoints, public_jwk=log.jwk, **kwargs))
+
+
+class TestExportLines:
+    def test_layout(self, make_log):
+        """The key comes first, then checkpoints, then events, one per line."""
+        log = make_log(3, checkpoints=(2,))
+        lines = export(log)
+        assert all(line.endswith("\n") and line.count("\n") == 1 for line in lines)
+        keys = [next(iter(json.loads(line))) for line in lines]
+        assert keys == ["audit_public_key", "checkpoint", "event", "event", "event"]
+        assert json.loads(lines[0])["audit_public_key"] == log.jwk
+
+    def test_slice_header(self, make_log):
+        """A slice export records the (seq, hash) it continues from."""
+        log = make_log(3, checkpoints=())
+        lines = export(log, start_after=(7, "a" * 64))
+        assert json.loads(lines[1]) == {"start_after": {"seq": 7, "hash": "a" * 64}}
+
+
+class TestReadExport:
+    def test_round_trip(self, make_log):
+        """Reading an export gives back the key, checkpoints and records."""
+        log = make_log(5, checkpoints=(2, 4))
+        read = read_export(export(log))
+        assert read.public_jwk == log.jwk
+        assert list(read.checkpoints) == log.checkpoints
+        assert list(read.records) == log.records
+        assert read.start_after is None
+
+    def test_events_are_read_lazily(self, make_log):
+        """Only the header is read up front; events are parsed as iterated."""
+        log = make_log(5, checkpoints=(2,))
+        lines = iter(export(log))
+        read = read_export(lines)
+        assert len(list(lines)) == 4
+        assert [record.seq for record in read.records] == [1]
+
+    def test_blank_lines_are_ignored(self, make_log):
+        """Blank lines anywhere are skipped."""
+        log = make_log(3, checkpoints=(2,))
+        lines = ["\n"]
+        for line in export(log):
+            lines.extend([line, "  \n"])
+        assert verify_export(lines).events == 3
+
+    @pytest.mark.parametrize(
+        ("lines", "message"),
+        [
+            ([], "^export is empty$"),
+            (['{"event": {}}\n'], "does not start with its audit_public_key line"),
+            (["not json\n"], "^export line 1 is not json$"),
+            (['{"a": {}, "b": {}}\n'], "^export line 1 is not a one-key object$"),
+            (['{"audit_public_key": 3}\n'], "^export line 1 audit_public_key is not"),
+        ],
+    )
+    def test_refuses_malformed_headers(self, lines, message):
+        """A file that is not an export is refused with the line number."""
+        with pytest.raises(AuditIntegrityError, match=message):
+            read_export(lines)
+
+    def test_refuses_unknown_line_kind(self, make_log):
+        """A line of an unknown kind in the header is refused."""
+        lines = export(make_log(2, checkpoints=()))
+        lines.insert(1, '{"comment": {}}\n')
+        with pytest.raises(AuditIntegrityError, match="^export line 2 is an unexpected"):
+            read_export(lines)
+
+    def test_refuses_checkpoint_after_events(self, make_log):
+        """Checkpoints must precede events, so verification can stream."""
+        log = make_log(3, checkpoints=(2,))
+        lines = export(log)
+        lines.append(lines.pop(1))
+        with pytest.raises(AuditIntegrityError, match="^export line 5 is a 'checkpoint'"):
+            list(read_export(lines).records)
+
+    def test_refuses_malformed_start_after(self, make_log):
+        """A slice header without an integer seq is refused."""
+        lines = export(make_log(2, checkpoints=()))
+        lines.insert(1, '{"start_after": {"seq": "4", "hash": "x"}}\n')
+        with pytest.raises(AuditIntegrityError, match="start_after is malformed"):
+            read_export(lines)
+
+
+class TestVerifyExport:
+    def test_verifies_with_only_the_file(self, make_log):
+        """An export verifies with nothing but its own lines."""
+        log = make_log(10, checkpoints=(5, 8))
+        report = verify_export(export(log))
+        assert (report.events, report.checkpoints, report.unanchored_tail) == (10, 2, 2)
+
+    def test_verifies_against_the_published_key(self, make_log):
+        """Pinning the broker's key accepts a file that key signed."""
+        log = make_log(10, checkpoints=(5,))
+        assert verify_export(export(log), public_jwk=log.jwk).events == 10
+
+    def test_refuses_a_file_with_a_substituted_key(self, make_log):
+        """A rewritten log re-signed with the forger's key fails the pinned key."""
+        log = make_log(4, checkpoints=(4,))
+        forger = AuditSigner(Ed25519PrivateKey.generate())
+        forged = list(
+            export_lines(
+                log.records,
+                [forger.sign(4, log.records[3].hash, log.records[3].at)],
+                public_jwk=forger.public_jwk,
+            )
+        )
+        assert verify_export(forged).events == 4
+        with pytest.raises(
+            AuditIntegrityError, match="not the expected audit key"
+        ):
+            verify_export(forged, public_jwk=log.jwk)
+
+    def test_detects_an_edited_event_line(self, make_log):
+        """Editing one event line in the file is detected."""
+        log = make_log(5, checkpoints=(5,))
+        lines = export(log)
+        event = json.loads(lines[3])
+        event["event"]["actor"] = "agt_innocent"
+        lines[3] = json.dumps(event) + "\n"
+        with pytest.raises(AuditIntegrityError, match="^record seq 2 hash does not"):
+            verify_export(lines)
+
+    def test_detects_a_deleted_event_line(self, make_log):
+        """Deleting an event line is detected."""
+        lines = export(make_log(5, checkpoints=(5,)))
+        del lines[4]
+        with pytest.raises(AuditIntegrityError, match="^seq 3 missing before seq 4"):
+            verify_export(lines)
+
+    def test_verifies_a_slice_export(self, make_log):
+        """A slice export verifies from its recorded start."""
+        log = make_log(10, checkpoints=(8,))
+        start = log.records[4]
+        lines = list(
+            export_lines(
+                log.records[5:],
+                log.checkpoints,
+                public_jwk=log.jwk,
+                start_after=(start.seq, start.hash),
+            )
+        )
+        report = verify_export(lines, public_jwk=log.jwk)
+        assert (report.events, report.last_seq) == (5, 10)

@@ -1,0 +1,206 @@
+import dataclasses
+import datetime as dt
+import json
+import string
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from gatepass.audit import (
+    OUTCOMES,
+    REDACTED,
+    AuditEntry,
+    AuditRecord,
+    AuditSigner,
+    canonical_bytes,
+    chain,
+    export_lines,
+    looks_like_jwt,
+    scrub,
+    verify_export,
+    verify_log,
+)
+from gatepass.errors import AuditIntegrityError
+
+SIGNER = AuditSigner(Ed25519PrivateKey.generate())
+SETTINGS = settings(max_examples=60, deadline=None)
+
+B64URL = string.ascii_letters + string.digits + "-_"
+SECRET_WORDS = ["token", "Password", "client_secret", "authorization", "dpop_proof"]
+
+times = st.datetimes(
+    min_value=dt.datetime(1970, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
+    max_value=dt.datetime(2200, 1, 1),  # noqa: DTZ001
+    timezones=st.just(dt.UTC),
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=15,
+)
+json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+jwts = st.builds(
+    "eyJ{}.{}.{}".format,
+    st.text(B64URL, min_size=1, max_size=12),
+    st.text(B64URL, min_size=1, max_size=12),
+    st.text(B64URL, max_size=12),
+)
+kinds = st.sampled_from(["task.open", "credential.issue", "token.deny", "lease.revoke"])
+entries = st.builds(
+    AuditEntry,
+    at=times,
+    kind=kinds,
+    outcome=st.sampled_from(sorted(OUTCOMES)),
+    actor=st.text(min_size=1, max_size=12),
+    subject=st.text(max_size=12),
+    data=json_objects,
+)
+
+
+def chain_all(items):
+    records, previous = [], None
+    for entry in items:
+        previous = chain(previous, entry)
+        records.append(previous)
+    return records
+
+
+def no_secret_survives(value):
+    """Return whether no JWT string and no unredacted secret key remains."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if looks_like_jwt(key):
+                return False
+            if key in SECRET_WORDS and item != REDACTED:
+                return False
+            if not no_secret_survives(item):
+                return False
+        return True
+    if isinstance(value, list):
+        return all(no_secret_survives(item) for item in value)
+    return not (isinstance(value, str) and looks_like_jwt(value))
+
+
+@st.composite
+def logs(draw, min_size=1):
+    records = chain_all(draw(st.lists(entries, min_size=min_size, max_size=12)))
+    seqs = draw(st.sets(st.integers(1, len(records)))) if records else set()
+    checkpoints = [
+        SIGNER.sign(seq, records[seq - 1].hash, records[seq - 1].at) for seq in sorted(seqs)
+    ]
+    return records, checkpoints
+
+
+class TestChainProperties:
+    @SETTINGS
+    @given(logs(min_size=0))
+    def test_untampered_chain_verifies(self, log):
+        """Any chain of entries with any checkpoints verifies as written."""
+        records, checkpoints = log
+        report = verify_log(iter(records), checkpoints, SIGNER.public_jwk)
+        assert report.events == report.last_seq == len(records)
+        assert report.unanchored_tail == len(records) - report.last_checkpoint_seq
+
+    @SETTINGS
+    @given(logs(), st.data())
+    def test_any_single_mutation_is_detected(self, log, data):
+        """Changing any one field of any one record fails verification."""
+        records, checkpoints = log
+        index = data.draw(st.integers(0, len(records) - 1), label="index")
+        record = records[index]
+        field = data.draw(
+            st.sampled_from([f.name for f in dataclasses.fields(AuditRecord)]),
+            label="field",
+        )
+        new_value = data.draw(
+            {
+                "seq": st.integers(-5, 50),
+                "at": times,
+                "kind": kinds,
+                "outcome": st.sampled_from(sorted(OUTCOMES)),
+                "actor": st.text(max_size=12),
+                "subject": st.text(max_size=12),
+                "data": json_objects.map(scrub),
+                "prev_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+                "hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+            }[field],
+            label="new_value",
+        )
+        old_value = getattr(record, field)
+        if field == "data":
+            assume(canonical_bytes(new_value) != canonical_bytes(old_value))
+        else:
+            assume(new_value != old_value)
+        tampered = list(records)
+        tampered[index] = dataclasses.replace(record, **{field: new_value})
+        with pytest.raises(AuditIntegrityError, match="seq"):
+            verify_log(tampered, checkpoints, SIGNER.public_jwk)
+
+    @SETTINGS
+    @given(logs())
+    def test_export_round_trip_verifies(self, log):
+        """A log written as JSON lines and read back verifies with the same report."""
+        records, checkpoints = log
+        lines = list(export_lines(records, checkpoints, public_jwk=SIGNER.public_jwk))
+        expected = verify_log(records, checkpoints, SIGNER.public_jwk)
+        assert verify_export(lines, public_jwk=SIGNER.public_jwk) == expected
+
+
+class TestCanonicalProperties:
+    @SETTINGS
+    @given(entries)
+    def test_nested_data_survives_the_json_round_trip(self, entry):
+        """to_json, text, from_json gives an equal record with the same hash."""
+        record = chain(None, entry)
+        text = json.dumps(record.to_json(), ensure_ascii=False)
+        again = AuditRecord.from_json(json.loads(text))
+        assert again == record
+        assert canonical_bytes(again.data) == canonical_bytes(record.data)
+        assert again.computed_hash() == record.hash
+
+    @SETTINGS
+    @given(json_values)
+    def test_canonical_bytes_decode_to_the_same_value(self, value):
+        """The canonical encoding is valid UTF-8 JSON of the same value."""
+        assert json.loads(canonical_bytes(value).decode("utf-8")) == value
+
+
+class TestScrubProperties:
+    @SETTINGS
+    @given(
+        st.recursive(
+            scalars | jwts | st.builds("x {} y".format, jwts),
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(SECRET_WORDS) | st.text(max_size=8) | jwts,
+                    children,
+                    max_size=4,
+                )
+            ),
+            max_leaves=20,
+        ).map(lambda value: {"root": value})
+    )
+    def test_no_secret_key_or_jwt_survives(self, data):
+        """After scrubbing, no secret key keeps its value and no JWT remains."""
+        cleaned = scrub(data)
+        assert no_secret_survives(cleaned)
+        assert scrub(cleaned) == cleaned
+
+    @SETTINGS
+    @given(jwts, st.text(max_size=8), st.text(max_size=8))
+    def test_jwt_inside_text_is_found(self, jwt, before, after):
+        """A JWT is recognised wherever it sits in a string."""
+        assert scrub({"v": before + jwt + after}) == {"v": REDACTED}
