@@ -55,7 +55,8 @@ ACTION_TYPE = "Gatepass::Action"
 _ENTITY_CACHE_SIZE = 1024
 # Cedar's error text can quote whole entity documents; keep decisions readable.
 _ERROR_LIMIT = 500
-_POSITIONAL_ID = re.compile(r"\bpolicy(\d+)\b")
+# Cedar quotes a policy's positional id in backticks: "policy `policy3`".
+_POSITIONAL_ID = re.compile(r"`(policy\d+)`")
 
 _PROBE = PolicyRequest(
     agent=AgentFacts(id="probe", name="probe", tenant="probe", labels={"a": "b"}),
@@ -243,7 +244,7 @@ class CedarPolicySet:
         """Name policies by their ``@id`` in a Cedar error, and bound its length."""
 
         def rename(match: re.Match[str]) -> str:
-            return self._info(match.group(0)).display_id
+            return f"`{self._info(match.group(1)).display_id}`"
 
         return _POSITIONAL_ID.sub(rename, error)[:_ERROR_LIMIT]
 

@@ -150,10 +150,9 @@ def _check_file(path: Path, text: str, schema: cedarpy.Schema) -> list[PolicyInf
             "not supported; write the entity into the policy"
         )
     static: dict[str, dict[str, Any]] = parsed["staticPolicies"]
-    # Statement splitting and cedarpy agree whenever the file parses; if they ever
-    # did not, report line 0 rather than a wrong line.
-    if len(lines) != len(static):
-        lines = [0] * len(static)
+    # Statement splitting and cedarpy agree whenever the file parses; the padding
+    # only keeps a disagreement from becoming an IndexError.
+    lines = [*lines, *([0] * len(static))]
     policies = [
         _policy_info(path, index, lines[index], static[f"policy{index}"])
         for index in range(len(static))
@@ -162,11 +161,14 @@ def _check_file(path: Path, text: str, schema: cedarpy.Schema) -> list[PolicyInf
     if not result.validation_passed:
         problems = []
         for error in result.errors:
-            index = int(error.policy_id.removeprefix("policy"))
-            info = policies[index]
+            info = policies[int(error.policy_id.removeprefix("policy"))]
+            # Cedar names the policy by its position in this file; use our name.
+            message = error.error.replace(
+                f"`{error.policy_id}`", f"`{info.display_id}`"
+            )
             problems.append(
                 f"{path}:{info.line}: policy {info.display_id!r} does not validate "
-                f"against {SCHEMA_FILE}: {error.error}"
+                f"against {SCHEMA_FILE}: {message}"
             )
         raise ConfigurationError("; ".join(problems))
     return policies
@@ -202,14 +204,26 @@ def _policy_info(
 
 
 def _failing_line(text: str) -> int:
-    """Return the line of the first statement that does not parse on its own."""
-    starts = [*_statement_offsets(text), len(text)]
-    for start, end in itertools.pairwise(starts):
-        try:
-            cedarpy.PolicySet.from_str(text[start:end])
-        except ValueError:
-            return _line_of(text, start)
-    return 0
+    """
+    Return the line of the first statement that does not parse on its own.
+
+    When each statement parses alone, the last one is blamed: the whole file failed
+    to parse, and the usual culprit is an unterminated final statement.
+    """
+    starts = _statement_offsets(text) or [0]
+    spans = itertools.pairwise([*starts, len(text)])
+    failing = next(
+        (start for start, end in spans if not _parses(text[start:end])), starts[-1]
+    )
+    return _line_of(text, failing)
+
+
+def _parses(text: str) -> bool:
+    try:
+        cedarpy.PolicySet.from_str(text)
+    except ValueError:
+        return False
+    return True
 
 
 def statement_lines(text: str) -> list[int]:

@@ -318,7 +318,7 @@ class JWTVerifier:
             raise TokenError("token audience does not match")
 
     def _check_times(self, claims: dict[str, Any]) -> None:
-        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf")
+        exp, iat = claims["exp"], claims["iat"]
         if not is_numeric_date(exp):
             raise TokenError("token exp is not a number")
         if not is_numeric_date(iat):
@@ -330,7 +330,8 @@ class JWTVerifier:
             raise TokenExpiredError("token has expired")
         if iat > now + leeway:
             raise TokenError("token was issued in the future")
-        if nbf is not None:
+        if "nbf" in claims:
+            nbf = claims["nbf"]
             if not is_numeric_date(nbf):
                 raise TokenError("token nbf is not a number")
             if nbf > now + leeway:

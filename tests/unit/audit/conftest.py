@@ -15,6 +15,9 @@ from gatepass.sealing import Sealer
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
+MakeEntries = Callable[..., list[AuditEntry]]
+ChainAll = Callable[..., list[AuditRecord]]
+
 
 @dataclasses.dataclass
 class SignedLog:
@@ -42,7 +45,11 @@ def _make_entries(count: int, *, start: dt.datetime = START) -> list[AuditEntry]
                 outcome="allow" if index % 3 else "deny",
                 actor=f"agt_{index % 4}",
                 subject=f"lse_{index}",
-                data={"target": "orders-db", "reasons": [f"policy-{index}"], "n": index},
+                data={
+                    "target": "orders-db",
+                    "reasons": [f"policy-{index}"],
+                    "n": index,
+                },
             )
         )
         clock.advance(1)
@@ -60,10 +67,15 @@ def _chain_all(
     return records
 
 
-def _checkpoint_at(signer: AuditSigner, records: list[AuditRecord], seq: int) -> Checkpoint:
+def _checkpoint_at(
+    signer: AuditSigner, records: list[AuditRecord], seq: int
+) -> Checkpoint:
     """Sign a checkpoint over the record at ``seq``."""
     record = records[seq - 1]
     return signer.sign(record.seq, record.hash, record.at + dt.timedelta(seconds=1))
+
+
+MakeLog = Callable[..., SignedLog]
 
 
 @pytest.fixture
@@ -80,7 +92,7 @@ def signer(sealer: Sealer) -> AuditSigner:
 
 
 @pytest.fixture
-def make_log(signer: AuditSigner) -> Callable[..., SignedLog]:
+def make_log(signer: AuditSigner) -> MakeLog:
     """Build a log of ``count`` records with checkpoints at the given seqs."""
 
     def build(count: int = 10, checkpoints: Iterable[int] = (5, 8)) -> SignedLog:
@@ -92,13 +104,13 @@ def make_log(signer: AuditSigner) -> Callable[..., SignedLog]:
 
 
 @pytest.fixture
-def make_entries() -> Callable[..., list[AuditEntry]]:
+def make_entries() -> MakeEntries:
     """Return ``count`` distinct entries one second apart."""
     return _make_entries
 
 
 @pytest.fixture
-def chain_all() -> Callable[..., list[AuditRecord]]:
+def chain_all() -> ChainAll:
     """Chain entries after an optional previous record."""
     return _chain_all
 

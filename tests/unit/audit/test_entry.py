@@ -1,6 +1,7 @@
 import dataclasses
 import datetime as dt
 import math
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,9 @@ JWT = (
 AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def make_entry(**overrides):
-    fields = {
+def make_entry(**overrides: Any) -> AuditEntry:
+    """Return an entry with valid defaults and the given fields."""
+    fields: dict[str, Any] = {
         "at": AT,
         "kind": "task.open",
         "outcome": "allow",
@@ -28,6 +30,8 @@ def make_entry(**overrides):
 
 
 class TestScrub:
+    """scrub() redacts secret-looking keys and JWT-looking strings."""
+
     @pytest.mark.parametrize(
         "key",
         [
@@ -50,7 +54,7 @@ class TestScrub:
             "TOKEN",
         ],
     )
-    def test_redacts_secret_looking_keys(self, key):
+    def test_redacts_secret_looking_keys(self, key: str) -> None:
         """A key naming a secret has its value redacted, whatever the value is."""
         assert scrub({key: "hunter2"}) == {key: REDACTED}
         assert scrub({key: {"nested": 1}}) == {key: REDACTED}
@@ -69,11 +73,11 @@ class TestScrub:
             "reasons",
         ],
     )
-    def test_keeps_reference_keys(self, key):
+    def test_keeps_reference_keys(self, key: str) -> None:
         """Hashes, ids, types and jti are references, not secrets, and are kept."""
         assert scrub({key: "abc"}) == {key: "abc"}
 
-    def test_recurses_into_dicts_and_lists(self):
+    def test_recurses_into_dicts_and_lists(self) -> None:
         """Secret keys are redacted at any depth, including inside lists."""
         data = {"outer": {"password": "x", "ok": 1}, "items": [{"token": "t"}, 2]}
         assert scrub(data) == {
@@ -81,7 +85,7 @@ class TestScrub:
             "items": [{"token": REDACTED}, 2],
         }
 
-    def test_redacts_jwt_values_anywhere(self):
+    def test_redacts_jwt_values_anywhere(self) -> None:
         """A JWT-shaped string is redacted under any key, in lists and inside text."""
         data = {
             "note": JWT,
@@ -96,70 +100,74 @@ class TestScrub:
             "deep": {"x": [{"y": REDACTED}]},
         }
 
-    def test_redacts_jwt_shaped_keys(self):
+    def test_redacts_jwt_shaped_keys(self) -> None:
         """A JWT used as a key is redacted together with its value."""
         assert scrub({JWT: 1, "ok": 2}) == {REDACTED: REDACTED, "ok": 2}
 
-    def test_redacts_unsecured_jwt(self):
+    def test_redacts_unsecured_jwt(self) -> None:
         """An unsecured JWT (empty signature segment) is still a JWT."""
         assert scrub({"v": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}) == {"v": REDACTED}
 
-    def test_keeps_ordinary_strings(self):
+    def test_keeps_ordinary_strings(self) -> None:
         """Dotted names and version strings are not mistaken for JWTs."""
         data = {"kind": "credential.issue", "v": "1.2.3", "e": "eyJ"}
         assert scrub(data) == data
 
-    def test_does_not_modify_input(self):
+    def test_does_not_modify_input(self) -> None:
         """Scrubbing returns a copy and leaves the caller's data alone."""
         data = {"token": "t", "nested": {"password": "p"}}
         scrub(data)
         assert data == {"token": "t", "nested": {"password": "p"}}
 
-    def test_is_idempotent(self):
+    def test_is_idempotent(self) -> None:
         """Scrubbing scrubbed data changes nothing."""
         once = scrub({"token": "t", "v": JWT, "l": (1, 2)})
         assert scrub(once) == once
 
-    def test_turns_tuples_into_lists(self):
+    def test_turns_tuples_into_lists(self) -> None:
         """Tuples become lists, so data equals itself after a JSON round trip."""
         assert scrub({"pair": (1, (2, 3))}) == {"pair": [1, [2, 3]]}
 
-    def test_looks_like_jwt(self):
+    def test_looks_like_jwt(self) -> None:
         """looks_like_jwt finds a JWT inside longer text."""
         assert looks_like_jwt(f"x={JWT}&y=1")
         assert not looks_like_jwt("a.b.c")
 
 
 class TestAuditEntry:
-    def test_scrubs_data_on_construction(self):
+    """AuditEntry validates its fields and scrubs its data."""
+
+    def test_scrubs_data_on_construction(self) -> None:
         """An entry never holds a secret-looking field."""
         entry = make_entry(data={"client_assertion": JWT, "note": JWT, "ok": 1})
         assert entry.data == {"client_assertion": REDACTED, "note": REDACTED, "ok": 1}
 
-    def test_normalizes_time_to_utc(self):
+    def test_normalizes_time_to_utc(self) -> None:
         """A time in another zone is stored as the same instant in UTC."""
         paris = dt.timezone(dt.timedelta(hours=1))
         entry = make_entry(at=dt.datetime(2026, 1, 1, 1, tzinfo=paris))
         assert entry.at == AT
         assert entry.at.tzinfo is dt.UTC
 
-    def test_rejects_naive_time(self):
+    def test_rejects_naive_time(self) -> None:
         """A naive time is refused."""
         with pytest.raises(ValueError, match="timezone-aware"):
             make_entry(at=dt.datetime(2026, 1, 1))  # noqa: DTZ001
 
-    @pytest.mark.parametrize("kind", ["open", "Task.Open", "task.", ".task", "task open"])
-    def test_rejects_undotted_kind(self, kind):
+    @pytest.mark.parametrize(
+        "kind", ["open", "Task.Open", "task.", ".task", "task open"]
+    )
+    def test_rejects_undotted_kind(self, kind: str) -> None:
         """A kind must be a dotted lower-case name."""
         with pytest.raises(ValueError, match="dotted"):
             make_entry(kind=kind)
 
-    def test_rejects_unknown_outcome(self):
+    def test_rejects_unknown_outcome(self) -> None:
         """The outcome is one of allow, deny, error and ok."""
         with pytest.raises(ValueError, match="outcome"):
             make_entry(outcome="maybe")
 
-    def test_rejects_empty_actor(self):
+    def test_rejects_empty_actor(self) -> None:
         """Every entry names its actor."""
         with pytest.raises(ValueError, match="actor"):
             make_entry(actor="")
@@ -167,18 +175,18 @@ class TestAuditEntry:
     @pytest.mark.parametrize(
         "data", [{"s": {1, 2}}, {"t": AT}, {"b": b"raw"}, {"n": {1: "x"}}]
     )
-    def test_rejects_non_json_data(self, data):
+    def test_rejects_non_json_data(self, data: dict[Any, Any]) -> None:
         """Values JSON cannot represent are refused at construction."""
         with pytest.raises(TypeError):
             make_entry(data=data)
 
     @pytest.mark.parametrize("value", [math.nan, math.inf, "\ud800"])
-    def test_rejects_unencodable_data(self, value):
+    def test_rejects_unencodable_data(self, value: object) -> None:
         """NaN, infinities and lone surrogates are refused at construction."""
-        with pytest.raises(ValueError):  # noqa: PT011 - json's messages vary
+        with pytest.raises(ValueError):
             make_entry(data={"v": value})
 
-    def test_is_frozen(self):
+    def test_is_frozen(self) -> None:
         """Entries are immutable."""
         entry = make_entry()
         with pytest.raises(dataclasses.FrozenInstanceError):

@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -11,13 +12,20 @@ from gatepass.audit import (
 )
 from gatepass.errors import AuditIntegrityError
 
+from .conftest import MakeLog, SignedLog
 
-def export(log, **kwargs):
-    return list(export_lines(log.records, log.checkpoints, public_jwk=log.jwk, **kwargs))
+
+def export(log: SignedLog, **kwargs: Any) -> list[str]:
+    """Return the export lines of a signed log."""
+    return list(
+        export_lines(log.records, log.checkpoints, public_jwk=log.jwk, **kwargs)
+    )
 
 
 class TestExportLines:
-    def test_layout(self, make_log):
+    """export_lines() writes the self-contained JSON-lines layout."""
+
+    def test_layout(self, make_log: MakeLog) -> None:
         """The key comes first, then checkpoints, then events, one per line."""
         log = make_log(3, checkpoints=(2,))
         lines = export(log)
@@ -26,7 +34,7 @@ class TestExportLines:
         assert keys == ["audit_public_key", "checkpoint", "event", "event", "event"]
         assert json.loads(lines[0])["audit_public_key"] == log.jwk
 
-    def test_slice_header(self, make_log):
+    def test_slice_header(self, make_log: MakeLog) -> None:
         """A slice export records the (seq, hash) it continues from."""
         log = make_log(3, checkpoints=())
         lines = export(log, start_after=(7, "a" * 64))
@@ -34,7 +42,9 @@ class TestExportLines:
 
 
 class TestReadExport:
-    def test_round_trip(self, make_log):
+    """read_export() parses the header eagerly and events lazily."""
+
+    def test_round_trip(self, make_log: MakeLog) -> None:
         """Reading an export gives back the key, checkpoints and records."""
         log = make_log(5, checkpoints=(2, 4))
         read = read_export(export(log))
@@ -43,7 +53,7 @@ class TestReadExport:
         assert list(read.records) == log.records
         assert read.start_after is None
 
-    def test_events_are_read_lazily(self, make_log):
+    def test_events_are_read_lazily(self, make_log: MakeLog) -> None:
         """Only the header is read up front; events are parsed as iterated."""
         log = make_log(5, checkpoints=(2,))
         lines = iter(export(log))
@@ -51,7 +61,7 @@ class TestReadExport:
         assert len(list(lines)) == 4
         assert [record.seq for record in read.records] == [1]
 
-    def test_blank_lines_are_ignored(self, make_log):
+    def test_blank_lines_are_ignored(self, make_log: MakeLog) -> None:
         """Blank lines anywhere are skipped."""
         log = make_log(3, checkpoints=(2,))
         lines = ["\n"]
@@ -69,27 +79,31 @@ class TestReadExport:
             (['{"audit_public_key": 3}\n'], "^export line 1 audit_public_key is not"),
         ],
     )
-    def test_refuses_malformed_headers(self, lines, message):
+    def test_refuses_malformed_headers(self, lines: list[str], message: str) -> None:
         """A file that is not an export is refused with the line number."""
         with pytest.raises(AuditIntegrityError, match=message):
             read_export(lines)
 
-    def test_refuses_unknown_line_kind(self, make_log):
+    def test_refuses_unknown_line_kind(self, make_log: MakeLog) -> None:
         """A line of an unknown kind in the header is refused."""
         lines = export(make_log(2, checkpoints=()))
         lines.insert(1, '{"comment": {}}\n')
-        with pytest.raises(AuditIntegrityError, match="^export line 2 is an unexpected"):
+        with pytest.raises(
+            AuditIntegrityError, match=r"^export line 2 is an unexpected"
+        ):
             read_export(lines)
 
-    def test_refuses_checkpoint_after_events(self, make_log):
+    def test_refuses_checkpoint_after_events(self, make_log: MakeLog) -> None:
         """Checkpoints must precede events, so verification can stream."""
         log = make_log(3, checkpoints=(2,))
         lines = export(log)
         lines.append(lines.pop(1))
-        with pytest.raises(AuditIntegrityError, match="^export line 5 is a 'checkpoint'"):
+        with pytest.raises(
+            AuditIntegrityError, match=r"^export line 5 is a 'checkpoint'"
+        ):
             list(read_export(lines).records)
 
-    def test_refuses_malformed_start_after(self, make_log):
+    def test_refuses_malformed_start_after(self, make_log: MakeLog) -> None:
         """A slice header without an integer seq is refused."""
         lines = export(make_log(2, checkpoints=()))
         lines.insert(1, '{"start_after": {"seq": "4", "hash": "x"}}\n')
@@ -98,18 +112,20 @@ class TestReadExport:
 
 
 class TestVerifyExport:
-    def test_verifies_with_only_the_file(self, make_log):
+    """verify_export() verifies a file alone or against a pinned key."""
+
+    def test_verifies_with_only_the_file(self, make_log: MakeLog) -> None:
         """An export verifies with nothing but its own lines."""
         log = make_log(10, checkpoints=(5, 8))
         report = verify_export(export(log))
         assert (report.events, report.checkpoints, report.unanchored_tail) == (10, 2, 2)
 
-    def test_verifies_against_the_published_key(self, make_log):
+    def test_verifies_against_the_published_key(self, make_log: MakeLog) -> None:
         """Pinning the broker's key accepts a file that key signed."""
         log = make_log(10, checkpoints=(5,))
         assert verify_export(export(log), public_jwk=log.jwk).events == 10
 
-    def test_refuses_a_file_with_a_substituted_key(self, make_log):
+    def test_refuses_a_file_with_a_substituted_key(self, make_log: MakeLog) -> None:
         """A rewritten log re-signed with the forger's key fails the pinned key."""
         log = make_log(4, checkpoints=(4,))
         forger = AuditSigner(Ed25519PrivateKey.generate())
@@ -121,29 +137,27 @@ class TestVerifyExport:
             )
         )
         assert verify_export(forged).events == 4
-        with pytest.raises(
-            AuditIntegrityError, match="not the expected audit key"
-        ):
+        with pytest.raises(AuditIntegrityError, match="not the expected audit key"):
             verify_export(forged, public_jwk=log.jwk)
 
-    def test_detects_an_edited_event_line(self, make_log):
+    def test_detects_an_edited_event_line(self, make_log: MakeLog) -> None:
         """Editing one event line in the file is detected."""
         log = make_log(5, checkpoints=(5,))
         lines = export(log)
         event = json.loads(lines[3])
         event["event"]["actor"] = "agt_innocent"
         lines[3] = json.dumps(event) + "\n"
-        with pytest.raises(AuditIntegrityError, match="^record seq 2 hash does not"):
+        with pytest.raises(AuditIntegrityError, match=r"^record seq 2 hash does not"):
             verify_export(lines)
 
-    def test_detects_a_deleted_event_line(self, make_log):
+    def test_detects_a_deleted_event_line(self, make_log: MakeLog) -> None:
         """Deleting an event line is detected."""
         lines = export(make_log(5, checkpoints=(5,)))
         del lines[4]
-        with pytest.raises(AuditIntegrityError, match="^seq 3 missing before seq 4"):
+        with pytest.raises(AuditIntegrityError, match=r"^seq 3 missing before seq 4"):
             verify_export(lines)
 
-    def test_verifies_a_slice_export(self, make_log):
+    def test_verifies_a_slice_export(self, make_log: MakeLog) -> None:
         """A slice export verifies from its recorded start."""
         log = make_log(10, checkpoints=(8,))
         start = log.records[4]

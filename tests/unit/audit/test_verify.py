@@ -1,18 +1,29 @@
 import dataclasses
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gatepass.audit import AuditEntry, AuditSigner, VerifyReport, chain, verify_log
+from gatepass.audit import (
+    AuditEntry,
+    AuditRecord,
+    AuditSigner,
+    VerifyReport,
+    chain,
+    verify_log,
+)
 from gatepass.errors import AuditIntegrityError
 
+from .conftest import MakeLog
 
-def rehash(record):
+
+def rehash(record: AuditRecord) -> AuditRecord:
+    """Return the record with its hash recomputed from its fields."""
     return dataclasses.replace(record, hash=record.computed_hash())
 
 
-def rewrite(records, start_seq):
+def rewrite(records: list[AuditRecord], start_seq: int) -> list[AuditRecord]:
     """Forge records from start_seq onward with a new outcome and consistent hashes."""
     forged = list(records[: start_seq - 1])
     previous = forged[-1] if forged else None
@@ -31,7 +42,9 @@ def rewrite(records, start_seq):
 
 
 class TestVerifyLog:
-    def test_untampered_log_verifies(self, make_log):
+    """verify_log() detects every kind of tampering, naming the seq."""
+
+    def test_untampered_log_verifies(self, make_log: MakeLog) -> None:
         """An untouched log verifies and the report counts what was covered."""
         log = make_log(10, checkpoints=(5, 8))
         report = verify_log(log.records, log.checkpoints, log.jwk)
@@ -43,24 +56,28 @@ class TestVerifyLog:
             unanchored_tail=2,
         )
 
-    def test_empty_log_verifies(self, signer):
+    def test_empty_log_verifies(self, signer: AuditSigner) -> None:
         """An empty log with no checkpoints is valid and empty."""
         report = verify_log([], [], signer.public_jwk)
         assert report == VerifyReport(
-            events=0, checkpoints=0, last_seq=0, last_checkpoint_seq=0, unanchored_tail=0
+            events=0,
+            checkpoints=0,
+            last_seq=0,
+            last_checkpoint_seq=0,
+            unanchored_tail=0,
         )
 
-    def test_checkpoint_on_last_record_leaves_no_tail(self, make_log):
+    def test_checkpoint_on_last_record_leaves_no_tail(self, make_log: MakeLog) -> None:
         """A checkpoint at the last seq anchors everything."""
         log = make_log(4, checkpoints=(4,))
         assert verify_log(log.records, log.checkpoints, log.jwk).unanchored_tail == 0
 
-    def test_reads_records_once_from_a_generator(self, make_log):
+    def test_reads_records_once_from_a_generator(self, make_log: MakeLog) -> None:
         """Records may be a one-shot iterator; they are streamed, not listed."""
         log = make_log(50, checkpoints=(10, 50))
-        consumed = []
+        consumed: list[int] = []
 
-        def stream():
+        def stream() -> Iterator[AuditRecord]:
             for record in log.records:
                 consumed.append(record.seq)
                 yield record
@@ -69,7 +86,7 @@ class TestVerifyLog:
         assert report.events == 50
         assert consumed == list(range(1, 51))
 
-    def test_edited_data_is_detected(self, make_log):
+    def test_edited_data_is_detected(self, make_log: MakeLog) -> None:
         """Changing a record's data breaks its hash."""
         log = make_log()
         records = log.records
@@ -80,16 +97,18 @@ class TestVerifyLog:
         ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_edited_time_is_detected(self, make_log):
+    def test_edited_time_is_detected(self, make_log: MakeLog) -> None:
         """Moving a record in time by one microsecond breaks its hash."""
         log = make_log()
         records = log.records
         moved = records[6].at + dt.timedelta(microseconds=1)
         records[6] = dataclasses.replace(records[6], at=moved)
-        with pytest.raises(AuditIntegrityError, match="^record seq 7 hash does not"):
+        with pytest.raises(AuditIntegrityError, match=r"^record seq 7 hash does not"):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_edited_and_rehashed_record_breaks_the_link(self, make_log):
+    def test_edited_and_rehashed_record_breaks_the_link(
+        self, make_log: MakeLog
+    ) -> None:
         """Recomputing an edited record's hash breaks the next record's prev_hash."""
         log = make_log()
         records = log.records
@@ -101,7 +120,7 @@ class TestVerifyLog:
         ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_deleted_middle_record_is_detected(self, make_log):
+    def test_deleted_middle_record_is_detected(self, make_log: MakeLog) -> None:
         """A missing record is reported with its seq."""
         log = make_log()
         del log.records[2]
@@ -111,16 +130,17 @@ class TestVerifyLog:
         ):
             verify_log(log.records, log.checkpoints, log.jwk)
 
-    def test_deleted_run_is_detected(self, make_log):
+    def test_deleted_run_is_detected(self, make_log: MakeLog) -> None:
         """Several missing records are reported as a range."""
         log = make_log()
         del log.records[2:5]
         with pytest.raises(
-            AuditIntegrityError, match=r"^seqs 3-5 missing before seq 6: records deleted$"
+            AuditIntegrityError,
+            match=r"^seqs 3-5 missing before seq 6: records deleted$",
         ):
             verify_log(log.records, log.checkpoints, log.jwk)
 
-    def test_deleted_head_is_detected(self, make_log):
+    def test_deleted_head_is_detected(self, make_log: MakeLog) -> None:
         """A log that does not start at seq 1 lost its head."""
         log = make_log()
         del log.records[0:2]
@@ -130,7 +150,7 @@ class TestVerifyLog:
         ):
             verify_log(log.records, log.checkpoints, log.jwk)
 
-    def test_first_record_must_chain_from_genesis(self, make_log):
+    def test_first_record_must_chain_from_genesis(self, make_log: MakeLog) -> None:
         """Seq 1 with any other prev_hash is not the start of the log."""
         log = make_log()
         records = log.records
@@ -141,7 +161,7 @@ class TestVerifyLog:
         ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_reordered_records_are_detected(self, make_log):
+    def test_reordered_records_are_detected(self, make_log: MakeLog) -> None:
         """Swapping two neighbours is reported as a reordering."""
         log = make_log()
         records = log.records
@@ -152,17 +172,15 @@ class TestVerifyLog:
         ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_duplicated_record_is_detected(self, make_log):
+    def test_duplicated_record_is_detected(self, make_log: MakeLog) -> None:
         """A record written twice is reported as duplicated."""
         log = make_log()
         records = log.records
         records.insert(3, records[2])
-        with pytest.raises(
-            AuditIntegrityError, match=r"^record seq 3 is duplicated$"
-        ):
+        with pytest.raises(AuditIntegrityError, match=r"^record seq 3 is duplicated$"):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_record_moved_back_is_detected(self, make_log):
+    def test_record_moved_back_is_detected(self, make_log: MakeLog) -> None:
         """A record reappearing later in the stream is out of order."""
         log = make_log()
         records = log.records
@@ -173,16 +191,19 @@ class TestVerifyLog:
         ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_truncated_tail_past_a_checkpoint_is_detected(self, make_log):
+    def test_truncated_tail_past_a_checkpoint_is_detected(
+        self, make_log: MakeLog
+    ) -> None:
         """Cutting the log before a checkpoint's seq is a truncation."""
         log = make_log(10, checkpoints=(5, 8))
         with pytest.raises(
             AuditIntegrityError,
-            match=r"^checkpoint at seq 8 is beyond the last record seq 6: log truncated$",
+            match=r"^checkpoint at seq 8 is beyond the last record seq 6: "
+            r"log truncated$",
         ):
             verify_log(log.records[:6], log.checkpoints, log.jwk)
 
-    def test_rewritten_chain_is_caught_by_a_checkpoint(self, make_log):
+    def test_rewritten_chain_is_caught_by_a_checkpoint(self, make_log: MakeLog) -> None:
         """A consistent rewrite of the chain before a checkpoint contradicts it."""
         log = make_log(10, checkpoints=(5, 8))
         forged = rewrite(log.records, 7)
@@ -193,13 +214,17 @@ class TestVerifyLog:
         ):
             verify_log(forged, log.checkpoints, log.jwk)
 
-    def test_rewrite_after_the_last_checkpoint_is_the_unanchored_tail(self, make_log):
+    def test_rewrite_after_the_last_checkpoint_is_the_unanchored_tail(
+        self, make_log: MakeLog
+    ) -> None:
         """Only checkpoints anchor the chain; the report says how much is not."""
         log = make_log(10, checkpoints=(5, 8))
         report = verify_log(rewrite(log.records, 9), log.checkpoints, log.jwk)
         assert report.unanchored_tail == 2
 
-    def test_checkpoint_signed_by_another_key_is_refused(self, make_log):
+    def test_checkpoint_signed_by_another_key_is_refused(
+        self, make_log: MakeLog
+    ) -> None:
         """A checkpoint forged with the attacker's own key has an unknown kid."""
         log = make_log(10, checkpoints=(5,))
         forger = AuditSigner(Ed25519PrivateKey.generate())
@@ -210,7 +235,9 @@ class TestVerifyLog:
         ):
             verify_log(forged, checkpoints, log.jwk)
 
-    def test_forged_signature_under_the_real_kid_is_refused(self, make_log):
+    def test_forged_signature_under_the_real_kid_is_refused(
+        self, make_log: MakeLog
+    ) -> None:
         """A checkpoint moved to a rewritten hash no longer verifies."""
         log = make_log(10, checkpoints=(5,))
         forged = rewrite(log.records, 1)
@@ -220,7 +247,7 @@ class TestVerifyLog:
         ):
             verify_log(forged, checkpoints, log.jwk)
 
-    def test_checkpoints_out_of_order_are_refused(self, make_log):
+    def test_checkpoints_out_of_order_are_refused(self, make_log: MakeLog) -> None:
         """Checkpoints must come in strictly increasing seq order."""
         log = make_log(10, checkpoints=(8, 5))
         with pytest.raises(
@@ -230,79 +257,103 @@ class TestVerifyLog:
         ):
             verify_log(log.records, log.checkpoints, log.jwk)
 
-    def test_duplicate_checkpoints_are_refused(self, make_log):
+    def test_duplicate_checkpoints_are_refused(self, make_log: MakeLog) -> None:
         """Two checkpoints at one seq are out of order."""
         log = make_log(10, checkpoints=(5, 5))
         with pytest.raises(AuditIntegrityError, match="checkpoints out of order"):
             verify_log(log.records, log.checkpoints, log.jwk)
 
-    def test_record_that_cannot_be_hashed(self, make_log):
+    def test_record_that_cannot_be_hashed(self, make_log: MakeLog) -> None:
         """A record with a naive time (a store bug) fails as an integrity error."""
         log = make_log()
         records = log.records
-        records[1] = dataclasses.replace(records[1], at=records[1].at.replace(tzinfo=None))
-        with pytest.raises(AuditIntegrityError, match="^record seq 2 cannot be hashed$"):
+        records[1] = dataclasses.replace(
+            records[1], at=records[1].at.replace(tzinfo=None)
+        )
+        with pytest.raises(
+            AuditIntegrityError, match=r"^record seq 2 cannot be hashed$"
+        ):
             verify_log(records, log.checkpoints, log.jwk)
 
-    def test_key_rotation_with_a_key_set(self, make_log):
+    def test_key_rotation_with_a_key_set(self, make_log: MakeLog) -> None:
         """Checkpoints by an old and a new key verify against a key set."""
         log = make_log(10, checkpoints=(5,))
         new = AuditSigner(Ed25519PrivateKey.generate())
-        checkpoints = [*log.checkpoints, new.sign(9, log.records[8].hash, log.records[8].at)]
+        checkpoints = [
+            *log.checkpoints,
+            new.sign(9, log.records[8].hash, log.records[8].at),
+        ]
         keys = {"keys": [log.jwk, new.public_jwk]}
         assert verify_log(log.records, checkpoints, keys).last_checkpoint_seq == 9
 
 
 class TestVerifySlice:
-    def test_slice_verifies_from_a_trusted_start(self, make_log):
+    """verify_log() verifies a slice from a trusted (seq, hash)."""
+
+    def test_slice_verifies_from_a_trusted_start(self, make_log: MakeLog) -> None:
         """A slice continuing a known (seq, hash) verifies on its own."""
         log = make_log(10, checkpoints=(5, 8))
         start = log.records[3]
         report = verify_log(
-            log.records[4:], log.checkpoints, log.jwk, start_after=(start.seq, start.hash)
+            log.records[4:],
+            log.checkpoints,
+            log.jwk,
+            start_after=(start.seq, start.hash),
         )
         assert report == VerifyReport(
-            events=6, checkpoints=2, last_seq=10, last_checkpoint_seq=8, unanchored_tail=2
+            events=6,
+            checkpoints=2,
+            last_seq=10,
+            last_checkpoint_seq=8,
+            unanchored_tail=2,
         )
 
-    def test_slice_after_the_last_checkpoint_is_all_unanchored(self, make_log):
+    def test_slice_after_the_last_checkpoint_is_all_unanchored(
+        self, make_log: MakeLog
+    ) -> None:
         """A slice past every checkpoint is unanchored from its start."""
         log = make_log(10, checkpoints=(2,))
         start = log.records[5]
         report = verify_log(
-            log.records[6:], log.checkpoints, log.jwk, start_after=(start.seq, start.hash)
+            log.records[6:],
+            log.checkpoints,
+            log.jwk,
+            start_after=(start.seq, start.hash),
         )
         assert report.unanchored_tail == 4
 
-    def test_empty_slice(self, make_log):
+    def test_empty_slice(self, make_log: MakeLog) -> None:
         """An empty slice reports its start as the last seq."""
         log = make_log(10, checkpoints=(5,))
         start = log.records[9]
         report = verify_log([], log.checkpoints, log.jwk, start_after=(10, start.hash))
         assert (report.events, report.last_seq, report.unanchored_tail) == (0, 10, 0)
 
-    def test_slice_with_the_wrong_start_hash(self, make_log):
+    def test_slice_with_the_wrong_start_hash(self, make_log: MakeLog) -> None:
         """A slice that does not continue the trusted hash is broken."""
         log = make_log(10, checkpoints=())
         with pytest.raises(
-            AuditIntegrityError, match="^record seq 5 prev_hash does not match"
+            AuditIntegrityError, match=r"^record seq 5 prev_hash does not match"
         ):
             verify_log(log.records[4:], [], log.jwk, start_after=(4, "f" * 64))
 
-    def test_slice_starting_at_the_wrong_seq(self, make_log):
+    def test_slice_starting_at_the_wrong_seq(self, make_log: MakeLog) -> None:
         """A slice whose first record does not follow the start is missing records."""
         log = make_log(10, checkpoints=())
         start = log.records[3]
         with pytest.raises(
-            AuditIntegrityError, match=r"^slice starts at seq 6, not 5: records missing$"
+            AuditIntegrityError,
+            match=r"^slice starts at seq 6, not 5: records missing$",
         ):
             verify_log(log.records[5:], [], log.jwk, start_after=(4, start.hash))
 
-    def test_checkpoint_at_the_start_must_match(self, make_log):
+    def test_checkpoint_at_the_start_must_match(self, make_log: MakeLog) -> None:
         """A checkpoint at the start seq is checked against the trusted start hash."""
         log = make_log(10, checkpoints=(4,))
         with pytest.raises(
             AuditIntegrityError,
-            match="^checkpoint at seq 4 does not match the trusted start hash$",
+            match=r"^checkpoint at seq 4 does not match the trusted start hash$",
         ):
-            verify_log(log.records[4:], log.checkpoints, log.jwk, start_after=(4, "f" * 64))
+            verify_log(
+                log.records[4:], log.checkpoints, log.jwk, start_after=(4, "f" * 64)
+            )

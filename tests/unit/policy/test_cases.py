@@ -194,14 +194,16 @@ class TestBadCaseFiles:
             ),
             (
                 (
-                    '[[case]]\nname = "a"\ntask = { from = "triage", age_seconds = -1 }\n'
+                    '[[case]]\nname = "a"\n'
+                    'task = { from = "triage", age_seconds = -1 }\n'
                     'action = "read"\nexpect = "allow"\n'
                 ),
                 "age_seconds must be a whole number",
             ),
             (
                 (
-                    '[[case]]\nname = "a"\nagent = { from = "demo", labels = { a = 1 } }\n'
+                    '[[case]]\nname = "a"\n'
+                    'agent = { from = "demo", labels = { a = 1 } }\n'
                     'action = "read"\nexpect = "allow"\n'
                 ),
                 "labels must map names to strings",

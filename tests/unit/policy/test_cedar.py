@@ -228,6 +228,15 @@ class TestErrorsDeny:
         assert [d.allowed for d in decisions] == [True, False, False]
         assert all(d.errors for d in decisions[1:])
 
+    def test_error_text_names_only_known_positions(
+        self, quickstart: CedarPolicySet
+    ) -> None:
+        """Positional ids in errors become @ids; unknown positions stay as they are."""
+        first = quickstart.policies[0].display_id
+        assert quickstart._readable("policy `policy0` and `policy99`") == (
+            f"policy `{first}` and `policy99`"
+        )
+
     def test_entity_cache_is_bounded(
         self, quickstart_dir: Path, make_request: RequestFactory
     ) -> None:

@@ -129,6 +129,7 @@ class TestLoadErrors:
             "a.cedar:2: policy 'reads-owner' does not validate" in caught.value.detail
         )
         assert "owner" in caught.value.detail
+        assert "`policy1`" not in caught.value.detail
 
     def test_unguarded_tag_read_fails_validation(
         self, make_policy_dir: DirFactory

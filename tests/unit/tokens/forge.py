@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -28,5 +30,7 @@ def signed(
 
 
 def hmac_signed(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    """Return an HS256 token (the algorithm-confusion attack shape)."""
-    return jwt.encode(claims, secret, algorithm="HS256", headers=header)
+    """Return an HS256 token (the algorithm-confusion attack shape), by hand."""
+    signing_input = f"{segment({**header, 'alg': 'HS256'})}.{segment(claims)}"
+    mac = hmac.digest(secret, signing_input.encode(), hashlib.sha256)
+    return f"{signing_input}.{b64url(mac)}"

@@ -167,12 +167,15 @@ class TestRotate:
 
     def test_two_current_keys_refused(self, sealer: Sealer, clock: FrozenClock) -> None:
         """A corrupt ring with two current keys is a configuration error."""
-        make = lambda: generate_key(  # noqa: E731
-            "ES256", sealer=sealer, now=clock.now(), state=KeyState.CURRENT
-        )
+        pair = [
+            generate_key(
+                "ES256", sealer=sealer, now=clock.now(), state=KeyState.CURRENT
+            )
+            for _ in range(2)
+        ]
         with pytest.raises(ConfigurationError, match="more than one current key"):
             rotate(
-                [make(), make()],
+                pair,
                 algorithm="ES256",
                 sealer=sealer,
                 now=clock.now(),
@@ -208,7 +211,7 @@ class TestKeyRing:
     def test_token_signed_before_rotation_still_verifies(
         self, sealer: Sealer, clock: FrozenClock
     ) -> None:
-        """A verifier with the old JWKS accepts tokens from the new key, and vice versa."""
+        """A verifier with the old JWKS accepts the new key's tokens, and back."""
         records = rotate(
             [], algorithm="EdDSA", sealer=sealer, now=clock.now(), retire_after=HOUR
         )

@@ -84,7 +84,7 @@ class TestJWTVerifierRoundTrip:
     def test_typ_media_type_rules(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims, typ: str
     ) -> None:
-        """typ compares case-insensitively and may carry application/ (RFC 7515)."""
+        """The typ compares case-insensitively and may carry application/ (RFC 7515)."""
         token = issuer.sign(make_claims(), typ=typ)
         assert verifier.verify(token, typ=TYP, audience=AUDIENCE)
 
@@ -126,7 +126,8 @@ class TestJWTVerifierRejects:
         with pytest.raises(error, match=message) as info:
             verifier.verify(token, typ=TYP, audience=AUDIENCE)
         assert type(info.value) is error
-        assert token not in str(info.value)
+        if token:
+            assert token not in str(info.value)
 
     @pytest.mark.parametrize(
         "token", ["", "abc", "a.b", "a.b.c.d", "é.é.é", "x" * 20000, "e30.e30.!!"]
@@ -175,7 +176,7 @@ class TestJWTVerifierRejects:
     def test_alg_none(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims
     ) -> None:
-        """alg none is never accepted."""
+        """The alg none is never accepted."""
         header = {"alg": "none", "kid": issuer.ring.signing_kid, "typ": TYP}
         token = forge.unsigned(header, make_claims(iss=ISSUER))
         self.check(verifier, token, TokenSignatureError, "algorithm is not allowed")
@@ -212,7 +213,7 @@ class TestJWTVerifierRejects:
     def test_missing_kid(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims
     ) -> None:
-        """kid is required."""
+        """The kid is required."""
         ring = issuer.ring
         token = forge.signed(
             {"typ": TYP}, make_claims(iss=ISSUER), ring.sign_key, ring.signing_algorithm
@@ -276,7 +277,7 @@ class TestJWTVerifierRejects:
     def test_missing_iss(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims
     ) -> None:
-        """iss is required."""
+        """The iss is required."""
         ring = issuer.ring
         token = forge.signed(
             {"kid": ring.signing_kid, "typ": TYP},
@@ -304,7 +305,7 @@ class TestJWTVerifierRejects:
         make_claims: Claims,
         value: object,
     ) -> None:
-        """sub must be a non-empty string."""
+        """The sub must be a non-empty string."""
         self.check(
             verifier,
             issuer.sign(make_claims(sub=value), typ=TYP),
@@ -320,7 +321,7 @@ class TestJWTVerifierRejects:
         make_claims: Claims,
         value: object,
     ) -> None:
-        """jti must be a non-empty string."""
+        """The jti must be a non-empty string."""
         self.check(
             verifier,
             issuer.sign(make_claims(jti=value), typ=TYP),
@@ -393,7 +394,7 @@ class TestJWTVerifierRejects:
     def test_issued_in_the_future(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims
     ) -> None:
-        """iat beyond the leeway is refused."""
+        """The iat beyond the leeway is refused."""
         claims = make_claims()
         token = issuer.sign({**claims, "iat": claims["iat"] + 31}, typ=TYP)
         self.check(verifier, token, TokenError, "issued in the future")
@@ -401,7 +402,7 @@ class TestJWTVerifierRejects:
     def test_not_yet_valid(
         self, issuer: JWTIssuer, verifier: JWTVerifier, make_claims: Claims
     ) -> None:
-        """nbf beyond the leeway is refused."""
+        """The nbf beyond the leeway is refused."""
         claims = make_claims()
         token = issuer.sign({**claims, "nbf": claims["iat"] + 31}, typ=TYP)
         self.check(verifier, token, TokenError, "not yet valid")

@@ -1,0 +1,257 @@
+"""
+The admin API client the commands share, and where its address and token come from.
+
+``GATEPASS_ADDR`` names the broker (default ``http://127.0.0.1:8400``) and
+``GATEPASS_TOKEN`` the admin token; without it the token is read from
+``admin.token`` in ``GATEPASS_STATE_DIR`` (default ``.gatepass``), which the
+quickstart writes. Tests put a :class:`Connector` in the Click context object
+(``CliRunner.invoke(app, args, obj=Connector(...))``) to hand the commands an
+in-process ``httpx.Client`` such as ``starlette.testclient.TestClient``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import click
+import httpx
+
+from gatepass.errors import AuthenticationError, GatepassError, error_for_code
+
+__all__ = [
+    "DEFAULT_ADDR",
+    "AdminClient",
+    "BrokerUnreachableError",
+    "Connector",
+    "admin_client",
+    "current_connector",
+    "resource_path",
+    "token_file",
+]
+
+DEFAULT_ADDR = "http://127.0.0.1:8400"
+_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+class BrokerUnreachableError(Exception):
+    """
+    The broker did not answer at all (connection refused, timeout, DNS).
+
+    It stands outside the :class:`~gatepass.errors.GatepassError` tree because no
+    broker ever sends it; the CLI alone raises it, with exit code 69 (EX_UNAVAILABLE).
+
+    Args:
+        address: the broker address that could not be reached.
+    """
+
+    exit_code: ClassVar[int] = 69
+
+    def __init__(self, address: str) -> None:
+        """Word the message for the operator."""
+        self.detail = f"cannot reach the broker at {address}: is `make run` running?"
+        super().__init__(self.detail)
+
+
+def _open_http(address: str) -> httpx.Client:
+    return httpx.Client(base_url=address, timeout=_TIMEOUT)
+
+
+def _wait(seconds: float) -> None:
+    # An Event nobody sets is an interruptible wait: Ctrl-C ends it at once.
+    threading.Event().wait(seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connector:
+    """
+    How commands reach the broker and wait between polls; tests replace both.
+
+    Args:
+        open_http: builds the HTTP client for an address. A client it returns is
+            used as is; the commands close it only when ``owns_http`` is true.
+        owns_http: whether commands close the clients ``open_http`` returns.
+        wait: pauses between polls of ``audit tail --follow``.
+    """
+
+    open_http: Callable[[str], httpx.Client] = _open_http
+    owns_http: bool = True
+    wait: Callable[[float], None] = field(default=_wait)
+
+
+def resource_path(collection: str, resource_id: str, *action: str) -> str:
+    """
+    Return the path of one resource, its id quoted so it stays one path segment.
+
+    Args:
+        collection: the collection path, such as ``/v1/agents``.
+        resource_id: the id as the operator typed it.
+        action: an optional trailing segment, such as ``disable``.
+
+    Returns:
+        For example ``/v1/agents/agt_123/disable``.
+    """
+    return "/".join([collection, quote(resource_id, safe=""), *action])
+
+
+def token_file() -> Path:
+    """
+    Return where the quickstart writes the admin token.
+
+    Returns:
+        ``$GATEPASS_STATE_DIR/admin.token``, by default ``.gatepass/admin.token``.
+    """
+    return Path(os.environ.get("GATEPASS_STATE_DIR") or ".gatepass") / "admin.token"
+
+
+def _admin_token() -> str:
+    token = os.environ.get("GATEPASS_TOKEN", "").strip()
+    if token:
+        return token
+    path = token_file()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise AuthenticationError(
+            f"no admin token: set GATEPASS_TOKEN or start the broker, "
+            f"which writes {path}"
+        ) from exc
+    if not token:
+        raise AuthenticationError(f"no admin token: {path} is empty")
+    return token
+
+
+def _error_from(response: httpx.Response) -> GatepassError:
+    """Rebuild the gatepass error a non-2xx answer carries."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return GatepassError(
+            f"unexpected answer from the broker: http {response.status_code}"
+        )
+    description = body.get("error_description")
+    detail = description if isinstance(description, str) else body["error"]
+    try:
+        return error_for_code(body["error"])(detail)
+    except TypeError:
+        # A class that needs more than a detail (the DPoP nonce error) cannot come
+        # from the admin API; keep the message rather than fail on it.
+        return GatepassError(detail)
+
+
+class AdminClient:
+    """
+    Calls the admin API and turns its error answers back into gatepass errors.
+
+    Args:
+        http: the HTTP client; its ``base_url`` is the broker address.
+        token: the admin token, sent as ``Authorization: Bearer``; never printed.
+        address: the broker address, for messages.
+    """
+
+    def __init__(self, http: httpx.Client, *, token: str, address: str) -> None:
+        """Keep the client and the credentials."""
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self.address = address
+
+    def __repr__(self) -> str:
+        """Name the broker, never the token."""
+        return f"AdminClient(address={self.address!r})"
+
+    def get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:  # noqa: ANN401
+        """
+        GET an admin resource.
+
+        Args:
+            path: the path under the broker, such as ``/v1/agents``.
+            params: query parameters; ``None`` values are dropped by the caller.
+
+        Returns:
+            The decoded JSON answer.
+
+        Raises:
+            GatepassError: the broker refused; the subclass matches its ``error``.
+            BrokerUnreachableError: the broker did not answer.
+        """
+        return self._send("GET", path, params=dict(params or {}))
+
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:  # noqa: ANN401
+        """
+        POST to an admin resource.
+
+        Args:
+            path: the path under the broker.
+            body: the JSON body, if any.
+
+        Returns:
+            The decoded JSON answer.
+
+        Raises:
+            GatepassError: the broker refused; the subclass matches its ``error``.
+            BrokerUnreachableError: the broker did not answer.
+        """
+        return self._send("POST", path, json=None if body is None else dict(body))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:  # noqa: ANN401
+        try:
+            response = self._http.request(
+                method, path, params=params, json=json, headers=self._headers
+            )
+        except httpx.TransportError as exc:
+            raise BrokerUnreachableError(self.address) from exc
+        if not response.is_success:
+            raise _error_from(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GatepassError("the broker's answer is not json") from exc
+
+
+def current_connector() -> Connector:
+    """
+    Return the connector of the running command (the default outside tests).
+
+    Returns:
+        The :class:`Connector` in the Click context, or a default one.
+    """
+    context = click.get_current_context(silent=True)
+    found = context.find_object(Connector) if context is not None else None
+    return found if found is not None else Connector()
+
+
+@contextlib.contextmanager
+def admin_client() -> Iterator[AdminClient]:
+    """
+    Open an admin client for the running command.
+
+    Yields:
+        A client for ``GATEPASS_ADDR`` with the admin token.
+
+    Raises:
+        AuthenticationError: no admin token is configured.
+    """
+    address = os.environ.get("GATEPASS_ADDR") or DEFAULT_ADDR
+    token = _admin_token()
+    connector = current_connector()
+    http = connector.open_http(address)
+    try:
+        yield AdminClient(http, token=token, address=address)
+    finally:
+        if connector.owns_http:
+            http.close()

@@ -1,0 +1,211 @@
+"""
+Checking a gatepass access token on a resource server.
+
+The order follows RFC 9449 §7.1 and RFC 9068 §4: the ``DPoP`` authorization scheme,
+the JWT itself (typ ``at+jwt``, issuer, this server as the one audience, expiry),
+then the DPoP proof bound to the token's key and to this exact request, and last
+the token's revocation status when an :class:`Introspector` is configured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+
+from gatepass.clock import Clock, SystemClock
+from gatepass.errors import ConfigurationError, TokenError
+from gatepass.tokens import (
+    DPoPVerifier,
+    JWKSKeySource,
+    JWTVerifier,
+    KeySource,
+    MemoryReplayCache,
+    normalize_htu,
+)
+from gatepass.verify.access import VerifiedAccess
+from gatepass.verify.introspection import Introspector
+
+__all__ = ["ACCESS_TOKEN_TYP", "ResourceVerifier"]
+
+# RFC 9068 §2.1: access tokens are explicitly typed.
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
+_TOKEN_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+
+
+def _token_from(authorization: str | None) -> str:
+    if authorization is None or not authorization.strip():
+        raise TokenError("missing access token")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer":
+        # RFC 9449 §7.1: a DPoP-bound token presented as a bearer token is refused,
+        # so a stolen token cannot be replayed without the key.
+        raise TokenError("dpop-bound token presented with the bearer scheme")
+    if scheme.lower() != "dpop":
+        raise TokenError("authorization scheme must be dpop")
+    # RFC 6750 §2.1 b64token syntax; anything else is not one of our tokens.
+    if not token or not _TOKEN_CHARACTERS.issuperset(token):
+        raise TokenError("malformed authorization header")
+    return token
+
+
+def _string_claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise TokenError(f"token has no valid {name} claim")
+    return value
+
+
+def _jkt_of(claims: dict[str, Any]) -> str:
+    confirmation = claims.get("cnf")
+    jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+    if not isinstance(jkt, str) or not jkt:
+        raise TokenError("token is not dpop-bound")
+    return jkt
+
+
+class ResourceVerifier:
+    """
+    Verify gatepass access tokens presented to one resource server.
+
+    Args:
+        issuer: the broker's issuer URL, the tokens' ``iss``.
+        audience: this resource server's target URI, the tokens' one ``aud``.
+        jwks_uri: where the broker publishes its keys; ``{issuer}/jwks.json`` when
+            neither this nor ``key_source`` is given. Fetched on first use.
+        key_source: the keys to trust, instead of fetching ``jwks_uri``.
+        introspection: checks revocation status with the broker; without it,
+            tokens are checked offline only and stay usable until they expire.
+        clock: the time source.
+        http: the HTTP client for fetching the JWKS.
+        public_url: the external URL of the application's root, from which
+            request URLs (the DPoP ``htu``) are rebuilt; defaults to ``audience``.
+            Never derived from ``Host`` or ``X-Forwarded-*``: those are chosen by
+            the caller.
+        dpop_verifier: checks DPoP proofs; one with an in-memory replay cache is
+            created when omitted. Pass a shared one when several processes serve.
+
+    Raises:
+        ConfigurationError: ``public_url`` is not an absolute http(s) URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_uri: str | None = None,
+        key_source: KeySource | None = None,
+        introspection: Introspector | None = None,
+        clock: Clock | None = None,
+        http: httpx.Client | None = None,
+        public_url: str | None = None,
+        dpop_verifier: DPoPVerifier | None = None,
+    ) -> None:
+        """Build the token and proof verifiers."""
+        self._clock = clock or SystemClock()
+        self._owned_source: JWKSKeySource | None = None
+        if key_source is None:
+            self._owned_source = JWKSKeySource(
+                jwks_uri or f"{issuer.rstrip('/')}/jwks.json",
+                http=http,
+                clock=self._clock,
+            )
+            key_source = self._owned_source
+        self.issuer = issuer
+        self.audience = audience
+        base = public_url or audience
+        try:
+            normalize_htu(base)
+        except ValueError:
+            raise ConfigurationError(
+                "public url must be an absolute http(s) url"
+            ) from None
+        self.public_url = base
+        self._tokens = JWTVerifier(key_source, issuer=issuer, clock=self._clock)
+        self._dpop = dpop_verifier or DPoPVerifier(
+            clock=self._clock, replay=MemoryReplayCache(self._clock)
+        )
+        self._introspection = introspection
+
+    def __repr__(self) -> str:
+        """Show the issuer and audience."""
+        return f"ResourceVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    def close(self) -> None:
+        """Close the HTTP clients this verifier created."""
+        if self._owned_source is not None:
+            self._owned_source.close()
+        if self._introspection is not None:
+            self._introspection.close()
+
+    def url_for(self, path: str) -> str:
+        """
+        Return the public URL of a request path, for the DPoP ``htu`` check.
+
+        Args:
+            path: the request path as received (percent-encoded, without query).
+
+        Returns:
+            ``public_url`` with the path appended.
+        """
+        return self.public_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def verify(
+        self,
+        method: str,
+        url: str,
+        authorization: str | None,
+        dpop: str | None,
+    ) -> VerifiedAccess:
+        """
+        Verify the credentials of one request.
+
+        Args:
+            method: the request method.
+            url: the request's public URL (see :meth:`url_for`).
+            authorization: the ``Authorization`` header, None when absent.
+            dpop: the one ``DPoP`` header, None when absent; the caller refuses a
+                request with several.
+
+        Returns:
+            What the token grants and to whom.
+
+        Raises:
+            TokenError: the header is missing or uses another scheme, or the token
+                is malformed, expired, for another audience or issuer, of another
+                type, or not DPoP-bound.
+            TokenSignatureError: the signature or key is wrong.
+            TokenRevokedError: the broker says the token is no longer active.
+            DPoPProofError: the proof is missing, replayed, for another request or
+                signed by another key.
+        """
+        token = _token_from(authorization)
+        claims = self._tokens.verify(
+            token, typ=ACCESS_TOKEN_TYP, audience=self.audience
+        )
+        jkt = _jkt_of(claims)
+        agent_id = _string_claim(claims, "sub")
+        task_id = _string_claim(claims, "txn")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise TokenError("token has no valid scope claim")
+        self._dpop.verify(
+            dpop, method=method, url=url, access_token=token, expected_jkt=jkt
+        )
+        if self._introspection is not None:
+            self._introspection.check(token)
+        return VerifiedAccess(
+            agent_id=agent_id,
+            task_id=task_id,
+            scopes=frozenset(scope.split()),
+            jkt=jkt,
+            jti=str(claims["jti"]),
+            audience=self.audience,
+            expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+            claims=claims,
+        )
