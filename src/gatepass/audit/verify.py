@@ -51,6 +51,10 @@ def _check_checkpoints(
     anchors: dict[int, str] = {}
     previous = 0
     for checkpoint in checkpoints:
+        if checkpoint.seq < 1:
+            raise AuditIntegrityError(
+                f"checkpoint at seq {checkpoint.seq} is not a positive seq"
+            )
         if checkpoint.seq <= previous:
             raise AuditIntegrityError(
                 f"checkpoint at seq {checkpoint.seq} follows checkpoint at seq "

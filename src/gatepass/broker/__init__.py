@@ -20,6 +20,7 @@ from gatepass.broker.service import (
     LiveKeys,
     TokenResponse,
 )
+from gatepass.broker.status import TokenStatus
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
@@ -33,6 +34,7 @@ __all__ = [
     "Runtime",
     "TargetCatalog",
     "TokenResponse",
+    "TokenStatus",
     "build_runtime",
     "run_jobs",
     "write_secret_file",

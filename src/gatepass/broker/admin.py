@@ -17,13 +17,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gatepass.audit import AuditEntry, AuditSigner, Checkpoint
-from gatepass.broker.service import (
-    OPEN_TASK_ACTION,
-    Broker,
-    _agent_facts,
-    _target_facts,
-    _task_facts,
-)
+from gatepass.broker.facts import agent_facts, target_facts, task_facts
+from gatepass.broker.service import OPEN_TASK_ACTION, Broker
 from gatepass.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -368,7 +363,7 @@ class Admin:
             targets = [broker.catalog.get(name) for name in task.targets]
             if agent is None or any(t is None for t in targets):
                 continue
-            facts = _task_facts(
+            facts = task_facts(
                 purpose=task.purpose,
                 intent=task.intent,
                 environment=task.environment,
@@ -377,9 +372,9 @@ class Admin:
             )
             requests = [
                 PolicyRequest(
-                    agent=_agent_facts(agent),
+                    agent=agent_facts(agent),
                     action=OPEN_TASK_ACTION,
-                    target=_target_facts(t),
+                    target=target_facts(t),
                     task=facts,
                     now=now,
                 )
@@ -403,7 +398,7 @@ class Admin:
             target = broker.catalog.get(lease.target)
             if lease_task is None or agent is None or target is None:
                 continue
-            facts = _task_facts(
+            facts = task_facts(
                 purpose=lease_task.purpose,
                 intent=lease_task.intent,
                 environment=lease_task.environment,
@@ -413,9 +408,9 @@ class Admin:
             decisions = broker.decide(
                 [
                     PolicyRequest(
-                        agent=_agent_facts(agent),
+                        agent=agent_facts(agent),
                         action=action,
-                        target=_target_facts(target),
+                        target=target_facts(target),
                         task=facts,
                         now=now,
                     )

@@ -24,6 +24,7 @@ from gatepass.audit import AuditEntry, AuditSigner
 from gatepass.broker.admin import Admin
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.service import Broker, LiveKeys
+from gatepass.broker.status import TokenStatus
 from gatepass.clock import Clock, SystemClock
 from gatepass.config import Settings
 from gatepass.ids import new_agent_id
@@ -61,6 +62,7 @@ class Runtime:
     database: Database
     broker: Broker
     admin: Admin
+    status: TokenStatus
     metrics: Metrics
 
 
@@ -236,5 +238,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         database=database,
         broker=broker,
         admin=admin,
+        status=TokenStatus(broker),
         metrics=metrics,
     )

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from gatepass.audit import AuditEntry
 from gatepass.broker.caches import ExpiringCache
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.facts import agent_facts, target_facts, task_facts
 from gatepass.broker.requests import (
     ACCESS_TOKEN_TYPE,
     TXN_TOKEN_TYPE,
@@ -38,12 +39,10 @@ from gatepass.errors import (
     GatepassError,
     InvalidClientError,
     InvalidGrantError,
-    InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
     NotFoundError,
     TokenError,
-    UnsupportedTokenTypeError,
 )
 from gatepass.identity import AgentAssertionVerifier, WorkloadIdentity
 from gatepass.ids import (
@@ -66,14 +65,10 @@ from gatepass.models import (
 )
 from gatepass.observability import Metrics
 from gatepass.policy import (
-    AgentFacts,
     Decision,
     PolicyHolder,
     PolicyRequest,
-    TargetFacts,
-    TaskFacts,
 )
-from gatepass.secret import token_hash
 from gatepass.store import Database, audit_log
 from gatepass.store import agents as agent_rows
 from gatepass.store import leases as lease_rows
@@ -134,7 +129,7 @@ class Introspection:
 
 
 @dataclass(slots=True)
-class _Attempt:
+class Attempt:
     """What is known about a request so far, for its audit record."""
 
     kind: str
@@ -153,35 +148,6 @@ class _OneAgent:
         if self._agent is not None and self._agent.id == agent_id:
             return self._agent
         return None
-
-
-def _agent_facts(agent: Agent) -> AgentFacts:
-    return AgentFacts(
-        id=agent.id, name=agent.name, tenant=agent.tenant, labels=agent.labels
-    )
-
-
-def _target_facts(target: Target) -> TargetFacts:
-    return TargetFacts(
-        name=target.name,
-        uri=target.uri,
-        kind=target.kind,
-        environment=target.environment,
-        tenant=target.tenant,
-        risk=target.risk,
-    )
-
-
-def _task_facts(
-    *, purpose: str, intent: str, environment: str, tenant: str, age: dt.timedelta
-) -> TaskFacts:
-    return TaskFacts(
-        purpose=purpose,
-        intent=intent,
-        environment=environment,
-        tenant=tenant,
-        age_seconds=max(0, int(age.total_seconds())),
-    )
 
 
 def _unverified_issuer(token: str) -> str | None:
@@ -261,7 +227,8 @@ class Broker:
         await self.database.write(lambda conn: audit_log.append_audit(conn, entry))
         self.metrics.audit_events.labels(kind=entry.kind).inc()
 
-    def _entry(self, attempt: _Attempt, outcome: str) -> AuditEntry:
+    def entry(self, attempt: Attempt, outcome: str) -> AuditEntry:
+        """Return the audit entry of an attempt with this outcome."""
         return AuditEntry(
             at=self.clock.now(),
             kind=attempt.kind,
@@ -271,17 +238,18 @@ class Broker:
             data=attempt.data,
         )
 
-    async def _audit_failure(self, attempt: _Attempt, error: GatepassError) -> None:
+    async def audit_failure(self, attempt: Attempt, error: GatepassError) -> None:
+        """Audit a refused attempt with its error code and description."""
         attempt.data["error"] = error.code
         attempt.data["detail"] = error.detail
         outcome = "deny" if error.http_status < 500 else "error"
-        await self.audit(self._entry(attempt, outcome))
+        await self.audit(self.entry(attempt, outcome))
 
     async def record_rejection(
         self, kind: str, error: GatepassError, *, actor: str = "unknown"
     ) -> None:
         """Audit a request refused before it reached a use case (size, type)."""
-        await self._audit_failure(_Attempt(kind=kind, actor=actor), error)
+        await self.audit_failure(Attempt(kind=kind, actor=actor), error)
 
     async def agent(self, agent_id: str) -> Agent | None:
         """Return an agent, from a cache that is at most a few seconds old."""
@@ -339,7 +307,7 @@ class Broker:
         Raises:
             GatepassError: the request is refused; it has been audited.
         """
-        attempt = _Attempt(kind="token.request")
+        attempt = Attempt(kind="token.request")
         try:
             request = parse_token_exchange(parse_form(body))
             if isinstance(request, OpenTaskRequest):
@@ -352,13 +320,13 @@ class Broker:
             self.metrics.token_requests.labels(
                 kind=attempt.kind, outcome=error.code
             ).inc()
-            await self._audit_failure(attempt, error)
+            await self.audit_failure(attempt, error)
             raise
         self.metrics.token_requests.labels(kind=attempt.kind, outcome="ok").inc()
         return response
 
     async def _open_task(
-        self, request: OpenTaskRequest, dpop_proof: str | None, attempt: _Attempt
+        self, request: OpenTaskRequest, dpop_proof: str | None, attempt: Attempt
     ) -> TokenResponse:
         details = request.details
         attempt.data.update(
@@ -374,7 +342,7 @@ class Broker:
         targets = self._task_targets(details)
         now = self.clock.now()
         tenant = details.tenant or agent.tenant
-        facts = _task_facts(
+        facts = task_facts(
             purpose=details.purpose,
             intent=details.intent,
             environment=details.environment,
@@ -384,9 +352,9 @@ class Broker:
         decisions = self.decide(
             [
                 PolicyRequest(
-                    agent=_agent_facts(agent),
+                    agent=agent_facts(agent),
                     action=OPEN_TASK_ACTION,
-                    target=_target_facts(target),
+                    target=target_facts(target),
                     task=facts,
                     now=now,
                 )
@@ -426,7 +394,7 @@ class Broker:
             typ=TASK_TOKEN_TYP,
         )
         attempt.data["expires_at"] = task.expires_at.isoformat()
-        entry = self._entry(attempt, "allow")
+        entry = self.entry(attempt, "allow")
 
         def record(conn: Connection) -> None:
             task_rows.insert_task(conn, task)
@@ -447,7 +415,7 @@ class Broker:
         )
 
     async def _verify_identity(
-        self, assertion: str, attempt: _Attempt
+        self, assertion: str, attempt: Attempt
     ) -> WorkloadIdentity:
         issuer = _unverified_issuer(assertion)
         agent = await self.agent(issuer) if issuer and is_id(issuer, "agt") else None
@@ -479,7 +447,7 @@ class Broker:
                 targets.append(target)
         return targets
 
-    def _require_allowed(self, decisions: list[Decision], attempt: _Attempt) -> None:
+    def _require_allowed(self, decisions: list[Decision], attempt: Attempt) -> None:
         policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
         errors = [error for d in decisions for error in d.errors]
         attempt.data["policy_ids"] = policy_ids
@@ -524,7 +492,7 @@ class Broker:
             self._task_tokens.put(key, claims, expires)
         return claims
 
-    async def _open_task_for(self, token: str, attempt: _Attempt) -> Task:
+    async def _open_task_for(self, token: str, attempt: Attempt) -> Task:
         try:
             claims = await self.verify_task_token(token)
         except TokenError as error:
@@ -539,7 +507,7 @@ class Broker:
         return task
 
     async def _access_token(
-        self, request: AccessTokenRequest, dpop_proof: str | None, attempt: _Attempt
+        self, request: AccessTokenRequest, dpop_proof: str | None, attempt: Attempt
     ) -> TokenResponse:
         attempt.data.update(resource=request.resource[:200], actions=request.actions)
         task = await self._open_task_for(request.subject_token, attempt)
@@ -562,7 +530,7 @@ class Broker:
         if agent is None or agent.status is not AgentStatus.ACTIVE:
             raise AccessDeniedError("agent is disabled")
         now = self.clock.now()
-        facts = _task_facts(
+        facts = task_facts(
             purpose=task.purpose,
             intent=task.intent,
             environment=task.environment,
@@ -572,9 +540,9 @@ class Broker:
         decisions = self.decide(
             [
                 PolicyRequest(
-                    agent=_agent_facts(agent),
+                    agent=agent_facts(agent),
                     action=action,
-                    target=_target_facts(target),
+                    target=target_facts(target),
                     task=facts,
                     now=now,
                 )
@@ -615,7 +583,7 @@ class Broker:
         )
         attempt.data["lease_id"] = lease.id
         attempt.data["expires_at"] = lease.expires_at.isoformat()
-        entry = self._entry(attempt, "allow")
+        entry = self.entry(attempt, "allow")
 
         def record(conn: Connection) -> bool:
             # Intent first: the lease and its audit record commit before the token
@@ -680,7 +648,7 @@ class Broker:
             ConflictError: the task had already ended.
         """
         now = self.clock.now()
-        attempt = _Attempt(kind="task.close", actor=actor, subject=task_id)
+        attempt = Attempt(kind="task.close", actor=actor, subject=task_id)
         attempt.data["reason"] = reason[:200]
 
         def close(conn: Connection) -> tuple[Task | None, bool, list[LeaseId]]:
@@ -692,14 +660,14 @@ class Broker:
             )
             if changed:
                 attempt.data["revoked_leases"] = list(revoked)
-                audit_log.append_audit(conn, self._entry(attempt, "ok"))
+                audit_log.append_audit(conn, self.entry(attempt, "ok"))
             return task_rows.get_task(conn, task_id), changed, revoked
 
         task, changed, revoked = await self.database.write(close)
         self.forget_task(task_id)
         if task is None:
             error: GatepassError = NotFoundError("no such task")
-            await self._audit_failure(attempt, error)
+            await self.audit_failure(attempt, error)
             raise error
         if not changed:
             raise ConflictError(f"task is already {task.state.value}")
@@ -727,7 +695,7 @@ class Broker:
             TokenError: the task token is invalid or names another task.
             DPoPProofError: the proof is missing or not by the task's key.
         """
-        attempt = _Attempt(kind="task.close", subject=task_id)
+        attempt = Attempt(kind="task.close", subject=task_id)
         try:
             claims = await self.verify_task_token(access_token)
             attempt.actor = str(claims["sub"])
@@ -741,7 +709,7 @@ class Broker:
             if claims["txn"] != task_id:
                 raise TokenError("token is for another task")
         except GatepassError as error:
-            await self._audit_failure(attempt, error)
+            await self.audit_failure(attempt, error)
             raise
         return await self.close_task(
             task_id, actor=attempt.actor, reason="closed by agent"
@@ -756,19 +724,19 @@ class Broker:
             ConflictError: it is no longer live.
         """
         now = self.clock.now()
-        attempt = _Attempt(kind="lease.revoke", actor=actor, subject=lease_id)
+        attempt = Attempt(kind="lease.revoke", actor=actor, subject=lease_id)
         attempt.data["reason"] = reason[:200]
 
         def revoke(conn: Connection) -> tuple[Lease | None, bool]:
             changed = lease_rows.revoke_lease(conn, lease_id, now)
             if changed:
-                audit_log.append_audit(conn, self._entry(attempt, "ok"))
+                audit_log.append_audit(conn, self.entry(attempt, "ok"))
             return lease_rows.get_lease(conn, lease_id), changed
 
         lease, changed = await self.database.write(revoke)
         if lease is None:
             error: GatepassError = NotFoundError("no such lease")
-            await self._audit_failure(attempt, error)
+            await self.audit_failure(attempt, error)
             raise error
         if not changed:
             raise ConflictError(f"lease is already {lease.state.value}")
@@ -776,140 +744,6 @@ class Broker:
             reason=reason.split(" ", maxsplit=1)[0][:32]
         ).inc()
         return lease
-
-    def _peek(self, token: str) -> tuple[str, dict[str, Any]] | None:
-        try:
-            header = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            return None
-        typ = header.get("typ")
-        return (typ, claims) if isinstance(typ, str) else None
-
-    def _verify_any(self, token: str) -> tuple[str, dict[str, Any]] | None:
-        """Verify a broker token of either kind; None if it is not valid."""
-        peeked = self._peek(token)
-        if peeked is None:
-            return None
-        typ, unverified = peeked
-        audience = unverified.get("aud")
-        if typ.lower() not in {TASK_TOKEN_TYP, ACCESS_TOKEN_TYP} or not isinstance(
-            audience, str
-        ):
-            return None
-        try:
-            claims = self.verifier.verify(token, typ=typ.lower(), audience=audience)
-        except TokenError:
-            return None
-        return typ.lower(), claims
-
-    async def revoke_token(self, body: bytes) -> None:
-        """
-        Serve RFC 7009 revocation: possession of the token is the authorization.
-
-        Unknown, invalid and already-revoked tokens are accepted silently (RFC 7009
-        §2.2); the attempt is audited either way.
-
-        Raises:
-            InvalidRequestError: the request is malformed.
-            UnsupportedTokenTypeError: the hint names a type gatepass cannot revoke.
-        """
-        attempt = _Attempt(kind="token.revoke")
-        try:
-            form = parse_form(body)
-            tokens = form.get("token", [])
-            if len(tokens) != 1 or not tokens[0]:
-                raise InvalidRequestError("name exactly one token")
-            hints = form.get("token_type_hint", [])
-            if hints and hints[0] not in {"access_token", "refresh_token"}:
-                raise UnsupportedTokenTypeError("unsupported token_type_hint")
-        except GatepassError as error:
-            await self._audit_failure(attempt, error)
-            raise
-        token = tokens[0]
-        attempt.data["token_hash"] = token_hash(token)
-        verified = self._verify_any(token)
-        if verified is None:
-            attempt.data["result"] = "not an active gatepass token"
-            await self.audit(self._entry(attempt, "ok"))
-            return
-        typ, claims = verified
-        attempt.actor = str(claims.get("sub", "unknown"))
-        try:
-            if typ == TASK_TOKEN_TYP:
-                await self.close_task(
-                    str(claims["txn"]), actor=attempt.actor, reason="task token revoked"
-                )
-            else:
-                lease = await self.database.read(
-                    lambda c: lease_rows.get_lease_by_handle(c, str(claims["jti"]))
-                )
-                if lease is not None:
-                    await self.revoke_lease(
-                        lease.id, actor=attempt.actor, reason="token revoked"
-                    )
-        except (ConflictError, NotFoundError):
-            # Already revoked or closed: RFC 7009 §2.2 answers 200 all the same.
-            return
-
-    async def introspect(self, body: bytes) -> Introspection:
-        """
-        Serve RFC 7662 introspection of a broker token.
-
-        Raises:
-            InvalidRequestError: the request is malformed.
-        """
-        form = parse_form(body)
-        tokens = form.get("token", [])
-        if len(tokens) != 1 or not tokens[0]:
-            raise InvalidRequestError("name exactly one token")
-        inactive = Introspection(body={"active": False})
-        verified = self._verify_any(tokens[0])
-        if verified is None:
-            return inactive
-        typ, claims = verified
-        now = self.clock.now()
-        if typ == TASK_TOKEN_TYP:
-            task = await self.database.read(
-                lambda c: task_rows.get_task(c, str(claims["txn"]))
-            )
-            if (
-                task is None
-                or task.state is not TaskState.OPEN
-                or task.expires_at <= now
-            ):
-                return inactive
-        else:
-            lease = await self.database.read(
-                lambda c: lease_rows.get_lease_by_handle(c, str(claims["jti"]))
-            )
-            if lease is None or lease.state is not LeaseState.ACTIVE:
-                return inactive
-            if lease.expires_at <= now:
-                return inactive
-        body_out: dict[str, Any] = {
-            "active": True,
-            "token_type": "DPoP",
-            **{
-                name: claims[name]
-                for name in (
-                    "scope",
-                    "client_id",
-                    "sub",
-                    "aud",
-                    "iss",
-                    "exp",
-                    "iat",
-                    "jti",
-                    "cnf",
-                    "txn",
-                    "tenant",
-                    "env",
-                )
-                if name in claims
-            },
-        }
-        return Introspection(body=body_out)
 
     # ------------------------------------------------------------ sweeping
 

@@ -25,7 +25,10 @@ LEASE_COLUMNS = [
 @app.command("list")
 def list_leases(
     state: str | None = typer.Option(
-        None, "--state", "-s", help="only this state (pending, active, revoking, revoked, expired)"
+        None,
+        "--state",
+        "-s",
+        help="only this state (pending, active, revoking, revoked, expired)",
     ),
     task: str | None = typer.Option(None, "--task", help="only this task id"),
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=1000, help="at most"),

@@ -19,7 +19,9 @@ from gatepass.policy import CaseReport, CedarPolicySet, run_cases
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Validate, test and reload Cedar policies.", no_args_is_help=True)
+app = typer.Typer(
+    help="Validate, test and reload Cedar policies.", no_args_is_help=True
+)
 
 _DIRECTORY = typer.Argument(
     ...,
@@ -32,9 +34,12 @@ def _print_report(report: CaseReport) -> None:
     console = stdout_console()
     for result in report.results:
         mark = "[green]PASS[/green]" if result.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {escape(result.file.name)}: {escape(result.name)}")
+        console.print(
+            f"{mark} {escape(result.file.name)}: {escape(result.name)}",
+            soft_wrap=True,
+        )
         for problem in result.problems:
-            console.print(f"     {escape(problem)}")
+            console.print(f"     {escape(problem)}", soft_wrap=True)
     failed = len(report.failures)
     console.print(f"{len(report.results) - failed} passed, {failed} failed")
 
@@ -52,7 +57,8 @@ def validate(directory: Path = _DIRECTORY) -> None:
     policy_set = CedarPolicySet.from_directory(directory)
     stdout_console().print(
         f"{escape(str(directory))}: {policy_set.policy_count} policies valid, "
-        f"digest {policy_set.digest}"
+        f"digest {policy_set.digest}",
+        soft_wrap=True,
     )
 
 

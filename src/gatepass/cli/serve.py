@@ -50,7 +50,9 @@ def serve(
         admin_file=str(state / "admin.token"),
     )
     if workers > 1:
-        typer.echo("gatepass: use --workers 1; several workers need gatepass-bench", err=True)
+        typer.echo(
+            "gatepass: use --workers 1; several workers need gatepass-bench", err=True
+        )
     servers = [
         uvicorn.Server(
             uvicorn.Config(

@@ -128,11 +128,11 @@ class AgentAssertionVerifier:
                 for another audience, expired, too long-lived or replayed.
             AccessDeniedError: the assertion is valid but the agent is disabled.
         """
-        agent_id = self._claimed_agent(token)
+        agent_id, header = self._claimed_agent(token)
         agent = self._directory.get_agent(agent_id)
         if agent is None:
             raise _invalid("unknown agent")
-        claims = self._verified_claims(token, agent)
+        claims = self._verified_claims(token, header, agent)
         exp, jti = self._check_claims(claims)
         if agent.status is not AgentStatus.ACTIVE:
             raise AccessDeniedError("agent is disabled")
@@ -144,29 +144,29 @@ class AgentAssertionVerifier:
         return WorkloadIdentity(agent=agent, method="jwt-assertion", assertion_jti=jti)
 
     @staticmethod
-    def _claimed_agent(token: str) -> AgentId:
+    def _claimed_agent(token: str) -> tuple[AgentId, dict[str, Any]]:
         if len(token) > _MAX_ASSERTION_LENGTH or not token.isascii():
             raise _invalid("malformed assertion")
         try:
             # Unverified: only to learn which agent's key to verify with.
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise _invalid("malformed assertion") from None
+        header: dict[str, Any] = parsed["header"]
+        unverified: dict[str, Any] = parsed["payload"]
         issuer = unverified.get("iss")
         if not is_id(issuer, "agt"):
             raise _invalid("assertion issuer is not an agent id")
         # RFC 7523 §3 items 1-2: the agent asserts itself, so iss and sub agree.
         if unverified.get("sub") != issuer:
             raise _invalid("assertion subject must equal its issuer")
-        return AgentId(str(issuer))
+        return AgentId(str(issuer)), header
 
     @staticmethod
-    def _verified_claims(token: str, agent: Agent) -> dict[str, Any]:
+    def _verified_claims(
+        token: str, header: dict[str, Any], agent: Agent
+    ) -> dict[str, Any]:
         key = _agent_key(agent)
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _invalid("malformed assertion") from None
         if header.get("alg") != agent.algorithm:
             raise _invalid("assertion algorithm does not match the agent key")
         # RFC 8725 §3.11: a DPoP proof or an access token is never an assertion.
@@ -179,7 +179,7 @@ class AgentAssertionVerifier:
             )
         except jwt.InvalidSignatureError:
             raise _invalid("assertion signature is invalid") from None
-        except jwt.PyJWTError:
+        except jwt.PyJWTError:  # pragma: no cover - the token parsed above
             raise _invalid("malformed assertion") from None
         return claims
 

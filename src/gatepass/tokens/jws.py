@@ -133,7 +133,8 @@ def verify_signature(jws: CompactJWS, key: object, algorithm: str) -> bool:
     try:
         return implementation.verify(jws.signing_input, key, jws.signature)
     except (ValueError, TypeError, AttributeError):
-        # A key of the wrong family for the algorithm is a failed verification.
+        # A key of the wrong family for the algorithm is a failed verification,
+        # never an unexpected exception.
         return False
 
 

@@ -169,8 +169,8 @@ def rotate(
             generate_key(algorithm, sealer=sealer, now=now, state=KeyState.CURRENT),
             generate_key(algorithm, sealer=sealer, now=now, state=KeyState.NEXT),
         ]
-    _single(records, KeyState.CURRENT, required=False)
-    has_next = _single(records, KeyState.NEXT, required=False) is not None
+    _single(records, KeyState.CURRENT)
+    has_next = _single(records, KeyState.NEXT) is not None
     current: list[KeyRecord] = []
     retired: list[KeyRecord] = []
     for record in records:
@@ -189,17 +189,11 @@ def rotate(
     return [*current, upcoming, *retired]
 
 
-def _single(
-    records: Sequence[KeyRecord], state: KeyState, *, required: bool
-) -> KeyRecord | None:
+def _single(records: Sequence[KeyRecord], state: KeyState) -> KeyRecord | None:
     found = [record for record in records if record.state is state]
     if len(found) > 1:
         raise ConfigurationError(f"key ring has more than one {state.value} key")
-    if not found:
-        if required:
-            raise ConfigurationError(f"key ring has no {state.value} key")
-        return None
-    return found[0]
+    return found[0] if found else None
 
 
 class KeyRing:
@@ -226,7 +220,7 @@ class KeyRing:
 
     def __init__(self, records: Sequence[KeyRecord], sealer: Sealer) -> None:
         """Check the records and unseal the current key once."""
-        current = _single(records, KeyState.CURRENT, required=True)
+        current = _single(records, KeyState.CURRENT)
         if current is None:
             raise ConfigurationError("key ring has no current key")
         self._records = tuple(records)

@@ -263,6 +263,15 @@ class TestVerifyLog:
         with pytest.raises(AuditIntegrityError, match="checkpoints out of order"):
             verify_log(log.records, log.checkpoints, log.jwk)
 
+    def test_checkpoint_at_seq_zero_is_refused(self, make_log: MakeLog) -> None:
+        """A checkpoint must name a real record."""
+        log = make_log(3, checkpoints=())
+        checkpoint = log.signer.sign(0, log.records[0].prev_hash, log.records[0].at)
+        with pytest.raises(
+            AuditIntegrityError, match=r"^checkpoint at seq 0 is not a positive seq$"
+        ):
+            verify_log(log.records, [checkpoint], log.jwk)
+
     def test_record_that_cannot_be_hashed(self, make_log: MakeLog) -> None:
         """A record with a naive time (a store bug) fails as an integrity error."""
         log = make_log()

@@ -371,3 +371,29 @@ class TestAgentAssertionRejects:
         """Any text raises InvalidGrantError, never another exception."""
         with pytest.raises(InvalidGrantError):
             verifier.verify(token)
+
+
+class TestAgentAssertionNumbers:
+    """Time claims are finite numbers."""
+
+    def test_nan_exp(
+        self,
+        verifier: AgentAssertionVerifier,
+        registered: Registered,
+        clock: FrozenClock,
+    ) -> None:
+        """NaN is not a NumericDate."""
+        token = sign(registered, claims_of(registered, clock, exp=float("nan")))
+        with pytest.raises(InvalidGrantError, match="no valid exp"):
+            verifier.verify(token)
+
+    def test_past_nbf(
+        self,
+        verifier: AgentAssertionVerifier,
+        registered: Registered,
+        clock: FrozenClock,
+    ) -> None:
+        """An nbf already reached is accepted."""
+        now = int(clock.now().timestamp())
+        token = sign(registered, {**claims_of(registered, clock), "nbf": now})
+        assert verifier.verify(token).agent == registered.agent

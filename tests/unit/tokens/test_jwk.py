@@ -275,3 +275,18 @@ class TestPublicKeyFromJWK:
         """A non-key object is refused."""
         with pytest.raises(InvalidRequestError, match="unsupported key type"):
             public_jwk_from_key(object())
+
+
+class TestEdgeCases:
+    """Inputs that only a hostile or broken client sends."""
+
+    def test_rsa_even_exponent(self) -> None:
+        """An RSA key with an invalid exponent is refused."""
+        jwk = {**RFC7638_KEY, "e": b64url(b"\x02")}
+        with pytest.raises(InvalidRequestError, match="rsa key is invalid"):
+            public_key_from_jwk(jwk)
+
+    def test_load_public_jwk_not_a_mapping(self) -> None:
+        """A list is not a JWK."""
+        with pytest.raises(InvalidRequestError, match="json object"):
+            load_public_jwk([])  # type: ignore[arg-type]

@@ -163,3 +163,13 @@ class TestJWKSKeySource:
         """A source without a client creates and closes its own."""
         source = JWKSKeySource(JWKS_URI, clock=clock)
         source.close()
+
+
+class TestJWKSLimits:
+    """Oversized key sets are refused."""
+
+    def test_too_large(self, ring: KeyRing, clock: FrozenClock) -> None:
+        """A JWKS over 256 KiB is a failed fetch."""
+        server = JWKSServer({**ring.jwks(), "padding": "x" * 300_000})
+        with pytest.raises(TokenError, match="unavailable"):
+            server.source(clock).key_for(ring.signing_kid)

@@ -334,3 +334,26 @@ class TestKeyRing:
         broken = dataclasses.replace(record, sealed_private=sealer.seal(b"junk"))
         with pytest.raises(ConfigurationError, match="corrupt"):
             KeyRing([broken], sealer)
+
+
+class TestKeyRingSealedKeyType:
+    """The sealed key must be of a signing type."""
+
+    def test_rsa_sealed_key(self, sealer: Sealer, clock: FrozenClock) -> None:
+        """An RSA private key in a record is refused."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+        pem = rsa.generate_private_key(
+            public_exponent=65537, key_size=2048
+        ).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        record = generate_key(
+            "ES256", sealer=sealer, now=clock.now(), state=KeyState.CURRENT
+        )
+        broken = dataclasses.replace(record, sealed_private=sealer.seal(pem))
+        with pytest.raises(ConfigurationError, match="does not match its algorithm"):
+            KeyRing([broken], sealer)

@@ -133,3 +133,12 @@ class TestCreateAssertion:
         assert claims["iss"] == claims["sub"] == "agt_x"
         assert claims["exp"] - claims["iat"] == 60
         assert claims["jti"]
+
+
+class TestLoadPrivateKeyTypes:
+    """Only JSON objects, JSON text and PEM are keys."""
+
+    def test_not_a_mapping(self) -> None:
+        """A list is refused."""
+        with pytest.raises(InvalidRequestError, match="json object"):
+            load_private_key([])  # type: ignore[arg-type]

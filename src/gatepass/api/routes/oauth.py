@@ -96,7 +96,7 @@ async def introspect(request: Request) -> Response:
         request.headers.get("authorization"), needs=ApiRole.INTROSPECT
     )
     body = await read_form_body(request, runtime.settings.server.max_body_bytes)
-    answer = await runtime.broker.introspect(body)
+    answer = await runtime.status.introspect(body)
     return JSONResponse(answer.body, headers=NO_STORE)
 
 
@@ -108,7 +108,7 @@ async def revoke(request: Request) -> Response:
     except GatepassError as error:
         await runtime.broker.record_rejection("token.revoke", error)
         raise
-    await runtime.broker.revoke_token(body)
+    await runtime.status.revoke_token(body)
     return Response(status_code=200, headers=NO_STORE)
 
 

@@ -1,0 +1,189 @@
+"""
+An access token for one target, and how to present it (RFC 9449 §7.1).
+
+The token is sent as ``Authorization: DPoP <token>`` with a fresh ``DPoP`` proof for
+each request, signed by the task's key and bound to the token with ``ath``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Generator
+from urllib.parse import urlsplit
+
+import httpx
+
+from gatepass.clock import Clock
+from gatepass.errors import InvalidRequestError
+from gatepass.ids import LeaseId
+from gatepass.secret import Secret
+from gatepass.tokens import DPoPKey, normalize_htu
+
+__all__ = ["AccessToken", "DPoPAuth"]
+
+_UNAUTHORIZED = 401
+
+
+def _within(url: str, audience: str) -> bool:
+    """Tell whether ``url`` is the audience URI or beneath it."""
+    try:
+        target = normalize_htu(url)
+        base = normalize_htu(audience)
+    except ValueError:
+        return False
+    if target == base:
+        return True
+    return target.startswith(base if base.endswith("/") else base + "/")
+
+
+class AccessToken:
+    """
+    A DPoP-bound access token for exactly one target.
+
+    Args:
+        value: the token.
+        expires_at: when it expires.
+        scope: the granted actions, space-separated.
+        lease_id: the broker's lease of this credential.
+        audience: the target URI the token is for (its ``aud``).
+        key: the task's DPoP key, which signs the proofs.
+        clock: the time source for proofs.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_key",
+        "_lock",
+        "_nonces",
+        "audience",
+        "expires_at",
+        "lease_id",
+        "scope",
+        "value",
+    )
+
+    def __init__(
+        self,
+        *,
+        value: Secret,
+        expires_at: dt.datetime,
+        scope: str,
+        lease_id: LeaseId,
+        audience: str,
+        key: DPoPKey,
+        clock: Clock,
+    ) -> None:
+        """Keep the token and the key that presents it."""
+        self.value = value
+        self.expires_at = expires_at
+        self.scope = scope
+        self.lease_id = lease_id
+        self.audience = audience
+        self._key = key
+        self._clock = clock
+        self._nonces: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        """Show the lease and scope, never the token."""
+        return (
+            f"AccessToken(lease_id={self.lease_id!r}, audience={self.audience!r}, "
+            f"scope={self.scope!r}, expires_at={self.expires_at.isoformat()!r})"
+        )
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """The granted actions."""
+        return frozenset(self.scope.split())
+
+    def headers(self, method: str, url: str) -> dict[str, str]:
+        """
+        Return the headers that present this token on one request.
+
+        Args:
+            method: the request method, as sent.
+            url: the request URL, as sent.
+
+        Returns:
+            ``Authorization`` and a fresh ``DPoP`` proof with ``ath``.
+
+        Raises:
+            InvalidRequestError: the URL is not at the token's target, so the
+                token would be disclosed to another server.
+        """
+        if not _within(url, self.audience):
+            raise InvalidRequestError("url is outside the token's target")
+        token = self.value.reveal()
+        with self._lock:
+            nonce = self._nonces.get(_origin(url))
+        proof = self._key.proof(
+            method.upper(),
+            url,
+            access_token=token,
+            nonce=nonce,
+            now=self._clock.now(),
+        )
+        return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+    def remember_nonce(self, url: str, nonce: str) -> None:
+        """
+        Keep a resource server's ``DPoP-Nonce`` for the next proofs to it.
+
+        Args:
+            url: a URL of the server that sent it.
+            nonce: the nonce.
+        """
+        with self._lock:
+            self._nonces[_origin(url)] = nonce
+
+    def auth(self) -> DPoPAuth:
+        """Return an ``httpx.Auth`` that signs every request with this token."""
+        return DPoPAuth(self)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def _is_nonce_challenge(response: httpx.Response) -> bool:
+    challenge = response.headers.get("www-authenticate", "")
+    return response.status_code == _UNAUTHORIZED and "use_dpop_nonce" in challenge
+
+
+class DPoPAuth(httpx.Auth):
+    """
+    Sign every request with an access token and a fresh DPoP proof.
+
+    A ``use_dpop_nonce`` challenge from the resource server is answered by
+    retrying once with its nonce (RFC 9449 §9).
+
+    Args:
+        token: the access token.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, token: AccessToken) -> None:
+        """Keep the token."""
+        self._token = token
+
+    def __repr__(self) -> str:
+        """Show the lease, never the token."""
+        return f"DPoPAuth(lease_id={self._token.lease_id!r})"
+
+    def auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the headers, and retry once on a nonce challenge."""
+        url = str(request.url)
+        request.headers.update(self._token.headers(request.method, url))
+        response = yield request
+        # RFC 9449 §9: a server may send a new nonce with any response.
+        nonce = response.headers.get("dpop-nonce")
+        if nonce:
+            self._token.remember_nonce(url, nonce)
+            if _is_nonce_challenge(response):
+                request.headers.update(self._token.headers(request.method, url))
+                yield request

@@ -1,0 +1,169 @@
+"""The agent's entry point: open tasks at a gatepass broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from gatepass.clock import Clock, SystemClock
+from gatepass.errors import ConfigurationError, GatepassError, InvalidRequestError
+from gatepass.ids import TaskId, is_id
+from gatepass.sdk.identity import AgentIdentity
+from gatepass.sdk.session import BrokerSession
+from gatepass.sdk.task import TOKEN_EXCHANGE, TXN_TOKEN_TYPE, Task
+from gatepass.secret import Secret
+from gatepass.tokens import DPoPKey
+
+__all__ = ["GatepassClient"]
+
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a URN
+
+
+class GatepassClient:
+    """
+    An agent's connection to its broker.
+
+    Args:
+        identity: the agent's identity.
+        broker_url: the broker's issuer URL; the identity's broker when omitted.
+        http: the HTTP client; one with a 10 s timeout is created (and closed by
+            :meth:`close`) when omitted.
+        clock: the time source for assertions and proofs.
+
+    Raises:
+        ConfigurationError: no broker URL is known.
+    """
+
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        broker_url: str | None = None,
+        *,
+        http: httpx.Client | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Prepare the session; the broker is contacted on first use."""
+        url = broker_url or identity.broker_url
+        if not url:
+            raise ConfigurationError("no broker url: pass one or use an identity file")
+        self.identity = identity
+        self._owns_http = http is None
+        client = http or httpx.Client(timeout=10.0, follow_redirects=False)
+        self._session = BrokerSession(url, http=client, clock=clock or SystemClock())
+
+    def __repr__(self) -> str:
+        """Show the agent and broker."""
+        return (
+            f"GatepassClient(agent_id={self.identity.agent_id!r}, "
+            f"broker_url={self._session.broker_url!r})"
+        )
+
+    def __enter__(self) -> Self:
+        """Return the client; its HTTP client is closed when the block ends."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the client."""
+        self.close()
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's issuer URL."""
+        return self._session.broker_url
+
+    def close(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            self._session.http.close()
+
+    def open_task(
+        self,
+        *,
+        intent: str,
+        purpose: str,
+        environment: str,
+        targets: Sequence[str],
+        tenant: str | None = None,
+        ttl: dt.timedelta | None = None,
+    ) -> Task:
+        """
+        Open a task: say what the agent is about to do, and get a task token.
+
+        Args:
+            intent: free text describing the work, up to 1000 characters.
+            purpose: the label policies match, such as ``support-triage``.
+            environment: the environment of every target, such as ``dev``.
+            targets: the URIs (or names) of the targets the task will touch.
+            tenant: the tenant; the agent's own when omitted.
+            ttl: the longest the task may live; the broker may shorten it.
+
+        Returns:
+            The open task; use it as a context manager so that it is closed.
+
+        Raises:
+            InvalidRequestError: a parameter is malformed (raised locally).
+            InvalidTargetError: a target is unknown or in another environment.
+            AccessDeniedError: policy denied the task.
+            InvalidGrantError: the broker did not accept the agent's identity.
+            GatepassError: any other error the broker answered.
+        """
+        if isinstance(targets, str):
+            raise InvalidRequestError("targets must be a list of target uris")
+        details: dict[str, object] = {
+            "type": "agent_task",
+            "intent": intent,
+            "purpose": purpose,
+            "environment": environment,
+            "targets": list(targets),
+        }
+        if tenant is not None:
+            details["tenant"] = tenant
+        if ttl is not None:
+            details["max_ttl_seconds"] = max(1, int(ttl.total_seconds()))
+        session = self._session
+        metadata = session.metadata()
+        key = DPoPKey.generate()
+
+        def form() -> dict[str, str]:
+            return {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": self.identity.assertion(
+                    metadata.issuer, now=session.clock.now()
+                ),
+                "subject_token_type": JWT_TOKEN_TYPE,
+                "requested_token_type": TXN_TOKEN_TYPE,
+                "authorization_details": json.dumps([details]),
+            }
+
+        received_at = session.clock.now()
+        response = session.post(metadata.token_endpoint, key, data=form)
+        body = response.json()
+        if not isinstance(body, dict):
+            raise GatepassError("broker answered without a task token")
+        token = body.get("access_token")
+        task_id = body.get("task_id")
+        expires_in = body.get("expires_in")
+        if (
+            not isinstance(token, str)
+            or not is_id(task_id, "tsk")
+            or not isinstance(expires_in, int)
+        ):
+            raise GatepassError("broker answered without a task token")
+        return Task(
+            task_id=TaskId(str(task_id)),
+            token=Secret(token),
+            expires_at=received_at + dt.timedelta(seconds=expires_in),
+            key=key,
+            session=session,
+            close_url=f"{metadata.issuer.rstrip('/')}/v1/tasks/{task_id}/close",
+        )

@@ -1,0 +1,233 @@
+"""
+A task as the agent holds it: its token, its DPoP key and its access tokens.
+
+Closing the task (``with client.open_task(...) as task:`` does it on exit) revokes
+every credential issued for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import jwt
+
+from gatepass.errors import (
+    ConflictError,
+    GatepassError,
+    InvalidGrantError,
+    InvalidScopeError,
+)
+from gatepass.ids import LeaseId, TaskId
+from gatepass.sdk.access import AccessToken
+from gatepass.sdk.session import BrokerSession
+from gatepass.secret import Secret
+from gatepass.tokens import DPoPKey
+
+__all__ = ["REFRESH_MARGIN", "Task"]
+
+_log = logging.getLogger("gatepass.sdk")
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
+TXN_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:txn_token"  # noqa: S105 - a URN
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+
+# A cached access token is replaced this long before it expires, so a request never
+# leaves with a token that dies on the way.
+REFRESH_MARGIN = dt.timedelta(seconds=30)
+
+
+def _actions(actions: Sequence[str] | str) -> tuple[str, ...]:
+    names = actions.split() if isinstance(actions, str) else list(actions)
+    if not names or not all(names):
+        raise InvalidScopeError("name at least one action")
+    if any(" " in name for name in names):
+        raise InvalidScopeError("an action may not contain a space")
+    return tuple(sorted(set(names)))
+
+
+def _audience_of(token: str, fallback: str) -> str:
+    # The SDK reads its own token only to know where it may be sent; the resource
+    # server verifies it. Tokens come from the broker over the same connection.
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return fallback
+    audience = claims.get("aud")
+    if isinstance(audience, list) and len(audience) == 1:
+        audience = audience[0]
+    return audience if isinstance(audience, str) else fallback
+
+
+class Task:
+    """
+    One open task: ask it for access tokens, and close it when the work is done.
+
+    Use :meth:`GatepassClient.open_task <gatepass.sdk.GatepassClient.open_task>`
+    to create one.
+
+    Args:
+        task_id: the broker's id of the task.
+        token: the task token.
+        expires_at: when the task expires.
+        key: the task's DPoP key, generated in memory for this task only.
+        session: the broker connection.
+        close_url: the task's close endpoint.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: TaskId,
+        token: Secret,
+        expires_at: dt.datetime,
+        key: DPoPKey,
+        session: BrokerSession,
+        close_url: str,
+    ) -> None:
+        """Hold the task's token and key in memory."""
+        self.id = task_id
+        self.expires_at = expires_at
+        self._token: Secret | None = token
+        self._key = key
+        self._session = session
+        self._close_url = close_url
+        self._cache: dict[tuple[str, tuple[str, ...]], AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        """Show the task, never its token."""
+        state = "closed" if self.closed else "open"
+        return (
+            f"Task(id={self.id!r}, expires_at={self.expires_at.isoformat()!r}, {state})"
+        )
+
+    def __enter__(self) -> Self:
+        """Return the task; it is closed when the block ends."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """
+        Close the task, also when the block raised.
+
+        A failure to close is logged; it is raised only when the block itself did
+        not raise, so it never hides the original exception.
+        """
+        try:
+            self.close()
+        except GatepassError as error:
+            _log.warning(
+                "closing task %s failed: %s (%s)", self.id, error.code, error.detail
+            )
+            if exc is None:
+                raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether the task was closed (or has expired)."""
+        return self._token is None
+
+    def access_token(self, target: str, actions: Sequence[str] | str) -> AccessToken:
+        """
+        Return an access token for a target, reusing one that is still fresh.
+
+        Args:
+            target: the target's URI (or name), one of the task's targets.
+            actions: the actions, such as ``["read"]`` or ``"read write"``.
+
+        Returns:
+            A DPoP-bound token for exactly that target and those actions.
+
+        Raises:
+            InvalidGrantError: the task is closed or has expired.
+            InvalidTargetError: the target is unknown or outside the task.
+            InvalidScopeError: an action is not offered by the target.
+            AccessDeniedError: policy denied the request.
+            GatepassError: any other error the broker answered.
+        """
+        wanted = _actions(actions)
+        key = (target, wanted)
+        now = self._session.clock.now()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and now < cached.expires_at - REFRESH_MARGIN:
+                return cached
+        issued = self._request_access_token(target, wanted)
+        with self._lock:
+            self._cache[key] = issued
+        return issued
+
+    def _live_token(self) -> str:
+        token = self._token
+        if token is None:
+            raise InvalidGrantError("task is closed")
+        if self._session.clock.now() >= self.expires_at:
+            raise InvalidGrantError("task has expired")
+        return token.reveal()
+
+    def _request_access_token(
+        self, target: str, actions: tuple[str, ...]
+    ) -> AccessToken:
+        task_token = self._live_token()
+        endpoint = self._session.metadata().token_endpoint
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": task_token,
+            "subject_token_type": TXN_TOKEN_TYPE,
+            "requested_token_type": ACCESS_TOKEN_TYPE,
+            "resource": target,
+            "scope": " ".join(actions),
+        }
+        received_at = self._session.clock.now()
+        response = self._session.post(endpoint, self._key, data=lambda: form)
+        body = response.json()
+        token = body.get("access_token") if isinstance(body, dict) else None
+        expires_in = body.get("expires_in") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not isinstance(expires_in, int):
+            raise GatepassError("broker answered without an access token")
+        scope = body.get("scope")
+        return AccessToken(
+            value=Secret(token),
+            expires_at=received_at + dt.timedelta(seconds=expires_in),
+            scope=scope if isinstance(scope, str) else " ".join(actions),
+            lease_id=LeaseId(str(body.get("lease_id", ""))),
+            audience=_audience_of(token, target),
+            key=self._key,
+            clock=self._session.clock,
+        )
+
+    def close(self) -> None:
+        """
+        Close the task: the broker revokes every credential issued for it.
+
+        Closing twice, or a task the broker already closed, is not an error.
+
+        Raises:
+            GatepassError: the broker refused or could not be reached; the task may
+                still be open until it expires.
+        """
+        token = self._token
+        if token is None:
+            return
+        if self._session.clock.now() >= self.expires_at:
+            self._forget()
+            return
+        # 409: the broker already closed it (an admin did, or a sweep).
+        with contextlib.suppress(ConflictError):
+            self._session.post(self._close_url, self._key, access_token=token.reveal())
+        self._forget()
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._token = None
+            self._cache.clear()
