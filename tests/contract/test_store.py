@@ -8,10 +8,9 @@ import threading
 import anyio
 import pytest
 
-from gatepass.audit import AuditEntry, verify_log
-from gatepass.audit import AuditSigner
+from gatepass.audit import AuditEntry, AuditSigner, verify_log
 from gatepass.clock import FrozenClock
-from gatepass.errors import ConflictError, ConfigurationError
+from gatepass.errors import ConfigurationError, ConflictError
 from gatepass.ids import new_agent_id, new_lease_id, new_task_id, new_token_id
 from gatepass.models import Agent, AgentStatus, Lease, LeaseState, Task, TaskState
 from gatepass.sealing import Sealer
@@ -102,9 +101,7 @@ class TestAgents:
         with database.transaction() as conn:
             agents.insert_agent(conn, agent)
             assert agents.set_agent_status(conn, agent.id, AgentStatus.DISABLED, T0)
-            assert not agents.set_agent_status(
-                conn, agent.id, AgentStatus.DISABLED, T0
-            )
+            assert not agents.set_agent_status(conn, agent.id, AgentStatus.DISABLED, T0)
             assert agents.list_agents(conn, status="disabled")[0].id == agent.id
 
 
@@ -161,11 +158,15 @@ class TestTasksAndLeases:
         """A transaction that raises commits none of its writes."""
         task = make_task(make_agent())
         msg = "boom"
-        with pytest.raises(RuntimeError, match=msg), database.transaction() as conn:
-            tasks.insert_task(conn, task)
-            leases.insert_lease(conn, make_lease(task))
-            audit_log.ensure_audit_head(conn)
-            raise RuntimeError(msg)
+
+        def fail_midway() -> None:
+            with database.transaction() as conn:
+                tasks.insert_task(conn, task)
+                leases.insert_lease(conn, make_lease(task))
+                raise RuntimeError(msg)
+
+        with pytest.raises(RuntimeError, match=msg):
+            fail_midway()
         with database.reading() as conn:
             assert tasks.get_task(conn, task.id) is None
             assert leases.list_leases(conn, task_id=task.id) == []

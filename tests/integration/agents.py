@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
+from gatepass.clock import SystemClock
 from gatepass.tokens import DPoPKey, create_assertion, load_private_key
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -26,7 +27,7 @@ class ProtocolAgent:
         self.key = DPoPKey.generate()
         self.http = httpx.Client(timeout=10)
 
-    def __enter__(self) -> ProtocolAgent:
+    def __enter__(self) -> Self:
         """Use as a context manager that closes the HTTP client."""
         return self
 
@@ -48,7 +49,7 @@ class ProtocolAgent:
             algorithm=self.algorithm,
             agent_id=kwargs.pop("agent_id", self.agent_id),
             audience=kwargs.pop("audience", self.url),
-            now=now or dt.datetime.now(dt.UTC),
+            now=now or SystemClock().now(),
             lifetime=dt.timedelta(seconds=lifetime),
             **kwargs,
         )

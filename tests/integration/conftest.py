@@ -51,7 +51,12 @@ class RunningServer:
 def start_server(app: Any, port: int) -> RunningServer:
     """Start ``app`` on 127.0.0.1:``port`` and wait until it is serving."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -137,7 +142,9 @@ class LiveBroker:
     @property
     def demo_identity(self) -> dict[str, Any]:
         """Return the demo agent's identity file."""
-        data: dict[str, Any] = json.loads((self.state_dir / "demo-agent.json").read_text())
+        data: dict[str, Any] = json.loads(
+            (self.state_dir / "demo-agent.json").read_text()
+        )
         return data
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gatepass.clock import SystemClock
 from gatepass.store import audit_log
 from gatepass.tokens import DPoPKey
 
@@ -74,7 +75,9 @@ class TestHappyPath:
         )
         claims = introspect.json()
         assert claims["active"] is True
-        assert claims["aud"] == live_broker.runtime.broker.catalog.resolve("tickets").uri
+        assert (
+            claims["aud"] == live_broker.runtime.broker.catalog.resolve("tickets").uri
+        )
         assert claims["cnf"] == {"jkt": agent.key.jkt}
         close_url = f"{live_broker.url}/v1/tasks/{task['task_id']}/close"
         closed = httpx.post(
@@ -137,7 +140,9 @@ class TestHappyPath:
 class TestRequestShape:
     """Malformed requests are invalid_request (or more precise), never a 5xx."""
 
-    def test_wrong_grant_type(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_wrong_grant_type(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """Anything but token exchange is unsupported_grant_type."""
         form = agent.open_form()
         form["grant_type"] = "client_credentials"
@@ -149,7 +154,9 @@ class TestRequestShape:
         response = agent.http.post(agent.token_endpoint, json=agent.open_form())
         assert_refused(live_broker, response, 400, "invalid_request")
 
-    def test_malformed_form(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_malformed_form(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """Bytes that are not UTF-8 form encoding are refused."""
         response = agent.post_token(b"\xff\xfe=%%%")
         assert_refused(live_broker, response, 400, "invalid_request")
@@ -163,7 +170,9 @@ class TestRequestShape:
         response = agent.post_token(str(body).encode())
         assert_refused(live_broker, response, 400, "invalid_request")
 
-    def test_oversized_body(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_oversized_body(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """A body over the limit is refused with 413 before it is read whole."""
         response = agent.post_token(b"a=" + b"x" * 70_000)
         assert_refused(live_broker, response, 413, "invalid_request")
@@ -184,12 +193,18 @@ class TestRequestShape:
             "{}",
             "[]",
             '[{"type": "other"}]',
-            '[{"type": "agent_task", "intent": "x", "purpose": "BAD PURPOSE",'
-            ' "environment": "dev", "targets": ["tickets"]}]',
-            '[{"type": "agent_task", "intent": "x", "purpose": "p",'
-            ' "environment": "dev", "targets": []}]',
-            '[{"type": "agent_task", "intent": "x", "purpose": "p",'
-            ' "environment": "dev", "targets": ["tickets"], "max_ttl_seconds": -1}]',
+            (
+                '[{"type": "agent_task", "intent": "x", "purpose": "BAD PURPOSE",'
+                ' "environment": "dev", "targets": ["tickets"]}]'
+            ),
+            (
+                '[{"type": "agent_task", "intent": "x", "purpose": "p",'
+                ' "environment": "dev", "targets": []}]'
+            ),
+            (
+                '[{"type": "agent_task", "intent": "x", "purpose": "p",'
+                ' "environment": "dev", "targets": ["tickets"], "max_ttl_seconds": -1}]'
+            ),
         ],
     )
     def test_bad_authorization_details(
@@ -205,9 +220,11 @@ class TestRequestShape:
 class TestIdentity:
     """The workload identity assertion is checked strictly."""
 
-    def test_expired_assertion(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_expired_assertion(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """An assertion whose exp has passed is invalid_grant."""
-        old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+        old = SystemClock().now() - dt.timedelta(minutes=10)
         response = agent.post_token(agent.open_form(assertion=agent.assertion(now=old)))
         assert_refused(live_broker, response, 400, "invalid_grant")
 
@@ -236,7 +253,9 @@ class TestIdentity:
         response = agent.post_token(agent.open_form(assertion=forged))
         assert_refused(live_broker, response, 400, "invalid_grant")
 
-    def test_wrong_audience(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_wrong_audience(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """An assertion for another audience is invalid_grant."""
         response = agent.post_token(
             agent.open_form(assertion=agent.assertion(audience="https://elsewhere"))
@@ -269,7 +288,9 @@ class TestDPoP:
         )
         assert_refused(live_broker, response, 400, "invalid_dpop_proof")
 
-    def test_replayed_proof(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_replayed_proof(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """A proof is single use."""
         proof = agent.proof()
         assert agent.post_token(agent.open_form(), proof=proof).status_code == 200
@@ -300,7 +321,9 @@ class TestDPoP:
 class TestTargetsAndScopes:
     """Targets and actions are bounded by the task, the target and the policy."""
 
-    def test_unknown_target(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_unknown_target(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """Opening a task for an unknown target is invalid_target."""
         response = agent.post_token(agent.open_form(targets=["https://unknown/"]))
         assert_refused(live_broker, response, 400, "invalid_target")
@@ -337,7 +360,9 @@ class TestTargetsAndScopes:
         response = agent.post_token(str(form.add("resource", "tickets")).encode())
         assert_refused(live_broker, response, 400, "invalid_target")
 
-    def test_unknown_action(self, live_broker: LiveBroker, agent: ProtocolAgent) -> None:
+    def test_unknown_action(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
         """An action the target does not offer is invalid_scope."""
         task = agent.open_task()
         response = agent.post_token(
@@ -407,7 +432,9 @@ class TestAgentLifecycle:
             f"{live_broker.url}/v1/agents/{identity['agent_id']}/disable", headers=admin
         )
         assert disabled.status_code == 200
-        shown = httpx.get(f"{live_broker.url}/v1/tasks/{task['task_id']}", headers=admin)
+        shown = httpx.get(
+            f"{live_broker.url}/v1/tasks/{task['task_id']}", headers=admin
+        )
         assert shown.json()["state"] == "closed"
         response = other.post_token(other.open_form())
         other.http.close()

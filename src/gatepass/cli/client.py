@@ -4,9 +4,10 @@ The admin API client the commands share, and where its address and token come fr
 ``GATEPASS_ADDR`` names the broker (default ``http://127.0.0.1:8400``) and
 ``GATEPASS_TOKEN`` the admin token; without it the token is read from
 ``admin.token`` in ``GATEPASS_STATE_DIR`` (default ``.gatepass``), which the
-quickstart writes. Tests put a :class:`Connector` in the Click context object
+quickstart writes. Tests put a :class:`Connector` in the context object
 (``CliRunner.invoke(app, args, obj=Connector(...))``) to hand the commands an
-in-process ``httpx.Client`` such as ``starlette.testclient.TestClient``.
+in-process ``httpx.Client`` such as ``starlette.testclient.TestClient``; the root
+command group installs it with :func:`use_connector`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import click
 import httpx
 
 from gatepass.errors import AuthenticationError, GatepassError, error_for_code
@@ -34,6 +35,7 @@ __all__ = [
     "current_connector",
     "resource_path",
     "token_file",
+    "use_connector",
 ]
 
 DEFAULT_ADDR = "http://127.0.0.1:8400"
@@ -223,15 +225,36 @@ class AdminClient:
             raise GatepassError("the broker's answer is not json") from exc
 
 
+_CONNECTOR: ContextVar[Connector | None] = ContextVar("gatepass_cli_connector")
+
+
+@contextlib.contextmanager
+def use_connector(connector: Connector | None) -> Iterator[None]:
+    """
+    Make ``connector`` the one commands use while the block runs.
+
+    Args:
+        connector: the connector from the context object, or ``None`` for the
+            default (the environment and a real HTTP client).
+
+    Yields:
+        Nothing; the previous connector is restored on exit.
+    """
+    token = _CONNECTOR.set(connector)
+    try:
+        yield
+    finally:
+        _CONNECTOR.reset(token)
+
+
 def current_connector() -> Connector:
     """
-    Return the connector of the running command (the default outside tests).
+    Return the connector of the running command.
 
     Returns:
-        The :class:`Connector` in the Click context, or a default one.
+        The connector set by :func:`use_connector`, or a default one.
     """
-    context = click.get_current_context(silent=True)
-    found = context.find_object(Connector) if context is not None else None
+    found = _CONNECTOR.get(None)
     return found if found is not None else Connector()
 
 

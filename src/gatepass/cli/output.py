@@ -11,14 +11,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from gatepass.cli.client import BrokerUnreachableError
+from gatepass.cli.client import BrokerUnreachableError, Connector, use_connector
 from gatepass.errors import GatepassError
 
 __all__ = [
@@ -37,14 +36,21 @@ JSON_OPTION = typer.Option(False, "--json", help="print the API's JSON answer as
 
 
 class GatepassGroup(TyperGroup):
-    """The root command group; it is the one boundary where errors become exits."""
+    """
+    The root command group: the one boundary where errors become exit codes.
 
-    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401
+    It also hands the commands the :class:`~gatepass.cli.client.Connector` found in
+    the context object, if any (tests pass one; real runs use the default).
+    """
+
+    # Typer's Context base class lives in its private vendored click, so the
+    # parameter stays as loosely typed as the method it overrides needs.
+    def invoke(self, ctx: Any) -> Any:  # noqa: ANN401
         """
         Run the command, rendering gatepass errors for the terminal.
 
         Args:
-            ctx: the Click context.
+            ctx: the root command's context.
 
         Returns:
             What the command returned.
@@ -52,10 +58,11 @@ class GatepassGroup(TyperGroup):
         Raises:
             typer.Exit: with the error's exit code after printing its detail.
         """
-        try:
-            return super().invoke(ctx)
-        except (GatepassError, BrokerUnreachableError) as error:
-            fail(error.detail, error.exit_code)
+        with use_connector(ctx.find_object(Connector)):
+            try:
+                return super().invoke(ctx)
+            except (GatepassError, BrokerUnreachableError) as error:
+                fail(error.detail, error.exit_code)
 
 
 def fail(detail: str, exit_code: int) -> NoReturn:

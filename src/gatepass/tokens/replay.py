@@ -89,8 +89,9 @@ class MemoryReplayCache:
             return False
 
     def _evict(self, now: float) -> None:
+        # Each key has exactly one heap entry: a key is re-recorded only after its
+        # previous entry expired, and expired entries are evicted before recording.
         expiries = self._expiries
         while expiries and expiries[0][0] <= now:
-            expires, key = heapq.heappop(expiries)
-            if self._entries.get(key) == expires:
-                del self._entries[key]
+            _, key = heapq.heappop(expiries)
+            del self._entries[key]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import httpx
 
 from gatepass.clock import Clock, SystemClock
-from gatepass.errors import TokenError, TokenRevokedError
+from gatepass.errors import GatepassError, TokenError, TokenRevokedError
 from gatepass.secret import Secret, token_hash
 
 __all__ = ["Introspector"]
@@ -137,6 +137,10 @@ class Introspector:
         self._requests += 1
         try:
             credential = self._credential()
+        except (GatepassError, OSError, ValueError) as error:
+            _log.warning("introspection token unavailable: %s", type(error).__name__)
+            raise TokenError("revocation status unavailable") from None
+        try:
             response = self._http.post(
                 self._url,
                 data={"token": token, "token_type_hint": "access_token"},

@@ -120,6 +120,12 @@ class TestVerifyExport:
         report = verify_export(export(log))
         assert (report.events, report.checkpoints, report.unanchored_tail) == (10, 2, 2)
 
+    def test_empty_log_export_verifies(self, signer: AuditSigner) -> None:
+        """The export of an empty log is just its key line, and verifies."""
+        lines = list(export_lines([], [], public_jwk=signer.public_jwk))
+        assert len(lines) == 1
+        assert verify_export(lines).events == 0
+
     def test_verifies_against_the_published_key(self, make_log: MakeLog) -> None:
         """Pinning the broker's key accepts a file that key signed."""
         log = make_log(10, checkpoints=(5,))

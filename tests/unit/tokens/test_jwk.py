@@ -290,3 +290,9 @@ class TestEdgeCases:
         """A list is not a JWK."""
         with pytest.raises(InvalidRequestError, match="json object"):
             load_public_jwk([])  # type: ignore[arg-type]
+
+    def test_missing_coordinate(self) -> None:
+        """A P-256 JWK without y is refused, naming the member."""
+        jwk = {k: v for k, v in DPoPKey.generate().public_jwk.items() if k != "y"}
+        with pytest.raises(InvalidRequestError, match="member y is missing"):
+            load_public_jwk(jwk)

@@ -1,0 +1,391 @@
+"""Tests for ResourceVerifier: every way a request's credentials are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatepass.clock import FrozenClock
+from gatepass.errors import (
+    ConfigurationError,
+    DPoPProofError,
+    InsufficientScopeError,
+    TokenError,
+    TokenExpiredError,
+    TokenRevokedError,
+    TokenSignatureError,
+)
+from gatepass.tokens import DPoPKey, KeyRing
+from gatepass.verify import ResourceVerifier, require_scope
+
+from .conftest import AUDIENCE, ISSUER, URL, FakeBroker, PresentFactory, TokenFactory
+
+
+class TestAccepted:
+    """A well-formed request."""
+
+    def test_valid_request_yields_the_grant(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        dpop_key: DPoPKey,
+    ) -> None:
+        """A valid token and proof give the agent, task, scopes, key and lease jti."""
+        token = make_token(scope="read write")
+        headers = present(token)
+        verified = verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert verified.agent_id == "agt_demo"
+        assert verified.task_id == "tsk_demo"
+        assert verified.scopes == frozenset({"read", "write"})
+        assert verified.jkt == dpop_key.jkt
+        assert verified.jti == "lease-handle-1"
+        assert verified.audience == AUDIENCE
+
+    def test_scheme_is_case_insensitive(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The auth scheme is matched case-insensitively (RFC 9110 §11.1)."""
+        token = make_token()
+        headers = present(token)
+        verified = verifier.verify("GET", URL, f"dpop {token}", headers.dpop)
+        assert verified.agent_id == "agt_demo"
+
+    def test_repr_shows_no_claims(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The verified access's repr leaves out the raw claims."""
+        token = make_token()
+        headers = present(token)
+        verified = verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert "claims" not in repr(verified)
+        assert token not in repr(verified)
+
+
+class TestAuthorizationHeader:
+    """The ``Authorization`` header."""
+
+    @pytest.mark.parametrize("value", [None, "", "   "])
+    def test_missing_header_is_refused(
+        self, verifier: ResourceVerifier, value: str | None
+    ) -> None:
+        """No credentials: invalid_token."""
+        with pytest.raises(TokenError, match="missing access token"):
+            verifier.verify("GET", URL, value, None)
+
+    def test_bearer_use_of_a_bound_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """RFC 9449 §7.1: a DPoP-bound token sent as Bearer is refused."""
+        token = make_token()
+        headers = present(token)
+        with pytest.raises(TokenError, match="bearer"):
+            verifier.verify("GET", URL, f"Bearer {token}", headers.dpop)
+
+    def test_other_scheme_is_refused(self, verifier: ResourceVerifier) -> None:
+        """Basic and friends are refused."""
+        with pytest.raises(TokenError, match="scheme"):
+            verifier.verify("GET", URL, "Basic dXNlcjpwYXNz", None)
+
+    @pytest.mark.parametrize("value", ["DPoP", "DPoP a b", "DPoP a,b", 'DPoP "x"'])
+    def test_malformed_credentials_are_refused(
+        self, verifier: ResourceVerifier, value: str
+    ) -> None:
+        """A credential that is not a b64token is refused."""
+        with pytest.raises(TokenError):
+            verifier.verify("GET", URL, value, None)
+
+
+class TestToken:
+    """The access token itself."""
+
+    def test_wrong_audience_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A token for another target is refused."""
+        token = make_token(aud="https://other.example/")
+        headers = present(token)
+        with pytest.raises(TokenError, match="audience"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_wrong_issuer_is_refused(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A verifier for another issuer refuses the token."""
+        other = ResourceVerifier(
+            issuer="https://evil.example",
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+        )
+        token = make_token()
+        headers = present(token)
+        with pytest.raises(TokenError, match="issuer"):
+            other.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_expired_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        clock: FrozenClock,
+    ) -> None:
+        """A token past its exp (plus leeway) is refused."""
+        token = make_token()
+        clock.advance(301 + 30)
+        headers = present(token)
+        with pytest.raises(TokenExpiredError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_task_token_is_not_an_access_token(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A token of another typ (a task token) is refused (RFC 8725 §3.11)."""
+        token = make_token(typ="txntoken+jwt")
+        headers = present(token)
+        with pytest.raises(TokenError, match="type"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_unbound_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A token without cnf.jkt is refused."""
+        token = make_token(cnf=None)
+        headers = present(token)
+        with pytest.raises(TokenError, match="not dpop-bound"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_token_without_task_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A token without txn is refused."""
+        token = make_token(txn=None)
+        headers = present(token)
+        with pytest.raises(TokenError, match="txn"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_non_string_scope_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A scope claim that is not a string is refused."""
+        token = make_token(scope=["read"])
+        headers = present(token)
+        with pytest.raises(TokenError, match="scope"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_tampered_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A token signed by another key is refused."""
+        head, body, signature = make_token().split(".")
+        forged = f"{head}.{body}.{signature[::-1]}"
+        headers = present(forged)
+        with pytest.raises(TokenSignatureError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+
+class TestProof:
+    """The DPoP proof that must accompany the token."""
+
+    def test_missing_proof_is_refused(
+        self, verifier: ResourceVerifier, make_token: TokenFactory
+    ) -> None:
+        """No DPoP header: invalid_dpop_proof."""
+        with pytest.raises(DPoPProofError, match="missing"):
+            verifier.verify("GET", URL, f"DPoP {make_token()}", None)
+
+    def test_replayed_proof_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A proof is good for one request only (RFC 9449 §11.1)."""
+        token = make_token()
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        with pytest.raises(DPoPProofError, match="replayed"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_wrong_method_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A proof for GET does not authorise a POST."""
+        token = make_token()
+        headers = present(token, method="GET")
+        with pytest.raises(DPoPProofError, match="htm"):
+            verifier.verify("POST", URL, headers.authorization, headers.dpop)
+
+    def test_wrong_url_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A proof for another URL is refused."""
+        token = make_token()
+        headers = present(token, url="https://api.example/admin")
+        with pytest.raises(DPoPProofError, match="htu"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_proof_for_another_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The proof's ath must hash this token."""
+        token = make_token()
+        headers = present(token, ath_token=make_token(jti="other"))
+        with pytest.raises(DPoPProofError, match="ath"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_proof_by_another_key_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A thief's own key cannot present a token bound to the agent's key."""
+        token = make_token()
+        headers = present(token, key=DPoPKey.generate())
+        with pytest.raises(DPoPProofError, match="binding"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+
+class TestRevocation:
+    """Revocation status through introspection."""
+
+    def test_active_token_passes(
+        self,
+        checked_verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        broker: FakeBroker,
+    ) -> None:
+        """An active token passes after one introspection request."""
+        token = make_token()
+        headers = present(token)
+        checked_verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert len(broker.requests) == 1
+
+    def test_revoked_token_is_refused(
+        self,
+        checked_verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        broker: FakeBroker,
+    ) -> None:
+        """A token the broker reports inactive is refused."""
+        token = make_token()
+        broker.revoked.add(token)
+        headers = present(token)
+        with pytest.raises(TokenRevokedError):
+            checked_verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_unreachable_broker_fails_closed(
+        self,
+        checked_verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        broker: FakeBroker,
+    ) -> None:
+        """When the broker cannot answer, the token is refused."""
+        broker.down = True
+        token = make_token()
+        headers = present(token)
+        with pytest.raises(TokenError, match="revocation status unavailable"):
+            checked_verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_invalid_proof_does_not_reach_the_broker(
+        self,
+        checked_verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        broker: FakeBroker,
+    ) -> None:
+        """Offline checks run first, so garbage costs the broker nothing."""
+        with pytest.raises(DPoPProofError):
+            checked_verifier.verify("GET", URL, f"DPoP {make_token()}", None)
+        assert broker.requests == []
+
+
+class TestConfiguration:
+    """Building a verifier."""
+
+    def test_public_url_must_be_http(self, ring: KeyRing) -> None:
+        """A public URL that is not absolute http(s) is refused at start."""
+        with pytest.raises(ConfigurationError):
+            ResourceVerifier(
+                issuer=ISSUER, audience="urn:x", key_source=ring, public_url="ftp://x"
+            )
+
+    def test_url_for_joins_public_url_and_path(self, ring: KeyRing) -> None:
+        """Request URLs are the public URL plus the request path."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            public_url="https://api.example/base/",
+        )
+        assert verifier.url_for("/tickets") == "https://api.example/base/tickets"
+        assert ISSUER in repr(verifier)
+
+    def test_jwks_uri_defaults_to_the_issuer(self) -> None:
+        """Without keys, the verifier fetches {issuer}/jwks.json and fails closed."""
+        verifier = ResourceVerifier(issuer="http://127.0.0.1:9", audience=AUDIENCE)
+        try:
+            with pytest.raises(TokenError):
+                verifier.verify("GET", URL, "DPoP a.b.c", None)
+        finally:
+            verifier.close()
+
+
+class TestRequireScope:
+    """require_scope."""
+
+    def test_granted_action_passes(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """An action in the scope passes; another raises insufficient_scope."""
+        token = make_token(scope="read")
+        headers = present(token)
+        verified = verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        require_scope(verified, "read")
+        with pytest.raises(InsufficientScopeError, match="write"):
+            require_scope(verified, "write")
