@@ -206,9 +206,10 @@ class TestToken:
         make_token: TokenFactory,
         present: PresentFactory,
     ) -> None:
-        """A token signed by another key is refused."""
-        head, body, signature = make_token().split(".")
-        forged = f"{head}.{body}.{signature[::-1]}"
+        """A token whose claims were swapped after signing is refused."""
+        head, _, signature = make_token().split(".")
+        _, body, _ = make_token(scope="read write admin").split(".")
+        forged = f"{head}.{body}.{signature}"
         headers = present(forged)
         with pytest.raises(TokenSignatureError):
             verifier.verify("GET", URL, headers.authorization, headers.dpop)

@@ -1,0 +1,328 @@
+"""Tests for GatepassMiddleware, driven through an in-process ASGI transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from gatepass.errors import TokenError
+from gatepass.verify import GatepassMiddleware, ResourceVerifier, verified_access
+from gatepass.verify.middleware import Receive, Scope, Send
+
+from .conftest import (
+    AUDIENCE,
+    URL,
+    FakeBroker,
+    PresentFactory,
+    TokenFactory,
+)
+
+
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with the verified agent id, or "public" when there is none."""
+    if scope["type"] == "lifespan":
+        return
+    found = scope.get("state", {}).get("gatepass")
+    agent = verified_access(scope).agent_id if found is not None else "public"
+    body = json.dumps({"agent": agent, "path": scope["path"]}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def scope_rule(method: str, path: str) -> str | None:
+    """Reads need read, writes need write, /health needs any token."""
+    if path == "/health":
+        return None
+    return "read" if method == "GET" else "write"
+
+
+def call(
+    middleware: GatepassMiddleware,
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> httpx.Response:
+    """Send one request through the middleware in-process."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.request(method, url, headers=list(headers))
+
+    return anyio.run(go)
+
+
+@pytest.fixture
+def middleware(verifier: ResourceVerifier) -> GatepassMiddleware:
+    """The middleware around the echo app, with / public."""
+    return GatepassMiddleware(
+        echo_app, verifier, required_scope=scope_rule, public_paths=("/",)
+    )
+
+
+def challenge_of(response: httpx.Response) -> str:
+    """Return the WWW-Authenticate header."""
+    return response.headers["www-authenticate"]
+
+
+class TestGatepassMiddleware:
+    """Admission of requests."""
+
+    def test_valid_request_reaches_the_app_with_state(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A valid request passes and the app sees VerifiedAccess in its state."""
+        token = make_token()
+        headers = present(token)
+        response = call(
+            middleware,
+            "GET",
+            URL + "?page=2",
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 200
+        assert response.json() == {"agent": "agt_demo", "path": "/tickets"}
+
+    def test_public_path_needs_no_token(self, middleware: GatepassMiddleware) -> None:
+        """A public path is served without credentials."""
+        response = call(middleware, "GET", AUDIENCE)
+        assert response.status_code == 200
+        assert response.json()["agent"] == "public"
+
+    def test_missing_token_is_a_bare_challenge(
+        self, middleware: GatepassMiddleware
+    ) -> None:
+        """RFC 6750 §3.1: no credentials, a challenge without an error code."""
+        response = call(middleware, "GET", URL)
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
+        assert challenge_of(response).startswith("DPoP ")
+        assert "error=" not in challenge_of(response)
+        assert response.headers["cache-control"] == "no-store"
+
+    def test_invalid_token_is_a_401_challenge(
+        self, middleware: GatepassMiddleware, make_token: TokenFactory, present: Any
+    ) -> None:
+        """A token for another audience is answered 401 invalid_token."""
+        token = make_token(aud="https://other.example/")
+        headers = present(token)
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 401
+        assert response.json() == {
+            "error": "invalid_token",
+            "error_description": "token audience does not match",
+        }
+        assert 'error="invalid_token"' in challenge_of(response)
+
+    def test_bad_proof_is_a_401(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """RFC 9449 §7.1: a bad proof at a resource server is a 401."""
+        token = make_token()
+        headers = present(token, method="POST")
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 401
+        assert 'error="invalid_dpop_proof"' in challenge_of(response)
+
+    def test_two_dpop_headers_are_refused(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """RFC 9449 §4.3: exactly one DPoP header."""
+        token = make_token()
+        headers = present(token)
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [
+                ("Authorization", headers.authorization),
+                ("DPoP", headers.dpop),
+                ("DPoP", present(token).dpop),
+            ],
+        )
+        assert response.status_code == 401
+        assert response.json()["error_description"] == "more than one dpop header"
+
+    def test_two_authorization_headers_are_refused(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """An ambiguous request is a 400."""
+        token = make_token()
+        headers = present(token)
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [
+                ("Authorization", headers.authorization),
+                ("Authorization", headers.authorization),
+                ("DPoP", headers.dpop),
+            ],
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
+
+    def test_missing_scope_is_a_403(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A read token cannot POST: 403 insufficient_scope naming the scope."""
+        token = make_token(scope="read")
+        headers = present(token, method="POST")
+        response = call(
+            middleware,
+            "POST",
+            URL,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 403
+        assert response.json()["error"] == "insufficient_scope"
+        assert 'scope="write"' in challenge_of(response)
+
+    def test_rule_returning_none_admits_any_valid_token(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A path without a required scope admits any valid token."""
+        token = make_token(scope="")
+        url = AUDIENCE + "health"
+        headers = present(token, url=url)
+        response = call(
+            middleware,
+            "GET",
+            url,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 200
+
+    def test_host_header_does_not_change_htu(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A proof for an attacker's host fails even with a matching Host header."""
+        token = make_token()
+        evil = "https://evil.example/tickets"
+        headers = present(token, url=evil)
+        response = call(
+            middleware,
+            "GET",
+            evil,
+            [
+                ("Authorization", headers.authorization),
+                ("DPoP", headers.dpop),
+                ("X-Forwarded-Host", "evil.example"),
+            ],
+        )
+        assert response.status_code == 401
+        assert "htu" in response.json()["error_description"]
+
+    def test_public_url_override(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A middleware public_url behind a prefix-stripping proxy is honoured."""
+        middleware = GatepassMiddleware(
+            echo_app, verifier, public_url="https://api.example/prefix/"
+        )
+        token = make_token()
+        headers = present(token, url="https://api.example/prefix/tickets")
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 200
+
+    def test_revoked_token_is_a_401(
+        self,
+        checked_verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        broker: FakeBroker,
+    ) -> None:
+        """A revoked token is answered 401 invalid_token."""
+        middleware = GatepassMiddleware(echo_app, checked_verifier)
+        token = make_token()
+        broker.revoked.add(token)
+        headers = present(token)
+        response = call(
+            middleware,
+            "GET",
+            URL,
+            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
+        )
+        assert response.status_code == 401
+        assert response.json()["error_description"] == "token is no longer active"
+
+    def test_lifespan_passes_through(self, middleware: GatepassMiddleware) -> None:
+        """Non-HTTP scopes such as lifespan reach the app untouched."""
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        anyio.run(middleware, {"type": "lifespan", "path": ""}, receive, send)
+        assert sent == []
+
+    def test_websocket_is_refused(self, middleware: GatepassMiddleware) -> None:
+        """WebSocket upgrades are closed with policy violation."""
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        anyio.run(middleware, {"type": "websocket", "path": "/ws"}, receive, send)
+        assert sent == [{"type": "websocket.close", "code": 1008}]
+
+    def test_verified_access_requires_the_middleware(self) -> None:
+        """Reading the state of an unverified request raises."""
+        with pytest.raises(TokenError):
+            verified_access({"type": "http"})
