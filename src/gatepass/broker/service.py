@@ -771,7 +771,9 @@ class Broker:
                         data={"revoked_leases": list(revoked)},
                     ),
                 )
-            return expired, lease_rows.expire_leases(conn, now)
+            count = lease_rows.expire_leases(conn, now)
+            self.metrics.live_leases.set(lease_rows.count_live_leases(conn))
+            return expired, count
 
         expired, lease_count = await self.database.write(sweep)
         for task_id in expired:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, func, select, update
 
 from gatepass.ids import AgentId, LeaseId, TaskId
 from gatepass.models import Lease, LeaseState
 from gatepass.store.tables import leases
 
 __all__ = [
+    "count_live_leases",
     "expire_leases",
     "get_lease",
     "get_lease_by_handle",
@@ -93,6 +94,12 @@ def live_leases(conn: Connection, *, limit: int = 10_000) -> list[Lease]:
     """Return pending and active leases (for re-evaluation after a context change)."""
     query = select(leases).where(leases.c.state.in_(_LIVE)).limit(limit)
     return [_to_lease(row) for row in conn.execute(query)]
+
+
+def count_live_leases(conn: Connection) -> int:
+    """Return how many leases are pending or active."""
+    query = select(func.count()).select_from(leases).where(leases.c.state.in_(_LIVE))
+    return int(conn.execute(query).scalar_one())
 
 
 def revoke_lease(conn: Connection, lease_id: str, now: dt.datetime) -> bool:

@@ -50,6 +50,7 @@ class LiveBroker:
     runtime: Runtime
     http: TestClient
     state_dir: Path
+    policy_dir: Path
     clock: FrozenClock
 
     @property
@@ -121,10 +122,13 @@ class LiveBroker:
 def broker(tmp_path: Path) -> Iterator[LiveBroker]:
     """A quickstart-like broker with two targets and the demo agent."""
     state_dir = tmp_path / "state"
+    # A copy, so that a test can break the live policies and reload them.
+    policy_dir = tmp_path / "live-policies"
+    shutil.copytree(QUICKSTART_POLICIES, policy_dir)
     settings = Settings.model_validate(
         {
             "server": {"issuer": ISSUER, "state_dir": str(state_dir)},
-            "policy": {"directory": str(QUICKSTART_POLICIES)},
+            "policy": {"directory": str(policy_dir)},
             "targets": [
                 {
                     "name": "tickets",
@@ -153,7 +157,11 @@ def broker(tmp_path: Path) -> Iterator[LiveBroker]:
     try:
         with TestClient(create_app(runtime, background_jobs=False)) as http:
             yield LiveBroker(
-                runtime=runtime, http=http, state_dir=state_dir, clock=clock
+                runtime=runtime,
+                http=http,
+                state_dir=state_dir,
+                policy_dir=policy_dir,
+                clock=clock,
             )
     finally:
         runtime.database.dispose()
