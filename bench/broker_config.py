@@ -32,7 +32,7 @@ POLICIES = REPO / "examples" / "quickstart" / "policies"
 TARGET_URI = "http://127.0.0.1:8401/"
 DPOP_MAX_AGE_SECONDS = 600
 TASK_TTL_SECONDS = 3600
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 TXN_TYPE = "urn:ietf:params:oauth:token-type:txn_token"
 

@@ -202,11 +202,9 @@ class TestSDKFlow:
         self, client: GatepassClient, stack: Stack
     ) -> None:
         """An exception in the block still closes the task, and propagates."""
-        task = None
-        with pytest.raises(RuntimeError, match="agent crashed"):  # noqa: PT012
-            with open_triage(client, stack) as task:
-                raise RuntimeError("agent crashed")
-        assert task is not None
+        task = open_triage(client, stack)
+        with pytest.raises(RuntimeError, match="agent crashed"), task:
+            raise RuntimeError("agent crashed")
         assert task.closed
         with pytest.raises(InvalidGrantError):
             task.access_token(stack.tickets_uri, "read")
@@ -222,9 +220,7 @@ class TestSDKFlow:
 class TestSDKErrors:
     """Broker refusals come back as gatepass errors."""
 
-    def test_unknown_target_is_invalid_target(
-        self, client: GatepassClient, stack: Stack
-    ) -> None:
+    def test_unknown_target_is_invalid_target(self, client: GatepassClient) -> None:
         """A target the broker does not know raises InvalidTargetError."""
         with pytest.raises(InvalidTargetError):
             client.open_task(
@@ -247,9 +243,7 @@ class TestSDKErrors:
                 targets=[stack.tickets_uri],
             )
 
-    def test_prod_write_is_access_denied(
-        self, client: GatepassClient, stack: Stack
-    ) -> None:
+    def test_prod_write_is_access_denied(self, client: GatepassClient) -> None:
         """No policy permits writing to the prod target, at any hour."""
         prod = "https://tickets.example.internal/"
         try:

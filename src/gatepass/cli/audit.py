@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from gatepass.audit import (
     AuditRecord,
@@ -93,7 +95,12 @@ def tail(
         0, "--after", min=0, help="start after this seq [default: the beginning]"
     ),
     limit: int = typer.Option(
-        100, "--limit", "-n", min=1, max=1000, help="events per request"
+        100,
+        "--limit",
+        "-n",
+        min=1,
+        max=1000,
+        help="at most this many events (per poll with --follow)",
     ),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="keep polling every second until Ctrl-C"
@@ -131,17 +138,22 @@ def export(
     ),
 ) -> None:
     """Export the whole log as self-verifying JSON lines (key, checkpoints, events)."""
-    progress = stderr_console()
-    exported = 0
-    with (
-        admin_client() as client,
-        progress.status("exporting audit events…") as status,
-    ):
+    console = stderr_console()
+    # The data may go to stdout, so the progress display must never capture it.
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("exporting audit events"),
+        TextColumn("{task.completed} so far"),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with admin_client() as client, progress:
+        counter = progress.add_task("export", total=None)
 
         def advance(count: int) -> None:
-            nonlocal exported
-            exported += count
-            status.update(f"exporting audit events… {exported}")
+            progress.advance(counter, count)
 
         # Checkpoints first, then events: every checkpoint then lies within the
         # events that follow, however many are appended meanwhile.
@@ -154,17 +166,25 @@ def export(
             sys.stdout.flush()
             destination = "standard output"
         else:
-            # Write beside the target and rename, so a failed export leaves no
-            # truncated file that looks complete.
-            partial = output.with_name(output.name + ".partial")
-            with partial.open("w", encoding="utf-8", newline="\n") as handle:
-                handle.writelines(lines)
-            partial.replace(output)
+            _write_atomically(output, lines)
             destination = str(output)
-    progress.print(
+        exported = int(progress.tasks[0].completed)
+    console.print(
         f"exported {exported} events and {len(checkpoints)} checkpoints "
-        f"to {destination}"
+        f"to {escape(destination)}"
     )
+
+
+def _write_atomically(output: Path, lines: Iterable[str]) -> None:
+    """Write beside ``output`` and rename, so a failed export leaves no file."""
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(lines)
+        partial.replace(output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _print_report(report: VerifyReport, source: str) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar

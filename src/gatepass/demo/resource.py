@@ -25,12 +25,12 @@ from gatepass.config import Settings, TargetSettings
 from gatepass.errors import ConfigurationError
 from gatepass.secret import Secret
 from gatepass.verify import (
+    ASGIApp,
     GatepassMiddleware,
     Introspector,
     ResourceVerifier,
     verified_access,
 )
-from gatepass.verify.middleware import ASGIApp
 
 __all__ = ["create_resource_app", "demo_target"]
 

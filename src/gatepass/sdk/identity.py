@@ -8,12 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
 from gatepass.errors import ConfigurationError, InvalidRequestError
 from gatepass.ids import AgentId, is_id
 from gatepass.tokens import create_assertion, load_private_key, private_jwk
-from gatepass.tokens.proofs import ProofKey
 
-__all__ = ["AgentIdentity"]
+__all__ = ["AgentIdentity", "AgentKey"]
+
+# The key types the broker registers for agents (tokens.load_private_key).
+AgentKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 class AgentIdentity:
@@ -35,7 +39,7 @@ class AgentIdentity:
     def __init__(
         self,
         agent_id: str,
-        private_key: ProofKey | str | Mapping[str, Any],
+        private_key: AgentKey | str | Mapping[str, Any],
         broker_url: str | None = None,
     ) -> None:
         """Load and check the key."""

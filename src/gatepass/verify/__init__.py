@@ -12,11 +12,17 @@ from __future__ import annotations
 
 from gatepass.verify.access import VerifiedAccess, require_scope
 from gatepass.verify.introspection import Introspector
-from gatepass.verify.middleware import GatepassMiddleware, ScopeRule, verified_access
+from gatepass.verify.middleware import (
+    ASGIApp,
+    GatepassMiddleware,
+    ScopeRule,
+    verified_access,
+)
 from gatepass.verify.verifier import ACCESS_TOKEN_TYP, ResourceVerifier
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
+    "ASGIApp",
     "GatepassMiddleware",
     "Introspector",
     "ResourceVerifier",

@@ -118,14 +118,8 @@ class LiveBroker:
         return answer
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LiveBroker]:
-    """A quickstart-like broker with two targets and the demo agent."""
-    state_dir = tmp_path / "state"
-    # A copy, so that a test can break the live policies and reload them.
-    policy_dir = tmp_path / "live-policies"
-    shutil.copytree(QUICKSTART_POLICIES, policy_dir)
-    settings = Settings.model_validate(
+def _settings(state_dir: Path, policy_dir: Path) -> Settings:
+    return Settings.model_validate(
         {
             "server": {"issuer": ISSUER, "state_dir": str(state_dir)},
             "policy": {"directory": str(policy_dir)},
@@ -152,8 +146,34 @@ def broker(tmp_path: Path) -> Iterator[LiveBroker]:
             "demo": {"enabled": True, "tenant": "acme", "labels": {"team": "support"}},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def first_start_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """
+    The state directory of a broker's first start, made once per session.
+
+    Each test's broker starts from a copy, which halves the setup time: keys,
+    tokens, the demo agent and the schema already exist.
+    """
+    state_dir = tmp_path_factory.mktemp("first-start") / "state"
+    runtime = build_runtime(
+        _settings(state_dir, QUICKSTART_POLICIES), clock=FrozenClock(TUESDAY_MORNING)
+    )
+    runtime.database.dispose()
+    return state_dir
+
+
+@pytest.fixture
+def broker(tmp_path: Path, first_start_state: Path) -> Iterator[LiveBroker]:
+    """A quickstart-like broker with two targets and the demo agent."""
+    state_dir = tmp_path / "state"
+    shutil.copytree(first_start_state, state_dir)
+    # A copy, so that a test can break the live policies and reload them.
+    policy_dir = tmp_path / "live-policies"
+    shutil.copytree(QUICKSTART_POLICIES, policy_dir)
     clock = FrozenClock(TUESDAY_MORNING)
-    runtime = build_runtime(settings, clock=clock)
+    runtime = build_runtime(_settings(state_dir, policy_dir), clock=clock)
     try:
         with TestClient(create_app(runtime, background_jobs=False)) as http:
             yield LiveBroker(
@@ -177,7 +197,7 @@ class Cli:
     def __call__(
         self,
         *args: str,
-        token: str | None = "admin",
+        token: str | None = "admin",  # noqa: S107 - a placeholder, not a secret
         env: dict[str, str | None] | None = None,
         wait: Callable[[float], None] | None = None,
         http: httpx.Client | None = None,
@@ -213,10 +233,37 @@ def _never_wait(_seconds: float) -> None:
     pytest.fail("the command waited although the test gave it no wait")
 
 
+def _no_broker(address: str) -> httpx.Client:
+    pytest.fail(f"a local command tried to reach the broker at {address}")
+
+
+@dataclass
+class LocalCli:
+    """Runs ``gatepass`` commands that must work with no broker and no token."""
+
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def __call__(self, *args: str) -> Result:
+        """Run one command with no token and a connector that fails the test."""
+        environment: dict[str, str | None] = {
+            "GATEPASS_TOKEN": None,
+            "GATEPASS_STATE_DIR": "/nonexistent",
+            "COLUMNS": "250",
+        }
+        connector = Connector(open_http=_no_broker, wait=_never_wait)
+        return self.runner.invoke(app, list(args), obj=connector, env=environment)
+
+
 @pytest.fixture
 def cli(broker: LiveBroker) -> Cli:
     """The CLI pointed at the in-process broker."""
     return Cli(broker)
+
+
+@pytest.fixture
+def local_cli() -> LocalCli:
+    """The CLI with no broker behind it."""
+    return LocalCli()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from gatepass.tokens import public_jwk_from_key
 
 
-def _pem_file(tmp_path):
+def _pem_file(tmp_path: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     path = tmp_path / "agent.pem"
     path.write_bytes(
@@ -22,7 +23,7 @@ def _pem_file(tmp_path):
     return path
 
 
-def _jwk_file(tmp_path):
+def _jwk_file(tmp_path: Path) -> Path:
     key = ed25519.Ed25519PrivateKey.generate().public_key()
     path = tmp_path / "agent.jwk"
     path.write_text(json.dumps(public_jwk_from_key(key)))
@@ -30,6 +31,8 @@ def _jwk_file(tmp_path):
 
 
 class TestAgentsAdd:
+    """``gatepass agents add``."""
+
     def test_add_with_pem_key(self, cli, tmp_path):
         """A PEM public key registers an agent, shown as a table."""
         result = cli(
@@ -115,6 +118,8 @@ class TestAgentsAdd:
 
 
 class TestAgentsList:
+    """``gatepass agents list``."""
+
     def test_list_shows_the_demo_agent(self, cli):
         """The table lists the demo agent with its id and labels."""
         result = cli("agents", "list")
@@ -141,6 +146,8 @@ class TestAgentsList:
 
 
 class TestAgentsShowAndDisable:
+    """``gatepass agents show`` and ``gatepass agents disable``."""
+
     def test_show(self, cli):
         """Show prints one agent's fields."""
         agent = cli.json("agents", "show", cli.broker.demo_agent_id)

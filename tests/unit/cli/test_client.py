@@ -14,6 +14,8 @@ def _refuse(request: httpx.Request) -> httpx.Response:
 
 
 class TestConnection:
+    """Where the address and token come from, and how a failed connection exits."""
+
     def test_token_file_is_the_fallback(self, cli):
         """Without GATEPASS_TOKEN the token is read from the state directory."""
         result = cli(
@@ -65,6 +67,8 @@ class TestConnection:
 
 
 class TestAdminClient:
+    """The client turns API error answers back into gatepass errors."""
+
     def test_error_answer_raises_the_gatepass_class(self, broker):
         """A 404 answer raises NotFoundError with the broker's description."""
         client = AdminClient(broker.http, token=broker.admin_token, address="x")

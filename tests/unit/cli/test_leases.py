@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class TestLeasesList:
+    """``gatepass leases list``."""
+
     def test_list(self, cli):
         """The table shows an active lease with its target and actions."""
         _, lease_id = cli.broker.open_lease()
@@ -29,6 +31,8 @@ class TestLeasesList:
 
 
 class TestLeasesShowAndRevoke:
+    """``gatepass leases show`` and ``gatepass leases revoke``."""
+
     def test_show(self, cli):
         """Show prints one lease."""
         task_id, lease_id = cli.broker.open_lease()

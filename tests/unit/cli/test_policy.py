@@ -31,45 +31,44 @@ expect = "allow"
 
 
 class TestPolicyValidate:
-    def test_valid_directory(self, cli):
+    """``gatepass policy validate``: local, with no broker and no token."""
+
+    def test_valid_directory(self, local_cli):
         """A valid directory prints its policy count and digest and exits 0."""
-        result = cli("policy", "validate", str(QUICKSTART_POLICIES))
+        result = local_cli("policy", "validate", str(QUICKSTART_POLICIES))
         assert result.exit_code == 0, result.output
         assert "6 policies valid" in result.stdout
         assert "digest sha256:" in result.stdout
 
-    def test_broken_directory_exits_78(self, cli, broken_policies):
+    def test_broken_directory_exits_78(self, local_cli, broken_policies):
         """A syntax error is reported with its file and exits 78."""
-        result = cli("policy", "validate", str(broken_policies))
+        result = local_cli("policy", "validate", str(broken_policies))
         assert result.exit_code == 78
         assert result.stderr.startswith("gatepass: ")
         assert "support.cedar" in result.stderr
 
-    def test_missing_directory_exits_78(self, cli, tmp_path):
+    def test_missing_directory_exits_78(self, local_cli, tmp_path):
         """A directory that does not exist is a configuration error."""
-        result = cli("policy", "validate", str(tmp_path / "nowhere"))
+        result = local_cli("policy", "validate", str(tmp_path / "nowhere"))
         assert result.exit_code == 78
         assert "not found" in result.stderr
 
-    def test_needs_no_broker(self, cli, broker):
-        """Validation works without a token or a reachable broker."""
-        result = cli("policy", "validate", str(QUICKSTART_POLICIES), token=None)
-        assert result.exit_code == 0, result.output
-
 
 class TestPolicyTest:
-    def test_quickstart_cases_pass(self, cli):
+    """``gatepass policy test``: local, with no broker and no token."""
+
+    def test_quickstart_cases_pass(self, local_cli):
         """The quickstart's own cases (DIR/tests by default) all pass."""
-        result = cli("policy", "test", str(QUICKSTART_POLICIES))
+        result = local_cli("policy", "test", str(QUICKSTART_POLICIES))
         assert result.exit_code == 0, result.output
         assert "PASS quickstart.toml:" in result.stdout
         assert " 0 failed" in result.stdout
 
-    def test_failing_case_exits_1(self, cli, tmp_path):
+    def test_failing_case_exits_1(self, local_cli, tmp_path):
         """A failing case prints FAIL with the reason and exits 1."""
         cases = tmp_path / "cases.toml"
         cases.write_text(FAILING_CASE, encoding="utf-8")
-        result = cli(
+        result = local_cli(
             "policy", "test", str(QUICKSTART_POLICIES), "--cases", str(cases)
         )
         assert result.exit_code == 1
@@ -77,22 +76,24 @@ class TestPolicyTest:
         assert "expected allow, got deny" in result.stdout
         assert "0 passed, 1 failed" in result.stdout
 
-    def test_malformed_case_file_exits_64(self, cli, tmp_path):
+    def test_malformed_case_file_exits_64(self, local_cli, tmp_path):
         """A case file with an unknown key is an invalid request."""
         cases = tmp_path / "cases.toml"
         cases.write_text('[[case]]\nname = "x"\nexpectt = "allow"\n')
-        result = cli(
+        result = local_cli(
             "policy", "test", str(QUICKSTART_POLICIES), "--cases", str(cases)
         )
         assert result.exit_code == 64
         assert "unknown keys" in result.stderr
 
-    def test_broken_policies_exit_78(self, cli, broken_policies):
+    def test_broken_policies_exit_78(self, local_cli, broken_policies):
         """Cases are not run against a directory that does not load."""
-        assert cli("policy", "test", str(broken_policies)).exit_code == 78
+        assert local_cli("policy", "test", str(broken_policies)).exit_code == 78
 
 
 class TestPolicyServer:
+    """``gatepass policy status`` and ``gatepass policy reload``."""
+
     def test_status(self, cli):
         """Status shows the live set's count and digest."""
         result = cli("policy", "status")

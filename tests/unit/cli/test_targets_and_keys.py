@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class TestTargets:
+    """``gatepass targets list``."""
+
     def test_list(self, cli):
         """The table shows each configured target."""
         result = cli("targets", "list")
@@ -25,6 +27,8 @@ class TestTargets:
 
 
 class TestKeys:
+    """``gatepass keys list`` and ``gatepass keys rotate``."""
+
     def test_list(self, cli):
         """The table shows the current and the next key."""
         result = cli("keys", "list")

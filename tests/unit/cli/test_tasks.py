@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class TestTasksList:
+    """``gatepass tasks list``."""
+
     def test_list_shows_an_open_task(self, cli):
         """An open task appears in the table with its purpose and state."""
         task_id, _ = cli.broker.open_lease()
@@ -35,6 +37,8 @@ class TestTasksList:
 
 
 class TestTasksShow:
+    """``gatepass tasks show``."""
+
     def test_show_includes_leases(self, cli):
         """Show prints the task and a table of its leases."""
         task_id, lease_id = cli.broker.open_lease()
@@ -58,6 +62,8 @@ class TestTasksShow:
 
 
 class TestTasksClose:
+    """``gatepass tasks close``."""
+
     def test_close_revokes_leases(self, cli):
         """Closing a task closes it and revokes its leases."""
         task_id, lease_id = cli.broker.open_lease()

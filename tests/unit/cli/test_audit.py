@@ -1,0 +1,199 @@
+"""``gatepass audit``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from typer.testing import Result
+
+from gatepass.audit import AuditSigner
+from gatepass.sealing import Sealer
+
+
+def _lines(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture
+def exported(cli, tmp_path):
+    """An export of the broker's log, with a lease's events and a checkpoint."""
+    cli.broker.open_lease()
+    cli.broker.checkpoint()
+    path = tmp_path / "audit.jsonl"
+    result = cli("audit", "export", "--output", str(path))
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def _write_key(path: Path, jwk: Mapping[str, Any]) -> Path:
+    path.write_text(json.dumps(jwk))
+    return path
+
+
+class TestAuditTail:
+    """``gatepass audit tail``."""
+
+    def test_prints_json_lines(self, cli):
+        """Each event is one JSON object per line, in seq order."""
+        result = cli("audit", "tail")
+        assert result.exit_code == 0, result.output
+        events = _lines(result)
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        assert {"seq", "kind", "hash", "prev_hash"} <= set(events[0])
+
+    def test_after_and_limit(self, cli):
+        """--after and --limit select a window of the log."""
+        result = cli("audit", "tail", "--after", "1", "--limit", "2")
+        assert [event["seq"] for event in _lines(result)] == [2, 3]
+
+    def test_follow_prints_new_events_until_ctrl_c(self, cli):
+        """--follow polls again after each wait and ends cleanly on Ctrl-C."""
+        head = len(_lines(cli("audit", "tail")))
+        waits = []
+
+        def wait(seconds):
+            waits.append(seconds)
+            if len(waits) == 1:
+                cli.broker.open_lease()
+                return
+            raise KeyboardInterrupt
+
+        result = cli("audit", "tail", "--follow", "--after", str(head), wait=wait)
+        assert result.exit_code == 0, result.output
+        assert waits == [1.0, 1.0]
+        kinds = [event["kind"] for event in _lines(result)]
+        assert kinds
+        assert min(event["seq"] for event in _lines(result)) == head + 1
+
+    def test_bad_token_exits_77(self, cli):
+        """Tailing needs the admin token."""
+        assert cli("audit", "tail", token="gp_admin_nope").exit_code == 77
+
+
+class TestAuditExport:
+    """``gatepass audit export``."""
+
+    def test_export_file_layout(self, cli, exported):
+        """The file starts with the key, then checkpoints, then every event."""
+        objects = [json.loads(line) for line in exported.read_text().splitlines()]
+        keys = [next(iter(obj)) for obj in objects]
+        assert keys[0] == "audit_public_key"
+        assert keys[1] == "checkpoint"
+        assert set(keys[2:]) == {"event"}
+        tail = _lines(cli("audit", "tail", "--limit", "1000"))
+        assert [obj["event"] for obj in objects[2:]] == tail
+
+    def test_export_reports_on_stderr(self, cli, tmp_path):
+        """The summary goes to stderr, leaving stdout for the data."""
+        result = cli("audit", "export", "--output", str(tmp_path / "a.jsonl"))
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""
+        assert "exported" in result.stderr
+        assert not (tmp_path / "a.jsonl.partial").exists()
+
+    def test_export_to_stdout(self, cli):
+        """Without --output the export is written to stdout."""
+        result = cli("audit", "export")
+        assert result.exit_code == 0, result.output
+        assert "audit_public_key" in _lines(result)[0]
+
+    def test_bad_token_exits_77(self, cli, tmp_path):
+        """Exporting needs the admin token and writes no file without it."""
+        path = tmp_path / "a.jsonl"
+        result = cli("audit", "export", "-o", str(path), token="gp_admin_nope")
+        assert result.exit_code == 77
+        assert not path.exists()
+
+
+class TestAuditVerify:
+    """``gatepass audit verify``, live and from an export."""
+
+    def test_verify_live_log(self, cli):
+        """Without --file the broker's log is fetched and verified here."""
+        cli.broker.open_lease()
+        cli.broker.checkpoint()
+        cli.broker.open_lease()
+        result = cli("audit", "verify")
+        assert result.exit_code == 0, result.output
+        assert "audit log verified" in result.stdout
+        assert "unanchored tail" in result.stdout
+
+    def test_verify_export(self, cli, exported):
+        """An untouched export verifies, with a note that its key is unpinned."""
+        result = cli("audit", "verify", "--file", str(exported))
+        assert result.exit_code == 0, result.output
+        assert "last seq" in result.stdout
+        assert "--public-key" in result.stderr
+
+    def test_verify_export_with_pinned_key(self, cli, exported, tmp_path):
+        """The broker's published key verifies its own export."""
+        published = cli.broker.http.get(
+            "/v1/audit/checkpoints",
+            headers={"Authorization": f"Bearer {cli.broker.admin_token}"},
+        ).json()["public_key"]
+        key = _write_key(tmp_path / "audit.jwk", published)
+        result = cli(
+            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+
+    def test_tampered_export_exits_65(self, cli, exported):
+        """An edited event fails verification with exit code 65."""
+        lines = exported.read_text().splitlines()
+        index = next(i for i, line in enumerate(lines) if '"event"' in line)
+        obj = json.loads(lines[index])
+        obj["event"]["outcome"] = (
+            "allow" if obj["event"]["outcome"] != "allow" else "deny"
+        )
+        lines[index] = json.dumps(obj)
+        exported.write_text("\n".join(lines) + "\n")
+        result = cli("audit", "verify", "--file", str(exported))
+        assert result.exit_code == 65
+        assert "record edited" in result.stderr
+
+    def test_deleted_event_exits_65(self, cli, exported):
+        """A deleted event is named by the seqs that went missing."""
+        lines = exported.read_text().splitlines()
+        events = [i for i, line in enumerate(lines) if '"event"' in line]
+        del lines[events[1]]
+        exported.write_text("\n".join(lines) + "\n")
+        result = cli("audit", "verify", "--file", str(exported))
+        assert result.exit_code == 65
+        assert "records deleted" in result.stderr
+
+    def test_other_key_exits_65(self, cli, exported, tmp_path):
+        """An export checked against a key other than its own fails."""
+        other, _ = AuditSigner.generate(Sealer([Fernet.generate_key()]))
+        key = _write_key(tmp_path / "other.jwk", other.public_jwk)
+        result = cli(
+            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+        )
+        assert result.exit_code == 65
+        assert "not the expected audit key" in result.stderr
+
+    def test_live_log_with_other_key_exits_65(self, cli, tmp_path):
+        """The live log's checkpoints fail against a pinned foreign key."""
+        cli.broker.checkpoint()
+        other, _ = AuditSigner.generate(Sealer([Fernet.generate_key()]))
+        key = _write_key(tmp_path / "other.jwk", other.public_jwk)
+        result = cli("audit", "verify", "--public-key", str(key))
+        assert result.exit_code == 65
+
+    def test_malformed_key_exits_64(self, cli, exported, tmp_path):
+        """A --public-key file that is no audit key is a usage problem."""
+        key = _write_key(tmp_path / "bad.jwk", {"kty": "RSA"})
+        result = cli(
+            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+        )
+        assert result.exit_code == 64
+        assert "not an audit public key" in result.stderr
+
+    def test_bad_token_exits_77(self, cli):
+        """Verifying the live log needs the admin token."""
+        assert cli("audit", "verify", token="gp_admin_nope").exit_code == 77
