@@ -1,4 +1,4 @@
-"""``gatepass demo``: walk the demo agent through a task against a running quickstart."""
+"""``gatepass demo``: walk the demo agent through a task on a running quickstart."""
 
 from __future__ import annotations
 
