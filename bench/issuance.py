@@ -84,6 +84,8 @@ AIM_P50_MS = 2.0
 AIM_TAIL = 3.0
 
 console = Console(highlight=False)
+if not console.is_terminal:
+    console = Console(highlight=False, width=150)
 
 
 # ------------------------------------------------------------------ processes

@@ -67,6 +67,7 @@ DB_COMMIT = "  commit (fsync-less WAL commit, pool return)"
 DB_HOP = "  thread hop + wait for the writer thread"
 DB_DRIVER = "  of which sqlite3 cursor.execute"
 TOTAL = "total use case (broker.token)"
+_NOT_PROFILED = ("/bench/", "asyncio", "anyio")
 
 
 @dataclass
@@ -127,57 +128,81 @@ def _timed_async(
     return wrapper
 
 
-def _instrument(runtime: Runtime, clock: StageClock, *, inline: bool) -> list[Any]:
-    """Wrap the stages; return undo actions (callables) in reverse order of need."""
-    broker = runtime.broker
-    database = runtime.database
-    undo: list[Callable[[], None]] = []
+class _Patcher:
+    """Replace attributes for a measurement and put them back afterwards."""
 
-    def patch(owner: object, name: str, value: object) -> None:
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def patch(self, owner: object, name: str, value: object) -> None:
+        """Replace ``owner.name``."""
         original = getattr(owner, name)
         setattr(owner, name, value)
-        undo.append(lambda: setattr(owner, name, original))
+        self._undo.append(lambda: setattr(owner, name, original))
 
-    def patch_instance(owner: object, name: str, value: object) -> None:
-        # Shadow a method by an instance attribute; undo by deleting it.
+    def shadow(self, owner: object, name: str, value: object) -> None:
+        """Shadow a method by an instance attribute; undo deletes it."""
         setattr(owner, name, value)
-        undo.append(lambda: delattr(owner, name))
+        self._undo.append(lambda: delattr(owner, name))
 
+    def on_undo(self, action: Callable[[], None]) -> None:
+        """Run ``action`` when undoing."""
+        self._undo.append(action)
+
+    def undo(self) -> None:
+        """Put everything back, last change first."""
+        while self._undo:
+            self._undo.pop()()
+
+
+def _instrument_broker(patcher: _Patcher, runtime: Runtime, clock: StageClock) -> None:
+    broker = runtime.broker
     parse_form = service_module.parse_form
     parse_exchange = service_module.parse_token_exchange
-    patch(service_module, "parse_form", _timed_sync(clock, PARSE, parse_form))
-    patch(
+    patcher.patch(service_module, "parse_form", _timed_sync(clock, PARSE, parse_form))
+    patcher.patch(
         service_module,
         "parse_token_exchange",
         _timed_sync(clock, PARSE, parse_exchange),
     )
-    patch_instance(
+    patcher.shadow(
         broker,
         "verify_task_token",
         _timed_async(clock, TASK_TOKEN, broker.verify_task_token),
     )
-    patch_instance(broker, "task", _timed_async(clock, TASK, broker.task))
-    patch_instance(broker, "agent", _timed_async(clock, AGENT, broker.agent))
-    patch_instance(broker, "decide", _timed_sync(clock, POLICY, broker.decide))
+    patcher.shadow(broker, "task", _timed_async(clock, TASK, broker.task))
+    patcher.shadow(broker, "agent", _timed_async(clock, AGENT, broker.agent))
+    patcher.shadow(broker, "decide", _timed_sync(clock, POLICY, broker.decide))
     dpop = broker.dpop
-    patch(broker, "dpop", _Proxy(dpop, verify=_timed_sync(clock, DPOP, dpop.verify)))
+    patcher.patch(
+        broker, "dpop", _Proxy(dpop, verify=_timed_sync(clock, DPOP, dpop.verify))
+    )
     issuer = broker.issuer
-    patch(broker, "issuer", _Proxy(issuer, sign=_timed_sync(clock, SIGN, issuer.sign)))
-    patch(
+    patcher.patch(
+        broker, "issuer", _Proxy(issuer, sign=_timed_sync(clock, SIGN, issuer.sign))
+    )
+
+
+def _instrument_store(
+    patcher: _Patcher, runtime: Runtime, clock: StageClock, *, inline: bool
+) -> None:
+    database = runtime.database
+    patcher.patch(
         task_rows,
         "lock_open_task",
         _timed_sync(clock, DB_LOCK, task_rows.lock_open_task),
     )
-    patch(
+    patcher.patch(
         lease_rows,
         "insert_lease",
         _timed_sync(clock, DB_LEASE, lease_rows.insert_lease),
     )
-    patch(
+    patcher.patch(
         audit_log, "append_audit", _timed_sync(clock, DB_AUDIT, audit_log.append_audit)
     )
-
-    if inline:
+    if not inline:
+        patcher.shadow(database, "write", _timed_async(clock, DB_WRITE, database.write))
+    else:
 
         async def write(work: Callable[[Any], T]) -> T:
             with clock.timing(DB_WRITE):
@@ -199,10 +224,8 @@ def _instrument(runtime: Runtime, clock: StageClock, *, inline: bool) -> list[An
             with database.reading() as conn:
                 return work(conn)
 
-        patch_instance(database, "write", write)
-        patch_instance(database, "read", read)
-    else:
-        patch_instance(database, "write", _timed_async(clock, DB_WRITE, database.write))
+        patcher.shadow(database, "write", write)
+        patcher.shadow(database, "read", read)
 
     engine = database._write_engine  # noqa: SLF001 - bench-only look inside
     starts: list[float] = []
@@ -216,9 +239,8 @@ def _instrument(runtime: Runtime, clock: StageClock, *, inline: bool) -> list[An
 
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
-    undo.append(lambda: event.remove(engine, "before_cursor_execute", before))
-    undo.append(lambda: event.remove(engine, "after_cursor_execute", after))
-    return undo
+    patcher.on_undo(lambda: event.remove(engine, "before_cursor_execute", before))
+    patcher.on_undo(lambda: event.remove(engine, "after_cursor_execute", after))
 
 
 async def _requests(
@@ -238,12 +260,13 @@ async def _measure(
     runtime: Runtime, body: bytes, proofs: Iterator[str], count: int, *, inline: bool
 ) -> StageClock:
     clock = StageClock()
-    undo = _instrument(runtime, clock, inline=inline)
+    patcher = _Patcher()
+    _instrument_broker(patcher, runtime, clock)
+    _instrument_store(patcher, runtime, clock, inline=inline)
     try:
         await _requests(runtime, body, proofs, count, clock)
     finally:
-        for action in reversed(undo):
-            action()
+        patcher.undo()
     return clock
 
 
@@ -272,7 +295,10 @@ async def _profile(
     rows: list[dict[str, Any]] = []
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     ordered = sorted(raw.items(), key=lambda item: item[1][3], reverse=True)
-    for (path, line, name), (_cc, calls, tottime, cumtime, _callers) in ordered[:40]:
+    for (path, line, name), (_cc, calls, tottime, cumtime, _callers) in ordered:
+        # Leave out the bench's own frames and the event loop's, which wrap it all.
+        if calls < count or any(part in path for part in _NOT_PROFILED):
+            continue
         rows.append(
             {
                 "function": f"{Path(path).name}:{line}({name})",
@@ -281,6 +307,8 @@ async def _profile(
                 "cumtime_us_per_request": round(cumtime / count * 1e6, 1),
             }
         )
+        if len(rows) == 40:
+            break
     return text.getvalue(), rows
 
 

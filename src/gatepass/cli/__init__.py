@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from gatepass.cli import agents, audit, keys, leases, policy, targets, tasks
+from gatepass.cli.demo import demo
 from gatepass.cli.output import GatepassGroup
 from gatepass.cli.serve import serve
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve)
-# The lead registers `demo` here, next to `serve`, as a top-level command.
+app.command("demo")(demo)
 app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(leases.app, name="leases")

@@ -148,6 +148,8 @@ def export(
         transient=True,
         redirect_stdout=False,
         redirect_stderr=False,
+        # Off when stderr is not a terminal: logs get the summary line only.
+        disable=not console.is_terminal,
     )
     with admin_client() as client, progress:
         counter = progress.add_task("export", total=None)

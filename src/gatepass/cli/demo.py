@@ -8,7 +8,6 @@ import typer
 
 from gatepass.config import load_settings
 from gatepass.demo import run_tour
-from gatepass.errors import GatepassError
 
 __all__ = ["demo"]
 
@@ -22,8 +21,4 @@ def demo(
     ),
 ) -> None:
     """Open a task, use its tokens on the demo API, close it, and show the refusal."""
-    try:
-        run_tour(load_settings(config))
-    except GatepassError as error:
-        typer.echo(f"gatepass: {error.detail}", err=True)
-        raise typer.Exit(error.exit_code) from error
+    run_tour(load_settings(config))

@@ -158,7 +158,7 @@ class TestKeysAndAudit:
         second = harness.run(admin.checkpoint)
         assert second is not None
         assert second.seq > first.seq
-        lines = (harness.runtime.settings.server.state_dir / "audit-checkpoints.jsonl")
+        lines = harness.runtime.settings.server.state_dir / "audit-checkpoints.jsonl"
         assert len(lines.read_text().splitlines()) == 2
 
 
@@ -168,4 +168,3 @@ def admin_caller() -> object:
     from gatepass.store import ApiRole  # noqa: PLC0415
 
     return Caller("tok_test", ApiRole.ADMIN)
-

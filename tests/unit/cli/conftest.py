@@ -239,18 +239,28 @@ def _no_broker(address: str) -> httpx.Client:
 
 @dataclass
 class LocalCli:
-    """Runs ``gatepass`` commands that must work with no broker and no token."""
+    """
+    Runs ``gatepass`` commands with no broker behind them.
+
+    Without ``http`` there is no token either and any attempt to connect fails
+    the test; with ``http`` (a fake admin API) a placeholder token is set.
+    """
 
     runner: CliRunner = field(default_factory=CliRunner)
 
-    def __call__(self, *args: str) -> Result:
-        """Run one command with no token and a connector that fails the test."""
+    def __call__(self, *args: str, http: httpx.Client | None = None) -> Result:
+        """Run one command."""
         environment: dict[str, str | None] = {
-            "GATEPASS_TOKEN": None,
+            "GATEPASS_TOKEN": None if http is None else "gp_admin_fake",
+            "GATEPASS_ADDR": "http://broker",
             "GATEPASS_STATE_DIR": "/nonexistent",
             "COLUMNS": "250",
         }
-        connector = Connector(open_http=_no_broker, wait=_never_wait)
+        connector = Connector(
+            open_http=_no_broker if http is None else (lambda _address: http),
+            owns_http=False,
+            wait=_never_wait,
+        )
         return self.runner.invoke(app, list(args), obj=connector, env=environment)
 
 

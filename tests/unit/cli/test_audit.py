@@ -194,6 +194,26 @@ class TestAuditVerify:
         assert result.exit_code == 64
         assert "not an audit public key" in result.stderr
 
+    def test_key_file_not_an_object_exits_64(self, cli, exported, tmp_path):
+        """A --public-key file must hold a JWK object or a JWK set."""
+        key = tmp_path / "list.jwk"
+        key.write_text("[]")
+        result = cli(
+            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+        )
+        assert result.exit_code == 64
+        assert "must be a JSON object" in result.stderr
+
+    def test_key_file_not_json_exits_64(self, cli, exported, tmp_path):
+        """A --public-key file that is not JSON is refused before verifying."""
+        key = tmp_path / "key.pem"
+        key.write_text("-----BEGIN PUBLIC KEY-----")
+        result = cli(
+            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+        )
+        assert result.exit_code == 64
+        assert "cannot read a JWK" in result.stderr
+
     def test_bad_token_exits_77(self, cli):
         """Verifying the live log needs the admin token."""
         assert cli("audit", "verify", token="gp_admin_nope").exit_code == 77

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gatepass.cli.client import AdminClient, BrokerUnreachableError
+from gatepass.cli.client import AdminClient, BrokerUnreachableError, Connector
 from gatepass.errors import AuthenticationError, GatepassError, NotFoundError
 
 
@@ -32,6 +32,15 @@ class TestConnection:
         result = cli("targets", "list", token=None)
         assert result.exit_code == 77
         assert result.stderr.startswith("gatepass: no admin token")
+
+    def test_empty_token_file_exits_77(self, cli, tmp_path):
+        """An empty token file is reported as such, not sent."""
+        (tmp_path / "admin.token").write_text("\n")
+        result = cli(
+            "targets", "list", token=None, env={"GATEPASS_STATE_DIR": str(tmp_path)}
+        )
+        assert result.exit_code == 77
+        assert "admin.token is empty" in result.stderr
 
     def test_bad_token_exits_77(self, cli):
         """An unknown admin token is refused with exit code 77."""
@@ -91,6 +100,27 @@ class TestAdminClient:
         with pytest.raises(GatepassError, match="http 502"):
             client.get("/v1/agents")
 
+    def test_success_that_is_not_json_is_an_error(self):
+        """A 2xx answer that is not JSON raises rather than printing garbage."""
+        http = httpx.Client(
+            base_url="http://broker",
+            transport=httpx.MockTransport(lambda _: httpx.Response(200, text="<h1>")),
+        )
+        client = AdminClient(http, token="t", address="http://broker")
+        with pytest.raises(GatepassError, match="not json"):
+            client.get("/v1/agents")
+
+    def test_code_needing_more_than_a_detail_keeps_the_message(self):
+        """An error class that cannot be built from a detail falls back to the base."""
+        body = {"error": "use_dpop_nonce", "error_description": "nonce please"}
+        http = httpx.Client(
+            base_url="http://broker",
+            transport=httpx.MockTransport(lambda _: httpx.Response(400, json=body)),
+        )
+        client = AdminClient(http, token="t", address="http://broker")
+        with pytest.raises(GatepassError, match="nonce please"):
+            client.get("/v1/agents")
+
     def test_transport_error_is_unreachable(self):
         """A transport failure raises BrokerUnreachableError with exit code 69."""
         http = httpx.Client(
@@ -105,3 +135,16 @@ class TestAdminClient:
         """The client's repr names the address only."""
         client = AdminClient(httpx.Client(), token="secret-token", address="http://b")
         assert "secret-token" not in repr(client)
+
+
+class TestConnector:
+    """The default connector, which real runs use."""
+
+    def test_default_client_is_based_at_the_address(self):
+        """The default connector builds an httpx client based at the address."""
+        with Connector().open_http("http://127.0.0.1:8400") as http:
+            assert str(http.base_url) == "http://127.0.0.1:8400"
+
+    def test_default_wait_ends_at_its_timeout(self):
+        """The default wait returns once its (here zero) timeout passes."""
+        Connector().wait(0)

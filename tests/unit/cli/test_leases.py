@@ -55,6 +55,19 @@ class TestLeasesShowAndRevoke:
         assert "revoked" in result.stdout
         assert cli.json("leases", "show", lease_id)["revoked_at"] is not None
 
+    def test_revoke_json(self, cli):
+        """--json prints the revoked lease."""
+        _, lease_id = cli.broker.open_lease()
+        assert cli.json("leases", "revoke", lease_id)["state"] == "revoked"
+
+    def test_revoke_twice_exits_65(self, cli):
+        """Revoking a revoked lease is a conflict, exit code 65."""
+        _, lease_id = cli.broker.open_lease()
+        cli("leases", "revoke", lease_id)
+        result = cli("leases", "revoke", lease_id)
+        assert result.exit_code == 65
+        assert result.stderr == "gatepass: lease is already revoked\n"
+
     def test_revoke_unknown_exits_66(self, cli):
         """Revoking an unknown lease is not_found."""
         assert cli("leases", "revoke", "lse_missing").exit_code == 66

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gatepass.api.bodies import read_body, read_form_body
+from gatepass.api.bodies import read_body, read_form_body, read_json
 from gatepass.api.errors import NO_STORE, error_response
 from gatepass.api.shapes import task_json
 from gatepass.broker import Runtime
-from gatepass.errors import DPoPProofError, GatepassError
+from gatepass.errors import DPoPProofError, GatepassError, InvalidRequestError
 from gatepass.store import ApiRole
 
 __all__ = ["oauth_routes"]
@@ -117,8 +117,8 @@ async def close_task(request: Request) -> Response:
     runtime = _runtime(request)
     task_id = request.path_params["task_id"]
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    await read_body(request, runtime.settings.server.max_body_bytes)
     if scheme.lower() == "dpop":
+        await read_body(request, runtime.settings.server.max_body_bytes)
         url = f"{runtime.settings.server.issuer}/v1/tasks/{task_id}/close"
         task = await runtime.broker.close_task_as_agent(
             task_id,
@@ -129,9 +129,23 @@ async def close_task(request: Request) -> Response:
     else:
         caller = await runtime.admin.authenticate(request.headers.get("authorization"))
         task = await runtime.broker.close_task(
-            task_id, actor=caller.actor, reason="closed by admin"
+            task_id, actor=caller.actor, reason=await _close_reason(request, runtime)
         )
     return JSONResponse(task_json(task))
+
+
+async def _close_reason(request: Request, runtime: Runtime) -> str:
+    """Return the admin's ``{"reason": ...}`` (optional, at most 200 characters)."""
+    if not request.headers.get("content-type"):
+        await read_body(request, runtime.settings.server.max_body_bytes)
+        return "closed by admin"
+    payload = await read_json(request, runtime.settings.server.max_body_bytes)
+    reason = (
+        payload.get("reason", "closed by admin") if isinstance(payload, dict) else None
+    )
+    if not isinstance(reason, str) or not 0 < len(reason) <= 200:
+        raise InvalidRequestError("reason must be a string of 1 to 200 characters")
+    return reason
 
 
 oauth_routes = [
