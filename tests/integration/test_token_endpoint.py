@@ -473,3 +473,24 @@ class TestNonce:
         finally:
             running.stop()
             runtime.database.dispose()
+
+
+class TestNoEcho:
+    """Whatever a client sends, no error or audit record repeats a secret."""
+
+    CANARY = "canary-9f8e7d6c5b4a"
+
+    @pytest.mark.parametrize(
+        "field", ["subject_token", "client_id", "resource", "scope", "audience"]
+    )
+    def test_canary_never_echoed(
+        self, live_broker: LiveBroker, agent: ProtocolAgent, field: str
+    ) -> None:
+        """A canary placed in any parameter appears in neither the answer nor audit."""
+        task = agent.open_task()
+        form = agent.access_form(task["access_token"])
+        form[field] = f"eyJ{self.CANARY}.{self.CANARY}.{self.CANARY}"
+        response = agent.post_token(form)
+        assert response.status_code in {400, 401, 403}
+        assert self.CANARY not in response.text
+        assert self.CANARY not in json.dumps(last_audit(live_broker))
