@@ -108,14 +108,17 @@ class TestAgents:
 class TestTasksAndLeases:
     """Tasks gate leases; closing a task revokes its leases."""
 
-    def test_lock_open_task_sees_state_and_deadline(self, database: Database) -> None:
-        """A task is lockable only while open and before its deadline."""
+    def test_lease_recorded_only_for_open_task(self, database: Database) -> None:
+        """A lease is recorded only while its task is open and before its deadline."""
         task = make_task(make_agent())
         with database.transaction() as conn:
             tasks.insert_task(conn, task)
-            assert tasks.lock_open_task(conn, task.id, T0)
-            assert not tasks.lock_open_task(conn, task.id, task.expires_at)
-            assert not tasks.lock_open_task(conn, "tsk_missing", T0)
+            assert leases.insert_lease_if_task_open(conn, make_lease(task), T0)
+            late = task.expires_at
+            assert not leases.insert_lease_if_task_open(conn, make_lease(task), late)
+            tasks.close_task(conn, task.id, now=T0, reason="done")
+            assert not leases.insert_lease_if_task_open(conn, make_lease(task), T0)
+            assert len(leases.list_leases(conn, task_id=task.id)) == 1
 
     def test_close_revokes_live_leases(self, database: Database) -> None:
         """Closing a task revokes each live lease exactly once."""

@@ -588,9 +588,8 @@ class Broker:
         def record(conn: Connection) -> bool:
             # Intent first: the lease and its audit record commit before the token
             # leaves; the share lock makes a concurrent close wait or win.
-            if not task_rows.lock_open_task(conn, task.id, now):
+            if not lease_rows.insert_lease_if_task_open(conn, lease, now):
                 return False
-            lease_rows.insert_lease(conn, lease)
             audit_log.append_audit(conn, entry)
             return True
 

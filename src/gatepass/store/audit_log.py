@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from gatepass.audit import (
     GENESIS_HASH,
@@ -49,22 +49,21 @@ def read_audit_head(conn: Connection) -> tuple[int, str]:
     return int(row.seq), str(row.hash)
 
 
-def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
-    """
-    Append one entry to the chain inside the caller's transaction.
+_SELECT_HEAD_FOR_UPDATE = (
+    select(audit_head.c.seq, audit_head.c.hash)
+    .where(audit_head.c.id == 1)
+    .with_for_update()
+)
+_ADVANCE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+_INSERT_EVENT = insert(audit_events)
+_HEAD_KEY = "gatepass_audit_head"
 
-    The head row is read with ``FOR UPDATE`` so that concurrent appends from other
-    replicas queue behind this one and the chain stays linear.
 
-    Returns:
-        The chained record.
-    """
-    row = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash)
-        .where(audit_head.c.id == 1)
-        .with_for_update()
-    ).one()
-    seq, prev_hash = int(row.seq) + 1, str(row.hash)
+def _chain(entry: AuditEntry, seq: int, prev_hash: str) -> AuditRecord:
     data = dict(entry.data)
     digest = record_hash(
         seq=seq,
@@ -76,7 +75,7 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
         data=data,
         prev_hash=prev_hash,
     )
-    record = AuditRecord(
+    return AuditRecord(
         seq=seq,
         at=entry.at,
         kind=entry.kind,
@@ -87,24 +86,51 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
         prev_hash=prev_hash,
         hash=digest,
     )
-    conn.execute(
-        audit_events.insert().values(
-            seq=record.seq,
-            at=record.at,
-            kind=record.kind,
-            outcome=record.outcome,
-            actor=record.actor,
-            subject=record.subject,
-            data=dict(record.data),
-            prev_hash=record.prev_hash,
-            hash=record.hash,
+
+
+def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
+    """
+    Append one entry to the chain inside the caller's transaction.
+
+    The chain head is remembered on the connection and advanced with a conditional
+    ``UPDATE ... WHERE seq = <remembered>``: when another writer (a replica, another
+    connection, a rolled-back transaction) moved it, the update matches nothing and
+    the head is re-read under ``FOR UPDATE``. Either way the update's row lock
+    queues concurrent appends, so the chain stays linear.
+
+    Returns:
+        The chained record.
+    """
+    head: tuple[int, str] | None = conn.info.get(_HEAD_KEY)
+    for attempt in range(2):
+        if head is None or attempt:
+            row = conn.execute(_SELECT_HEAD_FOR_UPDATE).one()
+            head = (int(row.seq), str(row.hash))
+        record = _chain(entry, head[0] + 1, head[1])
+        moved = conn.execute(
+            _ADVANCE_HEAD,
+            {"old_seq": head[0], "new_seq": record.seq, "new_hash": record.hash},
         )
-    )
+        if moved.rowcount == 1:
+            break
+    else:  # pragma: no cover - the re-read head cannot be stale under the lock
+        msg = "audit chain head moved under a lock"
+        raise RuntimeError(msg)
     conn.execute(
-        update(audit_head)
-        .where(audit_head.c.id == 1)
-        .values(seq=record.seq, hash=record.hash)
+        _INSERT_EVENT,
+        {
+            "seq": record.seq,
+            "at": record.at,
+            "kind": record.kind,
+            "outcome": record.outcome,
+            "actor": record.actor,
+            "subject": record.subject,
+            "data": dict(record.data),
+            "prev_hash": record.prev_hash,
+            "hash": record.hash,
+        },
     )
+    conn.info[_HEAD_KEY] = (record.seq, record.hash)
     return record
 
 

@@ -2,10 +2,10 @@
 Connections, transactions and the thread hop between the event loop and the database.
 
 The store is synchronous SQLAlchemy Core: simple, fast and the same on SQLite and
-PostgreSQL. Async callers reach it through :meth:`Database.write` and
-:meth:`Database.read`, which run one whole transaction in a worker thread. SQLite
-allows one writer at a time, so its writes go through a single thread (no lock
-contention, no ``database is locked``); PostgreSQL uses a pool.
+PostgreSQL. Async callers reach it through :meth:`Database.write`, which hands one
+whole transaction to the process's writer thread (group commit, one writer: no lock
+contention on SQLite), and :meth:`Database.read`, which runs on a pool of worker
+threads.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gatepass.errors import ConfigurationError, GatepassError, StoreError
 from gatepass.store.tables import SCHEMA_VERSION, metadata, settings_kv
+from gatepass.store.writer import GroupCommitWriter
 
 __all__ = ["Database"]
 
@@ -75,7 +76,7 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._write_engine = _sqlite_engine(url, immediate=True)
             self._read_engine = _sqlite_engine(url, immediate=False)
-            write_threads, read_threads = 1, 4
+            read_threads = 4
         else:
             self._write_engine = create_engine(
                 url,
@@ -84,9 +85,9 @@ class Database:
                 pool_pre_ping=True,
             )
             self._read_engine = self._write_engine
-            write_threads = read_threads = pool_size
-        self._write_limiter = anyio.CapacityLimiter(write_threads)
+            read_threads = pool_size
         self._read_limiter = anyio.CapacityLimiter(read_threads)
+        self._writer = GroupCommitWriter(self.transaction)
 
     @property
     def dialect(self) -> str:
@@ -153,17 +154,16 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """
-        Run ``work`` inside one write transaction on a worker thread.
+        Run ``work`` in a committed write transaction on the writer thread.
+
+        Concurrent writes are grouped into one commit (see ``store/writer.py``), so
+        ``work`` must only touch the database and be safe to run twice.
 
         Args:
             work: a function of the connection; its return value is returned.
         """
-
-        def run() -> T:
-            with self.transaction() as conn:
-                return work(conn)
-
-        return await anyio.to_thread.run_sync(run, limiter=self._write_limiter)
+        result: T = await self._writer.submit(work)
+        return result
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """
@@ -190,7 +190,8 @@ class Database:
             conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the writer thread and close every pooled connection."""
+        self._writer.close()
         self._write_engine.dispose()
         self._read_engine.dispose()
 

@@ -17,7 +17,6 @@ __all__ = [
     "get_task",
     "insert_task",
     "list_tasks",
-    "lock_open_task",
     "open_task_ids_of_agent",
 ]
 
@@ -65,21 +64,6 @@ def get_task(conn: Connection, task_id: str) -> Task | None:
     """Return the task with this id, or None."""
     row = conn.execute(select(tasks).where(tasks.c.id == task_id)).one_or_none()
     return None if row is None else _to_task(row)
-
-
-def lock_open_task(conn: Connection, task_id: str, now: dt.datetime) -> bool:
-    """
-    Tell whether the task is open and unexpired, holding a share lock on its row.
-
-    The lock (PostgreSQL ``FOR SHARE``; SQLite's write lock) makes a concurrent close
-    wait, so a lease is never recorded for a task that a committed close has ended.
-    """
-    row = conn.execute(
-        select(tasks.c.state, tasks.c.expires_at)
-        .where(tasks.c.id == task_id)
-        .with_for_update(read=True)
-    ).one_or_none()
-    return row is not None and row.state == TaskState.OPEN and row.expires_at > now
 
 
 def list_tasks(
