@@ -60,8 +60,7 @@ DB_WRITE = "DB write transaction (await)"
 TOP_LEVEL = (PARSE, TASK_TOKEN, TASK, DPOP, AGENT, POLICY, SIGN, DB_WRITE)
 # Parts of the DB write.
 DB_BEGIN = "  begin (pool checkout, BEGIN IMMEDIATE)"
-DB_LOCK = "  SELECT task (lock_open_task)"
-DB_LEASE = "  INSERT lease"
+DB_LEASE = "  INSERT lease if task open"
 DB_AUDIT = "  audit append (SELECT head, hash, INSERT, UPDATE)"
 DB_COMMIT = "  commit (fsync-less WAL commit, pool return)"
 DB_HOP = "  thread hop + wait for the writer thread"
@@ -188,14 +187,9 @@ def _instrument_store(
 ) -> None:
     database = runtime.database
     patcher.patch(
-        task_rows,
-        "lock_open_task",
-        _timed_sync(clock, DB_LOCK, task_rows.lock_open_task),
-    )
-    patcher.patch(
         lease_rows,
-        "insert_lease",
-        _timed_sync(clock, DB_LEASE, lease_rows.insert_lease),
+        "insert_lease_if_task_open",
+        _timed_sync(clock, DB_LEASE, lease_rows.insert_lease_if_task_open),
     )
     patcher.patch(
         audit_log, "append_audit", _timed_sync(clock, DB_AUDIT, audit_log.append_audit)
@@ -336,7 +330,7 @@ def _summarise(clock: StageClock) -> dict[str, Any]:
     )
     parts = {
         name: round(per[name], 1)
-        for name in (DB_BEGIN, DB_LOCK, DB_LEASE, DB_AUDIT, DB_COMMIT, DB_DRIVER)
+        for name in (DB_BEGIN, DB_LEASE, DB_AUDIT, DB_COMMIT, DB_DRIVER)
         if name in per
     }
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import typer
@@ -82,4 +83,8 @@ def serve(
                 )
             )
         )
+    # Everything built so far (policies, keys, modules) lives as long as the process:
+    # freezing it keeps the garbage collector's full passes short on the token path.
+    gc.collect()
+    gc.freeze()
     asyncio.run(_serve_all(servers))

@@ -2,10 +2,10 @@
 Connections, transactions and the thread hop between the event loop and the database.
 
 The store is synchronous SQLAlchemy Core: simple, fast and the same on SQLite and
-PostgreSQL. Async callers reach it through :meth:`Database.write`, which hands one
-whole transaction to the process's writer thread (group commit, one writer: no lock
-contention on SQLite), and :meth:`Database.read`, which runs on a pool of worker
-threads.
+PostgreSQL. Async callers reach it through :meth:`Database.write`, which groups
+concurrent transactions into one commit (on the event loop for SQLite, on a writer
+thread for PostgreSQL; see ``store/writer.py``), and :meth:`Database.read`, which
+runs on a pool of worker threads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gatepass.errors import ConfigurationError, GatepassError, StoreError
 from gatepass.store.tables import SCHEMA_VERSION, metadata, settings_kv
-from gatepass.store.writer import GroupCommitWriter
+from gatepass.store.writer import GroupCommitWriter, LoopGroupCommit
 
 __all__ = ["Database"]
 
@@ -87,7 +87,11 @@ class Database:
             self._read_engine = self._write_engine
             read_threads = pool_size
         self._read_limiter = anyio.CapacityLimiter(read_threads)
-        self._writer = GroupCommitWriter(self.transaction)
+        self._writer: GroupCommitWriter | LoopGroupCommit = (
+            LoopGroupCommit(self.transaction)
+            if self.is_sqlite
+            else GroupCommitWriter(self.transaction)
+        )
 
     @property
     def dialect(self) -> str:
