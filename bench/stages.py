@@ -43,7 +43,6 @@ from gatepass.broker.bootstrap import Runtime
 from gatepass.config import load_settings
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
-from gatepass.store import tasks as task_rows
 from gatepass.tokens import DPoPKey
 
 T = TypeVar("T")

@@ -9,6 +9,7 @@ be used to burn an honest client's ``jti``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from gatepass.errors import (
     DPoPProofError,
     InvalidRequestError,
 )
-from gatepass.tokens.jwk import PRIVATE_MEMBERS, b64url, public_key_from_jwk, thumbprint
+from gatepass.tokens.jwk import (
+    PRIVATE_MEMBERS,
+    PublicKey,
+    b64url,
+    public_key_from_jwk,
+    thumbprint,
+)
 from gatepass.tokens.jws import CompactJWS, parse_compact, verify_signature
 from gatepass.tokens.nonce import NonceService
 from gatepass.tokens.replay import ReplayCache
@@ -53,6 +60,9 @@ _REQUIRED_MEMBERS = {
     "RSA": ("kty", "n", "e"),
 }
 _MAX_JTI_LENGTH = 256
+# Distinct proof keys and URLs remembered (LRU); an agent uses one key per task.
+_KEY_CACHE_SIZE = 4096
+_URL_CACHE_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DPOP_TYPES = frozenset({"dpop+jwt", "application/dpop+jwt"})
 
@@ -116,6 +126,51 @@ def normalize_htu(url: str) -> str:
     port = parts.port
     netloc = host if port in {None, _DEFAULT_PORTS[scheme]} else f"{host}:{port}"
     return f"{scheme}://{netloc}{parts.path or '/'}"
+
+
+def _key_and_thumbprint(jwk: dict[str, Any], kty: str) -> tuple[PublicKey, str]:
+    members: list[str] = []
+    for name in _REQUIRED_MEMBERS[kty]:
+        member = jwk.get(name)
+        if not isinstance(member, str):
+            raise _reject("dpop jwk is invalid")
+        members.append(member)
+    try:
+        return _proof_key(kty, tuple(members))
+    except InvalidRequestError:
+        raise _reject("dpop jwk is invalid") from None
+
+
+@functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
+def _proof_key(kty: str, members: tuple[str, ...]) -> tuple[PublicKey, str]:
+    """
+    Build a proof key and its RFC 7638 thumbprint, once per distinct key.
+
+    An agent signs every proof of a task with the same key, and building the key
+    object (with its on-curve check) and hashing the thumbprint cost more than the
+    rest of the checks together. The cache key is every member either step reads
+    (the RFC 7638 §3.2 required members, all strings), so a cached entry is exactly
+    what a fresh computation would return; failures are not cached. The cache is
+    bounded (LRU): a flood of distinct keys only makes misses as costly as before.
+
+    Args:
+        kty: the key type, which names the members.
+        members: the values of ``_REQUIRED_MEMBERS[kty]``, in that order.
+
+    Returns:
+        The public key and its thumbprint.
+
+    Raises:
+        InvalidRequestError: the members are not a valid public key.
+    """
+    jwk = dict(zip(_REQUIRED_MEMBERS[kty], members, strict=True))
+    return public_key_from_jwk(jwk), thumbprint(jwk)
+
+
+@functools.lru_cache(maxsize=_URL_CACHE_SIZE)
+def _normalized(url: str) -> str:
+    # The endpoint URL and the htu of an agent's proofs repeat; errors are not cached.
+    return normalize_htu(url)
 
 
 def _reject(message: str) -> DPoPProofError:
@@ -253,11 +308,7 @@ class DPoPVerifier:
         kty, crv = _KEY_TYPES[algorithm]
         if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
             raise _reject("dpop jwk does not match the algorithm")
-        try:
-            key = public_key_from_jwk(jwk)
-            jkt = thumbprint(jwk)
-        except InvalidRequestError:
-            raise _reject("dpop jwk is invalid") from None
+        key, jkt = _key_and_thumbprint(jwk, kty)
         if not verify_signature(jws, key, algorithm):
             raise _reject("dpop proof signature is invalid")
         return jws, jwk, jkt
@@ -274,7 +325,7 @@ class DPoPVerifier:
         if not isinstance(htu, str):
             raise _reject("dpop proof has no htu")
         try:
-            matches = normalize_htu(htu) == normalize_htu(url)
+            matches = _normalized(htu) == _normalized(url)
         except ValueError:
             matches = False
         if not matches:

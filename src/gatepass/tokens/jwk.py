@@ -11,6 +11,7 @@ used for them accepts those too.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
@@ -51,7 +52,11 @@ _ED25519_LENGTH = 32
 # RFC 7518 §3.3 / §3.5: RSA keys of 2048 bits or more.
 _RSA_MIN_BITS = 2048
 _RSA_MAX_BITS = 8192
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# The base64url characters whose 6-bit value has its low 4 (2) bits clear.
+_CANONICAL_LAST_OF_2 = frozenset("AQgw")
+_CANONICAL_LAST_OF_3 = frozenset("AEIMQUYcgkosw048")
 _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
 
@@ -84,13 +89,21 @@ def b64url_decode(text: str) -> bytes:
     Raises:
         ValueError: the text is not the canonical encoding of any bytes.
     """
-    if len(text) % 4 == 1 or _B64URL.match(text) is None:
+    tail = len(text) % 4
+    if tail == 1 or _B64URL.fullmatch(text) is None:
         raise ValueError("not base64url")
-    # The alphabet and length were checked above, so decoding cannot fail here.
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url(data) != text:
+    # RFC 4648 §3.5: a final group of 2 (3) characters carries 4 (2) unused low
+    # bits, which must be zero; any other last character is a second spelling of
+    # the same bytes.
+    if (tail == 2 and text[-1] not in _CANONICAL_LAST_OF_2) or (
+        tail == 3 and text[-1] not in _CANONICAL_LAST_OF_3
+    ):
         raise ValueError("not canonical base64url")
-    return data
+    # The alphabet, length and last character were checked above, so decoding
+    # cannot fail here and the encoding is canonical.
+    return binascii.a2b_base64(
+        text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-tail % 4)
+    )
 
 
 def _member(jwk: Mapping[str, Any], name: str, length: int | None = None) -> bytes:

@@ -1,8 +1,9 @@
 """
-Strict parsing of compact JWS (RFC 7515 §7.1) and signature checks through PyJWT.
+Strict parsing of compact JWS (RFC 7515 §7.1), signatures and their checks.
 
-The token text is split and decoded exactly once; the signature is then checked with
-PyJWT's algorithm implementation against a key and an algorithm the caller pinned.
+The token text is split and decoded exactly once; the signature is then checked
+against a key and an algorithm the caller pinned, with cryptography (PyJWT's
+implementation for RSA). Signing produces exactly what PyJWT produces and verifies.
 Time claims are never checked here: PyJWT reads the wall clock, gatepass reads its
 injected :class:`~gatepass.clock.Clock`.
 """
@@ -14,6 +15,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from jwt.algorithms import get_default_algorithms
 
 from gatepass.tokens.jwk import b64url_decode
@@ -21,8 +29,10 @@ from gatepass.tokens.jwk import b64url_decode
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "CompactJWS",
+    "SigningKey",
     "is_numeric_date",
     "parse_compact",
+    "sign",
     "verify_signature",
 ]
 
@@ -30,17 +40,31 @@ __all__ = [
 MAX_TOKEN_LENGTH = 16 * 1024
 
 # RFC 8725 §3.1: only asymmetric algorithms exist here; "none" and HS* are absent, so
-# no allow-list passed by a caller can ever reach them.
+# no allow-list passed by a caller can ever reach them. ECDSA and EdDSA are checked
+# with cryptography directly (PyJWT's wrappers cost ~15 us per signature on the hot
+# path); RSA, rare in DPoP proofs, goes through PyJWT's implementation.
 _ALGORITHMS = {
     name: algorithm
     for name, algorithm in get_default_algorithms().items()
-    if name in {"ES256", "ES384", "EdDSA", "PS256", "RS256"}
+    if name in {"PS256", "RS256"}
 }
+# RFC 7518 §3.4: the curve, the byte size of R and S, and the hash of each ECDSA
+# algorithm.
+_ECDSA: dict[str, tuple[type[ec.EllipticCurve], int, ec.ECDSA]] = {
+    "ES256": (ec.SECP256R1, 32, ec.ECDSA(hashes.SHA256())),
+    "ES384": (ec.SECP384R1, 48, ec.ECDSA(hashes.SHA384())),
+}
+
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 def _reject_constant(name: str) -> None:
     # RFC 8259 §6: NaN and Infinity are not JSON numbers.
     raise ValueError(name)
+
+
+# One decoder for every call: json.loads with options builds a new one each time.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +99,9 @@ class CompactJWS:
 
 def _json_object(data: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
+        # RFC 7515 §2 / RFC 8259 §8.1: the JSON is UTF-8 (no BOM, no UTF-16); a
+        # decoding error is a ValueError too.
+        value = _JSON_DECODER.decode(data.decode("utf-8"))
     except (ValueError, RecursionError):
         raise ValueError("not json") from None
     if not isinstance(value, dict):
@@ -127,15 +153,80 @@ def verify_signature(jws: CompactJWS, key: object, algorithm: str) -> bool:
     Returns:
         Whether the signature is valid.
     """
-    implementation = _ALGORITHMS.get(algorithm)
-    if implementation is None:
-        return False
     try:
+        ecdsa = _ECDSA.get(algorithm)
+        if ecdsa is not None:
+            return _verify_ecdsa(jws, key, *ecdsa)
+        if algorithm == "EdDSA":
+            return _verify_ed25519(jws, key)
+        implementation = _ALGORITHMS.get(algorithm)
+        if implementation is None:
+            return False
         return implementation.verify(jws.signing_input, key, jws.signature)
-    except (ValueError, TypeError, AttributeError):
-        # A key of the wrong family for the algorithm is a failed verification,
-        # never an unexpected exception.
+    except (InvalidSignature, ValueError, TypeError, AttributeError):
+        # A bad signature, or a key of the wrong family for the algorithm, is a
+        # failed verification, never an unexpected exception.
         return False
+
+
+def _verify_ecdsa(
+    jws: CompactJWS,
+    key: object,
+    curve: type[ec.EllipticCurve],
+    size: int,
+    scheme: ec.ECDSA,
+) -> bool:
+    signature = jws.signature
+    # RFC 7518 §3.4: the signature is R || S, each exactly the curve's size, and the
+    # key must be on the algorithm's curve (RFC 8725 §3.1).
+    if (
+        not isinstance(key, ec.EllipticCurvePublicKey)
+        or not isinstance(key.curve, curve)
+        or len(signature) != 2 * size
+    ):
+        return False
+    der = encode_dss_signature(
+        int.from_bytes(signature[:size], "big"),
+        int.from_bytes(signature[size:], "big"),
+    )
+    key.verify(der, jws.signing_input, scheme)  # raises InvalidSignature
+    return True
+
+
+def _verify_ed25519(jws: CompactJWS, key: object) -> bool:
+    # RFC 8037 §3.1: the 64-byte Ed25519 signature, as is.
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return False
+    key.verify(jws.signature, jws.signing_input)  # raises InvalidSignature
+    return True
+
+
+def sign(signing_input: bytes, key: SigningKey, algorithm: str) -> bytes:
+    """
+    Sign a JWS signing input with one of the broker's keys.
+
+    Args:
+        signing_input: ``BASE64URL(header) || "." || BASE64URL(payload)`` as ASCII.
+        key: the private key; its type must match ``algorithm``.
+        algorithm: ``ES256`` or ``EdDSA``.
+
+    Returns:
+        The JWS signature bytes: R || S for ES256 (RFC 7518 §3.4), the raw
+        Ed25519 signature for EdDSA (RFC 8037 §3.1).
+
+    Raises:
+        ValueError: the key does not fit the algorithm.
+    """
+    if algorithm == "ES256" and isinstance(key, ec.EllipticCurvePrivateKey):
+        curve, size, scheme = _ECDSA[algorithm]
+        if not isinstance(key.curve, curve):
+            raise ValueError("key is not on the algorithm's curve")
+        # cryptography returns DER; JWS carries the two integers, fixed width.
+        r, s = decode_dss_signature(key.sign(signing_input, scheme))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    if algorithm == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(signing_input)
+    raise ValueError("key does not fit the algorithm")
 
 
 def is_numeric_date(value: object) -> bool:

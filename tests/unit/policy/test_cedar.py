@@ -1,9 +1,10 @@
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from gatepass.policy import CedarPolicySet, Decision, PolicyEngine, PolicyRequest
-from gatepass.policy.cedar import _ENTITY_CACHE_SIZE
+from gatepass.policy.cedar import _ENTITY_CACHE_SIZE, _prepare
 
 RequestFactory = Callable[..., PolicyRequest]
 DirFactory = Callable[..., Path]
@@ -248,3 +249,123 @@ class TestErrorsDeny:
         for number in range(_ENTITY_CACHE_SIZE + 5):
             policy_set.decide([make_request(agent={"id": f"agt_{number}"})])
         assert len(policy_set._entities) == _ENTITY_CACHE_SIZE
+
+
+# The quickstart schema plus an action group and an action whose context differs.
+SCHEMA_VARIANT = """
+namespace Gatepass {
+  entity Agent = { name: String, tenant: String } tags String;
+  entity Target = {
+    uri: String, kind: String, environment: String, tenant: String, risk: String,
+  };
+  type Task = {
+    purpose: String, intent: String, environment: String, tenant: String,
+    age_seconds: Long,
+  };
+  type Time = { hour: Long, weekday: Long, epoch: Long };
+  type Request = { task: Task, time: Time };
+  action reads;
+  action OpenTask, write appliesTo {
+    principal: [Agent], resource: [Target], context: Request,
+  };
+  action read in [reads] appliesTo {
+    principal: [Agent], resource: [Target], context: Request,
+  };
+  action legacy appliesTo { principal: [Agent], resource: [Target], context: {} };
+}
+"""
+
+
+class TestRequestValidation:
+    """Cedar validates each action's requests once; the guarantees stay per request."""
+
+    def test_declared_action_is_validated_once(
+        self, quickstart_dir: Path, make_request: RequestFactory
+    ) -> None:
+        """After the first request, an action is known to fit; others are not."""
+        policy_set = CedarPolicySet.from_directory(quickstart_dir)
+        assert policy_set._fitting == {"OpenTask"}  # the load-time probe
+        policy_set.decide([make_request(action="read"), make_request(action="nope")])
+        assert policy_set._fitting == {"OpenTask", "read"}
+
+    def test_action_with_another_context_denies(
+        self, make_policy_dir: DirFactory, make_request: RequestFactory
+    ) -> None:
+        """An action whose declared context is not gatepass's is an error, so deny."""
+        directory = make_policy_dir(
+            {"p.cedar": "permit (principal, action, resource);"},
+            schema=SCHEMA_VARIANT,
+        )
+        policy_set = CedarPolicySet.from_directory(directory)
+        [legacy, write] = policy_set.decide(
+            [make_request(action="legacy"), make_request(action="write")]
+        )
+        assert not legacy.allowed
+        assert "task" in legacy.errors[0]
+        assert write.allowed
+        assert "legacy" not in policy_set._fitting
+
+    def test_action_groups_still_apply(
+        self, make_policy_dir: DirFactory, make_request: RequestFactory
+    ) -> None:
+        """`action in group` still works when Cedar no longer gets the schema.
+
+        The action entities (with their groups) come from the schema with the
+        entity handle.
+        """
+        directory = make_policy_dir(
+            {
+                "p.cedar": '@id("group")\npermit (principal, '
+                'action in Gatepass::Action::"reads", resource);'
+            },
+            schema=SCHEMA_VARIANT,
+        )
+        policy_set = CedarPolicySet.from_directory(directory)
+        for _ in range(2):  # first validated by Cedar, then known to fit
+            [read, write] = policy_set.decide(
+                [make_request(action="read"), make_request(action="write")]
+            )
+            assert read == Decision(allowed=True, policy_ids=("group",))
+            assert not write.allowed
+
+    def test_context_value_of_the_wrong_type_denies(
+        self, quickstart: CedarPolicySet, make_request: RequestFactory
+    ) -> None:
+        """A task value of another type than the schema's is still refused by Cedar."""
+        for task in ({"age_seconds": True}, {"age_seconds": 1.5}, {"purpose": 7}):
+            [decision] = quickstart.decide([make_request(task=task)])
+            assert not decision.allowed
+            assert decision.errors
+
+    def test_entity_facts_must_be_strings(
+        self, quickstart: CedarPolicySet, make_request: RequestFactory
+    ) -> None:
+        """Non-string agent or target facts are an invalid request.
+
+        As entity cache keys they would equal other values (1 == 1.0 == True).
+        """
+        for request in (
+            make_request(agent={"labels": {"team": 1}}),
+            make_request(agent={"tenant": True}),
+            make_request(target={"risk": 1.0}),
+        ):
+            [decision] = quickstart.decide([request])
+            assert not decision.allowed
+            assert decision.errors == (
+                "invalid request: agent and target facts must be strings",
+            )
+
+    def test_context_text_is_the_json_of_the_facts(
+        self, make_request: RequestFactory
+    ) -> None:
+        """The per-task JSON prefix gives the same context as serialising it whole."""
+        request = make_request(task={"intent": 'quotes " and \\ and \u2603'})
+        fast = _prepare(0, request, fits=True)
+        slow = _prepare(0, request, fits=False)
+        assert fast.checked
+        assert not slow.checked
+        assert isinstance(fast.request["context"], str)
+        assert isinstance(slow.request["context"], str)
+        assert json.loads(fast.request["context"]) == json.loads(
+            slow.request["context"]
+        )

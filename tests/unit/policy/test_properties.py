@@ -1,4 +1,6 @@
 import datetime as dt
+import functools
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -196,3 +198,37 @@ class TestHostileInput:
         decisions = quickstart.decide(requests)
         assert len(decisions) == len(requests)
         assert all(isinstance(d, Decision) for d in decisions)
+
+
+class _AlwaysValidating(CedarPolicySet):
+    """A set that never trusts an action to fit: Cedar validates every request."""
+
+    def _fits(self, action: object) -> bool:  # noqa: ARG002 - the point is to ignore it
+        return False
+
+
+@functools.cache
+def always_validating(directory: Path) -> CedarPolicySet:
+    """Load a directory once as an :class:`_AlwaysValidating` set."""
+    return _AlwaysValidating.from_directory(directory)
+
+
+class TestRequestValidationOnce:
+    """Deciding without Cedar's per-request schema check changes no decision."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(requests=st.lists(quickstart_requests | hostile_requests, max_size=4))
+    def test_same_decisions_as_validating_every_request(
+        self,
+        quickstart: CedarPolicySet,
+        quickstart_dir: Path,
+        requests: list[PolicyRequest],
+    ) -> None:
+        """Allowed, policies, TTL and whether there are errors all agree."""
+        fast = quickstart.decide(requests)
+        full = always_validating(quickstart_dir).decide(requests)
+        assert [
+            (d.allowed, d.ttl_cap, sorted(d.policy_ids), bool(d.errors)) for d in fast
+        ] == [
+            (d.allowed, d.ttl_cap, sorted(d.policy_ids), bool(d.errors)) for d in full
+        ]

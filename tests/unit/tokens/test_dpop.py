@@ -27,12 +27,14 @@ from gatepass.tokens import (
     normalize_htu,
     private_jwk,
 )
+from gatepass.tokens import dpop as dpop_module
 
 from . import forge
 from .strategies import arbitrary_text
 
 URL = "https://broker.example/token"
 TOKEN = "access-token-value"
+REQUEST: dict[str, Any] = {"method": "POST", "url": URL}
 
 
 @pytest.fixture(scope="module")
@@ -492,3 +494,69 @@ class TestDPoPProperties:
         """Any text as a proof raises DPoPProofError."""
         with pytest.raises(DPoPProofError):
             dpop.verify(proof, method="POST", url=URL)
+
+
+class TestProofKeyCache:
+    """The parsed proof key is reused, and no check is skipped because of it."""
+
+    def test_same_key_is_parsed_once(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock
+    ) -> None:
+        """A second proof with the same jwk reuses the key and its thumbprint."""
+        dpop.verify(raw_proof(key, clock, jti="a"), method="POST", url=URL)
+        hits = dpop_module._proof_key.cache_info().hits
+        proof = dpop.verify(raw_proof(key, clock, jti="b"), method="POST", url=URL)
+        assert dpop_module._proof_key.cache_info().hits == hits + 1
+        assert proof.jkt == key.jkt
+
+    def test_cached_key_still_checks_the_signature(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock
+    ) -> None:
+        """A known jwk in a proof signed by another key is still refused."""
+        dpop.verify(raw_proof(key, clock, jti="a"), method="POST", url=URL)
+        other = DPoPKey.generate("ES256")
+        forged = raw_proof(other, clock, {"jwk": key.public_jwk}, jti="b")
+        with pytest.raises(DPoPProofError, match="signature is invalid"):
+            dpop.verify(forged, method="POST", url=URL)
+
+    def test_cached_key_with_a_private_member_is_refused(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock
+    ) -> None:
+        """The private-member check runs on the proof's own jwk, not the cache key."""
+        dpop.verify(raw_proof(key, clock, jti="a"), method="POST", url=URL)
+        jwk = {**key.public_jwk, "d": "AAAA"}
+        with pytest.raises(DPoPProofError, match="must be a public key"):
+            dpop.verify(raw_proof(key, clock, {"jwk": jwk}, jti="b"), **REQUEST)
+
+    @pytest.mark.parametrize("value", [None, 1, ["x"], {"x": "y"}])
+    def test_non_string_member_is_refused(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock, value: object
+    ) -> None:
+        """A member that is not a string never reaches the (hashing) cache."""
+        jwk = {**key.public_jwk, "y": value}
+        with pytest.raises(DPoPProofError, match="dpop jwk is invalid"):
+            dpop.verify(raw_proof(key, clock, {"jwk": jwk}), **REQUEST)
+
+    def test_invalid_key_is_refused_every_time(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock
+    ) -> None:
+        """Failures are not cached into successes: an off-curve point stays refused."""
+        jwk = {**key.public_jwk, "y": b64url(b"\x01" * 32)}
+        for jti in ("a", "b"):
+            with pytest.raises(DPoPProofError, match="dpop jwk is invalid"):
+                dpop.verify(raw_proof(key, clock, {"jwk": jwk}, jti=jti), **REQUEST)
+
+    def test_extra_members_share_the_entry_and_keep_the_thumbprint(
+        self, key: DPoPKey, dpop: DPoPVerifier, clock: FrozenClock
+    ) -> None:
+        """RFC 7638 §3.2: only required members matter, with or without extras."""
+        jwk = {**key.public_jwk, "kid": "k", "use": "sig"}
+        proof = dpop.verify(raw_proof(key, clock, {"jwk": jwk}), **REQUEST)
+        assert proof.jkt == key.jkt
+        assert proof.jwk == key.public_jwk
+
+    def test_cache_is_bounded(self) -> None:
+        """The key cache has a fixed size."""
+        assert (
+            dpop_module._proof_key.cache_info().maxsize == dpop_module._KEY_CACHE_SIZE
+        )

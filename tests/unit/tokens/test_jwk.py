@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import string
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatepass.errors import GatepassError, InvalidRequestError
 from gatepass.tokens import (
@@ -24,6 +27,8 @@ from gatepass.tokens import (
 from gatepass.tokens.jwk import b64url_decode
 
 from .strategies import arbitrary_text, jwk_like
+
+B64URL_ALPHABET = string.ascii_letters + string.digits + "-_"
 
 # RFC 7638 §3.1: the example RSA key and its thumbprint.
 RFC7638_KEY = {
@@ -67,6 +72,26 @@ class TestB64url:
         """Padding, other alphabets and unused trailing bits are refused."""
         with pytest.raises(ValueError, match="base64url"):
             b64url_decode(text)
+
+    @settings(max_examples=500)
+    @given(text=st.text(alphabet=B64URL_ALPHABET + "=+/ \n", max_size=12))
+    def test_accepts_exactly_the_canonical_encodings(self, text: str) -> None:
+        """A text decodes iff b64url writes it for some bytes (RFC 4648 §3.5)."""
+        reference: bytes | None = None
+        if len(text) % 4 != 1 and set(text) <= set(B64URL_ALPHABET):
+            # The lenient decoder, then the round trip decides canonicity.
+            lenient = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            reference = lenient if b64url(lenient) == text else None
+        if reference is None:
+            with pytest.raises(ValueError, match="base64url"):
+                b64url_decode(text)
+        else:
+            assert b64url_decode(text) == reference
+
+    @given(data=st.binary(max_size=64))
+    def test_any_bytes_round_trip(self, data: bytes) -> None:
+        """Whatever b64url writes decodes back to the same bytes."""
+        assert b64url_decode(b64url(data)) == data
 
 
 class TestThumbprint:
