@@ -50,6 +50,7 @@ class ServerSettings(_Section):
     port: int = Field(default=8400, ge=1, le=65535)
     state_dir: Path = Path(".gatepass")
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    max_inflight_token_requests: int = Field(default=16, ge=1, le=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("issuer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -123,4 +124,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.token_gate = asyncio.Semaphore(
+        runtime.settings.server.max_inflight_token_requests
+    )
     return _Timing(app, runtime.metrics)
