@@ -87,10 +87,11 @@ class Database:
             self._read_engine = self._write_engine
             read_threads = pool_size
         self._read_limiter = anyio.CapacityLimiter(read_threads)
+        self._held: Connection | None = None
         self._writer: GroupCommitWriter | LoopGroupCommit = (
-            LoopGroupCommit(self.transaction)
+            LoopGroupCommit(self._writer_transaction)
             if self.is_sqlite
-            else GroupCommitWriter(self.transaction)
+            else GroupCommitWriter(self._writer_transaction)
         )
 
     @property
@@ -138,6 +139,28 @@ class Database:
         except GatepassError:
             raise
         except SQLAlchemyError as exc:
+            raise StoreError(_describe(exc)) from exc
+
+    @contextlib.contextmanager
+    def _writer_transaction(self) -> Iterator[Connection]:
+        """
+        Run a write transaction on the writer's own long-lived connection.
+
+        The group-commit writer is the only user, one batch at a time, so keeping
+        its connection saves a pool checkout and return per commit. A connection
+        that failed is dropped and a fresh one is opened for the next batch.
+        """
+        if self._held is None or self._held.closed:
+            self._held = self._write_engine.connect()
+        conn = self._held
+        try:
+            with conn.begin():
+                yield conn
+        except GatepassError:
+            raise
+        except SQLAlchemyError as exc:
+            conn.invalidate()
+            self._held = None
             raise StoreError(_describe(exc)) from exc
 
     @contextlib.contextmanager
@@ -196,6 +219,9 @@ class Database:
     def dispose(self) -> None:
         """Stop the writer thread and close every pooled connection."""
         self._writer.close()
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         self._write_engine.dispose()
         self._read_engine.dispose()
 
