@@ -164,6 +164,9 @@ class TestResources:
         ).json()
         assert second["items"][0]["seq"] == 3
         assert admin.get("/v1/audit/events", params={"after": "-1"}).status_code == 400
+        newest = admin.get("/v1/audit/events", params={"last": "2"}).json()["items"]
+        assert newest[1]["seq"] == newest[0]["seq"] + 1
+        assert admin.get("/v1/audit/events", params={"last": "0"}).status_code == 400
         checkpoints = admin.get("/v1/audit/checkpoints").json()
         assert checkpoints["public_key"]["kty"] == "OKP"
 

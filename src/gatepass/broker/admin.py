@@ -549,6 +549,13 @@ class Admin:
         )
         return [record.to_json() for record in records]
 
+    async def last_audit_events(self, count: int) -> list[dict[str, Any]]:
+        """Return the newest ``count`` audit records as JSON objects, in order."""
+        records = await self.broker.database.read(
+            lambda c: audit_log.last_audit(c, count)
+        )
+        return [record.to_json() for record in records]
+
     async def audit_checkpoints(self) -> list[dict[str, Any]]:
         """Return every checkpoint as JSON objects."""
         found = await self.broker.database.read(audit_log.list_checkpoints)

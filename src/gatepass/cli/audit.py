@@ -91,8 +91,8 @@ def _print_event(event: Mapping[str, Any]) -> None:
 
 @app.command("tail")
 def tail(
-    after: int = typer.Option(
-        0, "--after", min=0, help="start after this seq [default: the beginning]"
+    after: int | None = typer.Option(
+        None, "--after", min=0, help="start after this seq [default: the newest events]"
     ),
     limit: int = typer.Option(
         100,
@@ -111,9 +111,12 @@ def tail(
     with admin_client() as client:
         try:
             while True:
-                answer = client.get(
-                    "/v1/audit/events", {"after": after, "limit": limit}
+                query = (
+                    {"last": limit}
+                    if after is None
+                    else {"after": after, "limit": limit}
                 )
+                answer = client.get("/v1/audit/events", query)
                 for event in answer["items"]:
                     _print_event(event)
                 after = int(answer["next"])

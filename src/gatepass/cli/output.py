@@ -149,12 +149,18 @@ def print_table(
     """
     rows = list(items)
     console = stdout_console()
+    if not console.is_terminal:
+        # Piped or captured output is read by people in logs and pagers too; do
+        # not squeeze it into 80 columns.
+        console.width = max(console.width, 160)
     if not rows:
         console.print(escape(empty))
         return
     table = Table(title=title, title_justify="left")
-    for _, header in columns:
-        table.add_column(header, overflow="fold")
+    for key, header in columns:
+        # Ids are copied into the next command: never break one across lines.
+        whole = key == "id" or key.endswith("_id")
+        table.add_column(header, overflow="fold", no_wrap=whole)
     for row in rows:
         table.add_row(*(escape(cell(row.get(key))) for key, _ in columns))
     console.print(table)

@@ -27,6 +27,7 @@ __all__ = [
     "has_checkpoint",
     "insert_checkpoint",
     "iter_audit",
+    "last_audit",
     "list_checkpoints",
     "read_audit_head",
 ]
@@ -158,6 +159,12 @@ def iter_audit(
         query = query.limit(limit)
     for row in conn.execute(query):
         yield _to_record(row)
+
+
+def last_audit(conn: Connection, count: int) -> list[AuditRecord]:
+    """Return the newest ``count`` records, oldest of them first."""
+    query = select(audit_events).order_by(audit_events.c.seq.desc()).limit(count)
+    return [_to_record(row) for row in reversed(conn.execute(query).all())]
 
 
 def insert_checkpoint(conn: Connection, checkpoint: Checkpoint) -> None:

@@ -46,6 +46,12 @@ class TestAuditTail:
         assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
         assert {"seq", "kind", "hash", "prev_hash"} <= set(events[0])
 
+    def test_default_is_the_newest_events(self, cli):
+        """Without --after, tail shows the newest events, ending at the head."""
+        everything = _lines(cli("audit", "tail", "--limit", "1000"))
+        newest = _lines(cli("audit", "tail", "--limit", "2"))
+        assert [e["seq"] for e in newest] == [e["seq"] for e in everything[-2:]]
+
     def test_after_and_limit(self, cli):
         """--after and --limit select a window of the log."""
         result = cli("audit", "tail", "--after", "1", "--limit", "2")

@@ -157,7 +157,13 @@ async def policy_reload(request: Request, runtime: Runtime, caller: Caller) -> R
 
 
 async def audit_events(request: Request, runtime: Runtime, _caller: Caller) -> Response:
-    """Page through audit records."""
+    """Page through audit records, or return the newest ones (``?last=N``)."""
+    if "last" in request.query_params:
+        last = request.query_params["last"]
+        if not last.isdigit() or not 1 <= int(last) <= 1000:
+            raise InvalidRequestError("last must be an integer from 1 to 1000")
+        items = await runtime.admin.last_audit_events(int(last))
+        return JSONResponse({"items": items, "next": items[-1]["seq"] if items else 0})
     after_raw = request.query_params.get("after", "0")
     if not after_raw.isdigit():
         raise InvalidRequestError("after must be a non-negative integer")
