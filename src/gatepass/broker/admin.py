@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gatepass.audit import AuditEntry, AuditSigner, Checkpoint
-from gatepass.broker.facts import agent_facts, target_facts, task_facts
+from gatepass.broker.facts import policy_requests, task_facts_of
 from gatepass.broker.service import OPEN_TASK_ACTION, Broker
 from gatepass.errors import (
     AccessDeniedError,
@@ -29,7 +29,6 @@ from gatepass.errors import (
 )
 from gatepass.ids import new_agent_id
 from gatepass.models import Agent, AgentStatus, Lease, TaskState
-from gatepass.policy import PolicyRequest
 from gatepass.secret import token_hash
 from gatepass.store import ApiRole, api_tokens, audit_log, keys
 from gatepass.store import agents as agent_rows
@@ -363,24 +362,8 @@ class Admin:
             targets = [broker.catalog.get(name) for name in task.targets]
             if agent is None or any(t is None for t in targets):
                 continue
-            facts = task_facts(
-                purpose=task.purpose,
-                intent=task.intent,
-                environment=task.environment,
-                tenant=task.tenant,
-                age=now - task.created_at,
-            )
-            requests = [
-                PolicyRequest(
-                    agent=agent_facts(agent),
-                    action=OPEN_TASK_ACTION,
-                    target=target_facts(t),
-                    task=facts,
-                    now=now,
-                )
-                for t in targets
-                if t is not None
-            ]
+            checks = [(OPEN_TASK_ACTION, t) for t in targets if t is not None]
+            requests = policy_requests(agent, task_facts_of(task, now), checks, now)
             if not all(d.allowed for d in broker.decide(requests)):
                 try:
                     await broker.close_task(
@@ -398,25 +381,9 @@ class Admin:
             target = broker.catalog.get(lease.target)
             if lease_task is None or agent is None or target is None:
                 continue
-            facts = task_facts(
-                purpose=lease_task.purpose,
-                intent=lease_task.intent,
-                environment=lease_task.environment,
-                tenant=lease_task.tenant,
-                age=now - lease_task.created_at,
-            )
-            decisions = broker.decide(
-                [
-                    PolicyRequest(
-                        agent=agent_facts(agent),
-                        action=action,
-                        target=target_facts(target),
-                        task=facts,
-                        now=now,
-                    )
-                    for action in lease.actions
-                ]
-            )
+            checks = [(action, target) for action in lease.actions]
+            facts = task_facts_of(lease_task, now)
+            decisions = broker.decide(policy_requests(agent, facts, checks, now))
             if not all(d.allowed for d in decisions):
                 try:
                     await broker.revoke_lease(

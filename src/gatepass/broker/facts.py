@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from gatepass.models import Agent, Target
-from gatepass.policy import AgentFacts, TargetFacts, TaskFacts
+from gatepass.models import Agent, Target, Task
+from gatepass.policy import AgentFacts, PolicyRequest, TargetFacts, TaskFacts
 
-__all__ = ["agent_facts", "target_facts", "task_facts"]
+__all__ = [
+    "agent_facts",
+    "policy_requests",
+    "target_facts",
+    "task_facts",
+    "task_facts_of",
+]
 
 
 def agent_facts(agent: Agent) -> AgentFacts:
@@ -40,3 +47,38 @@ def task_facts(
         tenant=tenant,
         age_seconds=max(0, int(age.total_seconds())),
     )
+
+
+def task_facts_of(task: Task, now: dt.datetime) -> TaskFacts:
+    """Return what policy knows of an open task at ``now``."""
+    return task_facts(
+        purpose=task.purpose,
+        intent=task.intent,
+        environment=task.environment,
+        tenant=task.tenant,
+        age=now - task.created_at,
+    )
+
+
+def policy_requests(
+    agent: Agent,
+    task: TaskFacts,
+    checks: Iterable[tuple[str, Target]],
+    now: dt.datetime,
+) -> list[PolicyRequest]:
+    """
+    Return one policy request per (action, target) to check for this agent and task.
+
+    Args:
+        agent: who asks.
+        task: the task's facts.
+        checks: the actions on targets to decide.
+        now: the decision time.
+    """
+    who = agent_facts(agent)
+    return [
+        PolicyRequest(
+            agent=who, action=action, target=target_facts(target), task=task, now=now
+        )
+        for action, target in checks
+    ]

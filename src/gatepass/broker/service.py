@@ -27,7 +27,7 @@ from gatepass.broker.core import (
     TokenResponse,
     unverified_issuer,
 )
-from gatepass.broker.facts import agent_facts, target_facts, task_facts
+from gatepass.broker.facts import policy_requests, task_facts, task_facts_of
 from gatepass.broker.requests import (
     ACCESS_TOKEN_TYPE,
     TXN_TOKEN_TYPE,
@@ -68,7 +68,6 @@ from gatepass.models import (
 )
 from gatepass.policy import (
     Decision,
-    PolicyRequest,
 )
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
@@ -145,18 +144,8 @@ class Broker(BrokerCore):
             tenant=tenant,
             age=dt.timedelta(0),
         )
-        decisions = self.decide(
-            [
-                PolicyRequest(
-                    agent=agent_facts(agent),
-                    action=OPEN_TASK_ACTION,
-                    target=target_facts(target),
-                    task=facts,
-                    now=now,
-                )
-                for target in targets
-            ]
-        )
+        checks = [(OPEN_TASK_ACTION, target) for target in targets]
+        decisions = self.decide(policy_requests(agent, facts, checks, now))
         self._require_allowed(decisions, attempt)
         ttl = self._task_ttl(details, decisions)
         task = Task(
@@ -304,24 +293,9 @@ class Broker(BrokerCore):
         if agent is None or agent.status is not AgentStatus.ACTIVE:
             raise AccessDeniedError("agent is disabled")
         now = self.clock.now()
-        facts = task_facts(
-            purpose=task.purpose,
-            intent=task.intent,
-            environment=task.environment,
-            tenant=task.tenant,
-            age=now - task.created_at,
-        )
+        checks = [(action, target) for action in request.actions]
         decisions = self.decide(
-            [
-                PolicyRequest(
-                    agent=agent_facts(agent),
-                    action=action,
-                    target=target_facts(target),
-                    task=facts,
-                    now=now,
-                )
-                for action in request.actions
-            ]
+            policy_requests(agent, task_facts_of(task, now), checks, now)
         )
         self._require_allowed(decisions, attempt)
         ttl = self._access_ttl(decisions, target, task, now)
