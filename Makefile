@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest -q --durations=10
+	$(BIN)/pytest -q --durations=10 --cov=gatepass --cov-branch --cov-report=term:skip-covered --cov-fail-under=95
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
