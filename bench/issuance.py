@@ -617,7 +617,9 @@ def print_stages(stages: dict[str, Any]) -> None:
     hop = threaded["stages_us"].get("DB write transaction (await)", 0.0) - inline[
         "stages_us"
     ].get("DB write transaction (await)", 0.0)
-    table.add_row("  thread hop, as served minus inline", f"{hop:.0f}", "", "")
+    table.add_row(
+        "  group-commit hand-off, as served minus inline", f"{hop:.0f}", "", ""
+    )
     table.add_row(
         "total", f"{threaded['total_us']:.0f}", "100%", f"{inline['total_us']:.0f}"
     )

@@ -58,11 +58,11 @@ SIGN = "access-token sign (ES256)"
 DB_WRITE = "DB write transaction (await)"
 TOP_LEVEL = (PARSE, TASK_TOKEN, TASK, DPOP, AGENT, POLICY, SIGN, DB_WRITE)
 # Parts of the DB write.
-DB_BEGIN = "  begin (pool checkout, BEGIN IMMEDIATE)"
+DB_BEGIN = "  begin (connection, BEGIN IMMEDIATE)"
 DB_LEASE = "  INSERT lease if task open"
-DB_AUDIT = "  audit append (SELECT head, hash, INSERT, UPDATE)"
-DB_COMMIT = "  commit (fsync-less WAL commit, pool return)"
-DB_HOP = "  thread hop + wait for the writer thread"
+DB_AUDIT = "  audit append (hash, UPDATE head, INSERT)"
+DB_COMMIT = "  commit (WAL, no fsync)"
+DB_HOP = "  hand-off to the group committer"
 DB_DRIVER = "  of which sqlite3 cursor.execute"
 TOTAL = "total use case (broker.token)"
 _NOT_PROFILED = ("/bench/", "asyncio", "anyio")
