@@ -32,7 +32,6 @@ def serve(
     with_demo: bool = typer.Option(
         False, "--with-demo", help="also serve the demo resource server (quickstart)"
     ),
-    workers: int = typer.Option(1, min=1, max=16, help="uvicorn worker processes"),
 ) -> None:
     """Run the broker on the configured address."""
     try:
