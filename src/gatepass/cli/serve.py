@@ -49,10 +49,6 @@ def serve(
         store=runtime.database.dialect,
         admin_file=str(state / "admin.token"),
     )
-    if workers > 1:
-        typer.echo(
-            "gatepass: use --workers 1; several workers need gatepass-bench", err=True
-        )
     servers = [
         uvicorn.Server(
             uvicorn.Config(
