@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -121,7 +121,7 @@ class TargetSettings(_Section):
 
     name: Name
     uri: str
-    kind: Literal["http"] = "http"
+    kind: Literal["http", "postgres", "redis", "ssh"] = "http"
     environment: Name
     tenant: Name
     risk: Literal["low", "medium", "high"] = "low"
@@ -129,6 +129,8 @@ class TargetSettings(_Section):
         min_length=1, max_length=32
     )
     max_ttl_seconds: Seconds = 900
+    # The engine's own settings ([targets.engine]); each engine validates them.
+    engine: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("uri")
     @classmethod

@@ -30,6 +30,8 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── InsufficientScopeError         403 insufficient_scope
     ├── NotFoundError                      404 not_found
     ├── ConflictError                      409 conflict
+    ├── EngineError                        502 engine_error
+    │   └── EngineUnavailableError         503 engine_unavailable
     ├── AuditIntegrityError                500 audit_integrity
     ├── StoreError                         503 store_unavailable
     └── ConfigurationError                 500 misconfigured   (exit 78)
@@ -49,6 +51,8 @@ __all__ = [
     "ConflictError",
     "DPoPNonceRequiredError",
     "DPoPProofError",
+    "EngineError",
+    "EngineUnavailableError",
     "GatepassError",
     "InsufficientScopeError",
     "InvalidAuthorizationDetailsError",
@@ -227,6 +231,21 @@ class ConflictError(GatepassError):
     code = "conflict"
     http_status = 409
     exit_code = 65
+
+
+class EngineError(GatepassError):
+    """A target system refused or failed while minting or revoking a credential."""
+
+    code = "engine_error"
+    http_status = 502
+    exit_code = 69
+
+
+class EngineUnavailableError(EngineError):
+    """A target system could not be reached (or timed out)."""
+
+    code = "engine_unavailable"
+    http_status = 503
 
 
 class AuditIntegrityError(GatepassError):
