@@ -15,7 +15,8 @@ dataclasses so that new fields never break an engine.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -124,7 +125,7 @@ class SecretEngine(Protocol):
         """
         ...
 
-    async def reap(self, live_handles: Set[str]) -> list[str]:
+    async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
         """
         Remove every gatepass credential in the target whose handle is not live.
 
