@@ -24,6 +24,7 @@ __all__ = [
     "AuditSettings",
     "DPoPSettings",
     "DemoSettings",
+    "EngineSettings",
     "PolicySettings",
     "ServerSettings",
     "Settings",
@@ -116,6 +117,13 @@ class AuditSettings(_Section):
     checkpoint_interval_seconds: int = Field(default=10, ge=1, le=3600)
 
 
+class EngineSettings(_Section):
+    """How the broker drives secret engines."""
+
+    call_timeout_seconds: int = Field(default=10, ge=1, le=300)
+    reap_interval_seconds: int = Field(default=30, ge=1, le=86_400)
+
+
 class TargetSettings(_Section):
     """One target, as written in the file."""
 
@@ -175,6 +183,7 @@ class Settings(_Section):
     dpop: DPoPSettings = DPoPSettings()
     policy: PolicySettings = PolicySettings()
     audit: AuditSettings = AuditSettings()
+    engines: EngineSettings = EngineSettings()
     targets: list[TargetSettings] = Field(default_factory=list, max_length=10_000)
     demo: DemoSettings = DemoSettings()
 

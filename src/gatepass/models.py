@@ -164,6 +164,8 @@ class Lease:
         expires_at: when it stops working.
         revoked_at: when it was revoked, if it was.
         policy_ids: the policies that allowed it.
+        attempts: failed revocation attempts so far (engine leases).
+        last_error: why the last revocation attempt failed, if it did.
     """
 
     id: LeaseId
@@ -178,3 +180,5 @@ class Lease:
     expires_at: dt.datetime
     revoked_at: dt.datetime | None = None
     policy_ids: tuple[str, ...] = ()
+    attempts: int = 0
+    last_error: str | None = None

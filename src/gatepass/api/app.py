@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatepass.api.errors import handle_gatepass_error
 from gatepass.api.routes.admin import admin_routes
+from gatepass.api.routes.credentials import credential_routes
 from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import oauth_routes
 from gatepass.broker import Runtime, run_jobs
@@ -113,9 +114,11 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             yield
             group.cancel_scope.cancel()
         await runtime.admin.checkpoint()
+        for engine in runtime.broker.engines.values():
+            await engine.aclose()
 
     app = Starlette(
-        routes=[*oauth_routes, *admin_routes, *health_routes],
+        routes=[*oauth_routes, *credential_routes, *admin_routes, *health_routes],
         exception_handlers={
             GatepassError: handle_gatepass_error,
             HTTPException: _http_error,

@@ -62,6 +62,8 @@ def lease_json(lease: Lease) -> dict[str, Any]:
         "expires_at": _time(lease.expires_at),
         "revoked_at": _time(lease.revoked_at),
         "policy_ids": list(lease.policy_ids),
+        "attempts": lease.attempts,
+        "last_error": lease.last_error,
     }
 
 

@@ -289,6 +289,8 @@ class Admin:
         self.broker.forget_agent(agent_id)
         for task_id in closed:
             self.broker.forget_task(task_id)
+        if closed:
+            await self.broker.run_revocations()
         if agent is None:
             raise NotFoundError("no such agent")
         if not changed:

@@ -23,10 +23,14 @@ from sqlalchemy import Connection
 from gatepass.audit import AuditEntry, AuditSigner
 from gatepass.broker.admin import Admin
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.credentials import CredentialService
+from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.service import Broker, LiveKeys
 from gatepass.broker.status import TokenStatus
 from gatepass.clock import Clock, SystemClock
 from gatepass.config import Settings
+from gatepass.engines import EngineContext
+from gatepass.engines.registry import build_engines
 from gatepass.ids import new_agent_id
 from gatepass.models import Agent
 from gatepass.observability import Metrics
@@ -63,6 +67,8 @@ class Runtime:
     broker: Broker
     admin: Admin
     status: TokenStatus
+    credentials: CredentialService
+    revocations: RevocationWorker
     metrics: Metrics
 
 
@@ -233,11 +239,21 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         sealer=sealer,
         checkpoint_file=state / "audit-checkpoints.jsonl",
     )
+    broker.engines = build_engines(
+        [(target.to_target(), target.engine) for target in settings.targets],
+        context=EngineContext(state_dir=state, sealer=sealer, clock=clock),
+        metrics=metrics,
+        timeout=dt.timedelta(seconds=settings.engines.call_timeout_seconds),
+    )
+    revocations = RevocationWorker(broker)
+    broker.revocation_runner = revocations.run
     return Runtime(
         settings=settings,
         database=database,
         broker=broker,
         admin=admin,
         status=TokenStatus(broker),
+        credentials=CredentialService(broker),
+        revocations=revocations,
         metrics=metrics,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from gatepass.broker.caches import ExpiringCache
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.clock import Clock
 from gatepass.config import Settings
+from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
     GatepassError,
     TokenError,
@@ -192,11 +194,20 @@ class BrokerCore:
         self._assertion_lifetime = dt.timedelta(
             seconds=settings.tokens.assertion_max_lifetime_seconds
         )
+        # Engine mounts by target name, and the hook that drives revocations
+        # through them (both set by bootstrap; empty for an http-only broker).
+        self.engines: dict[str, GuardedEngine] = {}
+        self.revocation_runner: Callable[[], Awaitable[int]] | None = None
         self._agents: ExpiringCache[str, Agent] = ExpiringCache(10_000)
         self._tasks: ExpiringCache[str, Task] = ExpiringCache(100_000)
         self._task_tokens: ExpiringCache[str, dict[str, Any]] = ExpiringCache(100_000)
 
     # ------------------------------------------------------------------ helpers
+
+    async def run_revocations(self) -> None:
+        """Drive ``revoking`` leases through their engines now (if any engine)."""
+        if self.revocation_runner is not None and self.engines:
+            await self.revocation_runner()
 
     async def audit(self, entry: AuditEntry) -> None:
         """

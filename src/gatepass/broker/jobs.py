@@ -63,6 +63,14 @@ async def run_jobs(runtime: Runtime) -> None:
             runtime.admin.checkpoint,
         )
         group.start_soon(_every, 30.0, "keys", runtime.admin.refresh_keys)
+        if runtime.broker.engines:
+            group.start_soon(_every, 2.0, "revocations", runtime.revocations.run)
+            group.start_soon(
+                _every,
+                float(settings.engines.reap_interval_seconds),
+                "reap",
+                runtime.revocations.reap,
+            )
         interval = settings.policy.reload_interval_seconds
         if interval > 0:
             group.start_soon(

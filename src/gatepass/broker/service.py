@@ -146,7 +146,7 @@ class Broker(BrokerCore):
         )
         checks = [(OPEN_TASK_ACTION, target) for target in targets]
         decisions = self.decide(policy_requests(agent, facts, checks, now))
-        self._require_allowed(decisions, attempt)
+        self.require_allowed(decisions, attempt)
         ttl = self._task_ttl(details, decisions)
         task = Task(
             id=new_task_id(),
@@ -232,7 +232,13 @@ class Broker(BrokerCore):
                 targets.append(target)
         return targets
 
-    def _require_allowed(self, decisions: list[Decision], attempt: Attempt) -> None:
+    def require_allowed(self, decisions: list[Decision], attempt: Attempt) -> None:
+        """
+        Record the deciding policies on the attempt and raise unless all allow.
+
+        Raises:
+            AccessDeniedError: some decision denied (or failed, which is a deny).
+        """
         policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
         errors = [error for d in decisions for error in d.errors]
         attempt.data["policy_ids"] = policy_ids
@@ -297,8 +303,8 @@ class Broker(BrokerCore):
         decisions = self.decide(
             policy_requests(agent, task_facts_of(task, now), checks, now)
         )
-        self._require_allowed(decisions, attempt)
-        ttl = self._access_ttl(decisions, target, task, now)
+        self.require_allowed(decisions, attempt)
+        ttl = self.access_ttl(decisions, target, task, now)
         lease = Lease(
             id=new_lease_id(),
             task_id=task.id,
@@ -357,9 +363,15 @@ class Broker(BrokerCore):
             }
         )
 
-    def _access_ttl(
+    def access_ttl(
         self, decisions: list[Decision], target: Target, task: Task, now: dt.datetime
     ) -> dt.timedelta:
+        """
+        Return min(policy cap, target cap, broker cap, task remaining), in seconds.
+
+        Raises:
+            InvalidGrantError: the task has no life left.
+        """
         tokens = self.settings.tokens
         policy_caps = [d.ttl_cap for d in decisions if d.ttl_cap is not None]
         # Ground rule 10: the minimum of the policy's cap, the target's cap and the
@@ -419,6 +431,9 @@ class Broker(BrokerCore):
         if not changed:
             raise ConflictError(f"task is already {task.state.value}")
         self.metrics.revocations.labels(reason="task_closed").inc(len(revoked))
+        if revoked:
+            # Engine credentials are removed now, so live sessions are cut at close.
+            await self.run_revocations()
         return task
 
     async def close_task_as_agent(
@@ -525,4 +540,6 @@ class Broker(BrokerCore):
         expired, lease_count = await self.database.write(sweep)
         for task_id in expired:
             self.forget_task(task_id)
+        if expired or lease_count:
+            await self.run_revocations()
         return expired, lease_count

@@ -15,10 +15,14 @@ LEASE_COLUMNS = [
     ("id", "id"),
     ("task_id", "task"),
     ("target", "target"),
+    ("kind", "kind"),
     ("actions", "actions"),
     ("state", "state"),
     ("issued_at", "issued"),
     ("expires_at", "expires"),
+    # A revocation a target refused shows here until it succeeds.
+    ("attempts", "revoke attempts"),
+    ("last_error", "last error"),
 ]
 
 

@@ -116,6 +116,30 @@ class Metrics:
             "Leases currently active.",
             registry=self.registry,
         )
+        self.engine_calls = Counter(
+            "gatepass_engine_calls",
+            "Secret-engine calls by engine kind, operation and outcome.",
+            ("engine", "operation", "outcome"),
+            registry=self.registry,
+        )
+        self.engine_seconds = Histogram(
+            "gatepass_engine_call_duration_seconds",
+            "Secret-engine call latency by engine kind and operation.",
+            ("engine", "operation"),
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=self.registry,
+        )
+        self.revocations_pending = Gauge(
+            "gatepass_revocations_pending",
+            "Engine leases whose revocation a target has not yet confirmed.",
+            registry=self.registry,
+        )
+        self.revocation_failures = Counter(
+            "gatepass_revocation_failures",
+            "Failed revocation attempts by engine kind (retried with backoff).",
+            ("engine",),
+            registry=self.registry,
+        )
         # Export zeros for the known kinds, so rate() works before the first call.
         for kind in TOKEN_REQUEST_KINDS:
             self.token_requests.labels(kind=kind, outcome="ok")

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Row,
     String,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -23,19 +24,41 @@ from gatepass.models import Lease, LeaseState, TaskState
 from gatepass.store.tables import UTCDateTime, leases, tasks
 
 __all__ = [
+    "ACCESS_TOKEN_KIND",
+    "activate_lease",
     "count_live_leases",
+    "due_revocations",
     "expire_leases",
     "get_lease",
     "get_lease_by_handle",
     "insert_lease",
     "insert_lease_if_task_open",
     "list_leases",
+    "live_handles",
     "live_leases",
+    "mark_revoked",
+    "record_revoke_failure",
     "revoke_lease",
     "revoke_task_leases",
 ]
 
 _LIVE = (LeaseState.PENDING.value, LeaseState.ACTIVE.value)
+
+# Access tokens need no call to a target: marking the lease is the revocation (it is
+# what introspection consults). Every other kind goes to ``revoking`` until its
+# engine confirms, and is never reported revoked before that.
+ACCESS_TOKEN_KIND = "access_token"  # noqa: S105 - a lease kind
+
+
+def _ended_state(now: dt.datetime) -> dict[str, Any]:
+    is_token = leases.c.kind == ACCESS_TOKEN_KIND
+    return {
+        "state": case(
+            (is_token, LeaseState.REVOKED.value), else_=LeaseState.REVOKING.value
+        ),
+        "revoked_at": case((is_token, now), else_=None),
+        "next_attempt_at": case((is_token, None), else_=now),
+    }
 
 
 def _to_lease(row: Row[Any]) -> Lease:
@@ -52,6 +75,8 @@ def _to_lease(row: Row[Any]) -> Lease:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         policy_ids=tuple(row.policy_ids),
+        attempts=int(row.attempts or 0),
+        last_error=row.last_error,
     )
 
 
@@ -179,19 +204,15 @@ def count_live_leases(conn: Connection) -> int:
 
 def revoke_lease(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
     """
-    Mark a live lease revoked.
-
-    Access tokens need no call to a target to be revoked: the lease row is what
-    introspection and the revocation feed consult, so the state change is the
-    revocation.
+    End a live lease: ``revoked`` for an access token, ``revoking`` otherwise.
 
     Returns:
-        True if this call revoked it.
+        True if this call ended it.
     """
     result = conn.execute(
         update(leases)
         .where(leases.c.id == lease_id, leases.c.state.in_(_LIVE))
-        .values(state=LeaseState.REVOKED.value, revoked_at=now)
+        .values(**_ended_state(now))
     )
     return result.rowcount > 0
 
@@ -200,10 +221,10 @@ def revoke_task_leases(
     conn: Connection, task_id: str, now: dt.datetime
 ) -> list[LeaseId]:
     """
-    Revoke every live lease of a task.
+    End every live lease of a task (see :func:`revoke_lease` for the states).
 
     Returns:
-        The ids of the leases this call revoked.
+        The ids of the leases this call ended.
     """
     ids = [
         LeaseId(row.id)
@@ -217,17 +238,20 @@ def revoke_task_leases(
         conn.execute(
             update(leases)
             .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
-            .values(state=LeaseState.REVOKED.value, revoked_at=now)
+            .values(**_ended_state(now))
         )
     return ids
 
 
 def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> int:
     """
-    Mark live leases past their expiry as expired.
+    End live leases past their expiry.
+
+    Access tokens become ``expired`` (they stop working on their own); engine
+    credentials become ``revoking`` so that the reaper removes them from the target.
 
     Returns:
-        How many leases were expired.
+        How many leases were ended.
     """
     ids = [
         row.id
@@ -239,9 +263,107 @@ def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> i
     ]
     if not ids:
         return 0
+    is_token = leases.c.kind == ACCESS_TOKEN_KIND
     result = conn.execute(
         update(leases)
         .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
-        .values(state=LeaseState.EXPIRED.value)
+        .values(
+            state=case(
+                (is_token, LeaseState.EXPIRED.value), else_=LeaseState.REVOKING.value
+            ),
+            next_attempt_at=case((is_token, None), else_=now),
+        )
     )
     return result.rowcount
+
+
+def due_revocations(
+    conn: Connection, now: dt.datetime, *, limit: int = 100
+) -> list[Lease]:
+    """Return ``revoking`` leases whose next attempt is due, oldest first."""
+    query = (
+        select(leases)
+        .where(
+            leases.c.state == LeaseState.REVOKING.value,
+            leases.c.next_attempt_at <= now,
+        )
+        .order_by(leases.c.next_attempt_at)
+        .limit(limit)
+    )
+    return [_to_lease(row) for row in conn.execute(query)]
+
+
+def mark_revoked(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
+    """Record that the engine confirmed a revocation; True if the lease changed."""
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.id == lease_id, leases.c.state == LeaseState.REVOKING.value)
+        .values(
+            state=LeaseState.REVOKED.value,
+            revoked_at=now,
+            next_attempt_at=None,
+            last_error=None,
+        )
+    )
+    return result.rowcount > 0
+
+
+def record_revoke_failure(
+    conn: Connection, lease_id: str, *, error: str, retry_at: dt.datetime
+) -> int:
+    """
+    Record a failed revocation attempt and when to retry.
+
+    Returns:
+        The number of attempts so far.
+    """
+    conn.execute(
+        update(leases)
+        .where(leases.c.id == lease_id, leases.c.state == LeaseState.REVOKING.value)
+        .values(
+            attempts=leases.c.attempts + 1,
+            last_error=error[:200],
+            next_attempt_at=retry_at,
+        )
+    )
+    found = conn.execute(
+        select(leases.c.attempts).where(leases.c.id == lease_id)
+    ).scalar_one_or_none()
+    return int(found or 0)
+
+
+def activate_lease(
+    conn: Connection, lease_id: str, *, handle: str, expires_at: dt.datetime
+) -> bool:
+    """
+    Turn a pending lease active once its credential exists.
+
+    Returns:
+        False if the lease was ended meanwhile (its task closed): the caller must
+        then remove the credential it just created.
+    """
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.id == lease_id, leases.c.state == LeaseState.PENDING.value)
+        .values(state=LeaseState.ACTIVE.value, handle=handle, expires_at=expires_at)
+    )
+    return result.rowcount > 0
+
+
+def live_handles(conn: Connection, target: str) -> set[str]:
+    """
+    Return every name a pending or active lease of ``target`` may go by.
+
+    Both the lease id and the handle are included, so an engine whose handle is
+    the lease id (SSH) and one whose handle is the credential name (PostgreSQL,
+    Redis) are both covered, also while a lease is still pending.
+    """
+    rows = conn.execute(
+        select(leases.c.id, leases.c.handle).where(
+            leases.c.target == target, leases.c.state.in_(_LIVE)
+        )
+    )
+    found: set[str] = set()
+    for row in rows:
+        found.update((row.id, row.handle))
+    return found

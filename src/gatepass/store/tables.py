@@ -42,7 +42,7 @@ __all__ = [
     "tasks",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -143,7 +143,12 @@ leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
     Column("policy_ids", JSON, nullable=False),
+    # Revocation that a target refused is retried with backoff (never given up).
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", String(200)),
     Index("ix_gp_leases_state_expires", "state", "expires_at"),
+    Index("ix_gp_leases_target_state", "target", "state"),
 )
 
 audit_events = Table(

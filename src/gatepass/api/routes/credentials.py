@@ -1,0 +1,58 @@
+"""Engine-backed credentials: ``POST /v1/credentials`` and the SSH KRL hosts pull."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gatepass.api.bodies import read_json
+from gatepass.api.errors import NO_STORE
+from gatepass.broker import Runtime
+from gatepass.errors import DPoPProofError, GatepassError, NotFoundError
+
+__all__ = ["credential_routes"]
+
+
+async def issue_credential(request: Request) -> Response:
+    """Mint a PostgreSQL role, Redis user or SSH certificate for the task."""
+    runtime: Runtime = request.app.state.runtime
+    url = f"{runtime.settings.server.issuer}/v1/credentials"
+    proofs = request.headers.getlist("dpop")
+    try:
+        if len(proofs) > 1:
+            # RFC 9449 §4.3 item 1: exactly one DPoP header.
+            raise DPoPProofError("more than one dpop header")
+        payload = await read_json(request, runtime.settings.server.max_body_bytes)
+    except GatepassError as error:
+        await runtime.broker.record_rejection("credential.issue", error)
+        raise
+    answer = await runtime.credentials.issue(
+        authorization=request.headers.get("authorization"),
+        dpop_proof=proofs[0] if proofs else None,
+        url=url,
+        payload=payload,
+    )
+    return JSONResponse(answer, status_code=201, headers=NO_STORE)
+
+
+async def ssh_krl(request: Request) -> Response:
+    """Serve the key revocation list of an SSH target (public: hosts pull it)."""
+    runtime: Runtime = request.app.state.runtime
+    name = str(request.path_params["target"])
+    guarded = runtime.broker.engines.get(name)
+    krl = getattr(guarded.engine, "krl_bytes", None) if guarded else None
+    if krl is None:
+        raise NotFoundError("no ssh target of that name")
+    body: bytes = krl()
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+credential_routes = [
+    Route("/v1/credentials", issue_credential, methods=["POST"]),
+    Route("/v1/ssh/{target}/krl", ssh_krl, methods=["GET"]),
+]

@@ -1,0 +1,310 @@
+"""
+Engine-backed credentials: PostgreSQL roles, Redis users, SSH certificates.
+
+``POST /v1/credentials`` runs the same checks as the token endpoint (task token as a
+DPoP-bound access token, target in the task, action offered, policy, TTL), then
+issues *intent first*:
+
+1. the lease is committed ``pending`` with the credential's deterministic name,
+   together with an audit record of the intent;
+2. the engine creates the credential;
+3. the lease turns ``active`` together with the issuance's audit record;
+4. only then is the credential returned.
+
+A crash between 2 and 3 leaves a credential no active lease accounts for: the
+reaper removes it. A task closed between 1 and 3 ends the pending lease; step 3
+then finds nothing to activate and the new credential is revoked at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from gatepass import failpoints
+from gatepass.broker.core import Attempt
+from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.requests import parse_scope
+from gatepass.broker.service import Broker
+from gatepass.clock import to_epoch
+from gatepass.engines import IssuedCredential, IssueRequest, credential_name
+from gatepass.errors import (
+    AccessDeniedError,
+    GatepassError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    TokenError,
+    TokenRevokedError,
+)
+from gatepass.ids import new_lease_id
+from gatepass.models import AgentStatus, Lease, LeaseState, Target, Task, TaskState
+from gatepass.store import audit_log
+from gatepass.store import leases as lease_rows
+
+__all__ = ["CredentialService", "parse_credential_request"]
+
+_MAX_PUBLIC_KEY = 16_384
+
+
+def parse_credential_request(
+    payload: object,
+) -> tuple[str, tuple[str, ...], str | None]:
+    """
+    Validate ``{"target", "actions" | "scope", "public_key"?}``.
+
+    Returns:
+        The target reference, the actions and the public key (or None).
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidRequestError("body must be a JSON object")
+    unknown = sorted(set(payload) - {"target", "actions", "scope", "public_key"})
+    if unknown:
+        raise InvalidRequestError(f"unknown field {unknown[0][:64]!r}")
+    target = payload.get("target")
+    if not isinstance(target, str) or not 0 < len(target) <= 512:
+        raise InvalidRequestError("target must be a target name or URI")
+    actions = payload.get("actions")
+    scope = payload.get("scope")
+    if actions is not None and scope is not None:
+        raise InvalidRequestError("give actions or scope, not both")
+    if actions is not None:
+        if not isinstance(actions, list) or not all(
+            isinstance(a, str) for a in actions
+        ):
+            raise InvalidRequestError("actions must be a list of strings")
+        scope = " ".join(actions)
+    if scope is not None and not isinstance(scope, str):
+        raise InvalidRequestError("scope must be a string")
+    public_key = payload.get("public_key")
+    if public_key is not None and (
+        not isinstance(public_key, str) or not 0 < len(public_key) <= _MAX_PUBLIC_KEY
+    ):
+        raise InvalidRequestError("public_key must be an OpenSSH public key line")
+    return target, parse_scope(scope), public_key
+
+
+class CredentialService:
+    """
+    Issue engine-backed credentials intent-first, and revoke them through engines.
+
+    Args:
+        broker: the broker whose tasks, policy, store and engines these are.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        """Keep the broker."""
+        self._broker = broker
+
+    async def issue(
+        self,
+        *,
+        authorization: str | None,
+        dpop_proof: str | None,
+        url: str,
+        payload: object,
+    ) -> dict[str, Any]:
+        """
+        Serve ``POST /v1/credentials``.
+
+        Args:
+            authorization: the ``Authorization`` header (``DPoP <task token>``).
+            dpop_proof: the ``DPoP`` header.
+            url: the endpoint's URL, for the proof's ``htu``.
+            payload: the parsed JSON body.
+
+        Returns:
+            The credential: lease id, expiry and the engine's connection fields.
+
+        Raises:
+            GatepassError: refused or failed; audited, and no credential is left.
+        """
+        broker = self._broker
+        attempt = Attempt(kind="credential.issue")
+        try:
+            task, claims_agent = await self._authenticate(
+                authorization, dpop_proof, url, attempt
+            )
+            reference, actions, public_key = parse_credential_request(payload)
+            target = broker.catalog.resolve(reference)
+            attempt.data.update(target=target.name, actions=actions, kind=target.kind)
+            self._check_target(target, task, actions)
+            return await self._issue(
+                task,
+                claims_agent,
+                target,
+                actions,
+                public_key=public_key,
+                attempt=attempt,
+            )
+        except GatepassError as error:
+            await broker.audit_failure(attempt, error)
+            raise
+
+    async def _authenticate(
+        self,
+        authorization: str | None,
+        dpop_proof: str | None,
+        url: str,
+        attempt: Attempt,
+    ) -> tuple[Task, str]:
+        broker = self._broker
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "dpop" or not token:
+            # RFC 9449 §7.1: the task token is a DPoP-bound access token.
+            raise TokenError("a task token is required (Authorization: DPoP)")
+        claims = await broker.verify_task_token(token)
+        attempt.actor = str(claims["sub"])
+        attempt.subject = str(claims["txn"])
+        broker.dpop.verify(
+            dpop_proof,
+            method="POST",
+            url=url,
+            access_token=token,
+            expected_jkt=str(claims["cnf"]["jkt"]),
+        )
+        task = await broker.task(str(claims["txn"]))
+        if task is None or task.token_jti != claims.get("jti"):
+            raise TokenError("task token names an unknown task")
+        if task.state is not TaskState.OPEN or task.expires_at <= broker.clock.now():
+            raise TokenRevokedError("task is closed")
+        return task, str(claims["sub"])
+
+    def _check_target(
+        self, target: Target, task: Task, actions: tuple[str, ...]
+    ) -> None:
+
+        if target.kind == "http":
+            raise InvalidTargetError(
+                "http targets take access tokens from the token endpoint"
+            )
+        if target.name not in task.targets:
+            raise InvalidTargetError("target is outside the task")
+        if target.name not in self._broker.engines:
+            raise InvalidTargetError("target has no engine configured")
+        if any(action not in target.actions for action in actions):
+            raise InvalidScopeError("scope names an action the target does not offer")
+
+    async def _issue(
+        self,
+        task: Task,
+        agent_id: str,
+        target: Target,
+        actions: tuple[str, ...],
+        *,
+        public_key: str | None,
+        attempt: Attempt,
+    ) -> dict[str, Any]:
+        broker = self._broker
+        agent = await broker.agent(agent_id)
+        if agent is None or agent.status is not AgentStatus.ACTIVE:
+            raise AccessDeniedError("agent is disabled")
+        now = broker.clock.now()
+        checks = [(action, target) for action in actions]
+        facts = task_facts_of(task, now)
+        decisions = broker.decide(policy_requests(agent, facts, checks, now))
+        broker.require_allowed(decisions, attempt)
+        ttl = broker.access_ttl(decisions, target, task, now)
+        lease_id = new_lease_id()
+        name = credential_name(lease_id)
+        lease = Lease(
+            id=lease_id,
+            task_id=task.id,
+            agent_id=task.agent_id,
+            target=target.name,
+            kind=target.kind,
+            actions=actions,
+            handle=name,
+            state=LeaseState.PENDING,
+            issued_at=now,
+            expires_at=now + ttl,
+            policy_ids=tuple(attempt.data.get("policy_ids", ())),
+        )
+        attempt.data["lease_id"] = lease.id
+        intent = broker.entry(
+            Attempt(
+                kind="credential.intent",
+                actor=attempt.actor,
+                subject=lease.id,
+                data={"task_id": task.id, "target": target.name, "actions": actions},
+            ),
+            "allow",
+        )
+
+        def record_intent(conn: Connection) -> bool:
+            if not lease_rows.insert_lease_if_task_open(conn, lease, now):
+                return False
+            audit_log.append_audit(conn, intent)
+            return True
+
+        if not await broker.database.write(record_intent):
+            broker.forget_task(task.id)
+            raise TokenRevokedError("task is closed")
+        engine = broker.engines[target.name]
+        try:
+            issued = await engine.issue(
+                IssueRequest(
+                    lease_id=lease.id,
+                    name=name,
+                    actions=actions,
+                    principal=agent_id,
+                    expires_at=lease.expires_at,
+                    public_key=public_key,
+                )
+            )
+        except GatepassError:
+            # Nothing usable was handed out; end the lease so the revocation worker
+            # removes anything the engine may have half made.
+            await broker.database.write(
+                lambda conn: lease_rows.revoke_lease(conn, lease.id, broker.clock.now())
+            )
+            await broker.run_revocations()
+            raise
+        failpoints.hit("credential.after_issue")
+        return await self._activate(lease, issued, target, attempt)
+
+    async def _activate(
+        self,
+        lease: Lease,
+        issued: IssuedCredential,
+        target: Target,
+        attempt: Attempt,
+    ) -> dict[str, Any]:
+        broker = self._broker
+        expires_at = min(issued.expires_at, lease.expires_at)
+        attempt.data["expires_at"] = expires_at.isoformat()
+        entry = broker.entry(attempt, "allow")
+
+        def activate(conn: Connection) -> bool:
+            if not lease_rows.activate_lease(
+                conn, lease.id, handle=issued.handle, expires_at=expires_at
+            ):
+                return False
+            audit_log.append_audit(conn, entry)
+            return True
+
+        if not await broker.database.write(activate):
+            # The task closed while the engine worked: the lease is already being
+            # revoked; make sure the credential just made goes too.
+            await broker.run_revocations()
+            raise TokenRevokedError("task was closed during issuance")
+        broker.metrics.issuances.labels(kind=target.kind, target=target.name).inc()
+        credential: dict[str, Any] = dict(issued.fields)
+        if issued.secret is not None:
+            # The hand-over point: the only place a secret is revealed.
+            credential["password"] = issued.secret.reveal()
+        now = broker.clock.now()
+        return {
+            "lease_id": lease.id,
+            "target": target.name,
+            "kind": target.kind,
+            "actions": list(lease.actions),
+            "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+            "expires_in": max(0, to_epoch(expires_at) - to_epoch(now)),
+            "credential": credential,
+        }
