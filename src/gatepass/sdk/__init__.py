@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from gatepass.sdk.access import AccessToken, DPoPAuth
 from gatepass.sdk.client import GatepassClient
+from gatepass.sdk.credential import Credential
 from gatepass.sdk.identity import AgentIdentity
 from gatepass.sdk.session import error_from_response
 from gatepass.sdk.task import REFRESH_MARGIN, Task
@@ -30,6 +31,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "AccessToken",
     "AgentIdentity",
+    "Credential",
     "DPoPAuth",
     "GatepassClient",
     "Task",

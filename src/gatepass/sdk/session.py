@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -159,6 +160,7 @@ class BrokerSession:
         *,
         data: Callable[[], Mapping[str, str]] | None = None,
         access_token: str | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """
         Post a DPoP-signed request, answering one nonce challenge.
@@ -169,6 +171,7 @@ class BrokerSession:
             data: builds the form body; called again for the retry, so single-use
                 values such as assertions are fresh each time.
             access_token: sent as ``Authorization: DPoP`` and bound with ``ath``.
+            json_body: a JSON body, instead of a form.
 
         Returns:
             The successful response.
@@ -176,7 +179,7 @@ class BrokerSession:
         Raises:
             GatepassError: the error class of the broker's answer.
         """
-        response = self._post_once(url, key, data, access_token)
+        response = self._post_once(url, key, data, access_token, json_body)
         if response.is_success:
             return response
         error = error_from_response(response)
@@ -184,7 +187,7 @@ class BrokerSession:
             raise error
         # RFC 9449 §8: retry once with the nonce the challenge carried.
         self._nonce = error.nonce
-        response = self._post_once(url, key, data, access_token)
+        response = self._post_once(url, key, data, access_token, json_body)
         if not response.is_success:
             raise error_from_response(response)
         return response
@@ -195,6 +198,7 @@ class BrokerSession:
         key: DPoPKey,
         data: Callable[[], Mapping[str, str]] | None,
         access_token: str | None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         headers = {
             "Accept": "application/json",
@@ -208,5 +212,8 @@ class BrokerSession:
         }
         if access_token is not None:
             headers["Authorization"] = f"DPoP {access_token}"
+        if json_body is not None:
+            body = dict(json_body)
+            return self._send(lambda: self.http.post(url, json=body, headers=headers))
         form = dict(data()) if data is not None else None
         return self._send(lambda: self.http.post(url, data=form, headers=headers))

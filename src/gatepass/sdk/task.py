@@ -25,6 +25,7 @@ from gatepass.errors import (
 )
 from gatepass.ids import LeaseId, TaskId
 from gatepass.sdk.access import AccessToken
+from gatepass.sdk.credential import Credential
 from gatepass.sdk.session import BrokerSession
 from gatepass.secret import Secret
 from gatepass.tokens import DPoPKey
@@ -205,6 +206,58 @@ class Task:
             key=self._key,
             clock=self._session.clock,
         )
+
+    def credential(
+        self,
+        target: str,
+        actions: Sequence[str] | str,
+        *,
+        public_key: str | None = None,
+    ) -> Credential:
+        """
+        Ask for an engine-backed credential (PostgreSQL, Redis, SSH) for a target.
+
+        Args:
+            target: the target's name or URI.
+            actions: the actions, e.g. ``["read"]``.
+            public_key: for SSH targets, the agent's own OpenSSH public key.
+
+        Raises:
+            GatepassError: the broker refused (the class of its error code).
+        """
+        payload: dict[str, Any] = {"target": target, "actions": list(_actions(actions))}
+        if public_key is not None:
+            payload["public_key"] = public_key
+        url = self._close_url.split("/v1/tasks/", 1)[0] + "/v1/credentials"
+        response = self._session.post(
+            url, self._key, access_token=self._live_token(), json_body=payload
+        )
+        body = response.json()
+        fields = dict(body.get("credential", {}))
+        password = fields.pop("password", None)
+        return Credential(
+            lease_id=LeaseId(str(body["lease_id"])),
+            target=str(body["target"]),
+            kind=str(body["kind"]),
+            actions=tuple(body.get("actions", ())),
+            expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
+            fields=fields,
+            password=Secret(password) if isinstance(password, str) else None,
+        )
+
+    def postgres(self, target: str, actions: Sequence[str] | str) -> Credential:
+        """Return a temporary PostgreSQL role; ``connection_kwargs()`` suits psycopg."""
+        return self.credential(target, actions)
+
+    def redis(self, target: str, actions: Sequence[str] | str) -> Credential:
+        """Return a temporary Redis ACL user; ``connection_kwargs()`` suits redis-py."""
+        return self.credential(target, actions)
+
+    def ssh_certificate(
+        self, target: str, actions: Sequence[str] | str, *, public_key: str
+    ) -> Credential:
+        """Return an OpenSSH user certificate for ``public_key`` (``.certificate``)."""
+        return self.credential(target, actions, public_key=public_key)
 
     def close(self) -> None:
         """
