@@ -189,7 +189,7 @@ class TestSettings:
     def test_invalid_settings_are_refused_with_their_location(
         self, tmp_path, settings, location
     ):
-        """Each invalid field is a ConfigurationError naming targets.<name>.engine.<field>."""
+        """Each invalid field is refused, named as targets.<name>.engine.<field>."""
         with pytest.raises(ConfigurationError) as caught:
             make_engine(tmp_path, settings)
         assert f"targets.bastion.engine.{location}:" in caught.value.detail
@@ -249,9 +249,9 @@ class TestPublicKey:
     @pytest.mark.parametrize(
         "make_line",
         [
-            pytest.param(lambda good: "", id="empty"),
-            pytest.param(lambda good: "ssh-ed25519", id="no-body"),
-            pytest.param(lambda good: "ssh-ed25519 !!!notbase64", id="not-base64"),
+            pytest.param(lambda _good: "", id="empty"),
+            pytest.param(lambda _good: "ssh-ed25519", id="no-body"),
+            pytest.param(lambda _good: "ssh-ed25519 !!!notbase64", id="not-base64"),
             pytest.param(lambda good: good[:-8], id="truncated"),
             pytest.param(lambda good: good + "AAAA", id="trailing-bytes"),
             pytest.param(
@@ -263,14 +263,14 @@ class TestPublicKey:
                 lambda good: f"{good} comment\x1b[2J", id="control-in-comment"
             ),
             pytest.param(lambda good: f"{good} {'x' * 10_000}", id="ten-kilobytes"),
-            pytest.param(lambda good: "A" * 10_000, id="ten-kilobytes-junk"),
+            pytest.param(lambda _good: "A" * 10_000, id="ten-kilobytes-junk"),
             pytest.param(lambda good: f"{good} ключ", id="unicode-comment"),
         ],
     )
     def test_malformed_keys_are_refused_without_echo(
         self, engine, agent_key, make_line
     ):
-        """Malformed lines raise InvalidRequestError whose detail never quotes the key."""
+        """Malformed lines are refused, and the detail never quotes the key."""
         good = public_line(agent_key)
         with pytest.raises(InvalidRequestError) as caught:
             asyncio.run(engine.issue(make_request(make_line(good))))
@@ -279,7 +279,10 @@ class TestPublicKey:
     @pytest.mark.parametrize(
         "line",
         [
-            pytest.param(lambda: public_line(dsa.generate_private_key(1024)), id="dsa"),
+            pytest.param(
+                lambda: public_line(dsa.generate_private_key(1024)),  # noqa: S505 - weak on purpose
+                id="dsa",
+            ),
             pytest.param(
                 lambda: public_line(rsa.generate_private_key(65537, 2048)),
                 id="rsa-2048",
@@ -499,7 +502,7 @@ class TestRevocation:
         "handle", ["", "not-a-lease", "lse_x\nid: *", "x" * 10_000]
     )
     def test_a_malformed_handle_is_a_no_op(self, engine, handle):
-        """Nothing this engine issued has a malformed key id, and no spec line is injected."""
+        """A malformed key id was never issued; no KRL spec line is injected."""
         asyncio.run(engine.revoke(handle))
         assert not engine.krl_path.exists()
 
