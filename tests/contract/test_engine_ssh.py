@@ -26,10 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from gatepass.clock import Clock, FrozenClock, SystemClock
 from gatepass.engines import EngineContext, IssuedCredential, IssueRequest
+from gatepass.engines import ssh as ssh_engine
 from gatepass.engines.ssh import SSHEngine
 from gatepass.errors import (
     ConfigurationError,
     ConflictError,
+    EngineError,
     InvalidRequestError,
     InvalidScopeError,
 )
@@ -86,7 +88,8 @@ def make_engine(
         sealer=Sealer([master_key or MASTER_KEY]),
         clock=clock or SystemClock(),
     )
-    return SSHEngine.from_target(make_target(), settings or SETTINGS, context)
+    chosen = SETTINGS if settings is None else settings
+    return SSHEngine.from_target(make_target(), chosen, context)
 
 
 MASTER_KEY = Fernet.generate_key()
@@ -292,6 +295,8 @@ class TestPublicKey:
             ),
         ],
     )
+    # Serialising the DSA fixture key is deprecated in cryptography; refusing it is not.
+    @pytest.mark.filterwarnings("ignore:SSH DSA key support is deprecated")
     def test_weak_or_unsupported_key_types_are_refused(self, engine, line):
         """DSA, RSA under 3072 bits and curves other than P-256 are refused."""
         with pytest.raises(InvalidRequestError):
@@ -466,7 +471,25 @@ class TestRevocation:
         listing = keygen("-Q", "-l", "-f", str(engine.krl_path))
         assert listing.returncode == 0, listing.stderr
         assert "id:" not in listing.stdout
-        assert asyncio.run(engine.krl_bytes()) == engine.krl_path.read_bytes()
+        assert engine.krl_bytes() == engine.krl_path.read_bytes()
+
+    def test_krl_bytes_before_anything_is_an_empty_krl(self, engine, tmp_path):
+        """Hosts can pull a valid, empty KRL before the first issue or check."""
+        krl = tmp_path / "pulled.krl"
+        krl.write_bytes(engine.krl_bytes())
+        listing = keygen("-Q", "-l", "-f", str(krl))
+        assert listing.returncode == 0, listing.stderr
+        assert "id:" not in listing.stdout
+        assert not engine.krl_path.exists()
+
+    def test_krl_bytes_refuses_to_forget_revocations(self, engine):
+        """A lost KRL file is an error, never an empty list reinstating certificates."""
+        asyncio.run(engine.revoke(new_lease_id()))
+        engine.krl_path.unlink()
+        with pytest.raises(EngineError, match="krl file is missing"):
+            engine.krl_bytes()
+        asyncio.run(engine.check())
+        assert "id: lse_" in keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
 
     def test_a_revoked_certificate_is_in_the_krl(self, engine, agent_key, tmp_path):
         """After revoke, ssh-keygen -Q reports the certificate REVOKED."""
@@ -557,6 +580,72 @@ class TestReap:
         credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
         asyncio.run(engine.revoke(credential.handle))
         assert asyncio.run(engine.reap(set())) == []
+
+
+def fake_ssh_keygen(directory: Path, script: str) -> None:
+    """Put an executable ``ssh-keygen`` running ``script`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / "ssh-keygen"
+    tool.write_text(f"#!/bin/sh\n{script}\n", encoding="ascii")
+    tool.chmod(0o700)
+
+
+class TestFailures:
+    """Failures of ssh-keygen or of the state files surface as EngineError."""
+
+    def test_check_fails_without_ssh_keygen(self, tmp_path, monkeypatch):
+        """check() raises EngineError when ssh-keygen is not on PATH."""
+        engine = make_engine(tmp_path / "state")
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+        with pytest.raises(EngineError, match="ssh-keygen is not installed"):
+            asyncio.run(engine.check())
+
+    def test_a_failing_ssh_keygen_is_summarised_and_retryable(
+        self, tmp_path, monkeypatch
+    ):
+        """The last stderr line is reported, and the revocation is not recorded."""
+        engine = make_engine(tmp_path / "state")
+        handle = new_lease_id()
+        fake_ssh_keygen(tmp_path / "bin", "echo noise >&2; echo 'bad spec' >&2; exit 3")
+        monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+        with pytest.raises(EngineError, match=r"\(exit 3\): bad spec$"):
+            asyncio.run(engine.revoke(handle))
+        monkeypatch.undo()
+        require_tool("ssh-keygen")
+        asyncio.run(engine.revoke(handle))
+        assert f"id: {handle}" in keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
+
+    def test_a_hanging_ssh_keygen_times_out(self, tmp_path, monkeypatch):
+        """ssh-keygen is killed after the timeout and EngineError is raised."""
+        engine = make_engine(tmp_path / "state")
+        fake_ssh_keygen(tmp_path / "bin", f"exec {require_tool('sleep')} 30")
+        monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+        monkeypatch.setattr(ssh_engine, "SSH_KEYGEN_TIMEOUT_SECONDS", 0.2)
+        with pytest.raises(EngineError, match="timed out"):
+            asyncio.run(engine.check())
+        assert not engine.krl_path.exists()
+
+    def test_a_corrupt_certificate_list_is_an_engine_error(self, engine):
+        """A damaged state file stops revocation loudly instead of forgetting leases."""
+        asyncio.run(engine.check())
+        engine._certs_path.write_text("{not json", encoding="utf-8")
+        with pytest.raises(EngineError, match="corrupt"):
+            asyncio.run(engine.revoke(new_lease_id()))
+
+    def test_concurrent_revocations_all_land_in_the_krl(self, engine, agent_key):
+        """Revocations racing in one event loop are serialised, none is lost."""
+        line = public_line(agent_key)
+
+        async def scenario() -> list[str]:
+            issued = [await engine.issue(make_request(line)) for _ in range(8)]
+            handles = [credential.handle for credential in issued]
+            await asyncio.gather(*(engine.revoke(handle) for handle in handles))
+            return handles
+
+        handles = asyncio.run(scenario())
+        listing = keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
+        assert all(f"id: {handle}" in listing for handle in handles)
+        assert stat.S_IMODE(engine._certs_path.stat().st_mode) == 0o600
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,7 +745,10 @@ def host(tmp_path: Path) -> Iterator[SSHHost]:
             unavailable(f"sshd needs {PRIVSEP_DIR}, which only root can create")
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     engine = make_engine(tmp_path / "state")
-    asyncio.run(engine.check())
+    _ = engine.ca_public_key
+    # Start from the engine's own empty KRL, as a host that pulled it before the
+    # first revocation would; revoke() then replaces the file with ssh-keygen's.
+    engine.krl_path.write_bytes(engine.krl_bytes())
     work = tmp_path / "host"
     (work / "principals").mkdir(parents=True)
     user = pwd.getpwuid(os.getuid()).pw_name
@@ -741,6 +833,7 @@ class TestRealSSHD:
         result = host.login(agent_key, credential)
         assert result.returncode == 255
         assert "Permission denied" in result.stderr
+        assert "does not contain an authorized principal" in host.log.read_text()
 
     def test_an_expired_certificate_is_refused(self, host, agent_key, tmp_path):
         """A certificate whose window has passed cannot log in."""

@@ -17,11 +17,12 @@ patterns: ACL users are server-wide and logical databases are not a boundary.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, NoReturn
@@ -41,9 +42,20 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from gatepass.engines.base import IssuedCredential, IssueRequest, SecretEngine
+from gatepass.engines.base import (
+    IssuedCredential,
+    IssueRequest,
+    SecretEngine,
+    credential_name,
+)
 from gatepass.engines.context import EngineContext
-from gatepass.errors import ConfigurationError, EngineError, EngineUnavailableError
+from gatepass.errors import (
+    ConfigurationError,
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from gatepass.models import Target
 from gatepass.secret import Secret
 
@@ -71,12 +83,13 @@ _ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _NO_ADMIN: Final = "-@admin"
 # ``secrets.token_urlsafe(32)``: 256 bits, ``[A-Za-z0-9_-]`` only.
 _PASSWORD_BYTES: Final = 32
-# What ``check`` asks the server to confirm the admin may run.
+# What ``check`` asks the server (ACL DRYRUN, nothing runs) to let the admin do.
+_PROBE_NAME: Final = "gp_" + "a" * 26
 _ADMIN_COMMANDS: Final = (
-    ("acl", "setuser"),
-    ("acl", "deluser"),
+    ("acl", "setuser", _PROBE_NAME),
+    ("acl", "deluser", _PROBE_NAME),
     ("acl", "users"),
-    ("client", "kill"),
+    ("client", "kill", "user", _PROBE_NAME),
     ("multi",),
     ("exec",),
 )
@@ -147,7 +160,6 @@ class RedisSettings(BaseModel):
     )
     port: int | None = Field(default=None, ge=1, le=65535)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    max_connections: int = Field(default=8, ge=1, le=256)
     grants: dict[str, RedisGrantSettings]
 
     @model_validator(mode="after")
@@ -195,8 +207,8 @@ class RedisConfig:
         admin_url: the admin connection URL; it may carry a password.
         host: the host handed to agents.
         port: the port handed to agents.
+        max_ttl: the target's longest credential.
         timeout: connect and command timeout.
-        max_connections: size of the admin connection pool.
         grants: the rules per action.
     """
 
@@ -204,8 +216,8 @@ class RedisConfig:
     admin_url: Secret
     host: str
     port: int
+    max_ttl: dt.timedelta
     timeout: dt.timedelta
-    max_connections: int
     grants: Mapping[str, RedisGrant]
 
 
@@ -257,6 +269,8 @@ def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
         raise ConfigurationError(
             f"{prefix}.{field}: scheme must be redis, rediss or unix"
         )
+    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
+        raise ConfigurationError(f"{prefix}.{field}: the path must be a db number")
     host = parsed.host or url_host
     if not host:
         raise ConfigurationError(f"{prefix}.host: required when the url has no host")
@@ -273,8 +287,8 @@ def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
         admin_url=Secret(url),
         host=host,
         port=parsed.port or url_port or 6379,
+        max_ttl=target.max_ttl,
         timeout=dt.timedelta(seconds=parsed.timeout_seconds),
-        max_connections=parsed.max_connections,
         grants={
             action: RedisGrant(
                 keys=grant.keys,
@@ -316,9 +330,33 @@ def _raise_engine_error(
 
 
 def _check_name(name: str) -> str:
+    # Names reach Redis as single ACL arguments, but only gatepass's own shape is
+    # ever created or deleted: never ``default`` or an operator's user.
     if _NAME.fullmatch(name) is None:
-        raise EngineError("not a gatepass redis credential name")
+        raise InvalidRequestError("not a gatepass redis credential name")
     return name
+
+
+async def _command(admin: aioredis.Redis, *args: str) -> Any:  # noqa: ANN401
+    # redis-py leaves `execute_command` unannotated; confine that to one place.
+    return await admin.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def _revoke(admin: aioredis.Redis, name: str) -> None:
+    """Kill the user's connections and delete it in one MULTI/EXEC block."""
+    async with admin.pipeline(transaction=True) as pipe:
+        # Inside MULTI/EXEC no client can authenticate between the kill and the
+        # delete. The kill fails with "no such user" once the user is gone.
+        pipe.execute_command("CLIENT", "KILL", "USER", name)
+        pipe.execute_command("ACL", "DELUSER", name)
+        killed, deleted = await pipe.execute(raise_on_error=False)
+    if (
+        isinstance(killed, redis_errors.RedisError)
+        and "no such user" not in str(killed).lower()
+    ):
+        raise killed
+    if isinstance(deleted, redis_errors.RedisError):
+        raise deleted
 
 
 class RedisEngine:
@@ -333,27 +371,25 @@ class RedisEngine:
     kind: ClassVar[str] = "redis"
 
     def __init__(self, config: RedisConfig, context: EngineContext) -> None:
-        """Prepare the admin pool; nothing connects until the first call."""
+        """Check the admin URL parses; nothing connects until the first call."""
         self._config = config
         self._clock = context.clock
         timeout = config.timeout.total_seconds()
+        self._options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "decode_responses": True,
+            "client_name": "gatepass",
+            # One quick retry absorbs a connection the server dropped mid-call.
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        }
         try:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                config.admin_url.reveal(),
-                max_connections=config.max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                decode_responses=True,
-                client_name="gatepass",
-                # One quick retry absorbs a pooled connection the server dropped.
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-            )
+            # Parsing only: a pool opens no connection until it is used.
+            aioredis.ConnectionPool.from_url(config.admin_url.reveal(), **self._options)
         except ValueError:
             raise ConfigurationError(
                 f"targets.{config.target}.engine: the admin url is not usable"
             ) from None
-        self._admin = aioredis.Redis.from_pool(pool)
 
     @classmethod
     def from_target(
@@ -384,9 +420,18 @@ class RedisEngine:
         """Name the target only; the admin URL may carry a password."""
         return f"RedisEngine(target={self._config.target!r})"
 
-    async def _command(self, *args: str) -> Any:  # noqa: ANN401 - untyped replies
-        # redis-py leaves `execute_command` unannotated; confine that to one place.
-        return await self._admin.execute_command(*args)  # type: ignore[no-untyped-call]
+    @contextlib.asynccontextmanager
+    async def _connect(self) -> AsyncIterator[aioredis.Redis]:
+        # Each operation opens its own admin connection and closes it: credentials
+        # are issued and revoked once per lease, and a connection never outlives
+        # the event loop that opened it (the CLI and tests run one loop per call).
+        client = aioredis.Redis.from_url(
+            self._config.admin_url.reveal(), **self._options
+        )
+        try:
+            yield client
+        finally:
+            await client.aclose()
 
     async def check(self) -> None:
         """
@@ -398,21 +443,25 @@ class RedisEngine:
                 names a category or command this server does not know.
         """
         try:
-            whoami = str(await self._command("ACL", "WHOAMI"))
-            for command in _ADMIN_COMMANDS:
-                verdict = await self._command("ACL", "DRYRUN", whoami, *command)
-                if verdict != "OK":
-                    raise EngineError(
-                        f"the redis admin may not run {' '.join(command)}"
-                    )
-            known = set(await self._command("ACL", "CAT"))
-            for action, grant in self._config.grants.items():
-                await self._check_grant(action, grant, known)
+            async with self._connect() as admin:
+                await self._check_admin(admin)
         except redis_errors.RedisError as error:
             _raise_engine_error("check", error)
 
+    async def _check_admin(self, admin: aioredis.Redis) -> None:
+        whoami = str(await _command(admin, "ACL", "WHOAMI"))
+        for command in _ADMIN_COMMANDS:
+            verdict = await _command(admin, "ACL", "DRYRUN", whoami, *command)
+            if verdict != "OK":
+                raise EngineError(
+                    f"the redis admin may not run {' '.join(command[:2])}"
+                )
+        known = set(await _command(admin, "ACL", "CAT"))
+        for action, grant in self._config.grants.items():
+            await self._check_grant(admin, action, grant, known)
+
     async def _check_grant(
-        self, action: str, grant: RedisGrant, known: set[str]
+        self, admin: aioredis.Redis, action: str, grant: RedisGrant, known: set[str]
     ) -> None:
         where = f"targets.{self._config.target}.engine.grants.{action}"
         for rule in grant.categories:
@@ -421,7 +470,7 @@ class RedisEngine:
         for rule in grant.commands:
             # "COMMAND INFO" as one name skips redis-py's reply parser, which
             # fails on the nil an unknown command yields.
-            info = await self._command("COMMAND INFO", rule[1:])
+            info = await _command(admin, "COMMAND INFO", rule[1:])
             if not info or info[0] is None:
                 raise EngineError(f"{where}.commands: redis has no command {rule[1:]}")
 
@@ -441,19 +490,28 @@ class RedisEngine:
             username as fields.
 
         Raises:
-            EngineError: the request is malformed or Redis refused it.
+            InvalidRequestError: the name or the expiry is unacceptable.
+            InvalidScopeError: an action has no grants on this target.
+            EngineError: Redis refused.
             EngineUnavailableError: Redis cannot be reached.
         """
         name = _check_name(request.name)
+        if name != credential_name(request.lease_id):
+            raise InvalidRequestError("the name does not belong to the lease")
+        now = self._clock.now()
         if request.expires_at.utcoffset() is None:
-            raise EngineError("expires_at must be timezone-aware")
-        if request.expires_at <= self._clock.now():
-            raise EngineError("expires_at is already past")
+            raise InvalidRequestError("expires_at must be timezone-aware")
+        if request.expires_at <= now:
+            raise InvalidRequestError("expires_at is not in the future")
+        if request.expires_at - now > self._config.max_ttl:
+            raise InvalidRequestError("expires_at exceeds the target's max ttl")
         if not request.actions:
-            raise EngineError("no action requested")
+            raise InvalidScopeError("no action requested")
+        for action in request.actions:
+            if action not in self._config.grants:
+                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        # Target order, not request order: the same actions always make the same user.
         ordered = [a for a in self._config.grants if a in set(request.actions)]
-        if len(ordered) != len(set(request.actions)):
-            raise EngineError("an action has no grants on this target")
         password = secrets.token_urlsafe(_PASSWORD_BYTES)
         root = self._config.grants[ordered[0]].rules()
         # A selector is one ACL argument that Redis splits on spaces itself; every
@@ -463,7 +521,7 @@ class RedisEngine:
             for action in ordered[1:]
         ]
         try:
-            async with self._admin.pipeline(transaction=True) as pipe:
+            async with self._connect() as admin, admin.pipeline() as pipe:
                 # `reset` first: nothing is inherited from a half-made user of the
                 # same name, and its old passwords stop working.
                 pipe.execute_command(
@@ -500,24 +558,16 @@ class RedisEngine:
             handle: the user name.
 
         Raises:
-            EngineError: the handle is not a gatepass name, or Redis refused.
+            InvalidRequestError: the handle is not a gatepass credential name.
+            EngineError: Redis refused.
             EngineUnavailableError: Redis cannot be reached; the broker retries.
         """
         name = _check_name(handle)
         try:
-            async with self._admin.pipeline(transaction=True) as pipe:
-                # Inside MULTI/EXEC no client can authenticate between the kill and
-                # the delete. The kill fails with "no such user" once it is gone.
-                pipe.execute_command("CLIENT", "KILL", "USER", name)
-                pipe.execute_command("ACL", "DELUSER", name)
-                killed, _ = await pipe.execute(raise_on_error=False)
+            async with self._connect() as admin:
+                await _revoke(admin, name)
         except redis_errors.RedisError as error:
             _raise_engine_error("revoke", error)
-        if (
-            isinstance(killed, redis_errors.RedisError)
-            and "no such user" not in str(killed).lower()
-        ):
-            _raise_engine_error("client kill", killed)
 
     async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
         """
@@ -534,21 +584,21 @@ class RedisEngine:
             EngineError: Redis refused.
         """
         try:
-            users = await self._command("ACL", "USERS")
+            async with self._connect() as admin:
+                users = await _command(admin, "ACL", "USERS")
+                stray = sorted(
+                    user
+                    for user in users
+                    if _NAME.fullmatch(user) is not None and user not in live_handles
+                )
+                for name in stray:
+                    await _revoke(admin, name)
         except redis_errors.RedisError as error:
-            _raise_engine_error("acl users", error)
-        stray = sorted(
-            user
-            for user in users
-            if _NAME.fullmatch(user) is not None and user not in live_handles
-        )
-        for name in stray:
-            await self.revoke(name)
+            _raise_engine_error("reap", error)
         return stray
 
     async def aclose(self) -> None:
-        """Close the admin connection pool."""
-        await self._admin.aclose()
+        """Release nothing: every operation closes its own admin connection."""
 
 
 _: type[SecretEngine] = RedisEngine

@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import shutil
+import struct
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -233,22 +234,27 @@ class SSHEngine:
 
     @property
     def krl_path(self) -> Path:
-        """Where the KRL lives; it exists after :meth:`check` or any issue."""
+        """Where the KRL file lives; it exists after :meth:`check` or any issue."""
         return self._krl_path
 
-    async def krl_bytes(self) -> bytes:
+    def krl_bytes(self) -> bytes:
         """
-        Return the current KRL, generating an empty one first if none exists yet.
+        Return the current KRL for hosts to pull (``RevokedKeys`` in ``sshd_config``).
 
-        Hosts pull it and point ``RevokedKeys`` at it.
+        Before anything was revoked and before :meth:`check` built the file, this is
+        an empty KRL, so hosts can be set up first.
 
         Raises:
-            EngineError: ``ssh-keygen`` is missing or failed.
+            EngineError: the KRL file is gone although certificates were revoked
+                (serving an empty list would reinstate them).
         """
-        async with self._lock:
-            if not self._krl_path.exists():
-                await self._write_krl(self._load_certs())
-        return self._krl_path.read_bytes()
+        try:
+            return self._krl_path.read_bytes()
+        except FileNotFoundError:
+            pass
+        if any(entry["revoked"] for entry in self._load_certs().values()):
+            raise EngineError("the krl file is missing; run check to rebuild it")
+        return _empty_krl(int(self._context.clock.now().timestamp()))
 
     async def check(self) -> None:
         """
@@ -259,7 +265,9 @@ class SSHEngine:
             ConfigurationError: the sealed CA key cannot be opened.
         """
         self._ca()
-        await self.krl_bytes()
+        async with self._lock:
+            if not self._krl_path.exists():
+                await self._write_krl(self._load_certs())
 
     async def issue(self, request: IssueRequest) -> IssuedCredential:
         """
@@ -531,6 +539,11 @@ class SSHEngine:
 
 def _iso(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _empty_krl(generated_at: int) -> bytes:
+    """Encode a KRL without sections (PROTOCOL.krl §1: magic, format 1, header)."""
+    return struct.pack(">8sIQQQII", b"SSHKRL\n\0", 1, 0, generated_at, 0, 0, 0)
 
 
 def _generate_ca(

@@ -1,0 +1,909 @@
+"""The Redis engine against a real Redis 7: ACL users as short-lived credentials."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+import redis
+import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from tests.conftest import require_service
+from tests.contract.engine_contract import SecretEngineContract, fresh_clock
+
+from gatepass.clock import FrozenClock
+from gatepass.engines import (
+    EngineContext,
+    IssuedCredential,
+    IssueRequest,
+    credential_name,
+)
+from gatepass.engines.redis import RedisEngine, _raise_engine_error
+from gatepass.errors import (
+    ConfigurationError,
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
+from gatepass.ids import LeaseId, new_lease_id
+from gatepass.models import Target
+from gatepass.sealing import Sealer
+
+REDIS_URL = os.environ.get("GATEPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every ACL user this session creates, so the session safety net can remove it even
+# when a test's own teardown never ran.
+CREATED_USERS: set[str] = set()
+# Unique per session: several developers may share one Redis.
+RUN = uuid.uuid4().hex[:10]
+ADMIN_PASSWORD = "hunter2-admin-password-in-url"
+DEADLINE_SECONDS = 5.0
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis under test; skipped locally when absent, a failure under CI."""
+    require_service("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_known_users() -> Iterator[None]:
+    """Safety net: delete every user the session created, whatever happened."""
+    yield
+    if not CREATED_USERS:
+        return
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.acl_deluser(*sorted(CREATED_USERS))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run the async tests on asyncio, the broker's event loop."""
+    return "asyncio"
+
+
+@pytest.fixture
+def user_names(redis_url: str) -> Iterator[Callable[[], str]]:
+    """Hand out fresh ``gp_`` names and delete those users after the test."""
+    names: list[str] = []
+
+    def new_name() -> str:
+        name = credential_name(new_lease_id())
+        names.append(name)
+        CREATED_USERS.add(name)
+        return name
+
+    try:
+        yield new_name
+    finally:
+        if names:
+            client = redis.Redis.from_url(redis_url)
+            try:
+                client.acl_deluser(*names)
+            finally:
+                client.close()
+
+
+def make_target(
+    name: str = "cache",
+    actions: tuple[str, ...] = (),
+    max_ttl: dt.timedelta = dt.timedelta(minutes=15),
+) -> Target:
+    """Return a redis target offering ``actions`` (read, write and logs by default)."""
+    return Target(
+        name=name,
+        uri=f"https://{name}.example",
+        kind="redis",
+        environment="dev",
+        tenant="acme",
+        risk="low",
+        actions=actions or ("read", "write", "logs"),
+        max_ttl=max_ttl,
+    )
+
+
+def make_settings(
+    url: str = REDIS_URL, prefix: str = f"t{RUN}", **overrides: Any
+) -> dict[str, Any]:
+    """Return a valid engine table whose keys all start with ``prefix``."""
+    settings: dict[str, Any] = {
+        "admin_url": url,
+        "grants": {
+            "read": {
+                "keys": [f"{prefix}:app:*"],
+                "categories": ["+@read", "-@dangerous"],
+                "commands": ["+ping"],
+            },
+            "write": {
+                "keys": [f"{prefix}:app:*"],
+                "categories": ["+@read", "+@write", "-@dangerous"],
+                "commands": ["+ping"],
+            },
+            "logs": {"keys": [f"{prefix}:log:*"], "commands": ["+set", "+ping"]},
+        },
+    }
+    settings.update(overrides)
+    return settings
+
+
+CLOCK = FrozenClock()
+CONTEXT = EngineContext(
+    state_dir=Path("/nonexistent"), sealer=Sealer([Fernet.generate_key()]), clock=CLOCK
+)
+
+
+def build(settings: Mapping[str, Any], target: Target | None = None) -> RedisEngine:
+    """Build an engine from a table, as the broker does."""
+    return RedisEngine.from_target(target or make_target(), settings, CONTEXT)
+
+
+def request(
+    name: str, *actions: str, ttl: dt.timedelta = dt.timedelta(minutes=10)
+) -> IssueRequest:
+    """Return an issue request for the lease behind ``name``, expiring after ``ttl``."""
+    return IssueRequest(
+        lease_id=LeaseId("lse_" + name.removeprefix("gp_")),
+        name=name,
+        actions=actions or ("read",),
+        principal="agt_test",
+        expires_at=CLOCK.now() + ttl,
+    )
+
+
+@pytest.fixture
+async def engine(redis_url: str) -> AsyncIterator[RedisEngine]:
+    """An engine on the test Redis, closed after the test."""
+    built = build(make_settings(redis_url))
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+def connect_as(credential: IssuedCredential) -> aioredis.Redis:
+    """Open one dedicated connection with the credential, never retrying."""
+    assert credential.secret is not None
+    return aioredis.Redis(
+        host=str(credential.fields["host"]),
+        port=int(credential.fields["port"]),
+        username=str(credential.fields["username"]),
+        password=credential.secret.reveal(),
+        decode_responses=True,
+        single_connection_client=True,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=DEADLINE_SECONDS,
+    )
+
+
+async def wait_until_dropped(client: aioredis.Redis) -> None:
+    """Poll with PING under a deadline until the server has closed the connection."""
+    with anyio.fail_after(DEADLINE_SECONDS):
+        while True:
+            try:
+                await client.ping()
+            except redis.ConnectionError:
+                return
+            # The poll step: an event nobody sets, awaited with a short timeout.
+            with anyio.move_on_after(0.05):
+                await anyio.Event().wait()
+
+
+async def acl_users(redis_url: str) -> list[str]:
+    """Return the server's ACL user names."""
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [str(user) for user in await admin.acl_users()]
+    finally:
+        await admin.aclose()
+
+
+async def delete_keys(*keys: str) -> None:
+    """Delete test keys as the admin."""
+    admin = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await admin.unlink(*keys)
+    finally:
+        await admin.aclose()
+
+
+HOSTILE_PATTERNS = [
+    "app: *",
+    "app:\n*",
+    "app:\r\nFLUSHALL",
+    "app:\t*",
+    'app:"*',
+    "app:'*",
+    "app:\\*",
+    "(app:*)",
+    "app:\u00e9*",
+    "app:\u202e*",
+    "app:\x00*",
+    "app:\x7f*",
+    "",
+    "a" * 10240,
+]
+
+
+class TestConfiguration:
+    """``from_target`` validates the engine table strictly and never leaks the URL."""
+
+    def test_valid_table_builds(self):
+        """A complete table yields an engine with host and port from the URL."""
+        engine = build(make_settings("redis://10.1.2.3:6380/0"))
+        assert (engine.config.host, engine.config.port) == ("10.1.2.3", 6380)
+        assert repr(engine) == "RedisEngine(target='cache')"
+
+    def test_host_and_port_override_the_url(self):
+        """Explicit host and port are what agents receive."""
+        engine = build(make_settings(host="redis.internal", port=7000))
+        assert (engine.config.host, engine.config.port) == ("redis.internal", 7000)
+
+    @pytest.mark.parametrize("field", ["keys", "channels"])
+    @pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
+    def test_hostile_patterns_are_refused(self, field, pattern):
+        """Whitespace, quotes, unicode, control characters and huge patterns fail."""
+        settings = make_settings()
+        settings["grants"]["read"][field] = [pattern]
+        with pytest.raises(ConfigurationError) as caught:
+            build(settings)
+        assert str(caught.value).startswith(f"targets.cache.engine.grants.read.{field}")
+
+    @pytest.mark.parametrize(
+        ("field", "rule"),
+        [
+            ("categories", "+read"),
+            ("categories", "+@read -@write"),
+            ("categories", "+@READ"),
+            ("categories", "@read"),
+            ("categories", "+@read\n"),
+            ("commands", "get"),
+            ("commands", "+GET"),
+            ("commands", "+get +set"),
+            ("commands", "+get\n"),
+            ("commands", "+@read"),
+            ("commands", "+" + "a" * 10240),
+        ],
+    )
+    def test_malformed_rules_are_refused(self, field, rule):
+        """Categories and commands must each be a single well-formed rule."""
+        settings = make_settings()
+        settings["grants"]["read"][field] = [rule]
+        with pytest.raises(ConfigurationError, match=f"grants.read.{field}"):
+            build(settings)
+
+    def test_admin_category_is_refused(self):
+        """No grant may hand out administrative commands."""
+        settings = make_settings()
+        settings["grants"]["read"]["categories"] = ["+@admin"]
+        with pytest.raises(ConfigurationError, match="never granted"):
+            build(settings)
+
+    def test_grant_without_command_is_refused(self):
+        """A grant that allows no command at all is a mistake."""
+        settings = make_settings()
+        settings["grants"]["read"] = {"keys": ["x:*"], "categories": ["-@all"]}
+        with pytest.raises(
+            ConfigurationError, match=r"grants\.read: grants no command"
+        ):
+            build(settings)
+
+    def test_every_action_needs_grants(self):
+        """An action the target offers without grants stops startup."""
+        settings = make_settings()
+        del settings["grants"]["logs"]
+        with pytest.raises(ConfigurationError, match="no grants for action logs"):
+            build(settings)
+
+    def test_grants_for_unknown_actions_are_refused(self):
+        """A grant for an action the target does not offer is a typo."""
+        with pytest.raises(ConfigurationError, match=r"grants\.logs: .*no such action"):
+            build(make_settings(), make_target(actions=("read", "write")))
+
+    def test_unknown_field_is_refused(self):
+        """Extra fields are refused, at the top and inside grants."""
+        with pytest.raises(ConfigurationError, match=r"engine\.password"):
+            build(make_settings(password="x"))
+        settings = make_settings()
+        settings["grants"]["read"]["allkeys"] = True
+        with pytest.raises(ConfigurationError, match=r"grants\.read\.allkeys"):
+            build(settings)
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [{"admin_url_env": "GATEPASS_REDIS_ADMIN"}, {"admin_url": None}],
+    )
+    def test_exactly_one_admin_url(self, overrides):
+        """Both admin_url and admin_url_env, or neither, are refused."""
+        with pytest.raises(ConfigurationError, match="exactly one of admin_url"):
+            build(make_settings(**overrides))
+
+    def test_admin_url_from_environment(self, monkeypatch):
+        """admin_url_env reads the URL from the environment, and must be set."""
+        settings = make_settings(admin_url_env="GATEPASS_TEST_REDIS_ADMIN")
+        del settings["admin_url"]
+        monkeypatch.delenv("GATEPASS_TEST_REDIS_ADMIN", raising=False)
+        with pytest.raises(
+            ConfigurationError, match="GATEPASS_TEST_REDIS_ADMIN is not"
+        ):
+            build(settings)
+        monkeypatch.setenv("GATEPASS_TEST_REDIS_ADMIN", "redis://10.9.8.7:6379/0")
+        assert build(settings).config.host == "10.9.8.7"
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            f"http://admin:{ADMIN_PASSWORD}@127.0.0.1:6379/0",
+            f"redis://admin:{ADMIN_PASSWORD}@127.0.0.1:notaport/0",
+            f"{ADMIN_PASSWORD}",
+        ],
+    )
+    def test_bad_admin_url_error_hides_it(self, url):
+        """A malformed admin URL is refused without echoing it."""
+        with pytest.raises(ConfigurationError) as caught:
+            build(make_settings(url))
+        assert ADMIN_PASSWORD not in str(caught.value)
+        assert str(caught.value).startswith("targets.cache.engine.admin_url")
+
+    def test_unix_socket_url_needs_a_host_for_agents(self):
+        """A unix-socket admin URL needs an explicit host to hand to agents."""
+        with pytest.raises(ConfigurationError, match=r"engine\.host: required"):
+            build(make_settings("unix:///run/redis.sock"))
+        engine = build(make_settings("unix:///run/redis.sock", host="redis.internal"))
+        assert (engine.config.host, engine.config.port) == ("redis.internal", 6379)
+
+    @pytest.mark.parametrize(
+        "tail", ["/notadb", "/0?socket_timeout=x", "/0/x", "/123456"]
+    )
+    def test_unusable_admin_url_is_refused_without_echo(self, tail):
+        """A URL redis-py cannot use is refused without being repeated."""
+        url = f"redis://admin:{ADMIN_PASSWORD}@127.0.0.1:6379{tail}"
+        with pytest.raises(ConfigurationError, match="admin") as caught:
+            build(make_settings(url))
+        assert ADMIN_PASSWORD not in "".join(traceback.format_exception(caught.value))
+
+    def test_validation_error_hides_admin_url(self):
+        """Errors elsewhere in the table never carry the admin URL."""
+        settings = make_settings(f"redis://admin:{ADMIN_PASSWORD}@h:6379/0", port=0)
+        with pytest.raises(ConfigurationError) as caught:
+            build(settings)
+        rendered = "".join(traceback.format_exception(caught.value))
+        assert ADMIN_PASSWORD not in rendered
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestIssue:
+    """Issued users can do what their actions grant, and nothing else."""
+
+    async def test_credential_fields(self, engine, user_names):
+        """The handle is the name; fields carry host, port and username."""
+        name = user_names()
+        credential = await engine.issue(request(name))
+        parts = urlsplit(REDIS_URL)
+        assert credential.handle == name
+        assert credential.expires_at == request(name).expires_at
+        assert dict(credential.fields) == {
+            "host": parts.hostname,
+            "port": parts.port or 6379,
+            "username": name,
+        }
+        assert credential.secret is not None
+        assert len(credential.secret.reveal()) >= 43
+        assert credential.secret.reveal() not in repr(credential)
+
+    async def test_write_allows_get_and_set_on_its_keys(self, engine, user_names):
+        """A write credential reads and writes keys matching its pattern."""
+        client = connect_as(await engine.issue(request(user_names(), "write")))
+        try:
+            assert await client.set(f"t{RUN}:app:1", "v")
+            assert await client.get(f"t{RUN}:app:1") == "v"
+            assert await client.delete(f"t{RUN}:app:1") == 1
+        finally:
+            await client.aclose()
+
+    async def test_read_allows_only_reading(self, engine, user_names):
+        """A read credential may GET but not SET."""
+        client = connect_as(await engine.issue(request(user_names(), "read")))
+        try:
+            assert await client.get(f"t{RUN}:app:1") is None
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.set(f"t{RUN}:app:1", "v")
+        finally:
+            await client.aclose()
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ("GET", "other:key"),
+            ("SET", "other:key", "v"),
+            ("KEYS", "*"),
+            ("FLUSHALL",),
+            ("CONFIG", "GET", "*"),
+            ("ACL", "SETUSER", "gp_evil", "on", "nopass", "allcommands"),
+            ("ACL", "LIST"),
+            ("CLIENT", "KILL", "USER", "default"),
+            ("SUBSCRIBE", "news"),
+        ],
+    )
+    async def test_other_keys_and_commands_are_refused(
+        self, engine, user_names, command
+    ):
+        """Keys outside the pattern, dangerous and admin commands answer NOPERM."""
+        client = connect_as(await engine.issue(request(user_names(), "write")))
+        try:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+
+    async def test_actions_do_not_combine(self, engine, user_names):
+        """Read plus logs never lets one action's commands reach another's keys."""
+        client = connect_as(await engine.issue(request(user_names(), "logs", "read")))
+        try:
+            assert await client.get(f"t{RUN}:app:1") is None
+            assert await client.set(f"t{RUN}:log:1", "line")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.set(f"t{RUN}:app:1", "v")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.get(f"t{RUN}:log:1")
+        finally:
+            await client.aclose()
+            await delete_keys(f"t{RUN}:log:1")
+
+    async def test_issue_again_replaces_the_user(self, engine, user_names):
+        """Issuing the same name again cuts the old password and its connection."""
+        name = user_names()
+        first = await engine.issue(request(name))
+        client = connect_as(first)
+        try:
+            assert await client.ping()
+            await engine.issue(request(name))
+            await wait_until_dropped(client)
+        finally:
+            await client.aclose()
+        again = connect_as(first)
+        try:
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                await again.ping()
+        finally:
+            await again.aclose()
+
+    @pytest.mark.parametrize(
+        "name", ["admin", "gp_short", "gp_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "gp_x y"]
+    )
+    async def test_malformed_name_is_refused(self, engine, name):
+        """Only gp_ names with a 26-character base32 body are created."""
+        with pytest.raises(InvalidRequestError, match="not a gatepass"):
+            await engine.issue(request(name))
+        assert name not in await acl_users(REDIS_URL)
+
+    async def test_name_must_belong_to_the_lease(self, engine, user_names):
+        """A well-formed name of another lease is refused."""
+        name = user_names()
+        wrong = IssueRequest(
+            lease_id=new_lease_id(),
+            name=name,
+            actions=("read",),
+            principal="agt_test",
+            expires_at=CLOCK.now() + dt.timedelta(minutes=1),
+        )
+        with pytest.raises(InvalidRequestError, match="does not belong"):
+            await engine.issue(wrong)
+        assert name not in await acl_users(REDIS_URL)
+
+    @pytest.mark.parametrize(
+        ("ttl", "problem"),
+        [
+            (dt.timedelta(0), "not in the future"),
+            (dt.timedelta(minutes=16), "max ttl"),
+        ],
+    )
+    async def test_expiry_outside_the_target_window_is_refused(
+        self, engine, user_names, ttl, problem
+    ):
+        """Expiries already past or beyond the target's max ttl fail before Redis."""
+        name = user_names()
+        with pytest.raises(InvalidRequestError, match=problem):
+            await engine.issue(request(name, ttl=ttl))
+        assert name not in await acl_users(REDIS_URL)
+
+    async def test_naive_expiry_is_refused(self, engine, user_names):
+        """An expiry without a timezone is refused."""
+        name = user_names()
+        naive = IssueRequest(
+            lease_id=LeaseId("lse_" + name.removeprefix("gp_")),
+            name=name,
+            actions=("read",),
+            principal="agt_test",
+            expires_at=dt.datetime(2026, 1, 1, 0, 5),  # noqa: DTZ001 - the point
+        )
+        with pytest.raises(InvalidRequestError, match="timezone"):
+            await engine.issue(naive)
+
+    @pytest.mark.parametrize("actions", [(), ("admin",), ("read", "admin")])
+    async def test_actions_without_grants_are_refused(
+        self, engine, user_names, actions
+    ):
+        """No action, or one the target does not grant, fails before Redis."""
+        name = user_names()
+        bad = IssueRequest(
+            lease_id=LeaseId("lse_" + name.removeprefix("gp_")),
+            name=name,
+            actions=actions,
+            principal="agt_test",
+            expires_at=CLOCK.now() + dt.timedelta(minutes=1),
+        )
+        with pytest.raises(InvalidScopeError):
+            await engine.issue(bad)
+        assert name not in await acl_users(REDIS_URL)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestRevoke:
+    """Revocation deletes the user and cuts its live connections."""
+
+    async def test_open_connection_is_killed_and_auth_fails(self, engine, user_names):
+        """After revoke an open connection drops and a new AUTH is refused."""
+        credential = await engine.issue(request(user_names(), "write"))
+        client = connect_as(credential)
+        try:
+            assert await client.ping()
+            await engine.revoke(credential.handle)
+            await wait_until_dropped(client)
+        finally:
+            await client.aclose()
+        fresh = connect_as(credential)
+        try:
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                await fresh.ping()
+        finally:
+            await fresh.aclose()
+        assert credential.handle not in await acl_users(REDIS_URL)
+
+    async def test_revoke_is_idempotent(self, engine, user_names):
+        """Revoking twice, or a name never issued, succeeds quietly."""
+        name = user_names()
+        await engine.issue(request(name))
+        await engine.revoke(name)
+        await engine.revoke(name)
+        await engine.revoke(user_names())
+
+    @pytest.mark.parametrize(
+        "handle", ["default", "gp_", "gp_abc", "app_user", "gp_aaaa aaaa", "*"]
+    )
+    async def test_foreign_handle_is_refused(self, engine, handle):
+        """Revoke never touches a user that is not a gatepass credential."""
+        with pytest.raises(InvalidRequestError, match="not a gatepass"):
+            await engine.revoke(handle)
+        assert "default" in await acl_users(REDIS_URL)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestMounts:
+    """Two mounts on one server are kept apart by their key patterns."""
+
+    async def test_credential_of_one_mount_fails_on_another(
+        self, redis_url, user_names
+    ):
+        """
+        A credential for mount A cannot touch mount B's keys.
+
+        ACL users are server-wide and every logical database shares them (SELECT
+        is not an ACL boundary), so on Redis "mount" separation means disjoint
+        key and channel patterns on the same server; that is what is tested here.
+        """
+        mount_a = build(make_settings(redis_url, prefix=f"a{RUN}"), make_target("a"))
+        mount_b = build(make_settings(redis_url, prefix=f"b{RUN}"), make_target("b"))
+        client = connect_as(await mount_a.issue(request(user_names(), "write")))
+        try:
+            assert await client.set(f"a{RUN}:app:1", "v")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.get(f"b{RUN}:app:1")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.set(f"b{RUN}:app:1", "v")
+        finally:
+            await client.aclose()
+            await delete_keys(f"a{RUN}:app:1")
+            await mount_a.aclose()
+            await mount_b.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestReap:
+    """The reaper removes stray gp_ users and nothing else."""
+
+    async def test_reap_removes_stray_and_keeps_the_rest(
+        self, engine, redis_url, user_names
+    ):
+        """A stray gp_ user goes; live ones, default and non-gatepass users stay."""
+        stray, live = user_names(), user_names()
+        other = f"gp_Manual{RUN}"
+        CREATED_USERS.update({other, f"app_{RUN}"})
+        admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await engine.issue(request(stray))
+            await engine.issue(request(live))
+            for foreign in (other, f"app_{RUN}"):
+                await admin.acl_setuser(foreign, enabled=False, reset=True)
+            # Redis may be shared with other test sessions: their gp_ users count as
+            # live here, so this test never removes anything it did not create.
+            live_handles = {
+                u for u in await acl_users(redis_url) if u.startswith("gp_")
+            } - {stray}
+            removed = await engine.reap(live_handles)
+            users = await acl_users(redis_url)
+        finally:
+            await admin.acl_deluser(other, f"app_{RUN}")
+            await admin.aclose()
+        assert stray in removed
+        assert live not in removed
+        assert stray not in users
+        assert {live, other, f"app_{RUN}", "default"} <= set(users)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestConcurrency:
+    """Many issues and revocations at once leave nothing behind."""
+
+    async def test_fifty_concurrent_issue_and_revoke(self, engine, user_names):
+        """50 concurrent issue-then-revoke pairs leave none of their users."""
+        names = [user_names() for _ in range(50)]
+
+        async def issue_and_revoke(name: str) -> None:
+            credential = await engine.issue(request(name, "write"))
+            await engine.revoke(credential.handle)
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(issue_and_revoke, name)
+        assert not set(names) & set(await acl_users(REDIS_URL))
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestCheck:
+    """check proves the admin can manage ACL users, and errors never leak."""
+
+    async def test_check_passes_with_an_acl_admin(self, engine):
+        """The default user on the test server is an ACL admin."""
+        await engine.check()
+
+    async def test_unreachable_is_unavailable_and_hides_the_url(self):
+        """A refused connection is EngineUnavailableError without the URL."""
+        engine = build(make_settings(f"redis://admin:{ADMIN_PASSWORD}@127.0.0.1:1/0"))
+        name = credential_name(new_lease_id())
+        calls: list[Callable[[], Awaitable[object]]] = [
+            engine.check,
+            lambda: engine.issue(request(name)),
+            lambda: engine.revoke(name),
+            lambda: engine.reap(set()),
+        ]
+        try:
+            for call in calls:
+                with pytest.raises(EngineUnavailableError) as caught:
+                    await call()
+                rendered = "".join(traceback.format_exception(caught.value))
+                assert ADMIN_PASSWORD not in rendered
+                assert "redis://" not in rendered
+        finally:
+            await engine.aclose()
+
+    async def test_wrong_admin_password_is_engine_error(self, redis_url):
+        """An admin the server refuses is EngineError without the password."""
+        parts = urlsplit(redis_url)
+        url = f"redis://nobody{RUN}:{ADMIN_PASSWORD}@{parts.netloc}/0"
+        engine = build(make_settings(url))
+        try:
+            with pytest.raises(EngineError) as caught:
+                await engine.check()
+        finally:
+            await engine.aclose()
+        assert not isinstance(caught.value, EngineUnavailableError)
+        rendered = "".join(traceback.format_exception(caught.value))
+        assert ADMIN_PASSWORD not in rendered
+        assert "admin credential" in str(caught.value)
+
+    async def test_admin_without_acl_rights_is_refused(self, redis_url):
+        """An admin that may not run ACL SETUSER fails the check."""
+        weak = f"weak_{RUN}"
+        CREATED_USERS.add(weak)
+        admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        parts = urlsplit(redis_url)
+        engine = build(
+            make_settings(f"redis://{weak}:{ADMIN_PASSWORD}@{parts.netloc}/0")
+        )
+        try:
+            await admin.acl_setuser(
+                weak,
+                enabled=True,
+                reset=True,
+                passwords=[f"+{ADMIN_PASSWORD}"],
+                categories=["+@read", "+@connection"],
+                commands=["+acl|whoami", "+acl|dryrun"],
+            )
+            with pytest.raises(EngineError) as caught:
+                await engine.check()
+        finally:
+            await engine.aclose()
+            await admin.acl_deluser(weak)
+            await admin.aclose()
+        assert ADMIN_PASSWORD not in str(caught.value)
+
+    async def test_unknown_category_or_command_is_reported(self, redis_url):
+        """Grants naming rules this server lacks fail the check, not issue."""
+        for field, rule in (("categories", "+@nosuch"), ("commands", "+nosuchcmd")):
+            settings = make_settings(redis_url)
+            settings["grants"]["logs"][field] = [rule]
+            engine = build(settings)
+            try:
+                with pytest.raises(EngineError, match=f"grants.logs.{field}"):
+                    await engine.check()
+            finally:
+                await engine.aclose()
+
+
+class TestErrorScrubbing:
+    """Redis errors become gatepass errors that carry no secret."""
+
+    def test_server_reply_is_redacted(self):
+        """A refusal quoting the fresh password shows it redacted."""
+        reply = redis.exceptions.ResponseError("ERR bad modifier '>s3cr3t-pass'")
+        with pytest.raises(EngineError) as caught:
+            _raise_engine_error("acl setuser", reply, redact=["s3cr3t-pass"])
+        assert "s3cr3t-pass" not in str(caught.value)
+        assert "**********" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("error", "expected"),
+        [
+            (
+                redis.exceptions.ConnectionError("redis://u:pw@h"),
+                EngineUnavailableError,
+            ),
+            (redis.exceptions.TimeoutError("redis://u:pw@h"), EngineUnavailableError),
+            (redis.exceptions.AuthenticationError("redis://u:pw@h"), EngineError),
+            (redis.exceptions.NoPermissionError("redis://u:pw@h"), EngineError),
+            (redis.exceptions.DataError("redis://u:pw@h"), EngineError),
+        ],
+    )
+    def test_messages_never_carry_the_driver_text(self, error, expected):
+        """Connection, auth and client errors are described without their text."""
+        with pytest.raises(expected) as caught:
+            _raise_engine_error("check", error)
+        assert "redis://" not in str(caught.value)
+        assert caught.value.__cause__ is None
+
+    @pytest.mark.redis
+    @pytest.mark.anyio
+    async def test_server_refusal_at_issue_is_engine_error(self, redis_url, user_names):
+        """A grant the server rejects fails issue with an EngineError."""
+        settings = make_settings(redis_url)
+        settings["grants"]["read"]["categories"] = ["+@nosuch"]
+        engine = build(settings)
+        name = user_names()
+        try:
+            with pytest.raises(EngineError, match="nosuch") as caught:
+                await engine.issue(request(name))
+        finally:
+            await engine.aclose()
+        assert not isinstance(caught.value, EngineUnavailableError)
+
+
+class RedisSession:
+    """One open connection of an issued credential."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        """Hold the connection."""
+        self._client = client
+
+    async def alive(self) -> bool:
+        """Tell whether the connection still answers PING."""
+        try:
+            return bool(await self._client.ping())
+        except redis.ConnectionError:
+            return False
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self._client.aclose()
+
+
+class RedisProbe:
+    """Looks at Redis with its own admin connection, independently of the engine."""
+
+    async def can_login(self, credential: IssuedCredential) -> bool:
+        """Tell whether the credential authenticates a new connection."""
+        client = connect_as(credential)
+        try:
+            return bool(await client.ping())
+        except redis.exceptions.AuthenticationError:
+            return False
+        finally:
+            await client.aclose()
+
+    async def exists(self, handle: str) -> bool:
+        """Tell whether the ACL user still exists."""
+        return handle in await acl_users(REDIS_URL)
+
+    async def open_session(self, credential: IssuedCredential) -> RedisSession:
+        """Open a dedicated connection with the credential."""
+        return RedisSession(connect_as(credential))
+
+    async def create_foreign(self) -> list[str]:
+        """Create users outside gatepass's naming: plain, and gp_ but malformed."""
+        names = [f"app_{RUN}", f"gp_Manual{RUN}", "gp_" + "A" * 26]
+        CREATED_USERS.update(names)
+        admin = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            for name in names:
+                await admin.acl_setuser(name, enabled=False, reset=True)
+        finally:
+            await admin.aclose()
+        return names
+
+    async def drop_foreign(self, names: list[str]) -> None:
+        """Delete the users :meth:`create_foreign` made."""
+        admin = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            await admin.acl_deluser(*names)
+        finally:
+            await admin.aclose()
+
+
+@pytest.mark.redis
+class TestRedisEngineContract(SecretEngineContract):
+    """
+    The shared engine contract on the real Redis.
+
+    Its reap test removes every well-formed ``gp_`` user but its own live one, so
+    it must not share the Redis with another session's engine tests.
+    """
+
+    @pytest.fixture
+    def clock(self):
+        """A frozen clock starting now."""
+        return fresh_clock()
+
+    @pytest.fixture
+    def actions(self):
+        """The contract issues write credentials."""
+        return ("write",)
+
+    @pytest.fixture
+    def engine(self, redis_url, clock):
+        """A Redis mount whose users the session safety net also knows."""
+        context = EngineContext(
+            state_dir=Path("/nonexistent"), sealer=CONTEXT.sealer, clock=clock
+        )
+        built = RedisEngine.from_target(
+            make_target(max_ttl=dt.timedelta(hours=2)),
+            make_settings(redis_url),
+            context,
+        )
+        try:
+            yield built
+        finally:
+            anyio.run(built.aclose)
+
+    @pytest.fixture
+    def probe(self, redis_url):  # noqa: ARG002 - skips when Redis is absent
+        """A probe with its own admin connections."""
+        return RedisProbe()
