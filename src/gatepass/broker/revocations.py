@@ -16,7 +16,8 @@ creating them and activating their lease, or left by a broker that was down.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 
 import anyio
 from sqlalchemy import Connection
@@ -128,6 +129,13 @@ class RevocationWorker:
             detail=detail,
         )
 
+    def _is_live_now(self, name: str) -> bool:
+        # A credential created after the snapshot was read belongs to a lease that
+        # was committed pending before the engine made it: look again before
+        # removing anything. Only orphan candidates get here, so this is rare.
+        with self._broker.database.reading() as conn:
+            return lease_rows.is_live_name(conn, name)
+
     async def reap(self) -> dict[str, list[str]]:
         """
         Remove credentials in every mount that no live lease accounts for.
@@ -142,7 +150,8 @@ class RevocationWorker:
         removed: dict[str, list[str]] = {}
         async with self._lock:
             for target, engine in broker.engines.items():
-                live = await broker.database.read(_live_handles_of(target))
+                snapshot = await broker.database.read(lease_rows.live_handles)
+                live = _LiveHandles(snapshot, self._is_live_now)
                 try:
                     gone = await engine.reap(live)
                 except GatepassError as error:
@@ -157,9 +166,24 @@ class RevocationWorker:
         return removed
 
 
-def _live_handles_of(target: str) -> Callable[[Connection], set[str]]:
-    return lambda conn: lease_rows.live_handles(conn, target)
-
-
 def _append(entry: AuditEntry) -> Callable[[Connection], object]:
     return lambda conn: audit_log.append_audit(conn, entry)
+
+
+class _LiveHandles(AbstractSet[str]):
+    """The live names: a snapshot, re-checked in the store for any name it lacks."""
+
+    def __init__(self, snapshot: set[str], recheck: Callable[[str], bool]) -> None:
+        self._snapshot = snapshot
+        self._recheck = recheck
+
+    def __contains__(self, name: object) -> bool:
+        if name in self._snapshot:
+            return True
+        return isinstance(name, str) and self._recheck(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._snapshot)
+
+    def __len__(self) -> int:
+        return len(self._snapshot)

@@ -78,6 +78,10 @@ _COMMENT = re.compile(
 )
 # Advisory-lock namespace ("gp"); serializes issue, revoke and reap of one name.
 _LOCK_SPACE = 0x67700000
+# Concurrent GRANTs and DROP OWNEDs rewrite the same ACL rows (pg_class,
+# pg_namespace, pg_database) and fail with "tuple concurrently updated"; the
+# transactions that change ACLs take this per-database lock first.
+_ACL_LOCK = (0x67700001, 0)
 
 Identifier = Annotated[str, Field(pattern=_IDENTIFIER)]
 ObjectName = Annotated[str, Field(pattern=_OBJECT)]
@@ -355,6 +359,7 @@ class PostgresEngine:
 
             conn.add_notice_handler(on_notice)
             async with conn.transaction():
+                await _lock_acls(conn)
                 progress.verbatim = False
                 await conn.execute(
                     sql.SQL(
@@ -511,6 +516,7 @@ class PostgresEngine:
             await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
         await _terminate(conn, oid)
         async with conn.transaction():
+            await _lock_acls(conn)
             await conn.execute(
                 sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role)
             )
@@ -774,6 +780,11 @@ async def _lock(conn: Connection, name: str) -> None:
     await conn.execute(
         sql.SQL("SELECT pg_advisory_lock(%s, %s)"), (_LOCK_SPACE, _lock_key(name))
     )
+
+
+async def _lock_acls(conn: Connection) -> None:
+    """Take the transaction's lock on this database's ACL changes."""
+    await conn.execute(sql.SQL("SELECT pg_advisory_xact_lock(%s, %s)"), _ACL_LOCK)
 
 
 async def _terminate(conn: Connection, oid: int) -> None:

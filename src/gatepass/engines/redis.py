@@ -13,6 +13,7 @@ Every issued user also gets ``-@admin`` as its last rule, so no grant, however
 written, lets an agent run ``ACL``, ``CONFIG``, ``MODULE``, ``CLIENT KILL`` and the
 other administrative commands. Mounts are separated by their key and channel
 patterns: ACL users are server-wide and logical databases are not a boundary.
+Needs Redis 7 or later (ACL selectors, ``ACL DRYRUN``).
 """
 
 from __future__ import annotations

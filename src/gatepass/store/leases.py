@@ -33,6 +33,7 @@ __all__ = [
     "get_lease_by_handle",
     "insert_lease",
     "insert_lease_if_task_open",
+    "is_live_name",
     "list_leases",
     "live_handles",
     "live_leases",
@@ -350,18 +351,33 @@ def activate_lease(
     return result.rowcount > 0
 
 
-def live_handles(conn: Connection, target: str) -> set[str]:
+def is_live_name(conn: Connection, name: str) -> bool:
+    """Tell whether a pending or active lease has this id or handle."""
+    found = conn.execute(
+        select(leases.c.id)
+        .where(
+            leases.c.state.in_(_LIVE),
+            (leases.c.id == name) | (leases.c.handle == name),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def live_handles(conn: Connection) -> set[str]:
     """
-    Return every name a pending or active lease of ``target`` may go by.
+    Return every name a pending or active lease may go by, across all targets.
 
     Both the lease id and the handle are included, so an engine whose handle is
     the lease id (SSH) and one whose handle is the credential name (PostgreSQL,
-    Redis) are both covered, also while a lease is still pending.
+    Redis) are both covered, also while a lease is still pending. All targets are
+    included because mounts can share a namespace (two databases of one PostgreSQL
+    cluster share its roles; two mounts of one Redis share its users): reaping one
+    mount must never remove another's live credential. Handles are unique per
+    lease, so the extra names are harmless.
     """
     rows = conn.execute(
-        select(leases.c.id, leases.c.handle).where(
-            leases.c.target == target, leases.c.state.in_(_LIVE)
-        )
+        select(leases.c.id, leases.c.handle).where(leases.c.state.in_(_LIVE))
     )
     found: set[str] = set()
     for row in rows:
