@@ -178,7 +178,8 @@ class LoopGroupCommit:
     ) -> None:
         """Start with nothing pending."""
         self._runner = GroupCommitWriter(transaction, name="unused")
-        self._pending: list[_Job] = []
+        # Per event loop: a job is always settled on the loop that awaits it.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self.batches = 0
         self.jobs = 0
 
@@ -191,17 +192,20 @@ class LoopGroupCommit:
         """
         loop = asyncio.get_running_loop()
         job = _Job(work=work, future=loop.create_future(), loop=loop)
-        self._pending.append(job)
-        if len(self._pending) == 1:
+        pending = self._pending.setdefault(loop, [])
+        pending.append(job)
+        if len(pending) == 1:
             # call_soon runs after the callbacks already ready in this turn, so
             # requests that reach the store together share one commit.
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush, loop)
         return await job.future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        if self._pending:
-            batch[0].loop.call_soon(self._flush)
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending.pop(loop, [])
+        batch, rest = pending[:_MAX_BATCH], pending[_MAX_BATCH:]
+        if rest:
+            self._pending[loop] = rest
+            loop.call_soon(self._flush, loop)
         self._runner._run_batch(batch)  # noqa: SLF001 - same module family
         self.batches += 1
         self.jobs += len(batch)
