@@ -1054,7 +1054,7 @@ class TestCheckAndErrors:
         table: str,
         problem: str,
     ) -> None:
-        """An admin that cannot pass a privilege on fails check; issue leaves no role."""
+        """An admin unable to pass a privilege on fails check; issue leaves no role."""
         canary_password = "Canary-Password-1a2b3c4d5e6f"
         monkeypatch.setattr(postgres_module, "_new_password", lambda: canary_password)
         clock = fresh_clock()

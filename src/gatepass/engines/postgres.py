@@ -62,8 +62,9 @@ Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 # A reaper that read the live handles just before an issue recorded its pending
 # lease would otherwise remove the credential being handed out; roles younger than
-# this are spared (the next pass removes them).
-REAP_GRACE = dt.timedelta(seconds=60)
+# this are spared (the next pass removes them). The broker also re-checks the store
+# for any name missing from its snapshot, so this is a second, short safeguard.
+REAP_GRACE = dt.timedelta(seconds=2)
 TERMINATE_WAIT_MS = 3000
 _HANDLE = re.compile(r"gp_[a-z2-7]{26}")
 # Plain ASCII identifiers only; PostgreSQL truncates names past 63 bytes.
@@ -304,7 +305,7 @@ class PostgresEngine:
             superuser, createrole, inherit, connect = row
             if not (superuser or createrole):
                 raise self._error("admin role lacks CREATEROLE")
-            if not inherit:
+            if not (superuser or inherit):
                 raise self._error("admin role must be INHERIT (it joins roles to drop)")
             if not connect:
                 raise self._error(
@@ -453,9 +454,10 @@ class PostgresEngine:
             stale = [
                 name
                 for name, comment in await cursor.fetchall()
+                # Cheap tests first: membership may consult the store again.
                 if _HANDLE.fullmatch(name)
-                and name not in live_handles
                 and _created(comment) <= now - REAP_GRACE
+                and name not in live_handles
             ]
             for name in stale:
                 progress.step = f"reap {name}"
@@ -533,58 +535,52 @@ class PostgresEngine:
             raise self._error(f"{progress.step}: sessions of the role survived")
 
     async def _check_grant(self, conn: Connection, grant: PostgresGrant) -> None:
-        if (
-            await _fetchone(
-                conn,
-                sql.SQL("SELECT has_schema_privilege(%s, 'USAGE WITH GRANT OPTION')"),
-                (grant.schema_name,),
-            )
-        )[0] is not True:
-            raise self._error(
-                f"admin role cannot grant USAGE on schema {grant.schema_name}"
-            )
+        """Raise unless the admin can pass on every privilege of ``grant``."""
+        schema = grant.schema_name
+        usage = await _fetchone(
+            conn,
+            sql.SQL("SELECT has_schema_privilege(%s, 'USAGE WITH GRANT OPTION')"),
+            (schema,),
+        )
+        if usage[0] is not True:
+            raise self._error(f"admin role cannot grant USAGE on schema {schema}")
         on_tables = grant.tables is not None
         objects = grant.tables if grant.tables is not None else grant.sequences or ()
-        kinds = ["r", "p", "v", "m", "f"] if on_tables else ["S"]
-        check = "has_table_privilege" if on_tables else "has_sequence_privilege"
+        # Every object the grant covers, with each privilege: absent (no oid) or
+        # lacking the grant option.
         cursor = await conn.execute(
             sql.SQL(
-                "SELECT c.relname, p.privilege FROM pg_class c"
+                "WITH objects AS (SELECT c.oid, c.relname FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " CROSS JOIN unnest(%s::text[]) AS p(privilege)"
-                " WHERE n.nspname = %s AND c.relkind::text = ANY(%s)"
-                " AND (%s OR c.relname = ANY(%s))"
-                " AND NOT {}(c.oid, p.privilege || ' WITH GRANT OPTION')"
-                " ORDER BY 1, 2 LIMIT 1"
-            ).format(sql.Identifier(check)),
-            (
-                list(grant.privileges),
-                grant.schema_name,
-                kinds,
-                "*" in objects,
-                [name for name in objects if name != "*"],
+                " WHERE n.nspname = %(schema)s AND c.relkind::text = ANY(%(kinds)s)),"
+                " wanted AS (SELECT relname AS name FROM objects WHERE %(every)s"
+                " UNION SELECT unnest(%(names)s::text[]))"
+                " SELECT w.name, p.privilege, o.oid IS NULL FROM wanted w"
+                " CROSS JOIN unnest(%(privileges)s::text[]) AS p(privilege)"
+                " LEFT JOIN objects o ON o.relname = w.name"
+                " WHERE o.oid IS NULL"
+                " OR NOT {}(o.oid, p.privilege || ' WITH GRANT OPTION')"
+                " ORDER BY 3 DESC, 1, 2 LIMIT 1"
+            ).format(
+                sql.Identifier(
+                    "has_table_privilege" if on_tables else "has_sequence_privilege"
+                )
             ),
+            {
+                "schema": schema,
+                "kinds": ["r", "p", "v", "m", "f"] if on_tables else ["S"],
+                "every": "*" in objects,
+                "names": [name for name in objects if name != "*"],
+                "privileges": list(grant.privileges),
+            },
         )
-        missing = await cursor.fetchone()
-        if missing is not None:
-            raise self._error(
-                f"admin role cannot grant {missing[1]} on "
-                f"{grant.schema_name}.{str(missing[0])[:63]}"
-            )
-        if "*" in objects:
+        problem = await cursor.fetchone()
+        if problem is None:
             return
-        cursor = await conn.execute(
-            sql.SQL(
-                "SELECT wanted FROM unnest(%s::text[]) AS wanted WHERE NOT EXISTS ("
-                " SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = wanted"
-                " AND c.relkind::text = ANY(%s)) LIMIT 1"
-            ),
-            (list(objects), grant.schema_name, kinds),
-        )
-        absent = await cursor.fetchone()
-        if absent is not None:
-            raise self._error(f"{grant.schema_name}.{absent[0]} does not exist")
+        name, privilege, absent = str(problem[0])[:63], problem[1], problem[2]
+        if absent:
+            raise self._error(f"{schema}.{name} does not exist")
+        raise self._error(f"admin role cannot grant {privilege} on {schema}.{name}")
 
     def _slots(self) -> asyncio.Semaphore:
         # A semaphore belongs to one event loop; tests run several in turn.
@@ -634,9 +630,11 @@ class PostgresEngine:
                 f"postgres target {target}: cannot connect to the server"
             )
         sqlstate = exc.sqlstate or ""
-        if sqlstate == "" or sqlstate.startswith(("08", "53", "57")):
+        # Connection loss, resource shortage, shutdown, timeouts: worth retrying.
+        if sqlstate == "" or sqlstate.startswith(("08", "53", "57", "55P03")):
             return EngineUnavailableError(
-                f"postgres target {target}: {progress.step}: connection lost"
+                f"postgres target {target}: {progress.step}: server unavailable "
+                f"or timed out ({sqlstate or 'connection lost'})"
             )
         detail = sqlstate
         if progress.verbatim and exc.diag.message_primary:
