@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gatepass.errors import ConfigurationError
 from gatepass.models import Target
@@ -140,14 +147,18 @@ class TargetSettings(_Section):
     # The engine's own settings ([targets.engine]); each engine validates them.
     engine: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("uri")
-    @classmethod
-    def _absolute_uri(cls, value: str) -> str:
-        parts = urlsplit(value)
+    @model_validator(mode="after")
+    def _absolute_uri(self) -> TargetSettings:
+        parts = urlsplit(self.uri)
         # RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
-            raise ValueError("must be an absolute http(s) URI without a fragment")
-        return value
+        # Tokens for http targets are checked by resource servers, so those must be
+        # http(s); engine targets name their system (postgresql://, redis://, ssh://).
+        web = parts.scheme in {"http", "https"}
+        if not parts.scheme or not parts.netloc or parts.fragment:
+            raise ValueError("uri must be an absolute URI without a fragment")
+        if self.kind == "http" and not web:
+            raise ValueError("uri of an http target must be an http(s) URI")
+        return self
 
     def to_target(self) -> Target:
         """Return the runtime record."""

@@ -63,7 +63,7 @@ class TestLoadSettings:
                     '[[targets]]\nname = "t"\nuri = "https://t/#frag"\n'
                     'environment = "dev"\ntenant = "a"\nactions = ["read"]'
                 ),
-                "targets[0].uri",
+                "targets[0]: Value error, uri",
             ),
         ],
     )
@@ -89,6 +89,22 @@ class TestLoadSettings:
             Settings.model_validate(
                 {"targets": [target, {**target, "uri": "https://u/"}]}
             )
+
+    def test_engine_targets_name_their_system(self) -> None:
+        """Engine targets may use their own URI scheme; http targets may not."""
+        target = {
+            "name": "db",
+            "uri": "postgresql://db.internal:5432/orders",
+            "environment": "dev",
+            "tenant": "a",
+            "actions": ["read"],
+        }
+        settings = Settings.model_validate(
+            {"targets": [{**target, "kind": "postgres"}]}
+        )
+        assert settings.targets[0].kind == "postgres"
+        with pytest.raises(ValueError, match="http target"):
+            Settings.model_validate({"targets": [target]})
 
     def test_postgres_url_normalised(self) -> None:
         """A plain postgresql:// URL uses the psycopg 3 driver."""

@@ -245,7 +245,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         metrics=metrics,
         timeout=dt.timedelta(seconds=settings.engines.call_timeout_seconds),
     )
-    revocations = RevocationWorker(broker)
+    revocations = RevocationWorker(
+        broker,
+        stale_after=dt.timedelta(seconds=settings.engines.call_timeout_seconds + 5),
+    )
     broker.revocation_runner = revocations.run
     return Runtime(
         settings=settings,

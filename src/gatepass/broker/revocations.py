@@ -49,10 +49,16 @@ class RevocationWorker:
         broker: the broker whose engines and store these are.
     """
 
-    def __init__(self, broker: BrokerCore) -> None:
+    def __init__(
+        self,
+        broker: BrokerCore,
+        *,
+        stale_after: dt.timedelta = dt.timedelta(seconds=15),
+    ) -> None:
         """Keep the broker; one pass runs at a time."""
         self._broker = broker
         self._lock = anyio.Lock()
+        self._stale_after = stale_after
 
     def _entry(self, kind: str, subject: str, data: dict[str, object]) -> AuditEntry:
         return AuditEntry(
@@ -140,14 +146,24 @@ class RevocationWorker:
         """
         Remove credentials in every mount that no live lease accounts for.
 
-        One mount at a time; a failing mount is logged and skipped until the next
-        pass.
+        Pending leases older than the engine timeout (an issuance that crashed) are
+        ended first and revoked. Then one mount at a time; a failing mount is logged
+        and skipped until the next pass.
 
         Returns:
             The removed handles by target.
         """
         broker = self._broker
         removed: dict[str, list[str]] = {}
+        now = broker.clock.now()
+        abandoned = await broker.database.write(
+            lambda conn: lease_rows.end_stale_pending(
+                conn, issued_before=now - self._stale_after, now=now
+            )
+        )
+        if abandoned:
+            _log.warning("abandoned issuances found", leases=abandoned[:20])
+            await self.run()
         async with self._lock:
             for target, engine in broker.engines.items():
                 snapshot = await broker.database.read(lease_rows.live_handles)

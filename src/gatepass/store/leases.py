@@ -28,6 +28,7 @@ __all__ = [
     "activate_lease",
     "count_live_leases",
     "due_revocations",
+    "end_stale_pending",
     "expire_leases",
     "get_lease",
     "get_lease_by_handle",
@@ -292,6 +293,41 @@ def due_revocations(
         .limit(limit)
     )
     return [_to_lease(row) for row in conn.execute(query)]
+
+
+def end_stale_pending(
+    conn: Connection, *, issued_before: dt.datetime, now: dt.datetime
+) -> list[LeaseId]:
+    """
+    End ``pending`` leases whose issuance cannot still be running.
+
+    A pending lease older than the engine call timeout belongs to an issuance that
+    crashed (``kill -9`` between creating the credential and activating the lease):
+    it becomes ``revoking`` so that its credential, if any, is removed.
+
+    Returns:
+        The ids of the leases ended.
+    """
+    ids = [
+        LeaseId(row.id)
+        for row in conn.execute(
+            select(leases.c.id).where(
+                leases.c.state == LeaseState.PENDING.value,
+                leases.c.issued_at < issued_before,
+            )
+        )
+    ]
+    if ids:
+        conn.execute(
+            update(leases)
+            .where(leases.c.id.in_(ids), leases.c.state == LeaseState.PENDING.value)
+            .values(
+                state=LeaseState.REVOKING.value,
+                next_attempt_at=now,
+                last_error="issuance did not finish (broker stopped)",
+            )
+        )
+    return ids
 
 
 def mark_revoked(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
