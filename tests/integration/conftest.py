@@ -101,6 +101,17 @@ def quickstart_settings(
                 "max_ttl_seconds": 300,
             },
             {
+                "name": "bastion",
+                "uri": "ssh://bastion.example.internal/",
+                "kind": "ssh",
+                "environment": "dev",
+                "tenant": "acme",
+                "risk": "low",
+                "actions": ["read"],
+                "max_ttl_seconds": 600,
+                "engine": {"principals": {"read": ["readonly"]}},
+            },
+            {
                 "name": "globex-dev",
                 "uri": "https://globex.example.internal/",
                 "environment": "dev",
