@@ -33,6 +33,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
+	$(BIN)/python bench/engines.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache
