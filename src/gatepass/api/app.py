@@ -94,6 +94,16 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def _check_engines(runtime: Runtime) -> None:
+    # A target that is down at start is reported, not fatal: the broker serves
+    # every other target, and revocations to this one are retried until it is back.
+    for name, engine in runtime.broker.engines.items():
+        try:
+            await engine.check()
+        except GatepassError as error:
+            _log.error("engine check failed", target=name, detail=error.detail)
+
+
 def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
     """
     Build the ASGI application around a runtime.
@@ -106,6 +116,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await _check_engines(runtime)
         if not background_jobs:
             yield
             return
