@@ -256,7 +256,17 @@ class TestPostgres:
                 targets=[target],
             ) as task,
         ):
-            read = task.postgres(target, "read").connection_kwargs()
+            read_credential = task.postgres(target, "read")
+            renewed = task.renew(read_credential)
+            assert renewed.expires_at >= read_credential.expires_at
+            with _admin() as conn:
+                row = conn.execute(
+                    "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s",
+                    (read_credential.fields["username"],),
+                ).fetchone()
+            assert row is not None
+            assert abs((row[0] - renewed.expires_at).total_seconds()) < 1
+            read = read_credential.connection_kwargs()
             write = task.postgres(target, "write").connection_kwargs()
             with psycopg.connect(**read, autocommit=True) as conn:
                 assert conn.execute("SELECT count(*) FROM app.tickets").fetchone()
@@ -310,7 +320,9 @@ class TestRedis:
                 targets=[target],
             ) as task,
         ):
-            write = redis.Redis(**task.redis(target, "write").connection_kwargs())
+            write_credential = task.redis(target, "write")
+            assert task.renew(write_credential).lease_id == write_credential.lease_id
+            write = redis.Redis(**write_credential.connection_kwargs())
             read = redis.Redis(**task.redis(target, "read").connection_kwargs())
             try:
                 write.set(key, "hello")

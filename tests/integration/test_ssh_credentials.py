@@ -74,6 +74,10 @@ class TestSSHThroughTheBroker:
             certificate = credential.certificate
             assert certificate is not None
             assert certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
+            from gatepass.errors import ConflictError  # noqa: PLC0415
+
+            with pytest.raises(ConflictError, match="request a new one"):
+                task.renew(credential)
             before = httpx.get(krl_url)
             assert before.status_code == 200
             assert not is_revoked(before.content, certificate, tmp_path)

@@ -31,10 +31,12 @@ from gatepass.clock import to_epoch
 from gatepass.engines import IssuedCredential, IssueRequest, credential_name
 from gatepass.errors import (
     AccessDeniedError,
+    ConflictError,
     GatepassError,
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    NotFoundError,
     TokenError,
     TokenRevokedError,
 )
@@ -144,6 +146,71 @@ class CredentialService:
         except GatepassError as error:
             await broker.audit_failure(attempt, error)
             raise
+
+    async def renew(
+        self,
+        lease_id: str,
+        *,
+        authorization: str | None,
+        dpop_proof: str | None,
+        url: str,
+    ) -> dict[str, Any]:
+        """
+        Serve ``POST /v1/credentials/{lease_id}/renew``: extend a live credential.
+
+        Policy is asked again (the context may have changed since issuance) and the
+        new expiry obeys the same caps as a new credential.
+
+        Raises:
+            GatepassError: refused or failed (audited); the lease keeps its expiry.
+        """
+        broker = self._broker
+        attempt = Attempt(kind="credential.renew", subject=lease_id[:64])
+        try:
+            task, agent_id = await self._authenticate(
+                authorization, dpop_proof, url, attempt
+            )
+            attempt.subject = lease_id[:64]
+            lease = await broker.database.read(
+                lambda c: lease_rows.get_lease(c, lease_id)
+            )
+            if lease is None or lease.task_id != task.id:
+                raise NotFoundError("no such lease in this task")
+            if lease.state is not LeaseState.ACTIVE:
+                raise ConflictError(f"lease is {lease.state.value}")
+            target = broker.catalog.resolve(lease.target)
+            agent = await broker.agent(agent_id)
+            if agent is None or agent.status is not AgentStatus.ACTIVE:
+                raise AccessDeniedError("agent is disabled")
+            now = broker.clock.now()
+            checks = [(action, target) for action in lease.actions]
+            facts = task_facts_of(task, now)
+            decisions = broker.decide(policy_requests(agent, facts, checks, now))
+            broker.require_allowed(decisions, attempt)
+            wanted = now + broker.access_ttl(decisions, target, task, now)
+            engine = broker.engines.get(target.name)
+            if engine is None:
+                raise InvalidTargetError("target has no engine configured")
+            expires_at = min(await engine.renew(lease.handle, wanted), wanted)
+        except GatepassError as error:
+            await broker.audit_failure(attempt, error)
+            raise
+        attempt.data["expires_at"] = expires_at.isoformat()
+        entry = broker.entry(attempt, "allow")
+
+        def extend(conn: Connection) -> bool:
+            if not lease_rows.extend_lease(conn, lease.id, expires_at):
+                return False
+            audit_log.append_audit(conn, entry)
+            return True
+
+        if not await broker.database.write(extend):
+            raise ConflictError("lease ended during renewal")
+        return {
+            "lease_id": lease.id,
+            "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+            "expires_in": max(0, to_epoch(expires_at) - to_epoch(now)),
+        }
 
     async def _authenticate(
         self,

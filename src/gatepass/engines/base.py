@@ -116,6 +116,20 @@ class SecretEngine(Protocol):
         """
         ...
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """
+        Extend a live credential to ``expires_at``.
+
+        Returns:
+            The new expiry (never later than asked).
+
+        Raises:
+            EngineError: the credential is gone or the target refused.
+            ConflictError: this kind cannot be extended (an SSH certificate: the
+                agent asks for a new one instead).
+        """
+        ...
+
     async def revoke(self, handle: str) -> None:
         """
         Remove the credential and cut its live sessions. Idempotent.

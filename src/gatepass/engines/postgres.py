@@ -401,6 +401,36 @@ class PostgresEngine:
             },
         )
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """
+        Move the role's ``VALID UNTIL`` to ``expires_at``.
+
+        Raises:
+            EngineError: the handle is malformed, the time naive, or the role gone.
+            EngineUnavailableError: the server cannot be reached.
+        """
+        name = self._role_name(handle)
+        if expires_at.utcoffset() is None:
+            raise self._error("renew: expires_at must be timezone-aware")
+        until = expires_at.astimezone(dt.UTC)
+        progress = _Progress(f"renew {name}")
+
+        async def work(conn: Connection) -> None:
+            await _lock(conn, name)
+            found = await conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s AND rolcanlogin", (name,)
+            )
+            if await found.fetchone() is None:
+                raise self._error(f"renew: role {name} no longer exists")
+            await conn.execute(
+                sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
+                    sql.Identifier(name), sql.Literal(until.isoformat())
+                )
+            )
+
+        await self._run(progress, work)
+        return until
+
     async def revoke(self, handle: str) -> None:
         """
         Forbid new logins, cut live sessions, then drop the role. Idempotent.

@@ -551,6 +551,29 @@ class RedisEngine:
             },
         )
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """
+        Confirm the user still exists; Redis users have no expiry of their own.
+
+        The broker's lease is what ends the user (revocation and the reaper), so
+        renewing is moving the lease's expiry once the user is known to be there.
+
+        Raises:
+            InvalidRequestError: the handle is not a gatepass credential name.
+            EngineError: the user is gone, or Redis refused.
+            EngineUnavailableError: Redis cannot be reached.
+        """
+        name = _check_name(handle)
+        try:
+            async with self._connect() as admin:
+                found = await _command(admin, "ACL", "GETUSER", name)
+        except redis_errors.RedisError as error:
+            _raise_engine_error("renew", error)
+        if not found:
+            msg = f"renew: user {name} no longer exists"
+            raise EngineError(msg)
+        return expires_at
+
     async def revoke(self, handle: str) -> None:
         """
         Cut the user's live connections and delete it, atomically. Idempotent.

@@ -352,6 +352,17 @@ class SSHEngine:
             },
         )
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """
+        Refuse: a certificate's validity is signed into it and cannot change.
+
+        Raises:
+            ConflictError: always; the agent requests a new certificate instead.
+        """
+        del handle, expires_at
+        msg = "an ssh certificate cannot be extended; request a new one"
+        raise ConflictError(msg)
+
     async def revoke(self, handle: str) -> None:
         """
         List the lease's certificates in the KRL. Idempotent.

@@ -99,6 +99,10 @@ class GuardedEngine:
         """Mint a credential."""
         return await self._guard("issue", lambda: self.engine.issue(request))
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """Extend a credential."""
+        return await self._guard("renew", lambda: self.engine.renew(handle, expires_at))
+
     async def revoke(self, handle: str) -> None:
         """Remove a credential and cut its sessions; idempotent."""
         await self._guard("revoke", lambda: self.engine.revoke(handle))

@@ -8,6 +8,7 @@ every credential issued for it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -243,6 +244,23 @@ class Task:
             expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
             fields=fields,
             password=Secret(password) if isinstance(password, str) else None,
+        )
+
+    def renew(self, credential: Credential) -> Credential:
+        """
+        Extend a live credential (PostgreSQL role, Redis user) within its caps.
+
+        Raises:
+            GatepassError: refused (policy, task closed, an SSH certificate, which
+                cannot be extended: ask for a new one).
+        """
+        base = self._close_url.split("/v1/tasks/", 1)[0]
+        url = f"{base}/v1/credentials/{credential.lease_id}/renew"
+        response = self._session.post(url, self._key, access_token=self._live_token())
+        body = response.json()
+        return dataclasses.replace(
+            credential,
+            expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
         )
 
     def postgres(self, target: str, actions: Sequence[str] | str) -> Credential:

@@ -30,6 +30,7 @@ __all__ = [
     "due_revocations",
     "end_stale_pending",
     "expire_leases",
+    "extend_lease",
     "get_lease",
     "get_lease_by_handle",
     "insert_lease",
@@ -398,6 +399,16 @@ def is_live_name(conn: Connection, name: str) -> bool:
         .limit(1)
     ).first()
     return found is not None
+
+
+def extend_lease(conn: Connection, lease_id: str, expires_at: dt.datetime) -> bool:
+    """Move an active lease's expiry; False if it is no longer active."""
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.id == lease_id, leases.c.state == LeaseState.ACTIVE.value)
+        .values(expires_at=expires_at)
+    )
+    return result.rowcount > 0
 
 
 def live_handles(conn: Connection) -> set[str]:

@@ -17,9 +17,11 @@ from gatepass.clock import FrozenClock
 from gatepass.config import Settings
 from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
+    ConflictError,
     EngineUnavailableError,
     InvalidRequestError,
     InvalidTargetError,
+    NotFoundError,
     TokenError,
     TokenRevokedError,
 )
@@ -291,3 +293,57 @@ class TestReaper:
         harness.run(harness.runtime.revocations.reap)
         assert lease_of(harness, live["lease_id"]).state is LeaseState.REVOKED
         assert engine.credentials == {}
+
+
+class TestRenew:
+    """Live credentials are extended within their caps; ended ones are not."""
+
+    def renew(self, harness: Harness, key: DPoPKey, token: str, lease_id: str) -> Any:
+        """Call the renew use case as the API does."""
+        url = f"{ISSUER}/v1/credentials/{lease_id}/renew"
+        return harness.run(
+            lambda: harness.runtime.credentials.renew(
+                lease_id,
+                authorization=f"DPoP {token}",
+                dpop_proof=key.proof(
+                    "POST", url, access_token=token, now=harness.clock.now()
+                ),
+                url=url,
+            )
+        )
+
+    def test_renew_extends(self, vault: tuple[Harness, MemoryEngine]) -> None:
+        """Renewing moves the lease and the credential to a fresh TTL."""
+        harness, engine = vault
+        key = DPoPKey.generate()
+        task = harness.open_task(key, targets=["vault"], max_ttl_seconds=3600)
+        token = task["access_token"]
+        issued = request_credential(
+            harness, key, token, {"target": "vault", "scope": "read"}
+        )
+        harness.clock.advance(300)
+        renewed = self.renew(harness, key, token, issued["lease_id"])
+        assert renewed["expires_in"] == 600
+        lease = lease_of(harness, issued["lease_id"])
+        assert lease.expires_at == harness.clock.now() + dt.timedelta(seconds=600)
+        assert engine.credentials[lease.handle] == lease.expires_at
+
+    def test_renew_refusals(self, vault: tuple[Harness, MemoryEngine]) -> None:
+        """Unknown, foreign and revoked leases cannot be renewed."""
+        harness, _ = vault
+        key, other_key = DPoPKey.generate(), DPoPKey.generate()
+        task = harness.open_task(key, targets=["vault"])
+        other = harness.open_task(other_key, targets=["vault"])
+        issued = request_credential(
+            harness, key, task["access_token"], {"target": "vault", "scope": "read"}
+        )
+        with pytest.raises(NotFoundError):
+            self.renew(harness, other_key, other["access_token"], issued["lease_id"])
+        harness.run(
+            harness.runtime.broker.revoke_lease,
+            issued["lease_id"],
+            actor="t",
+            reason="x",
+        )
+        with pytest.raises(ConflictError):
+            self.renew(harness, key, task["access_token"], issued["lease_id"])

@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 from typing import ClassVar
 
 from gatepass.engines import IssuedCredential, IssueRequest, SecretEngine
-from gatepass.errors import EngineUnavailableError
+from gatepass.errors import EngineError, EngineUnavailableError
 from gatepass.secret import Secret
 
 
@@ -50,6 +50,14 @@ class MemoryEngine:
             secret=Secret("pw-" + request.name),
             fields={"username": request.name},
         )
+
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
+        """Move the credential's expiry."""
+        if handle not in self.credentials:
+            msg = "credential is gone"
+            raise EngineError(msg)
+        self.credentials[handle] = expires_at
+        return expires_at
 
     async def revoke(self, handle: str) -> None:
         """Remove the credential, or fail as told."""

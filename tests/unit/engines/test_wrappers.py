@@ -56,6 +56,11 @@ class Misbehaving:
         await self._act()
         return IssuedCredential(handle=request.name, expires_at=request.expires_at)
 
+    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:  # noqa: ARG002
+        """Misbehave."""
+        await self._act()
+        return expires_at
+
     async def revoke(self, handle: str) -> None:  # noqa: ARG002 - protocol shape
         """Misbehave."""
         await self._act()

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gatepass.api.bodies import read_json
+from gatepass.api.bodies import read_body, read_json
 from gatepass.api.errors import NO_STORE
 from gatepass.broker import Runtime
 from gatepass.errors import DPoPProofError, GatepassError, NotFoundError
@@ -36,6 +36,26 @@ async def issue_credential(request: Request) -> Response:
     return JSONResponse(answer, status_code=201, headers=NO_STORE)
 
 
+async def renew_credential(request: Request) -> Response:
+    """Extend a live engine credential of the task."""
+    runtime: Runtime = request.app.state.runtime
+    lease_id = str(request.path_params["lease_id"])
+    url = f"{runtime.settings.server.issuer}/v1/credentials/{lease_id}/renew"
+    proofs = request.headers.getlist("dpop")
+    if len(proofs) > 1:
+        error = DPoPProofError("more than one dpop header")
+        await runtime.broker.record_rejection("credential.renew", error)
+        raise error
+    await read_body(request, runtime.settings.server.max_body_bytes)
+    answer = await runtime.credentials.renew(
+        lease_id,
+        authorization=request.headers.get("authorization"),
+        dpop_proof=proofs[0] if proofs else None,
+        url=url,
+    )
+    return JSONResponse(answer, headers=NO_STORE)
+
+
 async def ssh_krl(request: Request) -> Response:
     """Serve the key revocation list of an SSH target (public: hosts pull it)."""
     runtime: Runtime = request.app.state.runtime
@@ -54,5 +74,6 @@ async def ssh_krl(request: Request) -> Response:
 
 credential_routes = [
     Route("/v1/credentials", issue_credential, methods=["POST"]),
+    Route("/v1/credentials/{lease_id}/renew", renew_credential, methods=["POST"]),
     Route("/v1/ssh/{target}/krl", ssh_krl, methods=["GET"]),
 ]
