@@ -198,6 +198,10 @@ class BrokerCore:
         # through them (both set by bootstrap; empty for an http-only broker).
         self.engines: dict[str, GuardedEngine] = {}
         self.revocation_runner: Callable[[], Awaitable[int]] | None = None
+        # Leases whose engine call is in flight in this process: their revocation
+        # waits until the call returns, so a credential is never created after
+        # its lease was reported revoked.
+        self.issuing: set[str] = set()
         self._agents: ExpiringCache[str, Agent] = ExpiringCache(10_000)
         self._tasks: ExpiringCache[str, Task] = ExpiringCache(100_000)
         self._task_tokens: ExpiringCache[str, dict[str, Any]] = ExpiringCache(100_000)

@@ -313,6 +313,7 @@ class CredentialService:
             broker.forget_task(task.id)
             raise TokenRevokedError("task is closed")
         engine = broker.engines[target.name]
+        broker.issuing.add(lease.id)
         try:
             issued = await engine.issue(
                 IssueRequest(
@@ -325,6 +326,7 @@ class CredentialService:
                 )
             )
         except GatepassError:
+            broker.issuing.discard(lease.id)
             # Nothing usable was handed out; end the lease so the revocation worker
             # removes anything the engine may have half made.
             await broker.database.write(
@@ -333,7 +335,10 @@ class CredentialService:
             await broker.run_revocations()
             raise
         failpoints.hit("credential.after_issue")
-        return await self._activate(lease, issued, target, attempt)
+        try:
+            return await self._activate(lease, issued, target, attempt)
+        finally:
+            broker.issuing.discard(lease.id)
 
     async def _activate(
         self,
@@ -356,8 +361,14 @@ class CredentialService:
             return True
 
         if not await broker.database.write(activate):
-            # The task closed while the engine worked: the lease is already being
-            # revoked; make sure the credential just made goes too.
+            # The task closed while the engine worked. The credential exists now,
+            # so its lease must read revoking until the engine confirms removal.
+            broker.issuing.discard(lease.id)
+            await broker.database.write(
+                lambda conn: lease_rows.reopen_revocation(
+                    conn, lease.id, broker.clock.now()
+                )
+            )
             await broker.run_revocations()
             raise TokenRevokedError("task was closed during issuance")
         broker.metrics.issuances.labels(kind=target.kind, target=target.name).inc()

@@ -85,6 +85,8 @@ class RevocationWorker:
             )
             confirmed = 0
             for lease in due:
+                if lease.id in broker.issuing:
+                    continue
                 if await self._revoke(lease):
                     confirmed += 1
             pending = await broker.database.read(

@@ -41,6 +41,7 @@ __all__ = [
     "live_leases",
     "mark_revoked",
     "record_revoke_failure",
+    "reopen_revocation",
     "revoke_lease",
     "revoke_task_leases",
 ]
@@ -329,6 +330,24 @@ def end_stale_pending(
             )
         )
     return ids
+
+
+def reopen_revocation(conn: Connection, lease_id: str, now: dt.datetime) -> None:
+    """
+    Put an ended lease back to ``revoking``, due now.
+
+    Used when a credential was created after its lease ended (an issuance raced a
+    close on another replica): the lease must not read ``revoked`` while the
+    credential exists.
+    """
+    conn.execute(
+        update(leases)
+        .where(
+            leases.c.id == lease_id,
+            leases.c.state.in_((LeaseState.REVOKED.value, LeaseState.REVOKING.value)),
+        )
+        .values(state=LeaseState.REVOKING.value, revoked_at=None, next_attempt_at=now)
+    )
 
 
 def mark_revoked(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
