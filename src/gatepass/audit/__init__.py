@@ -13,7 +13,13 @@ JSON-lines file. Persistence lives in ``gatepass.store``.
 from __future__ import annotations
 
 from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
-from gatepass.audit.chain import GENESIS_HASH, AuditRecord, chain, record_hash
+from gatepass.audit.chain import (
+    GENESIS_HASH,
+    AuditRecord,
+    chain,
+    chain_after,
+    record_hash,
+)
 from gatepass.audit.checkpoint import (
     AuditSigner,
     Checkpoint,
@@ -37,6 +43,7 @@ __all__ = [
     "VerifyReport",
     "canonical_bytes",
     "chain",
+    "chain_after",
     "export_lines",
     "format_timestamp",
     "jwk_thumbprint",

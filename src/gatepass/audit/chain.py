@@ -22,7 +22,7 @@ from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_ti
 from gatepass.audit.entry import AuditEntry
 from gatepass.errors import AuditIntegrityError
 
-__all__ = ["GENESIS_HASH", "AuditRecord", "chain", "record_hash"]
+__all__ = ["GENESIS_HASH", "AuditRecord", "chain", "chain_after", "record_hash"]
 
 GENESIS_HASH: Final = "0" * 64
 
@@ -171,8 +171,23 @@ def chain(previous: AuditRecord | None, entry: AuditEntry) -> AuditRecord:
     Returns:
         The new record, with ``seq = previous.seq + 1`` (or 1) and its hash.
     """
-    seq = previous.seq + 1 if previous is not None else 1
-    prev_hash = previous.hash if previous is not None else GENESIS_HASH
+    if previous is None:
+        return chain_after(0, GENESIS_HASH, entry)
+    return chain_after(previous.seq, previous.hash, entry)
+
+
+def chain_after(last_seq: int, last_hash: str, entry: AuditEntry) -> AuditRecord:
+    """
+    Place ``entry`` after the chain head ``(last_seq, last_hash)``.
+
+    The store appends with this, since it knows the head rather than the record.
+
+    Args:
+        last_seq: the head's sequence number (0 for an empty chain).
+        last_hash: the head's hash (``GENESIS_HASH`` for an empty chain).
+        entry: the scrubbed entry to append.
+    """
+    seq, prev_hash = last_seq + 1, last_hash
     digest = record_hash(
         seq=seq,
         at=entry.at,

@@ -17,7 +17,7 @@ from gatepass.audit import (
     AuditEntry,
     AuditRecord,
     Checkpoint,
-    record_hash,
+    chain_after,
 )
 from gatepass.store.tables import audit_checkpoints, audit_events, audit_head
 
@@ -64,31 +64,6 @@ _INSERT_EVENT = insert(audit_events)
 _HEAD_KEY = "gatepass_audit_head"
 
 
-def _chain(entry: AuditEntry, seq: int, prev_hash: str) -> AuditRecord:
-    data = dict(entry.data)
-    digest = record_hash(
-        seq=seq,
-        at=entry.at,
-        kind=entry.kind,
-        outcome=entry.outcome,
-        actor=entry.actor,
-        subject=entry.subject,
-        data=data,
-        prev_hash=prev_hash,
-    )
-    return AuditRecord(
-        seq=seq,
-        at=entry.at,
-        kind=entry.kind,
-        outcome=entry.outcome,
-        actor=entry.actor,
-        subject=entry.subject,
-        data=data,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
-
-
 def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
     """
     Append one entry to the chain inside the caller's transaction.
@@ -107,7 +82,7 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
         if head is None or attempt:
             row = conn.execute(_SELECT_HEAD_FOR_UPDATE).one()
             head = (int(row.seq), str(row.hash))
-        record = _chain(entry, head[0] + 1, head[1])
+        record = chain_after(head[0], head[1], entry)
         moved = conn.execute(
             _ADVANCE_HEAD,
             {"old_seq": head[0], "new_seq": record.seq, "new_hash": record.hash},
