@@ -19,6 +19,7 @@ from gatepass.api.routes.admin import admin_routes
 from gatepass.api.routes.credentials import credential_routes
 from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import oauth_routes
+from gatepass.api.routes.proxy_support import proxy_support_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.errors import GatepassError
 from gatepass.observability import Metrics, get_logger
@@ -129,7 +130,13 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             await engine.aclose()
 
     app = Starlette(
-        routes=[*oauth_routes, *credential_routes, *admin_routes, *health_routes],
+        routes=[
+            *oauth_routes,
+            *credential_routes,
+            *proxy_support_routes,
+            *admin_routes,
+            *health_routes,
+        ],
         exception_handlers={
             GatepassError: handle_gatepass_error,
             HTTPException: _http_error,

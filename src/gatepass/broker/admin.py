@@ -115,7 +115,10 @@ class Admin:
     # ---------------------------------------------------------- authentication
 
     async def authenticate(
-        self, authorization: str | None, *, needs: ApiRole = ApiRole.ADMIN
+        self,
+        authorization: str | None,
+        *,
+        roles: frozenset[ApiRole] = frozenset({ApiRole.ADMIN}),
     ) -> Caller:
         """
         Check an ``Authorization: Bearer`` API token.
@@ -142,8 +145,8 @@ class Admin:
             )
             raise AuthenticationError("unknown api token")
         caller = Caller(found[0], found[1])
-        if needs is ApiRole.ADMIN and caller.role is not ApiRole.ADMIN:
-            raise AccessDeniedError("this api token may only introspect")
+        if caller.role not in roles:
+            raise AccessDeniedError(f"a {caller.role.value} token may not do this")
         return caller
 
     # ------------------------------------------------------------------ agents
@@ -290,6 +293,7 @@ class Admin:
         for task_id in closed:
             self.broker.forget_task(task_id)
         if closed:
+            self.broker.notify_revocations()
             await self.broker.run_revocations()
         if agent is None:
             raise NotFoundError("no such agent")

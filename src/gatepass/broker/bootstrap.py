@@ -118,11 +118,12 @@ def _first_start(
         sealed_nonce = sealer.seal(secrets.token_bytes(32))
         keys.write_setting(conn, _NONCE_SECRET, sealed_nonce)
     state = settings.server.state_dir
-    if api_tokens.count_api_tokens(conn) == 0:
-        for role, file_name in (
-            (ApiRole.ADMIN, "admin.token"),
-            (ApiRole.INTROSPECT, "introspect.token"),
-        ):
+    for role, file_name in (
+        (ApiRole.ADMIN, "admin.token"),
+        (ApiRole.INTROSPECT, "introspect.token"),
+        (ApiRole.PROXY, "proxy.token"),
+    ):
+        if api_tokens.count_api_tokens(conn, role) == 0:
             token = f"gp_{role.value}_{secrets.token_urlsafe(32)}"
             token_id = f"tok_{secrets.token_hex(8)}"
             api_tokens.insert_api_token(

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import jwt
 
 from gatepass.audit import AuditEntry
@@ -202,11 +203,24 @@ class BrokerCore:
         # waits until the call returns, so a credential is never created after
         # its lease was reported revoked.
         self.issuing: set[str] = set()
+        # Woken whenever this process revokes something, so revocation streams
+        # push at once instead of waiting for their next poll of the store.
+        self._revoked_event = anyio.Event()
         self._agents: ExpiringCache[str, Agent] = ExpiringCache(10_000)
         self._tasks: ExpiringCache[str, Task] = ExpiringCache(100_000)
         self._task_tokens: ExpiringCache[str, dict[str, Any]] = ExpiringCache(100_000)
 
     # ------------------------------------------------------------------ helpers
+
+    def notify_revocations(self) -> None:
+        """Wake every revocation stream of this process."""
+        event, self._revoked_event = self._revoked_event, anyio.Event()
+        event.set()
+
+    async def wait_for_revocations(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return when this process revokes something, or after ``timeout`` s."""
+        with anyio.move_on_after(timeout):
+            await self._revoked_event.wait()
 
     async def run_revocations(self) -> None:
         """Drive ``revoking`` leases through their engines now (if any engine)."""

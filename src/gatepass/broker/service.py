@@ -431,6 +431,7 @@ class Broker(BrokerCore):
         if not changed:
             raise ConflictError(f"task is already {task.state.value}")
         self.metrics.revocations.labels(reason="task_closed").inc(len(revoked))
+        self.notify_revocations()
         if revoked:
             # Engine credentials are removed now, so live sessions are cut at close.
             await self.run_revocations()
@@ -541,5 +542,6 @@ class Broker(BrokerCore):
         for task_id in expired:
             self.forget_task(task_id)
         if expired or lease_count:
+            self.notify_revocations()
             await self.run_revocations()
         return expired, lease_count

@@ -13,10 +13,17 @@ __all__ = ["ApiRole", "count_api_tokens", "find_api_token", "insert_api_token"]
 
 
 class ApiRole(enum.StrEnum):
-    """What an API token may do: everything, or only introspect tokens."""
+    """
+    What an API token may do.
+
+    ``admin``: everything. ``introspect``: RFC 7662 introspection (resource
+    servers). ``proxy``: introspection, the revocation stream and submitting
+    proxied-call audit records (the credential-injecting proxy).
+    """
 
     ADMIN = "admin"
     INTROSPECT = "introspect"
+    PROXY = "proxy"
 
 
 def insert_api_token(
@@ -55,6 +62,9 @@ def find_api_token(conn: Connection, token_hash: str) -> tuple[str, ApiRole] | N
     return None if row is None else (row.id, ApiRole(row.role))
 
 
-def count_api_tokens(conn: Connection) -> int:
-    """Return how many API tokens exist."""
-    return len(conn.execute(select(api_tokens.c.id)).all())
+def count_api_tokens(conn: Connection, role: ApiRole | None = None) -> int:
+    """Return how many API tokens exist (of ``role``, if given)."""
+    query = select(api_tokens.c.id)
+    if role is not None:
+        query = query.where(api_tokens.c.role == role.value)
+    return len(conn.execute(query).all())

@@ -44,6 +44,7 @@ __all__ = [
     "reopen_revocation",
     "revoke_lease",
     "revoke_task_leases",
+    "revoked_since",
 ]
 
 _LIVE = (LeaseState.PENDING.value, LeaseState.ACTIVE.value)
@@ -428,6 +429,23 @@ def extend_lease(conn: Connection, lease_id: str, expires_at: dt.datetime) -> bo
         .values(expires_at=expires_at)
     )
     return result.rowcount > 0
+
+
+def revoked_since(
+    conn: Connection, since: dt.datetime, *, limit: int = 500
+) -> list[Lease]:
+    """Return access-token leases revoked after ``since``, oldest first."""
+    query = (
+        select(leases)
+        .where(
+            leases.c.kind == ACCESS_TOKEN_KIND,
+            leases.c.state == LeaseState.REVOKED.value,
+            leases.c.revoked_at > since,
+        )
+        .order_by(leases.c.revoked_at, leases.c.id)
+        .limit(limit)
+    )
+    return [_to_lease(row) for row in conn.execute(query)]
 
 
 def live_handles(conn: Connection) -> set[str]:

@@ -149,6 +149,7 @@ leases = Table(
     Column("last_error", String(200)),
     Index("ix_gp_leases_state_expires", "state", "expires_at"),
     Index("ix_gp_leases_target_state", "target", "state"),
+    Index("ix_gp_leases_revoked_at", "revoked_at"),
 )
 
 audit_events = Table(

@@ -97,7 +97,8 @@ async def introspect(request: Request) -> Response:
     """Serve RFC 7662 introspection for resource servers holding an api token."""
     runtime = _runtime(request)
     await runtime.admin.authenticate(
-        request.headers.get("authorization"), needs=ApiRole.INTROSPECT
+        request.headers.get("authorization"),
+        roles=frozenset({ApiRole.ADMIN, ApiRole.INTROSPECT, ApiRole.PROXY}),
     )
     body = await read_form_body(request, runtime.settings.server.max_body_bytes)
     answer = await runtime.status.introspect(body)
