@@ -116,6 +116,7 @@ class TestProxyAudit:
             {"events": []},
             {"events": [{"password": "x"}]},
             {"events": [{"status": "200"}]},
+            {"events": [{"outcome": "maybe"}]},
             {"other": []},
         ],
     )

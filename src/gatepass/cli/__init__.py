@@ -15,6 +15,7 @@ import typer
 from gatepass.cli import agents, audit, keys, leases, policy, targets, tasks
 from gatepass.cli.demo import demo
 from gatepass.cli.output import GatepassGroup
+from gatepass.cli.proxy import proxy
 from gatepass.cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.command("demo")(demo)
+app.command("proxy")(proxy)
 app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(leases.app, name="leases")

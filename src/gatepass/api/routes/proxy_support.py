@@ -47,7 +47,9 @@ _EVENT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "bytes_out": int,
     "latency_ms": (int, float),
     "outcome": str,
+    "error": str,
 }
+_OUTCOMES = frozenset({"ok", "deny", "error"})
 
 
 def _since(request: Request, now: dt.datetime) -> dt.datetime:
@@ -122,7 +124,9 @@ def _validate_events(payload: object) -> list[dict[str, Any]]:
                 raise InvalidRequestError(f"event field {name} has the wrong type")
             if isinstance(value, str) and len(value) > 512:
                 raise InvalidRequestError(f"event field {name} is too long")
-        clean.append(dict(event))
+        if event.get("outcome", "ok") not in _OUTCOMES:
+            raise InvalidRequestError("event outcome must be ok, deny or error")
+        clean.append({k: v for k, v in event.items() if v != ""})
     return clean
 
 
@@ -141,8 +145,8 @@ async def proxy_audit(request: Request) -> Response:
         AuditEntry(
             at=now,
             kind="proxy.call",
-            outcome=str(event.get("outcome", "ok"))[:16],
-            actor=str(event.get("agent_id", "unknown"))[:80],
+            outcome=str(event.get("outcome", "ok")),
+            actor=str(event.get("agent_id") or "unknown")[:80],
             subject=str(event.get("task_id", ""))[:80],
             data={**event, "proxy": caller.token_id},
         )

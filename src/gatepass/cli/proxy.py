@@ -1,0 +1,52 @@
+"""``gatepass proxy``: run the credential-injecting proxy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from gatepass.errors import GatepassError
+from gatepass.observability import configure_logging, get_logger
+from gatepass.proxy.app import create_proxy_app
+from gatepass.proxy.settings import load_proxy_settings
+
+__all__ = ["proxy"]
+
+
+def proxy(
+    config: Path = typer.Option(
+        Path("proxy.toml"),
+        "--config",
+        "-c",
+        help="the proxy's TOML configuration",
+    ),
+) -> None:
+    """Run the credential-injecting proxy on the configured address."""
+    try:
+        settings = load_proxy_settings(config)
+        configure_logging(settings.proxy.log_level)
+        app = create_proxy_app(settings)
+    except GatepassError as error:
+        typer.echo(f"gatepass: {error.detail}", err=True)
+        raise typer.Exit(error.exit_code) from error
+    get_logger("gatepass.proxy").info(
+        "proxy ready",
+        public_url=settings.public_url,
+        broker=settings.broker,
+        routes=[route.name for route in settings.routes],
+        revocation=settings.proxy.revocation,
+    )
+    # The feed and the audit shipper start and stop with the ASGI lifespan.
+    uvicorn.run(
+        app,
+        host=settings.proxy.host,
+        port=settings.proxy.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+        limit_concurrency=4096,
+    )
