@@ -34,6 +34,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/proxy.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

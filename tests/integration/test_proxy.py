@@ -841,9 +841,10 @@ class TestRequestAttacks:
     def test_chunked_oversized_body(
         self, stack: Stack, task: Task, http: httpx.Client
     ) -> None:
-        """A chunked body is cut off at the limit and answered 413."""
+        """A chunked body over the limit is refused before the upstream is called."""
         token = task.access_token(stack.target("tickets-saas"), "write")
         url = stack.url("/tickets-saas/v1/tickets")
+        before = stack.upstream.count
 
         def chunks() -> Iterator[bytes]:
             for _ in range(10):
@@ -851,7 +852,22 @@ class TestRequestAttacks:
 
         response = http.post(url, content=chunks(), headers=token.headers("POST", url))
         assert response.status_code == 413
-        assert all(seen["body_length"] <= 65_536 for seen in stack.upstream.requests)
+        assert stack.upstream.count == before
+
+    def test_chunked_body_within_the_limit(
+        self, stack: Stack, task: Task, http: httpx.Client
+    ) -> None:
+        """A chunked body within the limit is forwarded with its length."""
+        token = task.access_token(stack.target("tickets-saas"), "write")
+        url = stack.url("/tickets-saas/v1/tickets")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(3):
+                yield b'{"t": 1}'
+
+        response = http.post(url, content=chunks(), headers=token.headers("POST", url))
+        assert response.status_code < 400, response.text
+        assert stack.upstream.requests[-1]["body_length"] == 24
 
     def test_slow_client_does_not_block_others(
         self, stack: Stack, task: Task, http: httpx.Client

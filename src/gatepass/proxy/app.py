@@ -575,11 +575,17 @@ class ProxyApp:
             for name, value in headers
             if name.lower() == b"transfer-encoding"
         )
-        content: AsyncIterator[bytes] | None = None
-        if declared is not None or chunked:
+        content: AsyncIterator[bytes] | bytes | None = None
+        if declared is not None:
             content = self._body(receive, route, exchange)
-            if declared is not None:
-                forwarded.append((b"content-length", str(declared).encode()))
+            forwarded.append((b"content-length", str(declared).encode()))
+        elif chunked:
+            # No declared length: read the body whole first (it is bounded by the
+            # route's limit), so an oversized one never reaches the upstream.
+            content = await self._buffered_body(receive, route, exchange)
+            if content is None:
+                return
+            forwarded.append((b"content-length", str(len(content)).encode()))
         url = route.settings.upstream_url(relative)
         if query:
             url = f"{url}?{query}"
@@ -616,6 +622,27 @@ class ProxyApp:
             await self._relay(response, send, route, exchange)
         finally:
             await response.aclose()
+
+    async def _buffered_body(
+        self, receive: Receive, route: _Route, exchange: _Exchange
+    ) -> bytes | None:
+        """Return the whole request body, or None if the client went away."""
+        try:
+            return b"".join(
+                [chunk async for chunk in self._body(receive, route, exchange)]
+            )
+        except _BodyTooLargeError:
+            raise _RefusedError(
+                413, "invalid_request", "request body is too large"
+            ) from None
+        except _ClientTimeoutError:
+            raise _RefusedError(
+                408, "invalid_request", "request body was not received in time"
+            ) from None
+        except _ClientGoneError:
+            exchange.status = 499
+            exchange.outcome = "client_closed"
+            return None
 
     async def _body(
         self, receive: Receive, route: _Route, exchange: _Exchange
