@@ -27,133 +27,54 @@ Every answer the proxy makes itself has the broker's error shape
 ``{"error", "error_description"}`` with a fixed description: no value from the
 request, the token or the secret is ever echoed. Every call and every refusal is
 audited through :class:`~gatepass.proxy.audit.AuditShipper`.
+
+The steps live beside this module: ``access`` (4 and 5), ``forwarding`` (8 and 9),
+``refusals`` (the answers above) and ``metrics`` (each request's record).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 
 from gatepass.clock import Clock, SystemClock
-from gatepass.errors import (
-    DPoPNonceRequiredError,
-    DPoPProofError,
-    GatepassError,
-    TokenError,
-    TokenRevokedError,
-)
-from gatepass.proxy.audit import AuditShipper, ProxyAuditEvent
-from gatepass.proxy.compartments import Compartment
-from gatepass.proxy.headers import (
-    HeaderRejectedError,
-    check_request_framing,
-    forward_request_headers,
-    forward_response_headers,
-)
+from gatepass.proxy.access import verify_access
+from gatepass.proxy.asgi import Header, Receive, Scope, Send
+from gatepass.proxy.audit import AuditShipper
+from gatepass.proxy.forwarding import Route, declared_length, forward
+from gatepass.proxy.headers import HeaderRejectedError, check_request_framing
 from gatepass.proxy.limits import TokenBucket
-from gatepass.proxy.paths import PathRejectedError, normalize_path
-from gatepass.proxy.revocations import RevocationFeed
-from gatepass.proxy.rules import RuleSet
-from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings, RouteSettings
-from gatepass.secret import Secret
-from gatepass.tokens import (
-    DPOP_ALGORITHMS,
-    DPoPVerifier,
-    JWKSKeySource,
-    KeySource,
-    MemoryReplayCache,
+from gatepass.proxy.metrics import (
+    Exchange,
+    ProxyMetrics,
+    audit_event,
+    send_own_endpoint,
 )
+from gatepass.proxy.paths import PathRejectedError, normalize_path
+from gatepass.proxy.refusals import (
+    ALGS,
+    AbortedError,
+    RefusedError,
+    send_refusal,
+)
+from gatepass.proxy.revocations import RevocationFeed
+from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings
+from gatepass.secret import Secret
+from gatepass.tokens import DPoPVerifier, JWKSKeySource, KeySource, MemoryReplayCache
 from gatepass.verify import Introspector, ResourceVerifier, VerifiedAccess
 
 __all__ = ["ProxyApp", "create_proxy_app"]
 
 _log = logging.getLogger("gatepass.proxy")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Header = tuple[bytes, bytes]
-
-_ALGS = " ".join(sorted(DPOP_ALGORITHMS))
-# Upstream error bodies are buffered to look for the secret; past this size they
-# are not forwarded at all.
-_MAX_ERROR_BODY = 1_048_576
 _POLICY_VIOLATION = 1008
-
-
-class _RefusedError(Exception):
-    """An answer the proxy gives itself, with a fixed description."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        description: str,
-        *,
-        challenge: str | None = None,
-        headers: tuple[Header, ...] = (),
-    ) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.description = description
-        self.challenge = challenge
-        self.headers = headers
-
-
-class _BodyTooLargeError(Exception):
-    """The request body grew past the route's limit while streaming."""
-
-
-class _ClientTimeoutError(Exception):
-    """The agent stopped sending its body."""
-
-
-class _ClientGoneError(Exception):
-    """The agent disconnected before the request body was complete."""
-
-
-def _quoted(text: str) -> str:
-    # RFC 9110 §5.6.4: a quoted-string may not hold a bare quote or backslash.
-    return text.replace("\\", "").replace('"', "'")
-
-
-def _token_refusal(error: GatepassError) -> _RefusedError:
-    # RFC 6750 §3 and RFC 9449 §7.1: 401 with a DPoP challenge naming the error.
-    code = error.code
-    challenge = (
-        f'DPoP error="{code}", error_description="{_quoted(error.detail)}", '
-        f'algs="{_ALGS}"'
-    )
-    extra: tuple[Header, ...] = ()
-    if isinstance(error, DPoPNonceRequiredError):
-        extra = ((b"dpop-nonce", error.nonce.encode("latin-1", "replace")),)
-    status = 401 if isinstance(error, TokenError | DPoPProofError) else 400
-    return _RefusedError(status, code, error.detail, challenge=challenge, headers=extra)
-
-
-def _header_values(headers: list[Header], name: bytes) -> list[str]:
-    return [value.decode("latin-1") for key, value in headers if key.lower() == name]
 
 
 def _read_token_file(path: Path) -> Callable[[], Secret]:
@@ -161,68 +82,6 @@ def _read_token_file(path: Path) -> Callable[[], Secret]:
         return Secret(path.read_text(encoding="utf-8").strip())
 
     return read
-
-
-@dataclass
-class _Route:
-    """A configured route with its runtime parts."""
-
-    settings: RouteSettings
-    prefix: bytes
-    rules: RuleSet
-    verifier: ResourceVerifier
-    compartment: Compartment
-    allowed_headers: frozenset[str]
-
-
-@dataclass
-class _Exchange:
-    """What one request did, for its audit record and metrics."""
-
-    method: str
-    raw_path: str
-    route: str = "-"
-    path: str = ""
-    access: VerifiedAccess | None = None
-    status: int = 0
-    outcome: str = "ok"
-    bytes_in: int = 0
-    bytes_out: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-
-class _Metrics:
-    """The proxy's metric families; labels are route names and fixed outcomes."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "gatepass_proxy_requests",
-            "Requests answered by the proxy, by route and outcome.",
-            ("route", "outcome"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "gatepass_proxy_request_seconds",
-            "Time from request to the end of the answer, by route.",
-            ("route",),
-            registry=self.registry,
-        )
-        self.stream_up = Gauge(
-            "gatepass_proxy_revocation_stream_up",
-            "1 while the broker's revocation stream is connected.",
-            registry=self.registry,
-        )
-        self.audit_dropped = Gauge(
-            "gatepass_proxy_audit_dropped",
-            "Proxy audit events dropped because the broker was unreachable.",
-            registry=self.registry,
-        )
-        self.audit_queued = Gauge(
-            "gatepass_proxy_audit_queued",
-            "Proxy audit events waiting to be sent to the broker.",
-            registry=self.registry,
-        )
 
 
 class ProxyApp:
@@ -287,15 +146,13 @@ class ProxyApp:
         self.shipper = shipper or AuditShipper(
             settings.broker, token_file, max_queue=server.audit_queue_size
         )
-        self._routes: list[_Route] = []
+        self._routes: list[Route] = []
         self._lease_buckets: dict[str, TokenBucket] = {}
         self._route_buckets: dict[str, TokenBucket] = {}
         for route in settings.routes:
             self._routes.append(
-                _Route(
-                    settings=route,
-                    prefix=route.prefix.encode("ascii"),
-                    rules=route.rule_set(),
+                Route.build(
+                    route,
                     verifier=ResourceVerifier(
                         issuer=settings.broker,
                         audience=route.target,
@@ -304,8 +161,6 @@ class ProxyApp:
                         public_url=settings.public_url,
                         dpop_verifier=dpop,
                     ),
-                    compartment=Compartment.load(route.name, route.auth),
-                    allowed_headers=frozenset(route.allowed_headers),
                 )
             )
             self._lease_buckets[route.name] = TokenBucket(
@@ -314,7 +169,7 @@ class ProxyApp:
             self._route_buckets[route.name] = TokenBucket(
                 route.rate_per_route, route.burst_per_route, clock=self._clock
             )
-        self.metrics = _Metrics()
+        self.metrics = ProxyMetrics()
         self._started = False
 
     def __repr__(self) -> str:
@@ -390,16 +245,22 @@ class ProxyApp:
         )
         method = str(scope["method"]).upper()
         if raw_path.decode("latin-1") in RESERVED_PATHS and method in {"GET", "HEAD"}:
-            await self._own_endpoint(raw_path.decode("latin-1"), send)
+            await send_own_endpoint(
+                send,
+                raw_path.decode("latin-1"),
+                metrics=self.metrics,
+                stream_healthy=self.feed is not None and self.feed.healthy,
+                shipper=self.shipper,
+            )
             return
-        exchange = _Exchange(method=method, raw_path=raw_path.decode("latin-1"))
+        exchange = Exchange(method=method, raw_path=raw_path.decode("latin-1"))
         try:
             await self._proxy(scope, receive, send, raw_path, exchange)
-        except _RefusedError as refusal:
+        except RefusedError as refusal:
             exchange.status = refusal.status
             exchange.outcome = refusal.code
-            exchange.bytes_out = await self._refuse(send, refusal)
-        except _AbortedError:
+            exchange.bytes_out = await send_refusal(send, refusal)
+        except AbortedError:
             # The answer had started: returning without its last message makes the
             # server close the connection, so the agent sees it was cut short.
             if exchange.outcome == "ok":
@@ -413,7 +274,7 @@ class ProxyApp:
         receive: Receive,
         send: Send,
         raw_path: bytes,
-        exchange: _Exchange,
+        exchange: Exchange,
     ) -> None:
         route = self._route_for(raw_path)
         exchange.route = route.settings.name
@@ -421,22 +282,30 @@ class ProxyApp:
         self._check_headers(headers)
         path = self._normalized(raw_path, route)
         exchange.path = path
-        access = await self._verify(route, exchange.method, raw_path, headers)
+        access = await verify_access(
+            route,
+            exchange.method,
+            raw_path,
+            headers,
+            feed=self.feed,
+            introspector=self.introspector,
+        )
         exchange.access = access
         relative = path[len(route.prefix) - 1 :]
         if not route.rules.allows(access.scopes, exchange.method, relative):
-            raise _RefusedError(
+            raise RefusedError(
                 403,
                 "insufficient_scope",
                 "the token's scope does not allow this method and path",
                 challenge=(
                     'DPoP error="insufficient_scope", error_description='
-                    f'"the token\'s scope does not allow this request", algs="{_ALGS}"'
+                    f'"the token\'s scope does not allow this request", algs="{ALGS}"'
                 ),
             )
         self._check_rate(route, access)
-        declared = self._declared_length(headers, route)
-        await self._forward(
+        declared = declared_length(headers, route)
+        await forward(
+            self._http,
             scope,
             receive,
             send,
@@ -447,83 +316,36 @@ class ProxyApp:
             exchange=exchange,
         )
 
-    def _route_for(self, raw_path: bytes) -> _Route:
+    def _route_for(self, raw_path: bytes) -> Route:
         for route in self._routes:
             if raw_path.startswith(route.prefix):
                 return route
-        raise _RefusedError(404, "not_found", "no route serves this path")
+        raise RefusedError(404, "not_found", "no route serves this path")
 
     def _check_headers(self, headers: list[Header]) -> None:
         limit = self.settings.proxy.max_header_bytes
         total = sum(len(name) + len(value) + 4 for name, value in headers)
         if total > limit:
             # RFC 6585 §5.
-            raise _RefusedError(431, "invalid_request", "request headers are too large")
+            raise RefusedError(431, "invalid_request", "request headers are too large")
         try:
             check_request_framing(headers, max_header_bytes=limit)
         except HeaderRejectedError as error:
-            raise _RefusedError(400, "invalid_request", error.detail) from None
+            raise RefusedError(400, "invalid_request", error.detail) from None
 
     @staticmethod
-    def _normalized(raw_path: bytes, route: _Route) -> str:
+    def _normalized(raw_path: bytes, route: Route) -> str:
         try:
             path = normalize_path(raw_path)
         except PathRejectedError as error:
-            raise _RefusedError(400, "invalid_request", error.detail) from None
+            raise RefusedError(400, "invalid_request", error.detail) from None
         if not path.startswith(route.settings.prefix):
-            raise _RefusedError(
+            raise RefusedError(
                 400, "invalid_request", "request path rejected: it leaves its route"
             )
         return path
 
-    async def _verify(
-        self, route: _Route, method: str, raw_path: bytes, headers: list[Header]
-    ) -> VerifiedAccess:
-        authorization = _header_values(headers, b"authorization")
-        proofs = _header_values(headers, b"dpop")
-        if not authorization:
-            raise _RefusedError(
-                401,
-                "invalid_token",
-                "missing access token",
-                challenge=f'DPoP algs="{_ALGS}"',
-            )
-        if len(authorization) > 1 or len(proofs) > 1:
-            # RFC 9449 §4.3 item 1: exactly one DPoP header.
-            raise _token_refusal(
-                DPoPProofError("more than one authorization or dpop header")
-            )
-        # RFC 9449 §4.3 item 9: the htu is this server's URL for the request, rebuilt
-        # from the configured public URL; Host and X-Forwarded-* are the caller's.
-        url = route.verifier.url_for(raw_path.decode("latin-1"))
-        try:
-            # Verification may fetch the JWKS or ask the broker: keep the loop free.
-            access = await asyncio.to_thread(
-                route.verifier.verify,
-                method,
-                url,
-                authorization[0],
-                proofs[0] if proofs else None,
-            )
-            await self._check_revocation(access, authorization[0])
-        except GatepassError as error:
-            raise _token_refusal(error) from None
-        return access
-
-    async def _check_revocation(
-        self, access: VerifiedAccess, authorization: str
-    ) -> None:
-        feed = self.feed
-        if feed is not None and feed.is_revoked(access.jti):
-            raise TokenRevokedError("token is no longer active")
-        if feed is not None and feed.healthy:
-            return
-        # No live push: ask the broker (cached for poll_interval_seconds), and fail
-        # closed if it cannot answer.
-        token = authorization.strip().partition(" ")[2].strip()
-        await asyncio.to_thread(self.introspector.check, token)
-
-    def _check_rate(self, route: _Route, access: VerifiedAccess) -> None:
+    def _check_rate(self, route: Route, access: VerifiedAccess) -> None:
         name = route.settings.name
         lease_bucket = self._lease_buckets[name]
         route_bucket = self._route_buckets[name]
@@ -533,323 +355,17 @@ class ProxyApp:
             wait = route_bucket.retry_after(name)
         else:
             return
-        raise _RefusedError(
+        raise RefusedError(
             429,
             "rate_limited",
             "too many requests; retry later",
             headers=((b"retry-after", str(max(math.ceil(wait), 1)).encode()),),
         )
 
-    @staticmethod
-    def _declared_length(headers: list[Header], route: _Route) -> int | None:
-        values = _header_values(headers, b"content-length")
-        if not values:
-            return None
-        # check_request_framing allowed exactly one plain decimal.
-        length = int(values[0])
-        if length > route.settings.max_body_bytes:
-            raise _RefusedError(413, "invalid_request", "request body is too large")
-        return length
-
-    # ---------------------------------------------------------------- forwarding
-
-    async def _forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        *,
-        route: _Route,
-        relative: str,
-        headers: list[Header],
-        declared: int | None,
-        exchange: _Exchange,
-    ) -> None:
-        forwarded = forward_request_headers(headers, allowed=route.allowed_headers)
-        raw_query: bytes = scope.get("query_string", b"") or b""
-        forwarded, query = route.compartment.apply(
-            forwarded, raw_query.decode("latin-1")
-        )
-        chunked = any(
-            value.lower() == b"chunked"
-            for name, value in headers
-            if name.lower() == b"transfer-encoding"
-        )
-        content: AsyncIterator[bytes] | bytes | None = None
-        if declared is not None:
-            content = self._body(receive, route, exchange)
-            forwarded.append((b"content-length", str(declared).encode()))
-        elif chunked:
-            # No declared length: read the body whole first (it is bounded by the
-            # route's limit), so an oversized one never reaches the upstream.
-            content = await self._buffered_body(receive, route, exchange)
-            if content is None:
-                return
-            forwarded.append((b"content-length", str(len(content)).encode()))
-        url = route.settings.upstream_url(relative)
-        if query:
-            url = f"{url}?{query}"
-        request = self._http.build_request(
-            exchange.method,
-            url,
-            headers=forwarded,
-            content=content,
-            timeout=route.settings.timeout_seconds,
-        )
-        try:
-            response = await self._http.send(request, stream=True)
-        except _BodyTooLargeError:
-            raise _RefusedError(
-                413, "invalid_request", "request body is too large"
-            ) from None
-        except _ClientTimeoutError:
-            raise _RefusedError(
-                408, "invalid_request", "request body was not received in time"
-            ) from None
-        except _ClientGoneError:
-            exchange.status = 499
-            exchange.outcome = "client_closed"
-            return
-        except httpx.TimeoutException:
-            raise _RefusedError(
-                504, "upstream_timeout", "the upstream did not answer in time"
-            ) from None
-        except (httpx.HTTPError, OSError):
-            raise _RefusedError(
-                502, "bad_gateway", "the upstream could not be reached"
-            ) from None
-        try:
-            await self._relay(response, send, route, exchange)
-        finally:
-            await response.aclose()
-
-    async def _buffered_body(
-        self, receive: Receive, route: _Route, exchange: _Exchange
-    ) -> bytes | None:
-        """Return the whole request body, or None if the client went away."""
-        try:
-            return b"".join(
-                [chunk async for chunk in self._body(receive, route, exchange)]
-            )
-        except _BodyTooLargeError:
-            raise _RefusedError(
-                413, "invalid_request", "request body is too large"
-            ) from None
-        except _ClientTimeoutError:
-            raise _RefusedError(
-                408, "invalid_request", "request body was not received in time"
-            ) from None
-        except _ClientGoneError:
-            exchange.status = 499
-            exchange.outcome = "client_closed"
-            return None
-
-    async def _body(
-        self, receive: Receive, route: _Route, exchange: _Exchange
-    ) -> AsyncIterator[bytes]:
-        limit = route.settings.max_body_bytes
-        timeout = route.settings.timeout_seconds
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), timeout)
-            except TimeoutError:
-                raise _ClientTimeoutError from None
-            if message["type"] == "http.disconnect":
-                raise _ClientGoneError
-            chunk: bytes = message.get("body", b"")
-            exchange.bytes_in += len(chunk)
-            if exchange.bytes_in > limit:
-                raise _BodyTooLargeError
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-    async def _relay(
-        self,
-        response: httpx.Response,
-        send: Send,
-        route: _Route,
-        exchange: _Exchange,
-    ) -> None:
-        compartment = route.compartment
-        headers = forward_response_headers(list(response.headers.raw))
-        if any(
-            compartment.contains_secret(name) or compartment.contains_secret(value)
-            for name, value in headers
-        ):
-            self._leak_refused(route)
-        status = response.status_code
-        if status >= httpx.codes.BAD_REQUEST:
-            # Error bodies are where upstreams echo what they were sent: read them
-            # whole (bounded) and never pass on one that holds the secret.
-            body = await self._bounded_body(response, route)
-            if compartment.contains_secret(body):
-                self._leak_refused(route)
-            headers = [
-                (name, value) for name, value in headers if name != b"content-length"
-            ]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send(
-                {"type": "http.response.start", "status": status, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": body})
-            exchange.status = status
-            exchange.outcome = "upstream_error"
-            exchange.bytes_out = len(body)
-            return
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers}
-        )
-        exchange.status = status
-        # A success body streams; a window as long as the secret spans chunk
-        # boundaries, and a body that turns out to hold the secret is cut off.
-        tail = b""
-        try:
-            async for chunk in response.aiter_raw():
-                if compartment.contains_secret(tail + chunk):
-                    exchange.outcome = "secret_in_response"
-                    _log.error(
-                        "upstream response held the route's secret; cut off",
-                        extra={"route": route.settings.name},
-                    )
-                    raise _AbortedError  # noqa: TRY301 - handled right below
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
-                exchange.bytes_out += len(chunk)
-                tail = (tail + chunk)[-256:]
-        except _AbortedError:
-            # Ending without the final message makes the server drop the connection,
-            # so the agent sees a truncated answer rather than a complete one.
-            raise
-        except httpx.TimeoutException:
-            exchange.outcome = "upstream_timeout"
-            raise _AbortedError from None
-        except (httpx.HTTPError, OSError):
-            exchange.outcome = "bad_gateway"
-            raise _AbortedError from None
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _bounded_body(self, response: httpx.Response, route: _Route) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-                if size > _MAX_ERROR_BODY:
-                    raise _RefusedError(
-                        502, "bad_gateway", "the upstream answer could not be relayed"
-                    )
-                parts.append(chunk)
-        except httpx.TimeoutException:
-            raise _RefusedError(
-                504, "upstream_timeout", "the upstream did not answer in time"
-            ) from None
-        except (httpx.HTTPError, OSError):
-            raise _RefusedError(
-                502, "bad_gateway", "the upstream could not be reached"
-            ) from None
-        del route
-        return b"".join(parts)
-
-    @staticmethod
-    def _leak_refused(route: _Route) -> None:
-        _log.error(
-            "upstream answer held the route's secret; replaced",
-            extra={"route": route.settings.name},
-        )
-        raise _RefusedError(
-            502, "bad_gateway", "the upstream answer could not be relayed"
-        )
-
-    # ------------------------------------------------------------------ answers
-
-    @staticmethod
-    async def _refuse(send: Send, refusal: _RefusedError) -> int:
-        body = json.dumps(
-            {"error": refusal.code, "error_description": refusal.description}
-        ).encode()
-        headers: list[Header] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if refusal.challenge is not None:
-            headers.append(
-                (b"www-authenticate", refusal.challenge.encode("latin-1", "replace"))
-            )
-        headers.extend(refusal.headers)
-        # The connection is not reused after a refusal: the rest of a refused
-        # request's body is never read, so the next bytes could be mistaken for
-        # a request (the desync behind request smuggling).
-        headers.append((b"connection", b"close"))
-        with contextlib.suppress(OSError, RuntimeError):
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": refusal.status,
-                    "headers": headers,
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        return len(body)
-
-    async def _own_endpoint(self, path: str, send: Send) -> None:
-        if path == "/healthz":
-            stream = self.feed.healthy if self.feed is not None else None
-            body = json.dumps(
-                {
-                    "status": "ok",
-                    "revocation": "stream" if stream else "poll",
-                }
-            ).encode()
-            content_type = b"application/json"
-        else:
-            self._refresh_gauges()
-            body = generate_latest(self.metrics.registry)
-            content_type = CONTENT_TYPE_LATEST.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    def _refresh_gauges(self) -> None:
-        metrics = self.metrics
-        metrics.stream_up.set(1 if self.feed is not None and self.feed.healthy else 0)
-        metrics.audit_dropped.set(self.shipper.dropped)
-        metrics.audit_queued.set(self.shipper.queued)
-
-    def _record(self, exchange: _Exchange) -> None:
+    def _record(self, exchange: Exchange) -> None:
         latency = time.perf_counter() - exchange.started
-        access = exchange.access
-        self.metrics.requests.labels(exchange.route, exchange.outcome).inc()
-        self.metrics.latency.labels(exchange.route).observe(latency)
-        self.shipper.submit(
-            ProxyAuditEvent(
-                jti=access.jti if access else "",
-                task_id=access.task_id if access else "",
-                agent_id=access.agent_id if access else "",
-                route=exchange.route,
-                method=exchange.method,
-                # The checked path, or the raw one when it never normalised; the
-                # query string (which may carry credentials) is never recorded.
-                path=exchange.path or exchange.raw_path,
-                status=exchange.status,
-                bytes_in=exchange.bytes_in,
-                bytes_out=exchange.bytes_out,
-                latency_ms=round(latency * 1000, 3),
-                outcome=_audit_outcome(exchange),
-            )
-        )
+        self.metrics.observe(exchange, latency)
+        self.shipper.submit(audit_event(exchange, latency))
         _log.info(
             "proxied %s %s -> %s (%s)",
             exchange.method,
@@ -857,24 +373,6 @@ class ProxyApp:
             exchange.status,
             exchange.outcome,
         )
-
-
-def _audit_outcome(exchange: _Exchange) -> str:
-    # The broker's audit log knows ok / deny / error; the precise code is in the
-    # status, the metrics and the proxy's log line.
-    if exchange.outcome in {"ok", "upstream_error"}:
-        return "ok"
-    if exchange.status >= httpx.codes.INTERNAL_SERVER_ERROR or exchange.outcome in {
-        "aborted",
-        "secret_in_response",
-        "client_closed",
-    }:
-        return "error"
-    return "deny"
-
-
-class _AbortedError(Exception):
-    """The response was started and cannot be completed; drop the connection."""
 
 
 def create_proxy_app(

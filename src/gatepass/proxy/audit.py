@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 import httpx
@@ -98,6 +98,7 @@ class AuditShipper:
         flush_interval: seconds between flushes of a partial batch.
         backoff_initial: the first retry delay in seconds.
         backoff_max: the longest retry delay in seconds.
+        pause: waits between retries, given the seconds; by default that long.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class AuditShipper:
         flush_interval: float = 0.5,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        pause: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Keep the configuration; nothing is sent until :meth:`start`."""
         self._url = f"{broker.rstrip('/')}/v1/audit/proxy"
@@ -123,6 +125,7 @@ class AuditShipper:
         self._flush_interval = flush_interval
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._pause = self._wait if pause is None else pause
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -219,14 +222,14 @@ class AuditShipper:
                     continue
                 # The broker is down or refused: wait before trying again; new
                 # events keep queueing (and the oldest drop) meanwhile.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._never(), delay)
+                await self._pause(delay)
                 delay = min(delay * 2, self._backoff_max)
             self._idle.set()
 
     @staticmethod
-    async def _never() -> None:
-        await asyncio.Event().wait()
+    async def _wait(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), seconds)
 
     async def _send_batch(self) -> bool:
         # The batch leaves the queue while in flight, so submit() dropping the

@@ -22,7 +22,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -56,6 +56,8 @@ class RevocationFeed:
         max_entries: the most revoked ids held; the oldest go first.
         backoff_initial: the first reconnection delay in seconds.
         backoff_max: the longest reconnection delay in seconds.
+        pause: waits between reconnections, given the seconds; by default until
+            that many seconds passed or the feed is closed.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class RevocationFeed:
         max_entries: int = 1_000_000,
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
+        pause: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Keep the configuration; nothing connects until :meth:`start`."""
         self._url = f"{broker.rstrip('/')}/v1/revocations/stream"
@@ -84,6 +87,7 @@ class RevocationFeed:
         self._max_entries = max_entries
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._pause = self._until_stopping if pause is None else pause
         self._revoked: OrderedDict[str, dt.datetime] = OrderedDict()
         self._healthy = False
         self._cursor: dt.datetime | None = None
@@ -183,8 +187,10 @@ class RevocationFeed:
         delay = self._backoff_initial
         while not self._stopping.is_set():
             try:
-                await self._follow()
-                delay = self._backoff_initial
+                # Only a stream that was accepted resets the backoff: a broker that
+                # refuses (401, 503) is retried ever more slowly, like a failure.
+                if await self._follow():
+                    delay = self._backoff_initial
             except (httpx.HTTPError, OSError, ValueError) as error:
                 _log.warning("revocation stream failed: %s", type(error).__name__)
             self._set_healthy(healthy=False)
@@ -193,8 +199,11 @@ class RevocationFeed:
             # replicas do not reconnect to a restarted broker in lockstep.
             pause = random.uniform(delay / 2, delay)  # noqa: S311 - not crypto
             delay = min(delay * 2, self._backoff_max)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
+            await self._pause(pause)
+
+    async def _until_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _since(self) -> dt.datetime:
         if self._cursor is None:
@@ -202,7 +211,7 @@ class RevocationFeed:
             return self._clock.now() - self._lifetime
         return self._cursor - _OVERLAP
 
-    async def _follow(self) -> None:
+    async def _follow(self) -> bool:
         credential = self._api_token()
         token = credential.reveal() if isinstance(credential, Secret) else credential
         headers = {
@@ -218,7 +227,7 @@ class RevocationFeed:
                 _log.warning(
                     "revocation stream refused: status %s", response.status_code
                 )
-                return
+                return False
             self._set_healthy(healthy=True)
             data: list[str] = []
             async for line in response.aiter_lines():
@@ -232,6 +241,7 @@ class RevocationFeed:
                 field, _, value = line.partition(":")
                 if field == "data":
                     data.append(value.removeprefix(" "))
+        return True
 
     def _dispatch(self, payload: str) -> None:
         try:

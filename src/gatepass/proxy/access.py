@@ -1,0 +1,98 @@
+"""
+Step 4 and 5 of the pipeline: who is calling, and is their token still live.
+
+The DPoP-bound access token is verified against the route (signature from the
+broker's JWKS, issuer, the route's target as the one audience, expiry) with its
+proof for this exact method and URL, rebuilt from ``public_url`` and the raw path,
+never from ``Host`` or ``X-Forwarded-*``. A token the broker revoked is refused:
+pushed by the revocation stream, or asked of the introspection endpoint while the
+stream is down (fail closed). Every failure is a ``401`` with a DPoP challenge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gatepass.errors import DPoPProofError, GatepassError, TokenRevokedError
+from gatepass.proxy.asgi import Header, header_values
+from gatepass.proxy.forwarding import Route
+from gatepass.proxy.refusals import ALGS, RefusedError, token_refusal
+from gatepass.proxy.revocations import RevocationFeed
+from gatepass.verify import Introspector, VerifiedAccess
+
+__all__ = ["verify_access"]
+
+
+async def verify_access(
+    route: Route,
+    method: str,
+    raw_path: bytes,
+    headers: list[Header],
+    *,
+    feed: RevocationFeed | None,
+    introspector: Introspector,
+) -> VerifiedAccess:
+    """
+    Verify the request's access token and proof, and that it was not revoked.
+
+    Args:
+        route: the route that matched.
+        method: the request method.
+        raw_path: the raw request path, without the query.
+        headers: the request's headers.
+        feed: the revocation stream follower (None in ``poll`` mode).
+        introspector: the broker's introspection endpoint, asked while the
+            stream is down.
+
+    Returns:
+        The verified access.
+
+    Raises:
+        RefusedError: the token or proof is missing, invalid or revoked.
+    """
+    authorization = header_values(headers, b"authorization")
+    proofs = header_values(headers, b"dpop")
+    if not authorization:
+        raise RefusedError(
+            401,
+            "invalid_token",
+            "missing access token",
+            challenge=f'DPoP algs="{ALGS}"',
+        )
+    if len(authorization) > 1 or len(proofs) > 1:
+        # RFC 9449 §4.3 item 1: exactly one DPoP header.
+        raise token_refusal(
+            DPoPProofError("more than one authorization or dpop header")
+        )
+    # RFC 9449 §4.3 item 9: the htu is this server's URL for the request, rebuilt
+    # from the configured public URL; Host and X-Forwarded-* are the caller's.
+    url = route.verifier.url_for(raw_path.decode("latin-1"))
+    try:
+        # Verification may fetch the JWKS or ask the broker: keep the loop free.
+        access = await asyncio.to_thread(
+            route.verifier.verify,
+            method,
+            url,
+            authorization[0],
+            proofs[0] if proofs else None,
+        )
+        await _check_revocation(access, authorization[0], feed, introspector)
+    except GatepassError as error:
+        raise token_refusal(error) from None
+    return access
+
+
+async def _check_revocation(
+    access: VerifiedAccess,
+    authorization: str,
+    feed: RevocationFeed | None,
+    introspector: Introspector,
+) -> None:
+    if feed is not None and feed.is_revoked(access.jti):
+        raise TokenRevokedError("token is no longer active")
+    if feed is not None and feed.healthy:
+        return
+    # No live push: ask the broker (cached for poll_interval_seconds), and fail
+    # closed if it cannot answer.
+    token = authorization.strip().partition(" ")[2].strip()
+    await asyncio.to_thread(introspector.check, token)
