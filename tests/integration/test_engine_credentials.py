@@ -277,9 +277,8 @@ class TestPostgres:
             live = psycopg.connect(**read, autocommit=True)
             try:
                 task.close()
-                started = time.monotonic()
+                # Cut within 2 s: a poll under that deadline.
                 assert poll(lambda: session_is_dead(live), within=2.0)
-                assert time.monotonic() - started < 2.5
             finally:
                 live.close()
             assert not can_login(read)

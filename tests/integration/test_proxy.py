@@ -248,13 +248,13 @@ def _broker_settings(state_dir: Path, broker_port: int, proxy_url: str) -> Setti
     return Settings.model_validate(raw)
 
 
-def _wait_for(condition: Any, what: str) -> float:
-    """Poll ``condition`` until true; return the seconds it took."""
+def _wait_for(condition: Any, what: str, *, within: float = DEADLINE_SECONDS) -> float:
+    """Poll ``condition`` until true, failing after ``within`` seconds."""
     started = time.monotonic()
-    deadline = started + DEADLINE_SECONDS
+    deadline = started + within
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {DEADLINE_SECONDS}s")
+            pytest.fail(f"{what} did not happen within {within}s")
         threading.Event().wait(0.005)
     return time.monotonic() - started
 
@@ -561,8 +561,8 @@ class TestRevocation:
         ]
         assert not feed.is_revoked(jti)
         task.close()
-        elapsed = _wait_for(lambda: feed.is_revoked(jti), "the stream's event")
-        assert elapsed < 2.0
+        # The push must arrive promptly: a deadline, not a timing assertion.
+        _wait_for(lambda: feed.is_revoked(jti), "the stream's event", within=2.0)
         before = stack.upstream.count
         response = http.get(url, headers=token.headers("GET", url))
         assert response.status_code == 401
