@@ -25,7 +25,10 @@ from gatepass.clock import Clock
 from gatepass.config import Settings
 from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
+    AccessDeniedError,
     GatepassError,
+    InvalidScopeError,
+    InvalidTargetError,
     TokenError,
 )
 from gatepass.ids import (
@@ -34,6 +37,8 @@ from gatepass.ids import (
 )
 from gatepass.models import (
     Agent,
+    AgentStatus,
+    Target,
     Task,
     TaskState,
 )
@@ -324,3 +329,64 @@ class BrokerCore:
             expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
             self._task_tokens.put(key, claims, expires)
         return claims
+
+    async def verify_task_request(
+        self,
+        access_token: str,
+        dpop_proof: str | None,
+        *,
+        url: str,
+        attempt: Attempt,
+        subject_is_task: bool = False,
+    ) -> dict[str, Any]:
+        """
+        Verify a task token used as a DPoP-bound access token (RFC 9449 §7).
+
+        The proof must be for ``POST url``, carry ``ath`` for the token and be
+        signed by the task's key. The attempt's actor is set as soon as it is known,
+        so a refusal is audited against the agent (and, with ``subject_is_task``,
+        against the token's task).
+
+        Raises:
+            TokenError: the task token is invalid.
+            DPoPProofError: the proof is missing, replayed or not by the task's key.
+        """
+        claims = await self.verify_task_token(access_token)
+        attempt.actor = str(claims["sub"])
+        if subject_is_task:
+            attempt.subject = str(claims["txn"])
+        self.dpop.verify(
+            dpop_proof,
+            method="POST",
+            url=url,
+            access_token=access_token,
+            expected_jkt=str(claims["cnf"]["jkt"]),
+        )
+        return claims
+
+    async def active_agent(self, agent_id: str) -> Agent:
+        """
+        Return the agent, refusing a disabled or removed one.
+
+        Raises:
+            AccessDeniedError: the agent is disabled or unknown.
+        """
+        agent = await self.agent(agent_id)
+        if agent is None or agent.status is not AgentStatus.ACTIVE:
+            raise AccessDeniedError("agent is disabled")
+        return agent
+
+    def require_target_in_task(
+        self, target: Target, task: Task, actions: tuple[str, ...]
+    ) -> None:
+        """
+        Refuse a target the task did not name, or an action the target lacks.
+
+        Raises:
+            InvalidTargetError: the target is outside the task.
+            InvalidScopeError: an action is not offered by the target.
+        """
+        if target.name not in task.targets:
+            raise InvalidTargetError("target is outside the task")
+        if any(action not in target.actions for action in actions):
+            raise InvalidScopeError("scope names an action the target does not offer")

@@ -30,18 +30,16 @@ from gatepass.broker.service import Broker
 from gatepass.clock import to_epoch
 from gatepass.engines import IssuedCredential, IssueRequest, credential_name
 from gatepass.errors import (
-    AccessDeniedError,
     ConflictError,
     GatepassError,
     InvalidRequestError,
-    InvalidScopeError,
     InvalidTargetError,
     NotFoundError,
     TokenError,
     TokenRevokedError,
 )
 from gatepass.ids import new_lease_id
-from gatepass.models import AgentStatus, Lease, LeaseState, Target, Task, TaskState
+from gatepass.models import Lease, LeaseState, Target, Task, TaskState
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
 
@@ -179,9 +177,7 @@ class CredentialService:
             if lease.state is not LeaseState.ACTIVE:
                 raise ConflictError(f"lease is {lease.state.value}")
             target = broker.catalog.resolve(lease.target)
-            agent = await broker.agent(agent_id)
-            if agent is None or agent.status is not AgentStatus.ACTIVE:
-                raise AccessDeniedError("agent is disabled")
+            agent = await broker.active_agent(agent_id)
             now = broker.clock.now()
             checks = [(action, target) for action in lease.actions]
             facts = task_facts_of(task, now)
@@ -225,15 +221,8 @@ class CredentialService:
         if scheme.lower() != "dpop" or not token:
             # RFC 9449 §7.1: the task token is a DPoP-bound access token.
             raise TokenError("a task token is required (Authorization: DPoP)")
-        claims = await broker.verify_task_token(token)
-        attempt.actor = str(claims["sub"])
-        attempt.subject = str(claims["txn"])
-        broker.dpop.verify(
-            dpop_proof,
-            method="POST",
-            url=url,
-            access_token=token,
-            expected_jkt=str(claims["cnf"]["jkt"]),
+        claims = await broker.verify_task_request(
+            token, dpop_proof, url=url, attempt=attempt, subject_is_task=True
         )
         task = await broker.task(str(claims["txn"]))
         if task is None or task.token_jti != claims.get("jti"):
@@ -250,12 +239,9 @@ class CredentialService:
             raise InvalidTargetError(
                 "http targets take access tokens from the token endpoint"
             )
-        if target.name not in task.targets:
-            raise InvalidTargetError("target is outside the task")
+        self._broker.require_target_in_task(target, task, actions)
         if target.name not in self._broker.engines:
             raise InvalidTargetError("target has no engine configured")
-        if any(action not in target.actions for action in actions):
-            raise InvalidScopeError("scope names an action the target does not offer")
 
     async def _issue(
         self,
@@ -268,9 +254,7 @@ class CredentialService:
         attempt: Attempt,
     ) -> dict[str, Any]:
         broker = self._broker
-        agent = await broker.agent(agent_id)
-        if agent is None or agent.status is not AgentStatus.ACTIVE:
-            raise AccessDeniedError("agent is disabled")
+        agent = await broker.active_agent(agent_id)
         now = broker.clock.now()
         checks = [(action, target) for action in actions]
         facts = task_facts_of(task, now)

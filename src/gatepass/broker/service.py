@@ -44,7 +44,6 @@ from gatepass.errors import (
     GatepassError,
     InvalidClientError,
     InvalidGrantError,
-    InvalidScopeError,
     InvalidTargetError,
     NotFoundError,
     TokenError,
@@ -59,7 +58,6 @@ from gatepass.ids import (
     new_token_id,
 )
 from gatepass.models import (
-    AgentStatus,
     Lease,
     LeaseState,
     Target,
@@ -290,14 +288,8 @@ class Broker(BrokerCore):
             raise InvalidClientError("client_id does not match the subject")
         target = self.catalog.resolve(request.resource)
         attempt.data["target"] = target.name
-        if target.name not in task.targets:
-            raise InvalidTargetError("target is outside the task")
-        unknown = [a for a in request.actions if a not in target.actions]
-        if unknown:
-            raise InvalidScopeError("scope names an action the target does not offer")
-        agent = await self.agent(task.agent_id)
-        if agent is None or agent.status is not AgentStatus.ACTIVE:
-            raise AccessDeniedError("agent is disabled")
+        self.require_target_in_task(target, task, request.actions)
+        agent = await self.active_agent(task.agent_id)
         now = self.clock.now()
         checks = [(action, target) for action in request.actions]
         decisions = self.decide(
@@ -460,14 +452,8 @@ class Broker(BrokerCore):
         """
         attempt = Attempt(kind="task.close", subject=task_id)
         try:
-            claims = await self.verify_task_token(access_token)
-            attempt.actor = str(claims["sub"])
-            self.dpop.verify(
-                dpop_proof,
-                method="POST",
-                url=url,
-                access_token=access_token,
-                expected_jkt=str(claims["cnf"]["jkt"]),
+            claims = await self.verify_task_request(
+                access_token, dpop_proof, url=url, attempt=attempt
             )
             if claims["txn"] != task_id:
                 raise TokenError("token is for another task")
