@@ -13,10 +13,13 @@ from gatepass.errors import (
     TokenError,
 )
 
-__all__ = ["NO_STORE", "error_response", "handle_gatepass_error"]
+__all__ = ["NO_STORE", "RETRY_AFTER_SECONDS", "error_response", "handle_gatepass_error"]
 
 # RFC 6749 §5.1: responses carrying tokens (and their errors) must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# RFC 9110 §10.2.3: a 503 says when to try again. A database or target that is
+# back serves the next request at once, so a short wait is the honest answer.
+RETRY_AFTER_SECONDS = 2
 
 
 def error_response(error: GatepassError) -> JSONResponse:
@@ -27,6 +30,8 @@ def error_response(error: GatepassError) -> JSONResponse:
     carries ``DPoP-Nonce`` (RFC 9449 §8) and a 401 carries ``WWW-Authenticate``.
     """
     headers = dict(NO_STORE)
+    if error.http_status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if isinstance(error, DPoPNonceRequiredError):
         headers["DPoP-Nonce"] = error.nonce
     if isinstance(error, TokenError | InsufficientScopeError):

@@ -150,8 +150,13 @@ class Database:
         its connection saves a pool checkout and return per commit. A connection
         that failed is dropped and a fresh one is opened for the next batch.
         """
-        if self._held is None or self._held.closed:
-            self._held = self._write_engine.connect()
+        try:
+            if self._held is None or self._held.closed:
+                self._held = self._write_engine.connect()
+        except SQLAlchemyError as exc:
+            # A database that is down fails here, before any transaction: it must
+            # still be a StoreError (503), never an unhandled driver error (500).
+            raise StoreError(_describe(exc)) from exc
         conn = self._held
         try:
             with conn.begin():

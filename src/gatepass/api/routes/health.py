@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gatepass.api.errors import RETRY_AFTER_SECONDS
 from gatepass.broker import Runtime
 from gatepass.errors import StoreError
 
@@ -24,7 +25,9 @@ async def readyz(request: Request) -> Response:
         await runtime.database.read(lambda conn: conn.exec_driver_sql("SELECT 1"))
     except StoreError:
         return JSONResponse(
-            {"status": "unavailable", "reason": "store unavailable"}, status_code=503
+            {"status": "unavailable", "reason": "store unavailable"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if runtime.broker.policies.current.policy_count == 0:
         return JSONResponse(
