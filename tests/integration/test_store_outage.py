@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.conftest import POSTGRES_URL, require_service
 
 from gatepass.api import create_app
 from gatepass.broker import build_runtime
 
-from ..conftest import POSTGRES_URL, require_service
 from .agents import ProtocolAgent
 from .conftest import free_port, quickstart_settings, start_server
 from .deadline import poll
