@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -119,6 +120,41 @@ class TestHappyPath:
         assert lease.state.value == "revoked"
         again = agent.post_token(agent.access_form(task["access_token"]))
         assert again.status_code == 200
+
+    def test_issue7_revocation_refuses_another_clients_token(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
+        """RFC 7009 §2.1: naming client B never revokes agent A's token."""
+        other = httpx.post(
+            f"{live_broker.url}/v1/agents",
+            json={
+                "name": f"bystander-{secrets.token_hex(4)}",
+                "tenant": "acme",
+                "public_key": DPoPKey.generate().public_jwk,
+            },
+            headers={"Authorization": f"Bearer {live_broker.admin_token}"},
+        ).json()
+        task = agent.open_task()
+        granted = agent.post_token(agent.access_form(task["access_token"])).json()
+        for token in (granted["access_token"], task["access_token"]):
+            refused = httpx.post(
+                f"{live_broker.url}/revoke",
+                data={"token": token, "client_id": other["id"]},
+            )
+            record = assert_refused(live_broker, refused, 401, "invalid_client")
+            assert record["data"]["client_id"] == other["id"]
+        with live_broker.runtime.database.reading() as conn:
+            from gatepass.store import leases  # noqa: PLC0415
+
+            lease = leases.get_lease(conn, granted["lease_id"])
+        assert lease is not None
+        assert lease.state.value == "active"
+        assert agent.post_token(agent.access_form(task["access_token"])).is_success
+        owned = httpx.post(
+            f"{live_broker.url}/revoke",
+            data={"token": granted["access_token"], "client_id": agent.agent_id},
+        )
+        assert owned.status_code == 200
 
     def test_revocation_of_garbage_is_accepted(self, live_broker: LiveBroker) -> None:
         """Unknown tokens are accepted silently, as RFC 7009 §2.2 requires."""
@@ -390,6 +426,26 @@ class TestTargetsAndScopes:
             from gatepass.store import leases  # noqa: PLC0415
 
             assert leases.list_leases(conn, task_id=task["task_id"]) == []
+
+    def test_issue7_decision_records_carry_policy_digest(
+        self, live_broker: LiveBroker, agent: ProtocolAgent
+    ) -> None:
+        """Allow and deny records name the digest of the policy set that decided."""
+        digest = live_broker.runtime.broker.policies.current.digest
+        task = agent.open_task(purpose="reporting")
+        opened = last_audit(live_broker)
+        assert opened["kind"] == "task.open"
+        assert opened["data"]["policy_digest"] == digest
+        assert agent.post_token(agent.access_form(task["access_token"])).is_success
+        allowed = last_audit(live_broker)
+        assert allowed["outcome"] == "allow"
+        assert allowed["data"]["policy_digest"] == digest
+        assert allowed["data"]["policy_ids"]
+        response = agent.post_token(
+            agent.access_form(task["access_token"], scope="write")
+        )
+        denied = assert_refused(live_broker, response, 403, "access_denied")
+        assert denied["data"]["policy_digest"] == digest
 
     def test_forged_task_token(
         self, live_broker: LiveBroker, agent: ProtocolAgent

@@ -45,6 +45,7 @@ from gatepass.models import (
 from gatepass.observability import Metrics
 from gatepass.policy import (
     Decision,
+    PolicyEngine,
     PolicyHolder,
     PolicyRequest,
 )
@@ -300,10 +301,43 @@ class BrokerCore:
 
     def decide(self, requests: list[PolicyRequest]) -> list[Decision]:
         """Ask the live policy set; any evaluation error is already a deny."""
-        decisions = self.policies.current.decide(requests)
+        return self._decide_with(self.policies.current, requests)
+
+    def _decide_with(
+        self, policy_set: PolicyEngine, requests: list[PolicyRequest]
+    ) -> list[Decision]:
+        decisions = policy_set.decide(requests)
         for request, decision in zip(requests, decisions, strict=True):
             outcome = "allow" if decision.allowed else "deny"
             self.metrics.decisions.labels(action=request.action, outcome=outcome).inc()
+        return decisions
+
+    def authorize(
+        self, requests: list[PolicyRequest], attempt: Attempt
+    ) -> list[Decision]:
+        """
+        Decide, record the decision on the attempt, and raise unless all allow.
+
+        The attempt's audit data gets the deciding policy ids, the digest of the
+        policy set that decided (read once, so a reload in between cannot mix two
+        sets) and any evaluation errors.
+
+        Raises:
+            AccessDeniedError: some decision denied (or failed, which is a deny).
+        """
+        policy_set = self.policies.current
+        decisions = self._decide_with(policy_set, requests)
+        policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
+        errors = [error for d in decisions for error in d.errors]
+        attempt.data["policy_ids"] = policy_ids
+        attempt.data["policy_digest"] = policy_set.digest
+        if errors:
+            attempt.data["policy_errors"] = errors[:5]
+        if not all(decision.allowed for decision in decisions):
+            detail = "policy denied the request"
+            if errors:
+                detail = "policy evaluation failed; denied"
+            raise AccessDeniedError(detail)
         return decisions
 
     # -------------------------------------------------------------- token flow

@@ -181,8 +181,9 @@ class CredentialService:
             now = broker.clock.now()
             checks = [(action, target) for action in lease.actions]
             facts = task_facts_of(task, now)
-            decisions = broker.decide(policy_requests(agent, facts, checks, now))
-            broker.require_allowed(decisions, attempt)
+            decisions = broker.authorize(
+                policy_requests(agent, facts, checks, now), attempt
+            )
             wanted = now + broker.access_ttl(decisions, target, task, now)
             engine = broker.engines.get(target.name)
             if engine is None:
@@ -258,8 +259,9 @@ class CredentialService:
         now = broker.clock.now()
         checks = [(action, target) for action in actions]
         facts = task_facts_of(task, now)
-        decisions = broker.decide(policy_requests(agent, facts, checks, now))
-        broker.require_allowed(decisions, attempt)
+        decisions = broker.authorize(
+            policy_requests(agent, facts, checks, now), attempt
+        )
         ttl = broker.access_ttl(decisions, target, task, now)
         lease_id = new_lease_id()
         name = credential_name(lease_id)

@@ -143,8 +143,7 @@ class Broker(BrokerCore):
             age=dt.timedelta(0),
         )
         checks = [(OPEN_TASK_ACTION, target) for target in targets]
-        decisions = self.decide(policy_requests(agent, facts, checks, now))
-        self.require_allowed(decisions, attempt)
+        decisions = self.authorize(policy_requests(agent, facts, checks, now), attempt)
         ttl = self._task_ttl(details, decisions)
         task = Task(
             id=new_task_id(),
@@ -230,24 +229,6 @@ class Broker(BrokerCore):
                 targets.append(target)
         return targets
 
-    def require_allowed(self, decisions: list[Decision], attempt: Attempt) -> None:
-        """
-        Record the deciding policies on the attempt and raise unless all allow.
-
-        Raises:
-            AccessDeniedError: some decision denied (or failed, which is a deny).
-        """
-        policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
-        errors = [error for d in decisions for error in d.errors]
-        attempt.data["policy_ids"] = policy_ids
-        if errors:
-            attempt.data["policy_errors"] = errors[:5]
-        if not all(decision.allowed for decision in decisions):
-            detail = "policy denied the request"
-            if errors:
-                detail = "policy evaluation failed; denied"
-            raise AccessDeniedError(detail)
-
     def _task_ttl(
         self, details: TaskDetails, decisions: list[Decision]
     ) -> dt.timedelta:
@@ -292,10 +273,9 @@ class Broker(BrokerCore):
         agent = await self.active_agent(task.agent_id)
         now = self.clock.now()
         checks = [(action, target) for action in request.actions]
-        decisions = self.decide(
-            policy_requests(agent, task_facts_of(task, now), checks, now)
+        decisions = self.authorize(
+            policy_requests(agent, task_facts_of(task, now), checks, now), attempt
         )
-        self.require_allowed(decisions, attempt)
         ttl = self.access_ttl(decisions, target, task, now)
         lease = Lease(
             id=new_lease_id(),

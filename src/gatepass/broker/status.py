@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import jwt
@@ -17,6 +18,7 @@ from gatepass.broker.service import (
 from gatepass.errors import (
     ConflictError,
     GatepassError,
+    InvalidClientError,
     InvalidRequestError,
     NotFoundError,
     TokenError,
@@ -105,6 +107,9 @@ class TokenStatus:
             hints = form.get("token_type_hint", [])
             if hints and hints[0] not in {"access_token", "refresh_token"}:
                 raise UnsupportedTokenTypeError("unsupported token_type_hint")
+            client_ids = form.get("client_id", [])
+            if len(client_ids) > 1:
+                raise InvalidRequestError("parameter client_id is repeated")
         except GatepassError as error:
             await self._broker.audit_failure(attempt, error)
             raise
@@ -117,6 +122,17 @@ class TokenStatus:
             return
         typ, claims = verified
         attempt.actor = str(claims.get("sub", "unknown"))
+        if client_ids and not hmac.compare_digest(
+            client_ids[0].encode(), str(claims.get("client_id", "")).encode()
+        ):
+            # RFC 7009 §2.1: a request that identifies a client may revoke only the
+            # tokens issued to that client; anything else is refused.
+            attempt.data["client_id"] = client_ids[0][:64]
+            error: GatepassError = InvalidClientError(
+                "token was not issued to this client"
+            )
+            await self._broker.audit_failure(attempt, error)
+            raise error
         try:
             if typ == TASK_TOKEN_TYP:
                 await self._broker.close_task(
