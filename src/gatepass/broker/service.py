@@ -39,7 +39,6 @@ from gatepass.broker.requests import (
 )
 from gatepass.clock import to_epoch
 from gatepass.errors import (
-    AccessDeniedError,
     ConflictError,
     GatepassError,
     InvalidClientError,
