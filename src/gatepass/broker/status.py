@@ -128,11 +128,9 @@ class TokenStatus:
             # RFC 7009 §2.1: a request that identifies a client may revoke only the
             # tokens issued to that client; anything else is refused.
             attempt.data["client_id"] = client_ids[0][:64]
-            error: GatepassError = InvalidClientError(
-                "token was not issued to this client"
-            )
-            await self._broker.audit_failure(attempt, error)
-            raise error
+            refusal = InvalidClientError("token was not issued to this client")
+            await self._broker.audit_failure(attempt, refusal)
+            raise refusal
         try:
             if typ == TASK_TOKEN_TYP:
                 await self._broker.close_task(
