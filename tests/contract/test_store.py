@@ -14,7 +14,16 @@ from gatepass.errors import ConfigurationError, ConflictError
 from gatepass.ids import new_agent_id, new_lease_id, new_task_id, new_token_id
 from gatepass.models import Agent, AgentStatus, Lease, LeaseState, Task, TaskState
 from gatepass.sealing import Sealer
-from gatepass.store import Database, SqlReplayCache, agents, audit_log, leases, tasks
+from gatepass.single_use import SingleUse
+from gatepass.store import (
+    Database,
+    SqlReplayCache,
+    agents,
+    audit_log,
+    leases,
+    replay,
+    tasks,
+)
 from gatepass.store.tables import settings_kv
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
@@ -231,6 +240,59 @@ class TestReplayCache:
         clock.advance(61)
         assert not cache.seen("dpop", "jti-1", clock.now() + dt.timedelta(seconds=60))
         assert cache.sweep() == 0
+
+
+class TestSingleUse:
+    """Values spent inside a transaction: once, across connections and restarts."""
+
+    def test_claimed_once_until_expiry(self, database: Database) -> None:
+        """A claimed value is refused while live and claimable again once expired."""
+        first = SingleUse("dpop", "jkt:jti-a", T0 + dt.timedelta(seconds=60))
+        other = SingleUse("assertion", "agt:jti-b", T0 + dt.timedelta(seconds=60))
+        with database.transaction() as conn:
+            assert replay.claim_single_use(conn, [first, None], T0) is None
+        with database.transaction() as conn:
+            assert replay.claim_single_use(conn, [other, first], T0) == first
+        with database.transaction() as conn:
+            assert replay.claim_single_use(conn, [other], T0) == other
+        later = T0 + dt.timedelta(seconds=61)
+        renewed = SingleUse("dpop", "jkt:jti-a", later + dt.timedelta(seconds=60))
+        with database.transaction() as conn:
+            assert replay.claim_single_use(conn, [renewed], later) is None
+            assert replay.forget_expired_values(conn, later) == 1
+
+    def test_rolled_back_claim_is_not_spent(self, database: Database) -> None:
+        """A claim whose transaction rolls back leaves the value unspent."""
+        value = SingleUse("dpop", "jkt:jti-c", T0 + dt.timedelta(seconds=60))
+
+        def claim_then_fail() -> None:
+            with database.transaction() as conn:
+                assert replay.claim_single_use(conn, [value], T0) is None
+                raise ConflictError("roll back")
+
+        with pytest.raises(ConflictError):
+            claim_then_fail()
+        with database.transaction() as conn:
+            assert replay.claim_single_use(conn, [value], T0) is None
+
+    def test_concurrent_claims_admit_one(self, database: Database) -> None:
+        """Eight threads claiming one value at once: exactly one succeeds."""
+        value = SingleUse("dpop", "jkt:jti-race", T0 + dt.timedelta(seconds=60))
+        barrier = threading.Barrier(8)
+        results: list[SingleUse | None] = []
+
+        def claim() -> None:
+            barrier.wait()
+            with database.transaction() as conn:
+                results.append(replay.claim_single_use(conn, [value], T0))
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results.count(None) == 1
+        assert results.count(value) == 7
 
 
 class TestSchema:

@@ -8,12 +8,9 @@ creating a role and activating its lease; hundreds of issue/close races.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -38,6 +35,7 @@ from gatepass.store import Database
 from gatepass.store import leases as lease_rows
 
 from .conftest import QUICKSTART_POLICIES, free_port, start_server
+from .processes import serve, stop, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -406,61 +404,8 @@ class TestRaces:
         assert live & ours == set()
 
 
-def _write_config(path: Path, settings: Settings) -> None:
-    """Write ``settings`` as the TOML file ``gatepass serve`` reads."""
-
-    def value(item: Any) -> str:
-        if isinstance(item, bool):
-            return "true" if item else "false"
-        if isinstance(item, (int, float)):
-            return str(item)
-        if isinstance(item, str):
-            return json.dumps(item)
-        if isinstance(item, list):
-            return "[" + ", ".join(value(v) for v in item) + "]"
-        if isinstance(item, dict):
-            return "{" + ", ".join(f"{k} = {value(v)}" for k, v in item.items()) + "}"
-        msg = f"cannot write {type(item).__name__}"
-        raise TypeError(msg)
-
-    data = settings.model_dump(mode="json", exclude_none=True)
-    lines: list[str] = []
-    for section, table in data.items():
-        if section == "targets":
-            for target in table:
-                lines.append("[[targets]]")
-                lines.extend(f"{k} = {value(v)}" for k, v in target.items())
-        else:
-            lines.append(f"[{section}]")
-            lines.extend(f"{k} = {value(v)}" for k, v in table.items())
-    path.write_text("\n".join(lines) + "\n")
-
-
 class TestCrashRecovery:
     """kill -9 between creating a role and activating its lease."""
-
-    def _serve(self, config: Path, url: str, **env: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [
-                str(Path(sys.executable).with_name("gatepass")),
-                "serve",
-                "-c",
-                str(config),
-            ],
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return process.poll() is not None
-
-        assert poll(ready, within=30.0)
-        assert process.poll() is None
-        return process
 
     def test_orphan_role_is_reaped_after_restart(
         self, databases: Databases, tmp_path: Path
@@ -475,11 +420,11 @@ class TestCrashRecovery:
             databases,
             engines={"reap_interval_seconds": 1, "call_timeout_seconds": 1},
         )
-        _write_config(config, settings)
+        write_config(config, settings)
         url = f"http://127.0.0.1:{port}"
         target = f"orders-staging-{RUN}"
         before = gp_roles(databases.staging)
-        dying = self._serve(config, url, GATEPASS_FAILPOINT="credential.after_issue")
+        dying = serve(config, url, GATEPASS_FAILPOINT="credential.after_issue")
         try:
             client = GatepassClient(AgentIdentity.load(state / "demo-agent.json"))
             task = client.open_task(
@@ -508,15 +453,10 @@ class TestCrashRecovery:
             if dying.poll() is None:
                 dying.kill()
                 dying.wait()
-        restarted = self._serve(config, url)
+        restarted = serve(config, url)
         try:
             # The issuance can no longer be running once the engine timeout has
             # passed: the lease is ended and its role removed on the next cycle.
             assert poll(lambda: not (gp_roles(databases.staging) & orphans), within=30)
         finally:
-            restarted.send_signal(signal.SIGINT)
-            try:
-                restarted.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                restarted.kill()
-                restarted.wait()
+            stop(restarted)

@@ -26,7 +26,9 @@ from gatepass.config import Settings
 from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
     AccessDeniedError,
+    DPoPProofError,
     GatepassError,
+    InvalidGrantError,
     InvalidScopeError,
     InvalidTargetError,
     TokenError,
@@ -49,10 +51,12 @@ from gatepass.policy import (
     PolicyHolder,
     PolicyRequest,
 )
+from gatepass.single_use import SingleUse
 from gatepass.store import Database, audit_log
 from gatepass.store import agents as agent_rows
 from gatepass.store import tasks as task_rows
 from gatepass.tokens import (
+    DPoPProof,
     DPoPVerifier,
     JWTIssuer,
     JWTVerifier,
@@ -70,6 +74,7 @@ __all__ = [
     "LiveKeys",
     "OneAgent",
     "TokenResponse",
+    "replay_error",
     "unverified_issuer",
 ]
 
@@ -137,6 +142,13 @@ class OneAgent:
         if self._agent is not None and self._agent.id == agent_id:
             return self._agent
         return None
+
+
+def replay_error(replayed: SingleUse) -> GatepassError:
+    """Return the refusal for a single-use value found already spent."""
+    if replayed.namespace == "dpop":
+        return DPoPProofError("dpop proof replayed")
+    return InvalidGrantError("assertion replayed")
 
 
 def unverified_issuer(token: str) -> str | None:
@@ -372,7 +384,7 @@ class BrokerCore:
         url: str,
         attempt: Attempt,
         subject_is_task: bool = False,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], DPoPProof]:
         """
         Verify a task token used as a DPoP-bound access token (RFC 9449 §7).
 
@@ -380,6 +392,10 @@ class BrokerCore:
         signed by the task's key. The attempt's actor is set as soon as it is known,
         so a refusal is audited against the agent (and, with ``subject_is_task``,
         against the token's task).
+
+        Returns:
+            The task token's claims and the verified proof (whose single-use id the
+            caller records with the request's effect).
 
         Raises:
             TokenError: the task token is invalid.
@@ -389,14 +405,14 @@ class BrokerCore:
         attempt.actor = str(claims["sub"])
         if subject_is_task:
             attempt.subject = str(claims["txn"])
-        self.dpop.verify(
+        proof = self.dpop.verify(
             dpop_proof,
             method="POST",
             url=url,
             access_token=access_token,
             expected_jkt=str(claims["cnf"]["jkt"]),
         )
-        return claims
+        return claims, proof
 
     async def active_agent(self, agent_id: str) -> Agent:
         """

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gatepass import failpoints
-from gatepass.broker.core import Attempt
+from gatepass.broker.core import Attempt, replay_error
 from gatepass.broker.facts import policy_requests, task_facts_of
 from gatepass.broker.requests import parse_scope
 from gatepass.broker.service import Broker
@@ -40,8 +40,11 @@ from gatepass.errors import (
 )
 from gatepass.ids import new_lease_id
 from gatepass.models import Lease, LeaseState, Target, Task, TaskState
+from gatepass.single_use import SingleUse
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
+from gatepass.store import replay as replay_rows
+from gatepass.tokens import DPoPProof
 
 __all__ = ["CredentialService", "parse_credential_request"]
 
@@ -126,7 +129,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.issue")
         try:
-            task, claims_agent = await self._authenticate(
+            task, claims_agent, proof = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )
             reference, actions, public_key = parse_credential_request(payload)
@@ -139,6 +142,7 @@ class CredentialService:
                 target,
                 actions,
                 public_key=public_key,
+                proof=proof,
                 attempt=attempt,
             )
         except GatepassError as error:
@@ -165,7 +169,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.renew", subject=lease_id[:64])
         try:
-            task, agent_id = await self._authenticate(
+            task, agent_id, proof = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )
             attempt.subject = lease_id[:64]
@@ -195,13 +199,21 @@ class CredentialService:
         attempt.data["expires_at"] = expires_at.isoformat()
         entry = broker.entry(attempt, "allow")
 
-        def extend(conn: Connection) -> bool:
+        def extend(conn: Connection) -> SingleUse | bool:
+            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
+            if replayed is not None:
+                return replayed
             if not lease_rows.extend_lease(conn, lease.id, expires_at):
                 return False
             audit_log.append_audit(conn, entry)
             return True
 
-        if not await broker.database.write(extend):
+        extended = await broker.database.write(extend)
+        if isinstance(extended, SingleUse):
+            refusal = replay_error(extended)
+            await broker.audit_failure(attempt, refusal)
+            raise refusal
+        if not extended:
             raise ConflictError("lease ended during renewal")
         return {
             "lease_id": lease.id,
@@ -215,14 +227,14 @@ class CredentialService:
         dpop_proof: str | None,
         url: str,
         attempt: Attempt,
-    ) -> tuple[Task, str]:
+    ) -> tuple[Task, str, DPoPProof]:
         broker = self._broker
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "dpop" or not token:
             # RFC 9449 §7.1: the task token is a DPoP-bound access token.
             raise TokenError("a task token is required (Authorization: DPoP)")
-        claims = await broker.verify_task_request(
+        claims, proof = await broker.verify_task_request(
             token, dpop_proof, url=url, attempt=attempt, subject_is_task=True
         )
         task = await broker.task(str(claims["txn"]))
@@ -230,7 +242,7 @@ class CredentialService:
             raise TokenError("task token names an unknown task")
         if task.state is not TaskState.OPEN or task.expires_at <= broker.clock.now():
             raise TokenRevokedError("task is closed")
-        return task, str(claims["sub"])
+        return task, str(claims["sub"]), proof
 
     def _check_target(
         self, target: Target, task: Task, actions: tuple[str, ...]
@@ -252,6 +264,7 @@ class CredentialService:
         actions: tuple[str, ...],
         *,
         public_key: str | None,
+        proof: DPoPProof,
         attempt: Attempt,
     ) -> dict[str, Any]:
         broker = self._broker
@@ -289,13 +302,19 @@ class CredentialService:
             "allow",
         )
 
-        def record_intent(conn: Connection) -> bool:
+        def record_intent(conn: Connection) -> SingleUse | bool:
+            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
+            if replayed is not None:
+                return replayed
             if not lease_rows.insert_lease_if_task_open(conn, lease, now):
                 return False
             audit_log.append_audit(conn, intent)
             return True
 
-        if not await broker.database.write(record_intent):
+        recorded = await broker.database.write(record_intent)
+        if isinstance(recorded, SingleUse):
+            raise replay_error(recorded)
+        if not recorded:
             broker.forget_task(task.id)
             raise TokenRevokedError("task is closed")
         engine = broker.engines[target.name]

@@ -25,6 +25,7 @@ from gatepass.broker.core import (
     LiveKeys,
     OneAgent,
     TokenResponse,
+    replay_error,
     unverified_issuer,
 )
 from gatepass.broker.facts import policy_requests, task_facts, task_facts_of
@@ -66,8 +67,10 @@ from gatepass.models import (
 from gatepass.policy import (
     Decision,
 )
+from gatepass.single_use import SingleUse
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
+from gatepass.store import replay as replay_rows
 from gatepass.store import tasks as task_rows
 
 __all__ = [
@@ -177,11 +180,19 @@ class Broker(BrokerCore):
         attempt.data["expires_at"] = task.expires_at.isoformat()
         entry = self.entry(attempt, "allow")
 
-        def record(conn: Connection) -> None:
-            task_rows.insert_task(conn, task)
-            audit_log.append_audit(conn, entry)
+        def record(conn: Connection) -> SingleUse | None:
+            # The proof and the assertion are spent exactly when the task commits,
+            # so neither can be accepted again, even after a restart.
+            spent = [proof.single_use, identity.single_use]
+            replayed = replay_rows.claim_single_use(conn, spent, now)
+            if replayed is None:
+                task_rows.insert_task(conn, task)
+                audit_log.append_audit(conn, entry)
+            return replayed
 
-        await self.database.write(record)
+        replayed = await self.database.write(record)
+        if replayed is not None:
+            raise replay_error(replayed)
         self.metrics.audit_events.labels(kind=entry.kind).inc()
         self._tasks.put(task.id, task, task.expires_at)
         return TokenResponse(
@@ -258,7 +269,7 @@ class Broker(BrokerCore):
     ) -> TokenResponse:
         attempt.data.update(resource=request.resource[:200], actions=request.actions)
         task = await self._open_task_for(request.subject_token, attempt)
-        self.dpop.verify(
+        proof = self.dpop.verify(
             dpop_proof,
             method="POST",
             url=self.token_endpoint,
@@ -310,7 +321,10 @@ class Broker(BrokerCore):
         attempt.data["expires_at"] = lease.expires_at.isoformat()
         entry = self.entry(attempt, "allow")
 
-        def record(conn: Connection) -> bool:
+        def record(conn: Connection) -> SingleUse | bool:
+            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
+            if replayed is not None:
+                return replayed
             # Intent first: the lease and its audit record commit before the token
             # leaves; the share lock makes a concurrent close wait or win.
             if not lease_rows.insert_lease_if_task_open(conn, lease, now):
@@ -318,7 +332,10 @@ class Broker(BrokerCore):
             audit_log.append_audit(conn, entry)
             return True
 
-        if not await self.database.write(record):
+        recorded = await self.database.write(record)
+        if isinstance(recorded, SingleUse):
+            raise replay_error(recorded)
+        if not recorded:
             self.forget_task(task.id)
             raise InvalidGrantError("task is closed")
         self.metrics.audit_events.labels(kind=entry.kind).inc()
@@ -431,7 +448,7 @@ class Broker(BrokerCore):
         """
         attempt = Attempt(kind="task.close", subject=task_id)
         try:
-            claims = await self.verify_task_request(
+            claims, _ = await self.verify_task_request(
                 access_token, dpop_proof, url=url, attempt=attempt
             )
             if claims["txn"] != task_id:
@@ -500,6 +517,7 @@ class Broker(BrokerCore):
                     ),
                 )
             count = lease_rows.expire_leases(conn, now)
+            replay_rows.forget_expired_values(conn, now)
             self.metrics.live_leases.set(lease_rows.count_live_leases(conn))
             return expired, count
 

@@ -24,6 +24,7 @@ from gatepass.identity.workload import (
 )
 from gatepass.ids import AgentId, is_id
 from gatepass.models import Agent, AgentStatus
+from gatepass.single_use import SingleUse
 
 __all__ = ["AgentAssertionVerifier"]
 
@@ -138,10 +139,21 @@ class AgentAssertionVerifier:
             raise AccessDeniedError("agent is disabled")
         # RFC 7523 §3 item 7: a jti may be used once; checked last so that only a
         # valid assertion spends it.
-        expires_at = dt.datetime.fromtimestamp(exp + self._leeway, dt.UTC)
-        if self._replay.seen("assertion", f"{agent.id}:{jti}", expires_at):
+        single_use = SingleUse(
+            "assertion",
+            f"{agent.id}:{jti}",
+            dt.datetime.fromtimestamp(exp + self._leeway, dt.UTC),
+        )
+        if self._replay.seen(
+            single_use.namespace, single_use.value, single_use.expires_at
+        ):
             raise _invalid("assertion replayed")
-        return WorkloadIdentity(agent=agent, method="jwt-assertion", assertion_jti=jti)
+        return WorkloadIdentity(
+            agent=agent,
+            method="jwt-assertion",
+            assertion_jti=jti,
+            single_use=single_use,
+        )
 
     @staticmethod
     def _claimed_agent(token: str) -> tuple[AgentId, dict[str, Any]]:

@@ -7,12 +7,12 @@ SPIFFE JWT-SVID and OIDC verifiers implement the same :class:`WorkloadVerifier`.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
 from gatepass.ids import AgentId
 from gatepass.models import Agent
+from gatepass.single_use import ReplayCache, SingleUse
 
 __all__ = [
     "JWT_TOKEN_TYPE",
@@ -39,29 +39,6 @@ class AgentDirectory(Protocol):
         ...
 
 
-class ReplayCache(Protocol):
-    """
-    Remembers single-use values until they expire.
-
-    The same shape as ``gatepass.tokens.ReplayCache``, declared here so that
-    identity does not depend on tokens; ``MemoryReplayCache`` satisfies both.
-    """
-
-    def seen(self, namespace: str, value: str, expires_at: dt.datetime) -> bool:
-        """
-        Record a value atomically and tell whether it was already recorded.
-
-        Args:
-            namespace: separates kinds of values.
-            value: the single-use value.
-            expires_at: when the value may be forgotten.
-
-        Returns:
-            True for a replay (or when the cache cannot record it: fail closed).
-        """
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class WorkloadIdentity:
     """
@@ -71,11 +48,15 @@ class WorkloadIdentity:
         agent: the registered agent.
         method: how it proved itself (``"jwt-assertion"``).
         assertion_jti: the id of the credential it presented, for audit.
+        single_use: the presented credential's id as a single-use value, which
+            the broker records durably with the task it opens; None when the
+            credential is not single use.
     """
 
     agent: Agent
     method: str
     assertion_jti: str
+    single_use: SingleUse | None = None
 
 
 class WorkloadVerifier(Protocol):

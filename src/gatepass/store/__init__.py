@@ -8,7 +8,7 @@ task check commit together). Only this package imports SQLAlchemy.
 
 from __future__ import annotations
 
-from gatepass.store import agents, api_tokens, audit_log, keys, leases, tasks
+from gatepass.store import agents, api_tokens, audit_log, keys, leases, replay, tasks
 from gatepass.store.api_tokens import ApiRole
 from gatepass.store.database import Database
 from gatepass.store.replay import SqlReplayCache
@@ -22,5 +22,6 @@ __all__ = [
     "audit_log",
     "keys",
     "leases",
+    "replay",
     "tasks",
 ]

@@ -23,6 +23,7 @@ from gatepass.errors import (
     DPoPProofError,
     InvalidRequestError,
 )
+from gatepass.single_use import ReplayCache, SingleUse
 from gatepass.tokens.jwk import (
     PRIVATE_MEMBERS,
     PublicKey,
@@ -32,7 +33,6 @@ from gatepass.tokens.jwk import (
 )
 from gatepass.tokens.jws import CompactJWS, parse_compact, verify_signature
 from gatepass.tokens.nonce import NonceService
-from gatepass.tokens.replay import ReplayCache
 
 __all__ = [
     "DPOP_ALGORITHMS",
@@ -77,12 +77,15 @@ class DPoPProof:
         jti: the proof's unique id.
         issued_at: its ``iat``.
         jwk: the public key that signed it (required members only).
+        single_use: its ``jti`` as a single-use value, stale at ``stale_at``; the
+            broker records it durably with the effect of the request.
     """
 
     jkt: str
     jti: str
     issued_at: dt.datetime
     jwk: dict[str, Any]
+    single_use: SingleUse
 
 
 def access_token_hash(access_token: str) -> str:
@@ -281,11 +284,17 @@ class DPoPVerifier:
         self._check_nonce(claims.get("nonce"))
         _check_binding(claims, jkt, access_token, expected_jkt)
         # RFC 9449 §11.1: single use, checked last so only a valid proof spends its jti.
-        stale_at = issued_at + self._max_age + self._leeway
-        if self._replay.seen("dpop", f"{jkt}:{jti}", stale_at):
+        single_use = SingleUse(
+            "dpop", f"{jkt}:{jti}", issued_at + self._max_age + self._leeway
+        )
+        if self._replay.seen(
+            single_use.namespace, single_use.value, single_use.expires_at
+        ):
             raise _reject("dpop proof replayed")
         public = {name: jwk[name] for name in _REQUIRED_MEMBERS[jwk["kty"]]}
-        return DPoPProof(jkt=jkt, jti=jti, issued_at=issued_at, jwk=public)
+        return DPoPProof(
+            jkt=jkt, jti=jti, issued_at=issued_at, jwk=public, single_use=single_use
+        )
 
     def _check_signed(self, proof: str) -> tuple[CompactJWS, dict[str, Any], str]:
         try:

@@ -5,29 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import threading
-from typing import Protocol
 
 from gatepass.clock import Clock
+from gatepass.single_use import ReplayCache
 
 __all__ = ["MemoryReplayCache", "ReplayCache"]
-
-
-class ReplayCache(Protocol):
-    """Remembers single-use values until they expire."""
-
-    def seen(self, namespace: str, value: str, expires_at: dt.datetime) -> bool:
-        """
-        Record a value atomically and tell whether it was already recorded.
-
-        Args:
-            namespace: separates kinds of values (``"dpop"``, ``"assertion"``).
-            value: the single-use value.
-            expires_at: when the value stops mattering (the proof is stale by then).
-
-        Returns:
-            True when the value was recorded before and has not expired: a replay.
-        """
-        ...
 
 
 class MemoryReplayCache:

@@ -67,12 +67,18 @@ class TestAgentAssertionVerifier:
         registered: Registered,
         clock: FrozenClock,
     ) -> None:
-        """A fresh assertion yields the agent."""
+        """A fresh assertion yields the agent and its jti as a single-use value."""
         token = registered.assertion(clock, jti="abc")
         identity = verifier.verify(token)
         assert identity == WorkloadIdentity(
-            agent=registered.agent, method="jwt-assertion", assertion_jti="abc"
+            agent=registered.agent,
+            method="jwt-assertion",
+            assertion_jti="abc",
+            single_use=identity.single_use,
         )
+        assert identity.single_use is not None
+        assert identity.single_use.key == f"assertion:{registered.agent.id}:abc"
+        assert identity.single_use.expires_at > clock.now()
 
     def test_audience_list(
         self,
