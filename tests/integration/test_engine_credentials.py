@@ -8,6 +8,7 @@ creating a role and activating its lease; hundreds of issue/close races.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -460,3 +461,90 @@ class TestCrashRecovery:
             assert poll(lambda: not (gp_roles(databases.staging) & orphans), within=30)
         finally:
             stop(restarted)
+
+
+def libfaketime() -> Path:
+    """Return Debian's libfaketime; skip locally (fail under CI) when missing."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if found:
+        return found[0]
+    message = "libfaketime is not installed (apt-get install faketime)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run every test", pytrace=False)
+    pytest.skip(message)
+
+
+class TestClockSteps:
+    """Issue 7 item 16: the broker's wall clock is stepped under live leases."""
+
+    def test_issue7_clock_stepped_back_does_not_extend_leases(
+        self, databases: Databases, tmp_path: Path
+    ) -> None:
+        """Set back an hour mid-lease, a role still dies at its true expiry."""
+        stamp = tmp_path / "faketime"
+        stamp.write_text("+0\n")
+        port = free_port()
+        state = tmp_path / "state"
+        config = tmp_path / "gatepass.toml"
+        write_config(config, engine_settings(state, port, databases))
+        url = f"http://127.0.0.1:{port}"
+        # libfaketime steps the broker's wall clock whenever the file changes;
+        # its monotonic and boot-time clocks stay real.
+        broker = serve(
+            config,
+            url,
+            LD_PRELOAD=str(libfaketime()),
+            FAKETIME_TIMESTAMP_FILE=str(stamp),
+            FAKETIME_NO_CACHE="1",
+            FAKETIME_DONT_FAKE_MONOTONIC="1",
+        )
+        target = f"orders-staging-{RUN}"
+        identity = AgentIdentity.load(state / "demo-agent.json")
+        try:
+            with GatepassClient(identity) as client:
+                short = client.open_task(
+                    intent="short read",
+                    purpose="reporting",
+                    environment="staging",
+                    targets=[target],
+                    ttl=dt.timedelta(seconds=5),
+                )
+                credential = short.postgres(target, "read")
+                name = credential.fields["username"]
+                live = psycopg.connect(
+                    **credential.connection_kwargs(), autocommit=True
+                )
+                try:
+                    stamp.write_text("-1h\n")
+                    # True expiry is 5 s away: the sweep ends the task, the role goes
+                    # and the open session is cut, whatever the wall clock says.
+                    assert poll(
+                        lambda: name not in gp_roles(databases.staging), within=20
+                    )
+                    assert session_is_dead(live)
+                finally:
+                    live.close()
+                stamp.write_text("+1h\n")
+                offset = poll(lambda: _clock_offset(url) > 3000, within=15)
+                assert offset, "the broker never saw the wall clock step"
+                with client.open_task(
+                    intent="long read",
+                    purpose="reporting",
+                    environment="staging",
+                    targets=[target],
+                    ttl=dt.timedelta(seconds=600),
+                ) as long_task:
+                    # A step forward expires nothing early: the task still issues.
+                    assert can_login(
+                        long_task.postgres(target, "read").connection_kwargs()
+                    )
+        finally:
+            stop(broker)
+
+
+def _clock_offset(url: str) -> float:
+    """Read gatepass_clock_offset_seconds from the broker's metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("gatepass_clock_offset_seconds "):
+            return float(line.split()[1])
+    return 0.0

@@ -158,3 +158,50 @@ class TestClock:
     def test_system_clock_is_aware(self) -> None:
         """The system clock is UTC-aware."""
         assert SystemClock().now().tzinfo is dt.UTC
+
+
+class _Dial:
+    """A hand-set reading for the wall and the elapsed clocks of a SystemClock."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self) -> float:
+        return self.value
+
+
+class TestSystemClockSteps:
+    """Issue 7 item 16: a stepped wall clock does not move the broker's time."""
+
+    def test_issue7_wall_clock_stepped_back_does_not_rewind(self) -> None:
+        """Stepping the wall back an hour leaves now() advancing with real time."""
+        wall, elapsed = _Dial(1_800_000_000.0), _Dial(100.0)
+        clock = SystemClock(wall=wall, elapsed=elapsed)
+        start = clock.now()
+        wall.value -= 3600
+        elapsed.value += 30
+        assert clock.now() - start == dt.timedelta(seconds=30)
+        assert clock.wall_offset() == pytest.approx(-3630)
+
+    def test_issue7_wall_clock_stepped_forward_does_not_jump(self) -> None:
+        """Stepping the wall forward an hour expires nothing early."""
+        wall, elapsed = _Dial(1_800_000_000.0), _Dial(5.0)
+        clock = SystemClock(wall=wall, elapsed=elapsed)
+        start = clock.now()
+        wall.value += 3600
+        elapsed.value += 1
+        assert clock.now() - start == dt.timedelta(seconds=1)
+        assert clock.wall_offset() == pytest.approx(3599)
+
+    def test_anchor_and_floor(self) -> None:
+        """The clock starts at the anchor, never before the floor."""
+        wall = _Dial(1_800_000_000.0)
+        anchor = dt.datetime.fromtimestamp(1_800_000_010, dt.UTC)
+        floor = dt.datetime.fromtimestamp(1_800_000_020, dt.UTC)
+        assert SystemClock(anchor=anchor, wall=wall).now() >= anchor
+        assert SystemClock(floor=floor, wall=wall, elapsed=_Dial(0)).now() == floor
+        assert SystemClock(anchor=floor, floor=anchor, wall=wall).now() >= floor
+
+    def test_real_clock_tracks_the_wall(self) -> None:
+        """Unstepped, the system clock agrees with the wall clock."""
+        assert abs(SystemClock().wall_offset()) < 1

@@ -33,11 +33,11 @@ from gatepass.engines import EngineContext
 from gatepass.engines.registry import build_engines
 from gatepass.ids import new_agent_id
 from gatepass.models import Agent
-from gatepass.observability import Metrics
+from gatepass.observability import Metrics, get_logger
 from gatepass.policy import PolicyHolder
 from gatepass.sealing import Sealer, load_sealer
 from gatepass.secret import token_hash
-from gatepass.store import ApiRole, Database, api_tokens, audit_log, keys
+from gatepass.store import ApiRole, Database, api_tokens, audit_log, clocks, keys
 from gatepass.store import agents as agent_rows
 from gatepass.tokens import (
     DPoPKey,
@@ -54,6 +54,7 @@ from gatepass.tokens import (
 
 __all__ = ["Runtime", "build_runtime", "write_secret_file"]
 
+_log = get_logger("gatepass.bootstrap")
 _AUDIT_KEY = "audit_key"
 _NONCE_SECRET = "dpop_nonce_secret"  # noqa: S105 - a setting name
 
@@ -175,6 +176,28 @@ def _system_audit(
     )
 
 
+def _anchored_clock(database: Database, settings: Settings) -> SystemClock:
+    """
+    Return the broker's clock, anchored to the database's time.
+
+    On PostgreSQL the database server's clock is the one clock every replica shares;
+    on any backend the clock never starts before the newest time already recorded,
+    so a restart with the wall clock set back cannot make leases younger. From then
+    on the clock advances with the boot-time clock, immune to wall-clock steps.
+    """
+    with database.reading() as conn:
+        anchor = clocks.database_time(conn)
+        floor = clocks.newest_recorded_time(conn)
+    clock = SystemClock(anchor=anchor, floor=floor)
+    offset = clock.wall_offset()
+    if abs(offset) > settings.tokens.clock_leeway_seconds:
+        _log.warning(
+            "wall clock disagrees with the database's time; using the database's",
+            offset_seconds=round(offset, 1),
+        )
+    return clock
+
+
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """
     Build a ready broker: store, keys, policies, verifiers, use cases.
@@ -187,12 +210,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         ConfigurationError: policies, keys or the master key are unusable.
         StoreError: the database cannot be reached.
     """
-    clock = clock or SystemClock()
     state = settings.server.state_dir
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     sealer = load_sealer(state / "master.key")
     database = Database(settings.store_url, pool_size=settings.store.pool_size)
     database.create_schema()
+    clock = clock or _anchored_clock(database, settings)
     with database.transaction() as conn:
         records, sealed_audit, sealed_nonce, files = _first_start(
             conn, settings=settings, sealer=sealer, now=clock.now()

@@ -38,7 +38,7 @@ from gatepass.broker.requests import (
     parse_form,
     parse_token_exchange,
 )
-from gatepass.clock import to_epoch
+from gatepass.clock import SystemClock, to_epoch
 from gatepass.errors import (
     ConflictError,
     GatepassError,
@@ -521,6 +521,8 @@ class Broker(BrokerCore):
             self.metrics.live_leases.set(lease_rows.count_live_leases(conn))
             return expired, count
 
+        if isinstance(self.clock, SystemClock):
+            self.metrics.clock_offset.set(round(self.clock.wall_offset(), 3))
         expired, lease_count = await self.database.write(sweep)
         for task_id in expired:
             self.forget_task(task_id)

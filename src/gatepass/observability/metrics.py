@@ -63,6 +63,8 @@ class Metrics:
         audit_events: audit records written, by ``kind``.
         policy_reloads: policy reloads, by ``outcome``.
         live_leases: leases currently active.
+        clock_offset: wall clock minus the broker's clock, in seconds (a step of
+            the wall clock shows here; the broker's own time is unaffected).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -138,6 +140,11 @@ class Metrics:
             "gatepass_revocation_failures",
             "Failed revocation attempts by engine kind (retried with backoff).",
             ("engine",),
+            registry=self.registry,
+        )
+        self.clock_offset = Gauge(
+            "gatepass_clock_offset_seconds",
+            "How far the wall clock is ahead of the broker's step-proof clock.",
             registry=self.registry,
         )
         # Export zeros for the known kinds, so rate() works before the first call.

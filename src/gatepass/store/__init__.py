@@ -8,7 +8,16 @@ task check commit together). Only this package imports SQLAlchemy.
 
 from __future__ import annotations
 
-from gatepass.store import agents, api_tokens, audit_log, keys, leases, replay, tasks
+from gatepass.store import (
+    agents,
+    api_tokens,
+    audit_log,
+    clocks,
+    keys,
+    leases,
+    replay,
+    tasks,
+)
 from gatepass.store.api_tokens import ApiRole
 from gatepass.store.database import Database
 from gatepass.store.replay import SqlReplayCache
@@ -20,6 +29,7 @@ __all__ = [
     "agents",
     "api_tokens",
     "audit_log",
+    "clocks",
     "keys",
     "leases",
     "replay",
