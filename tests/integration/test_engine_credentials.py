@@ -12,8 +12,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +34,7 @@ from gatepass.store import Database
 from gatepass.store import leases as lease_rows
 
 from .conftest import QUICKSTART_POLICIES, free_port, start_server
+from .deadline import poll
 from .processes import serve, stop, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -55,18 +54,6 @@ when {
   resource.tenant == principal.tenant
 };
 """
-
-
-def poll(check: Any, *, within: float) -> bool:
-    """Call ``check`` until it is true or ``within`` seconds pass."""
-    deadline = time.monotonic() + within
-    step = threading.Event()
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        # One bounded step of the poll (nobody sets the event).
-        step.wait(0.05)
-    return bool(check())
 
 
 @dataclass

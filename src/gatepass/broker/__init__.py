@@ -10,6 +10,7 @@ from __future__ import annotations
 from gatepass.broker.admin import Admin, Caller
 from gatepass.broker.bootstrap import Runtime, build_runtime, write_secret_file
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.service import (
     ACCESS_TOKEN_TYP,
@@ -36,6 +37,7 @@ __all__ = [
     "TokenResponse",
     "TokenStatus",
     "build_runtime",
+    "idempotency_key_from_headers",
     "run_jobs",
     "write_secret_file",
 ]

@@ -18,6 +18,9 @@ then finds nothing to activate and the new credential is revoked at once.
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -25,6 +28,7 @@ from sqlalchemy import Connection
 from gatepass import failpoints
 from gatepass.broker.core import Attempt, replay_error
 from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.idempotency import key_hash, request_fingerprint
 from gatepass.broker.requests import parse_scope
 from gatepass.broker.service import Broker
 from gatepass.clock import to_epoch
@@ -42,13 +46,34 @@ from gatepass.ids import new_lease_id
 from gatepass.models import Lease, LeaseState, Target, Task, TaskState
 from gatepass.single_use import SingleUse
 from gatepass.store import audit_log
+from gatepass.store import idempotency as idempotency_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import replay as replay_rows
+from gatepass.store.idempotency import IdempotencyRecord
 from gatepass.tokens import DPoPProof
 
 __all__ = ["CredentialService", "parse_credential_request"]
 
 _MAX_PUBLIC_KEY = 16_384
+_IN_PROGRESS = "a request with this idempotency key is still in progress"
+
+
+@dataclass(frozen=True, slots=True)
+class _Idempotency:
+    """An idempotency key as stored (hashed) and the request it stands for."""
+
+    key_hash: str
+    fingerprint: str
+
+
+def _end_failed_issuance(conn: Connection, lease_id: str, now: dt.datetime) -> None:
+    lease_rows.revoke_lease(conn, lease_id, now)
+    idempotency_rows.release_key(conn, lease_id)
+
+
+def _reopen_revocation(conn: Connection, lease_id: str, now: dt.datetime) -> None:
+    lease_rows.reopen_revocation(conn, lease_id, now)
+    idempotency_rows.release_key(conn, lease_id)
 
 
 def parse_credential_request(
@@ -110,6 +135,7 @@ class CredentialService:
         dpop_proof: str | None,
         url: str,
         payload: object,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """
         Serve ``POST /v1/credentials``.
@@ -119,11 +145,16 @@ class CredentialService:
             dpop_proof: the ``DPoP`` header.
             url: the endpoint's URL, for the proof's ``htu``.
             payload: the parsed JSON body.
+            idempotency_key: the request's ``Idempotency-Key``, if it sent one.
 
         Returns:
-            The credential: lease id, expiry and the engine's connection fields.
+            The credential: lease id, expiry and the engine's connection fields. A
+            repeated request (same key, same parameters) gets the first request's
+            lease with ``idempotent_replay: true`` and no secret.
 
         Raises:
+            ConflictError: the key was used for another request of this task, or
+                its first request is still in progress.
             GatepassError: refused or failed; audited, and no credential is left.
         """
         broker = self._broker
@@ -136,6 +167,15 @@ class CredentialService:
             target = broker.catalog.resolve(reference)
             attempt.data.update(target=target.name, actions=actions, kind=target.kind)
             self._check_target(target, task, actions)
+            once = None
+            if idempotency_key is not None:
+                once = _Idempotency(
+                    key_hash=key_hash(idempotency_key),
+                    fingerprint=request_fingerprint(target.name, actions, public_key),
+                )
+                replayed = await self._replay(task, once, attempt)
+                if replayed is not None:
+                    return replayed
             return await self._issue(
                 task,
                 claims_agent,
@@ -143,6 +183,7 @@ class CredentialService:
                 actions,
                 public_key=public_key,
                 proof=proof,
+                once=once,
                 attempt=attempt,
             )
         except GatepassError as error:
@@ -265,6 +306,7 @@ class CredentialService:
         *,
         public_key: str | None,
         proof: DPoPProof,
+        once: _Idempotency | None,
         attempt: Attempt,
     ) -> dict[str, Any]:
         broker = self._broker
@@ -308,6 +350,17 @@ class CredentialService:
                 return replayed
             if not lease_rows.insert_lease_if_task_open(conn, lease, now):
                 return False
+            if once is not None and not idempotency_rows.claim_key(
+                conn,
+                task_id=task.id,
+                key_hash=once.key_hash,
+                fingerprint=once.fingerprint,
+                lease_id=lease.id,
+                expires_at=task.expires_at,
+            ):
+                # A concurrent request with this key won: raising rolls back this
+                # transaction, so no second lease (and no second role) exists.
+                raise ConflictError(_IN_PROGRESS)
             audit_log.append_audit(conn, intent)
             return True
 
@@ -333,9 +386,10 @@ class CredentialService:
         except GatepassError:
             broker.issuing.discard(lease.id)
             # Nothing usable was handed out; end the lease so the revocation worker
-            # removes anything the engine may have half made.
+            # removes anything the engine may have half made, and free the key so
+            # that a retry may try again.
             await broker.database.write(
-                lambda conn: lease_rows.revoke_lease(conn, lease.id, broker.clock.now())
+                lambda conn: _end_failed_issuance(conn, lease.id, broker.clock.now())
             )
             await broker.run_revocations()
             raise
@@ -357,11 +411,22 @@ class CredentialService:
         attempt.data["expires_at"] = expires_at.isoformat()
         entry = broker.entry(attempt, "allow")
 
+        answer = {
+            "lease_id": lease.id,
+            "target": target.name,
+            "kind": target.kind,
+            "actions": list(lease.actions),
+            "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+            # Only the non-secret fields: a retry must never get the secret again.
+            "credential": dict(issued.fields),
+        }
+
         def activate(conn: Connection) -> bool:
             if not lease_rows.activate_lease(
                 conn, lease.id, handle=issued.handle, expires_at=expires_at
             ):
                 return False
+            idempotency_rows.record_response(conn, lease.id, answer)
             audit_log.append_audit(conn, entry)
             return True
 
@@ -370,9 +435,7 @@ class CredentialService:
             # so its lease must read revoking until the engine confirms removal.
             broker.issuing.discard(lease.id)
             await broker.database.write(
-                lambda conn: lease_rows.reopen_revocation(
-                    conn, lease.id, broker.clock.now()
-                )
+                lambda conn: _reopen_revocation(conn, lease.id, broker.clock.now())
             )
             await broker.run_revocations()
             raise TokenRevokedError("task was closed during issuance")
@@ -383,11 +446,38 @@ class CredentialService:
             credential["password"] = issued.secret.reveal()
         now = broker.clock.now()
         return {
-            "lease_id": lease.id,
-            "target": target.name,
-            "kind": target.kind,
-            "actions": list(lease.actions),
-            "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+            **answer,
             "expires_in": max(0, to_epoch(expires_at) - to_epoch(now)),
             "credential": credential,
+        }
+
+    async def _replay(
+        self, task: Task, once: _Idempotency, attempt: Attempt
+    ) -> dict[str, Any] | None:
+        """Answer a repeated request from its first lease; None if it is new."""
+        broker = self._broker
+
+        def find(conn: Connection) -> tuple[IdempotencyRecord | None, Lease | None]:
+            record = idempotency_rows.find_key(conn, task.id, once.key_hash)
+            lease = (
+                None if record is None else lease_rows.get_lease(conn, record.lease_id)
+            )
+            return record, lease
+
+        record, lease = await broker.database.read(find)
+        if record is None:
+            return None
+        if not hmac.compare_digest(record.fingerprint, once.fingerprint):
+            raise ConflictError("idempotency key was used for another request")
+        if record.response is None or lease is None:
+            raise ConflictError(_IN_PROGRESS)
+        attempt.subject = lease.id
+        attempt.data.update(lease_id=lease.id, idempotent_replay=True)
+        await broker.audit(broker.entry(attempt, "allow"))
+        now = broker.clock.now()
+        return {
+            **record.response,
+            "state": lease.state.value,
+            "expires_in": max(0, to_epoch(lease.expires_at) - to_epoch(now)),
+            "idempotent_replay": True,
         }

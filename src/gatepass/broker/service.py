@@ -69,6 +69,7 @@ from gatepass.policy import (
 )
 from gatepass.single_use import SingleUse
 from gatepass.store import audit_log
+from gatepass.store import idempotency as idempotency_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import replay as replay_rows
 from gatepass.store import tasks as task_rows
@@ -518,6 +519,7 @@ class Broker(BrokerCore):
                 )
             count = lease_rows.expire_leases(conn, now)
             replay_rows.forget_expired_values(conn, now)
+            idempotency_rows.forget_expired_keys(conn, now)
             self.metrics.live_leases.set(lease_rows.count_live_leases(conn))
             return expired, count
 

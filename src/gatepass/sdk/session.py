@@ -161,6 +161,7 @@ class BrokerSession:
         data: Callable[[], Mapping[str, str]] | None = None,
         access_token: str | None = None,
         json_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """
         Post a DPoP-signed request, answering one nonce challenge.
@@ -172,6 +173,7 @@ class BrokerSession:
                 values such as assertions are fresh each time.
             access_token: sent as ``Authorization: DPoP`` and bound with ``ath``.
             json_body: a JSON body, instead of a form.
+            headers: extra request headers (``Idempotency-Key``).
 
         Returns:
             The successful response.
@@ -179,7 +181,8 @@ class BrokerSession:
         Raises:
             GatepassError: the error class of the broker's answer.
         """
-        response = self._post_once(url, key, data, access_token, json_body)
+        extra = dict(headers or {})
+        response = self._post_once(url, key, data, access_token, json_body, extra=extra)
         if response.is_success:
             return response
         error = error_from_response(response)
@@ -187,7 +190,7 @@ class BrokerSession:
             raise error
         # RFC 9449 §8: retry once with the nonce the challenge carried.
         self._nonce = error.nonce
-        response = self._post_once(url, key, data, access_token, json_body)
+        response = self._post_once(url, key, data, access_token, json_body, extra=extra)
         if not response.is_success:
             raise error_from_response(response)
         return response
@@ -199,8 +202,11 @@ class BrokerSession:
         data: Callable[[], Mapping[str, str]] | None,
         access_token: str | None,
         json_body: Mapping[str, Any] | None = None,
+        *,
+        extra: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         headers = {
+            **(extra or {}),
             "Accept": "application/json",
             "DPoP": key.proof(
                 "POST",

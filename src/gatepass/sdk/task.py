@@ -214,6 +214,7 @@ class Task:
         actions: Sequence[str] | str,
         *,
         public_key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Credential:
         """
         Ask for an engine-backed credential (PostgreSQL, Redis, SSH) for a target.
@@ -222,16 +223,28 @@ class Task:
             target: the target's name or URI.
             actions: the actions, e.g. ``["read"]``.
             public_key: for SSH targets, the agent's own OpenSSH public key.
+            idempotency_key: sent as ``Idempotency-Key``: repeating a request whose
+                answer was lost with the same key returns the same lease (its
+                ``password`` is None then: a secret is handed over once).
 
         Raises:
+            ConflictError: the key was used for another request, or its first
+                request is still in progress.
             GatepassError: the broker refused (the class of its error code).
         """
         payload: dict[str, Any] = {"target": target, "actions": list(_actions(actions))}
         if public_key is not None:
             payload["public_key"] = public_key
         url = self._close_url.split("/v1/tasks/", 1)[0] + "/v1/credentials"
+        headers = {}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         response = self._session.post(
-            url, self._key, access_token=self._live_token(), json_body=payload
+            url,
+            self._key,
+            access_token=self._live_token(),
+            json_body=payload,
+            headers=headers,
         )
         body = response.json()
         fields = dict(body.get("credential", {}))
@@ -263,19 +276,38 @@ class Task:
             expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
         )
 
-    def postgres(self, target: str, actions: Sequence[str] | str) -> Credential:
+    def postgres(
+        self,
+        target: str,
+        actions: Sequence[str] | str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Credential:
         """Return a temporary PostgreSQL role; ``connection_kwargs()`` suits psycopg."""
-        return self.credential(target, actions)
+        return self.credential(target, actions, idempotency_key=idempotency_key)
 
-    def redis(self, target: str, actions: Sequence[str] | str) -> Credential:
+    def redis(
+        self,
+        target: str,
+        actions: Sequence[str] | str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Credential:
         """Return a temporary Redis ACL user; ``connection_kwargs()`` suits redis-py."""
-        return self.credential(target, actions)
+        return self.credential(target, actions, idempotency_key=idempotency_key)
 
     def ssh_certificate(
-        self, target: str, actions: Sequence[str] | str, *, public_key: str
+        self,
+        target: str,
+        actions: Sequence[str] | str,
+        *,
+        public_key: str,
+        idempotency_key: str | None = None,
     ) -> Credential:
         """Return an OpenSSH user certificate for ``public_key`` (``.certificate``)."""
-        return self.credential(target, actions, public_key=public_key)
+        return self.credential(
+            target, actions, public_key=public_key, idempotency_key=idempotency_key
+        )
 
     def close(self) -> None:
         """

@@ -34,6 +34,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_events",
     "audit_head",
+    "idempotency_keys",
     "leases",
     "metadata",
     "seen_values",
@@ -214,5 +215,19 @@ seen_values = Table(
     "gp_seen_values",
     metadata,
     Column("key", String(300), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Idempotency-Key of POST /v1/credentials: one row per (task, key), pointing at the
+# lease the first request made, with the credential's non-secret fields (never the
+# password) to answer a retry.
+idempotency_keys = Table(
+    "gp_idempotency_keys",
+    metadata,
+    Column("task_id", String(40), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("lease_id", String(40), nullable=False),
+    Column("response", JSON),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )

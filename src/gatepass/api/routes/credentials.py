@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from gatepass.api.bodies import read_body, read_json
 from gatepass.api.errors import NO_STORE
-from gatepass.broker import Runtime
+from gatepass.broker import Runtime, idempotency_key_from_headers
 from gatepass.errors import DPoPProofError, GatepassError, NotFoundError
 
 __all__ = ["credential_routes"]
@@ -23,6 +23,7 @@ async def issue_credential(request: Request) -> Response:
         if len(proofs) > 1:
             # RFC 9449 §4.3 item 1: exactly one DPoP header.
             raise DPoPProofError("more than one dpop header")
+        key = idempotency_key_from_headers(request.headers.getlist("idempotency-key"))
         payload = await read_json(request, runtime.settings.server.max_body_bytes)
     except GatepassError as error:
         await runtime.broker.record_rejection("credential.issue", error)
@@ -32,7 +33,12 @@ async def issue_credential(request: Request) -> Response:
         dpop_proof=proofs[0] if proofs else None,
         url=url,
         payload=payload,
+        idempotency_key=key,
     )
+    if answer.get("idempotent_replay"):
+        # The same lease as the first answer, without its secret.
+        headers = {**NO_STORE, "Idempotent-Replayed": "true"}
+        return JSONResponse(answer, status_code=200, headers=headers)
     return JSONResponse(answer, status_code=201, headers=NO_STORE)
 
 
