@@ -31,11 +31,9 @@ from gatepass.errors import (
     InvalidGrantError,
     InvalidScopeError,
     InvalidTargetError,
-    TokenError,
 )
 from gatepass.ids import (
     AgentId,
-    is_id,
 )
 from gatepass.models import (
     Agent,
@@ -56,12 +54,15 @@ from gatepass.store import Database, audit_log
 from gatepass.store import agents as agent_rows
 from gatepass.store import tasks as task_rows
 from gatepass.tokens import (
+    ACCESS_TOKEN_TYP,
+    TASK_TOKEN_TYP,
     DPoPProof,
     DPoPVerifier,
     JWTIssuer,
     JWTVerifier,
     KeyRing,
     ReplayCache,
+    TaskTokenClaims,
 )
 
 __all__ = [
@@ -79,8 +80,6 @@ __all__ = [
 ]
 
 OPEN_TASK_ACTION = "OpenTask"
-TASK_TOKEN_TYP = "txntoken+jwt"  # noqa: S105 - a media type
-ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 §2.1
 _AGENT_CACHE_SECONDS = 5
 
 
@@ -226,7 +225,7 @@ class BrokerCore:
         self._revoked_event = anyio.Event()
         self._agents: ExpiringCache[str, Agent] = ExpiringCache(10_000)
         self._tasks: ExpiringCache[str, Task] = ExpiringCache(100_000)
-        self._task_tokens: ExpiringCache[str, dict[str, Any]] = ExpiringCache(100_000)
+        self._task_tokens: ExpiringCache[str, TaskTokenClaims] = ExpiringCache(100_000)
 
     # ------------------------------------------------------------------ helpers
 
@@ -354,7 +353,7 @@ class BrokerCore:
 
     # -------------------------------------------------------------- token flow
 
-    async def verify_task_token(self, token: str) -> dict[str, Any]:
+    async def verify_task_token(self, token: str) -> TaskTokenClaims:
         """
         Verify a task token, from a cache keyed by its hash until it expires.
 
@@ -365,15 +364,12 @@ class BrokerCore:
         key = hashlib.sha256(token.encode()).hexdigest()
         claims = self._task_tokens.get(key, now)
         if claims is None:
-            claims = self.verifier.verify(
-                token, typ=TASK_TOKEN_TYP, audience=self._issuer_url
+            claims = TaskTokenClaims.from_claims(
+                self.verifier.verify(
+                    token, typ=TASK_TOKEN_TYP, audience=self._issuer_url
+                )
             )
-            if not is_id(claims.get("txn"), "tsk") or not isinstance(
-                claims.get("cnf", {}).get("jkt"), str
-            ):
-                raise TokenError("task token lacks its task or key binding")
-            expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
-            self._task_tokens.put(key, claims, expires)
+            self._task_tokens.put(key, claims, claims.expires_at)
         return claims
 
     async def verify_task_request(
@@ -384,7 +380,7 @@ class BrokerCore:
         url: str,
         attempt: Attempt,
         subject_is_task: bool = False,
-    ) -> tuple[dict[str, Any], DPoPProof]:
+    ) -> tuple[TaskTokenClaims, DPoPProof]:
         """
         Verify a task token used as a DPoP-bound access token (RFC 9449 §7).
 
@@ -402,15 +398,15 @@ class BrokerCore:
             DPoPProofError: the proof is missing, replayed or not by the task's key.
         """
         claims = await self.verify_task_token(access_token)
-        attempt.actor = str(claims["sub"])
+        attempt.actor = claims.agent_id
         if subject_is_task:
-            attempt.subject = str(claims["txn"])
+            attempt.subject = claims.task_id
         proof = self.dpop.verify(
             dpop_proof,
             method="POST",
             url=url,
             access_token=access_token,
-            expected_jkt=str(claims["cnf"]["jkt"]),
+            expected_jkt=claims.jkt,
         )
         return claims, proof
 

@@ -278,12 +278,12 @@ class CredentialService:
         claims, proof = await broker.verify_task_request(
             token, dpop_proof, url=url, attempt=attempt, subject_is_task=True
         )
-        task = await broker.task(str(claims["txn"]))
-        if task is None or task.token_jti != claims.get("jti"):
+        task = await broker.task(claims.task_id)
+        if task is None or task.token_jti != claims.jti:
             raise TokenError("task token names an unknown task")
         if task.state is not TaskState.OPEN or task.expires_at <= broker.clock.now():
             raise TokenRevokedError("task is closed")
-        return task, str(claims["sub"]), proof
+        return task, claims.agent_id, proof
 
     def _check_target(
         self, target: Target, task: Task, actions: tuple[str, ...]

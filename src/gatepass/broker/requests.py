@@ -22,6 +22,12 @@ from gatepass.errors import (
     InvalidTargetError,
     UnsupportedGrantTypeError,
 )
+from gatepass.tokens import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+    TXN_TOKEN_TYPE,
+)
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -36,10 +42,6 @@ __all__ = [
     "parse_token_exchange",
 ]
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
-TXN_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:txn_token"  # noqa: S105 - a URN
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 
 _MAX_TOKEN = 8192
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -256,10 +256,10 @@ class Broker(BrokerCore):
             claims = await self.verify_task_token(token)
         except TokenError as error:
             raise InvalidGrantError(f"task token rejected: {error.detail}") from error
-        attempt.actor = str(claims["sub"])
-        attempt.subject = str(claims["txn"])
-        task = await self.task(str(claims["txn"]))
-        if task is None or task.token_jti != claims.get("jti"):
+        attempt.actor = claims.agent_id
+        attempt.subject = claims.task_id
+        task = await self.task(claims.task_id)
+        if task is None or task.token_jti != claims.jti:
             raise InvalidGrantError("task token names an unknown task")
         if task.state is not TaskState.OPEN or task.expires_at <= self.clock.now():
             raise InvalidGrantError("task is closed")
@@ -452,7 +452,7 @@ class Broker(BrokerCore):
             claims, _ = await self.verify_task_request(
                 access_token, dpop_proof, url=url, attempt=attempt
             )
-            if claims["txn"] != task_id:
+            if claims.task_id != task_id:
                 raise TokenError("token is for another task")
         except GatepassError as error:
             await self.audit_failure(attempt, error)

@@ -13,6 +13,7 @@ from typing import Protocol
 from gatepass.ids import AgentId
 from gatepass.models import Agent
 from gatepass.single_use import ReplayCache, SingleUse
+from gatepass.tokens import JWT_TOKEN_TYPE
 
 __all__ = [
     "JWT_TOKEN_TYPE",
@@ -21,9 +22,6 @@ __all__ = [
     "WorkloadIdentity",
     "WorkloadVerifier",
 ]
-
-# RFC 8693 §3: the token type of a JWT subject token.
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - not a secret
 
 
 class AgentDirectory(Protocol):

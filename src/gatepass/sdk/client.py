@@ -15,13 +15,11 @@ from gatepass.errors import ConfigurationError, GatepassError, InvalidRequestErr
 from gatepass.ids import TaskId, is_id
 from gatepass.sdk.identity import AgentIdentity
 from gatepass.sdk.session import BrokerSession
-from gatepass.sdk.task import TOKEN_EXCHANGE, TXN_TOKEN_TYPE, Task
+from gatepass.sdk.task import Task
 from gatepass.secret import Secret
-from gatepass.tokens import DPoPKey
+from gatepass.tokens import JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TXN_TOKEN_TYPE, DPoPKey
 
 __all__ = ["GatepassClient"]
-
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a URN
 
 
 class GatepassClient:

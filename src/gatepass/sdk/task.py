@@ -29,15 +29,12 @@ from gatepass.sdk.access import AccessToken
 from gatepass.sdk.credential import Credential
 from gatepass.sdk.session import BrokerSession
 from gatepass.secret import Secret
-from gatepass.tokens import DPoPKey
+from gatepass.tokens import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TXN_TOKEN_TYPE, DPoPKey
 
 __all__ = ["REFRESH_MARGIN", "Task"]
 
 _log = logging.getLogger("gatepass.sdk")
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
-TXN_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:txn_token"  # noqa: S105 - a URN
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 # A cached access token is replaced this long before it expires, so a request never
 # leaves with a token that dies on the way.

@@ -8,6 +8,17 @@ gatepass leaves (errors, clock, ids, secret, sealing, models).
 
 from __future__ import annotations
 
+from gatepass.tokens.claims import (
+    ACCESS_TOKEN_TYP,
+    ACCESS_TOKEN_TYPE,
+    ID_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TASK_TOKEN_TYP,
+    TOKEN_EXCHANGE,
+    TXN_TOKEN_TYPE,
+    AccessTokenClaims,
+    TaskTokenClaims,
+)
 from gatepass.tokens.dpop import (
     DPOP_ALGORITHMS,
     DPoPProof,
@@ -43,8 +54,16 @@ from gatepass.tokens.replay import MemoryReplayCache, ReplayCache
 from gatepass.tokens.verifier import JWKSKeySource, JWTVerifier, KeySource
 
 __all__ = [
+    "ACCESS_TOKEN_TYP",
+    "ACCESS_TOKEN_TYPE",
     "DPOP_ALGORITHMS",
+    "ID_TOKEN_TYPE",
+    "JWT_TOKEN_TYPE",
     "SIGNING_ALGORITHMS",
+    "TASK_TOKEN_TYP",
+    "TOKEN_EXCHANGE",
+    "TXN_TOKEN_TYPE",
+    "AccessTokenClaims",
     "DPoPKey",
     "DPoPProof",
     "DPoPVerifier",
@@ -58,6 +77,7 @@ __all__ = [
     "MemoryReplayCache",
     "NonceService",
     "ReplayCache",
+    "TaskTokenClaims",
     "access_token_hash",
     "algorithm_for",
     "b64url",

@@ -9,14 +9,13 @@ the token's revocation status when an :class:`Introspector` is configured.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 import httpx
 
 from gatepass.clock import Clock, SystemClock
 from gatepass.errors import ConfigurationError, TokenError
 from gatepass.tokens import (
+    ACCESS_TOKEN_TYP,
+    AccessTokenClaims,
     DPoPVerifier,
     JWKSKeySource,
     JWTVerifier,
@@ -29,8 +28,6 @@ from gatepass.verify.introspection import Introspector
 
 __all__ = ["ACCESS_TOKEN_TYP", "ResourceVerifier"]
 
-# RFC 9068 §2.1: access tokens are explicitly typed.
-ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 _TOKEN_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
 )
@@ -51,21 +48,6 @@ def _token_from(authorization: str | None) -> str:
     if not token or not _TOKEN_CHARACTERS.issuperset(token):
         raise TokenError("malformed authorization header")
     return token
-
-
-def _string_claim(claims: dict[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str) or not value:
-        raise TokenError(f"token has no valid {name} claim")
-    return value
-
-
-def _jkt_of(claims: dict[str, Any]) -> str:
-    confirmation = claims.get("cnf")
-    jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
-    if not isinstance(jkt, str) or not jkt:
-        raise TokenError("token is not dpop-bound")
-    return jkt
 
 
 class ResourceVerifier:
@@ -185,27 +167,20 @@ class ResourceVerifier:
                 signed by another key.
         """
         token = _token_from(authorization)
-        claims = self._tokens.verify(
-            token, typ=ACCESS_TOKEN_TYP, audience=self.audience
-        )
-        jkt = _jkt_of(claims)
-        agent_id = _string_claim(claims, "sub")
-        task_id = _string_claim(claims, "txn")
-        scope = claims.get("scope", "")
-        if not isinstance(scope, str):
-            raise TokenError("token has no valid scope claim")
+        raw = self._tokens.verify(token, typ=ACCESS_TOKEN_TYP, audience=self.audience)
+        claims = AccessTokenClaims.from_claims(raw)
         self._dpop.verify(
-            dpop, method=method, url=url, access_token=token, expected_jkt=jkt
+            dpop, method=method, url=url, access_token=token, expected_jkt=claims.jkt
         )
         if self._introspection is not None:
             self._introspection.check(token)
         return VerifiedAccess(
-            agent_id=agent_id,
-            task_id=task_id,
-            scopes=frozenset(scope.split()),
-            jkt=jkt,
-            jti=str(claims["jti"]),
+            agent_id=claims.agent_id,
+            task_id=claims.task_id,
+            scopes=frozenset(claims.scope),
+            jkt=claims.jkt,
+            jti=claims.jti,
             audience=self.audience,
-            expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
-            claims=claims,
+            expires_at=claims.expires_at,
+            claims=raw,
         )
