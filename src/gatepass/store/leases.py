@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from gatepass.ids import AgentId, LeaseId, TaskId
+from gatepass.leases import ACCESS_TOKEN_KIND, ended_state, expired_state
 from gatepass.models import Lease, LeaseState, TaskState
 from gatepass.store.tables import UTCDateTime, leases, tasks
 
@@ -49,17 +50,19 @@ __all__ = [
 
 _LIVE = (LeaseState.PENDING.value, LeaseState.ACTIVE.value)
 
-# Access tokens need no call to a target: marking the lease is the revocation (it is
-# what introspection consults). Every other kind goes to ``revoking`` until its
+# The SQL below encodes gatepass.leases.states in single atomic statements: access
+# tokens need no call to a target (marking the lease is the revocation, and it is
+# what introspection consults); every other kind goes to ``revoking`` until its
 # engine confirms, and is never reported revoked before that.
-ACCESS_TOKEN_KIND = "access_token"  # noqa: S105 - a lease kind
+_ENGINE = "engine"
 
 
 def _ended_state(now: dt.datetime) -> dict[str, Any]:
     is_token = leases.c.kind == ACCESS_TOKEN_KIND
     return {
         "state": case(
-            (is_token, LeaseState.REVOKED.value), else_=LeaseState.REVOKING.value
+            (is_token, ended_state(ACCESS_TOKEN_KIND).value),
+            else_=ended_state(_ENGINE).value,
         ),
         "revoked_at": case((is_token, now), else_=None),
         "next_attempt_at": case((is_token, None), else_=now),
@@ -274,7 +277,8 @@ def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> i
         .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
         .values(
             state=case(
-                (is_token, LeaseState.EXPIRED.value), else_=LeaseState.REVOKING.value
+                (is_token, expired_state(ACCESS_TOKEN_KIND).value),
+                else_=expired_state(_ENGINE).value,
             ),
             next_attempt_at=case((is_token, None), else_=now),
         )
@@ -345,6 +349,9 @@ def reopen_revocation(conn: Connection, lease_id: str, now: dt.datetime) -> None
         update(leases)
         .where(
             leases.c.id == lease_id,
+            # Only engine credentials exist outside the broker; an access token's
+            # revocation is final (gatepass.leases.states).
+            leases.c.kind != ACCESS_TOKEN_KIND,
             leases.c.state.in_((LeaseState.REVOKED.value, LeaseState.REVOKING.value)),
         )
         .values(state=LeaseState.REVOKING.value, revoked_at=None, next_attempt_at=now)
