@@ -57,6 +57,7 @@ from gatepass.ids import (
     new_task_id,
     new_token_id,
 )
+from gatepass.leases import ACCESS_TOKEN_KIND
 from gatepass.models import (
     Lease,
     LeaseState,
@@ -293,7 +294,7 @@ class Broker(BrokerCore):
             task_id=task.id,
             agent_id=task.agent_id,
             target=target.name,
-            kind="access_token",
+            kind=ACCESS_TOKEN_KIND,
             actions=request.actions,
             handle=new_token_id(),
             state=LeaseState.ACTIVE,
