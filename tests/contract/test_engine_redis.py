@@ -29,6 +29,7 @@ from gatepass.engines import (
     credential_name,
     new_installation_id,
 )
+from gatepass.engines import redis as redis_engine
 from gatepass.engines.redis import RedisEngine, _raise_engine_error
 from gatepass.engines.redis_acl import SCOPE_REFUSALS
 from gatepass.errors import (
@@ -1092,6 +1093,20 @@ class TestCheck:
             await admin.acl_deluser(weak)
             await admin.aclose()
         assert ADMIN_PASSWORD not in str(caught.value)
+
+    async def test_issue8_check_needs_every_refused_command(
+        self, redis_url, monkeypatch
+    ):
+        """A server lacking a command gatepass refuses fails the check, not issue."""
+        monkeypatch.setattr(
+            redis_engine, "_REFUSED_COMMANDS", ("keys", "nosuchcommand")
+        )
+        engine = build(make_settings(redis_url))
+        try:
+            with pytest.raises(EngineError, match="no command nosuchcommand"):
+                await engine.check()
+        finally:
+            await engine.aclose()
 
     async def test_unknown_category_or_command_is_reported(self, redis_url):
         """Grants naming rules this server lacks fail the check, not issue."""
