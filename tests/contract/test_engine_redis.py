@@ -1132,6 +1132,19 @@ class TestErrorScrubbing:
         assert "s3cr3t-pass" not in str(caught.value)
         assert "**********" in str(caught.value)
 
+    def test_pipeline_annotation_is_dropped(self):
+        """The pipeline prefix of redis-py, quoting a cut password, is dropped."""
+        reply = redis.exceptions.ResponseError(
+            "Command # 1 (ACL SETUSER gp_x reset on >s3cr3t-pa...) of pipeline "
+            "caused error: ERR Error in ACL SETUSER modifier '+@nosuch'"
+        )
+        with pytest.raises(EngineError) as caught:
+            _raise_engine_error("acl setuser", reply, redact=["s3cr3t-password"])
+        assert "s3cr3t" not in str(caught.value)
+        assert str(caught.value) == (
+            "redis refused acl setuser: err error in acl setuser modifier '+@nosuch'"
+        )
+
     @pytest.mark.parametrize(
         ("error", "expected"),
         [
@@ -1166,6 +1179,9 @@ class TestErrorScrubbing:
         finally:
             await engine.aclose()
         assert not isinstance(caught.value, EngineUnavailableError)
+        # Neither the command nor any part of the password it carried.
+        assert ">" not in str(caught.value)
+        assert "pipeline" not in str(caught.value)
 
 
 class RedisSession:

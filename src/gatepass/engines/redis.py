@@ -119,6 +119,13 @@ def _raise_engine_error(
         # Server replies name the offending ACL rule, which helps operators; they
         # never echo the admin URL, and the fresh password is redacted regardless.
         reply = str(error).splitlines()[0] if str(error) else ""
+        # redis-py prefixes a pipeline's first error with the command and its
+        # arguments cut short ("Command # 1 (ACL SETUSER … >pass...) of pipeline
+        # caused error: …"): a cut password escapes the redaction below, so only
+        # the server's own reply is kept.
+        _, annotated, server_reply = reply.partition(" of pipeline caused error: ")
+        if annotated:
+            reply = server_reply
         for value in redact:
             reply = reply.replace(value, "**********")
         raise EngineError(f"redis refused {operation}: {reply[:160].lower()}")
@@ -331,24 +338,7 @@ class RedisEngine:
             EngineError: Redis refused.
             EngineUnavailableError: Redis cannot be reached.
         """
-        parsed = parse_user_name(request.name)
-        if parsed is None or parsed.marker is not None:
-            raise InvalidRequestError("not a gatepass redis credential name")
-        if request.name != credential_name(request.lease_id):
-            raise InvalidRequestError("the name does not belong to the lease")
-        name = user_name(self._marker, parsed.body)
-        now = self._clock.now()
-        if request.expires_at.utcoffset() is None:
-            raise InvalidRequestError("expires_at must be timezone-aware")
-        if request.expires_at <= now:
-            raise InvalidRequestError("expires_at is not in the future")
-        if request.expires_at - now > self._config.max_ttl:
-            raise InvalidRequestError("expires_at exceeds the target's max ttl")
-        if not request.actions:
-            raise InvalidScopeError("no action requested")
-        for action in request.actions:
-            if action not in self._config.grants:
-                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        name = self._user_of(request)
         # Target order, not request order: the same actions always make the same user.
         ordered = [a for a in self._config.grants if a in set(request.actions)]
         password = secrets.token_urlsafe(_PASSWORD_BYTES)
@@ -375,7 +365,11 @@ class RedisEngine:
                 )
                 # Connections left from an earlier attempt must not keep the name.
                 pipe.execute_command("CLIENT", "KILL", "USER", name)
-                await pipe.execute()
+                # raise_on_error=False: redis-py would prefix the first error with
+                # the command it failed on, and so with the start of the password.
+                for reply in await pipe.execute(raise_on_error=False):
+                    if isinstance(reply, redis_errors.RedisError):
+                        raise reply
         except redis_errors.RedisError as error:
             _raise_engine_error("acl setuser", error, redact=[password])
         return IssuedCredential(
@@ -388,6 +382,33 @@ class RedisEngine:
                 "username": name,
             },
         )
+
+    def _user_of(self, request: IssueRequest) -> str:
+        """
+        Check a request before anything reaches Redis; return the user to create.
+
+        Raises:
+            InvalidRequestError: the name or the expiry is unacceptable.
+            InvalidScopeError: an action has no grants on this target.
+        """
+        parsed = parse_user_name(request.name)
+        if parsed is None or parsed.marker is not None:
+            raise InvalidRequestError("not a gatepass redis credential name")
+        if request.name != credential_name(request.lease_id):
+            raise InvalidRequestError("the name does not belong to the lease")
+        now = self._clock.now()
+        if request.expires_at.utcoffset() is None:
+            raise InvalidRequestError("expires_at must be timezone-aware")
+        if request.expires_at <= now:
+            raise InvalidRequestError("expires_at is not in the future")
+        if request.expires_at - now > self._config.max_ttl:
+            raise InvalidRequestError("expires_at exceeds the target's max ttl")
+        if not request.actions:
+            raise InvalidScopeError("no action requested")
+        for action in request.actions:
+            if action not in self._config.grants:
+                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        return user_name(self._marker, parsed.body)
 
     async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
         """
