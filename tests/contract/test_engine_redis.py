@@ -888,6 +888,16 @@ class TestRevoke:
             await client.aclose()
         assert credential.handle not in await acl_users(REDIS_URL)
 
+    async def test_renew_of_a_revoked_user_fails(self, engine, user_names):
+        """Renewing finds the user gone after revocation (by either of its names)."""
+        name = user_names()
+        credential = await engine.issue(request(name))
+        assert await engine.renew(credential.handle, CLOCK.now()) == CLOCK.now()
+        await engine.revoke(credential.handle)
+        for handle in (credential.handle, name):
+            with pytest.raises(EngineError, match="no longer exists"):
+                await engine.renew(handle, CLOCK.now())
+
     async def test_issue9_a_user_from_before_markers_is_still_revoked(
         self, engine, redis_url, user_names
     ):
@@ -1041,6 +1051,7 @@ class TestCheck:
             engine.check,
             lambda: engine.issue(request(name)),
             lambda: engine.revoke(name),
+            lambda: engine.renew(name, CLOCK.now()),
             lambda: engine.reap(set()),
         ]
         try:
