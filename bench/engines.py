@@ -32,7 +32,13 @@ from rich.console import Console
 from rich.table import Table
 
 from gatepass.clock import SystemClock
-from gatepass.engines import EngineContext, IssueRequest, SecretEngine, credential_name
+from gatepass.engines import (
+    EngineContext,
+    IssueRequest,
+    SecretEngine,
+    credential_name,
+    new_installation_id,
+)
 from gatepass.engines.postgres import PostgresEngine
 from gatepass.engines.redis import RedisEngine
 from gatepass.engines.ssh import SSHEngine
@@ -143,6 +149,7 @@ async def bench(workdir: Path, database: str) -> dict[str, Any]:
         state_dir=workdir,
         sealer=Sealer([Fernet.generate_key()]),
         clock=SystemClock(),
+        installation_id=new_installation_id(),
     )
     admin_url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
     engines: dict[str, tuple[SecretEngine, str | None]] = {

@@ -13,8 +13,10 @@ A subclass provides four fixtures and inherits the tests::
         @pytest.fixture
         def actions(self): ...           # actions the mount grants, e.g. ("read",)
 
-It may override ``make_request`` (an SSH engine needs a public key) and the class
-attributes below. Tests are synchronous and drive the engine with ``anyio.run``.
+It may override ``make_request`` (an SSH engine needs a public key), the class
+attributes below, and ``other_installation`` (the same mount built by another
+broker deployment, for engines whose credentials live in a namespace deployments
+can share). Tests are synchronous and drive the engine with ``anyio.run``.
 """
 
 from __future__ import annotations
@@ -142,6 +144,16 @@ class SecretEngineContract:
             )
 
         return make
+
+    @pytest.fixture
+    def other_installation(self) -> SecretEngine | None:
+        """
+        The same mount built by another deployment (another installation id).
+
+        None (the default) skips the namespace test: for engines whose credentials
+        live in the broker's own state, nothing is shared between deployments.
+        """
+        return None
 
     @pytest.fixture
     def handles(self, engine: SecretEngine) -> Iterator[list[str]]:
@@ -299,6 +311,60 @@ class SecretEngineContract:
                     assert await probe.exists(name), name
             finally:
                 await probe.drop_foreign(foreign)
+
+        anyio.run(main)
+
+    def test_issue9_reap_keeps_a_credential_whose_lease_is_pending(
+        self,
+        engine: SecretEngine,
+        probe: EngineProbe,
+        clock: FrozenClock,
+        make_request: RequestFactory,
+        handles: list[str],
+    ) -> None:
+        """A pending lease is live by its id and recorded name; its credential stays."""
+
+        async def main() -> None:
+            request = make_request()
+            credential = await engine.issue(request)
+            handles.append(credential.handle)
+            clock.advance(self.reap_after)
+            # What the broker's live set holds for a lease not yet activated.
+            removed = await engine.reap({request.lease_id, request.name})
+            assert credential.handle not in removed
+            assert await probe.exists(credential.handle)
+
+        anyio.run(main)
+
+    def test_issue9_reap_spares_another_installations_credentials(
+        self,
+        engine: SecretEngine,
+        other_installation: SecretEngine | None,
+        probe: EngineProbe,
+        clock: FrozenClock,
+        make_request: RequestFactory,
+    ) -> None:
+        """Another deployment's live credential survives; each reaps its own strays."""
+        if other_installation is None:
+            pytest.skip("deployments share no namespace in this engine")
+        other = other_installation
+
+        async def main() -> None:
+            theirs = await other.issue(make_request())
+            ours = await engine.issue(make_request())
+            try:
+                clock.advance(self.reap_after)
+                # Neither broker knows the other's leases: both live sets are empty.
+                removed = await engine.reap(set())
+                assert ours.handle in removed
+                assert theirs.handle not in removed
+                assert await probe.exists(theirs.handle)
+                assert await probe.can_login(theirs)
+                assert await other.reap(set()) == [theirs.handle]
+                assert not await probe.exists(theirs.handle)
+            finally:
+                await other.revoke(theirs.handle)
+                await engine.revoke(ours.handle)
 
         anyio.run(main)
 

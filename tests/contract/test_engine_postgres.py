@@ -30,6 +30,8 @@ from gatepass.engines import (
     IssuedCredential,
     IssueRequest,
     credential_name,
+    installation_marker,
+    new_installation_id,
 )
 from gatepass.engines import postgres as postgres_module
 from gatepass.engines.postgres import REAP_GRACE, PostgresEngine
@@ -53,6 +55,8 @@ from .engine_contract import (
 
 # Unique per session: several developers may share one server.
 RUN = uuid.uuid4().hex[:10]
+# This session's broker deployment; tests of namespaces build a second one.
+INSTALLATION_ID = new_installation_id()
 ADMIN = f"gatepass_test_admin_{RUN}"
 WEAK_ADMIN = f"gatepass_test_weak_{RUN}"
 # Under trust authentication the server ignores it; it must never be echoed either way.
@@ -132,7 +136,7 @@ def _drop_session_roles(conn: psycopg.Connection[Any]) -> None:
     rows = conn.execute(
         "SELECT rolname FROM pg_roles WHERE rolname LIKE 'gp\\_%%'"
         " AND shobj_description(oid, 'pg_authid') LIKE %s",
-        (f"gatepass mount=pg-{RUN}-%",),
+        (f"gatepass installation=% mount=pg-{RUN}-%",),
     ).fetchall()
     names = {row[0] for row in rows} | FOREIGN | {ADMIN, WEAK_ADMIN}
     for name in sorted(names):
@@ -201,12 +205,16 @@ def make_engine(cluster: Cluster, tmp_path: Path) -> Iterator[EngineFactory]:
         mount: str = "staging",
         *,
         clock: FrozenClock | None = None,
+        installation_id: str = INSTALLATION_ID,
         **settings: Any,
     ) -> PostgresEngine:
         table: dict[str, Any] = {"admin_url": cluster.url(mount), "grants": GRANTS}
         table.update(settings)
         context = EngineContext(
-            state_dir=tmp_path, sealer=sealer, clock=clock or fresh_clock()
+            state_dir=tmp_path,
+            sealer=sealer,
+            clock=clock or fresh_clock(),
+            installation_id=installation_id,
         )
         engine = PostgresEngine.from_target(make_target(mount), table, context)
         engines.append(engine)
@@ -357,26 +365,43 @@ class PostgresProbe:
         return PostgresSession(await self.connect(credential))
 
     async def create_foreign(self) -> list[str]:
-        """Create a plain role, a gp_ role by hand, and a gp_ role of another mount."""
+        """
+        Create roles the staging engine must leave alone.
+
+        A plain role, a gp_ role by hand, gp_ roles of another mount and of
+        another installation's staging mount, and one with the comment of a
+        broker from before installation markers.
+        """
+        marker = installation_marker(INSTALLATION_ID)
+        staging = target_name("staging")
+        commented = {
+            credential_name(new_lease_id()): (
+                f"gatepass installation={marker} mount=pg-{RUN}-elsewhere"
+            ),
+            credential_name(new_lease_id()): (
+                f"gatepass installation={installation_marker(new_installation_id())}"
+                f" mount={staging}"
+            ),
+            credential_name(new_lease_id()): f"gatepass mount={staging}",
+        }
         plain = f"gatepass_test_foreign_{uuid.uuid4().hex[:8]}"
         by_hand = credential_name(new_lease_id())
-        elsewhere = credential_name(new_lease_id())
-        names = [plain, by_hand, elsewhere]
+        names = [plain, by_hand, *commented]
         FOREIGN.update(names)
         async with self.superuser() as conn:
             for name in names:
                 await conn.execute(
                     sql.SQL("CREATE ROLE {}").format(sql.Identifier(name))
                 )
-            await conn.execute(
-                sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                    sql.Identifier(elsewhere),
-                    sql.Literal(
-                        f"gatepass mount=pg-{RUN}-elsewhere lease={new_lease_id()} "
-                        "created=2000-01-01T00:00:00+00:00"
-                    ),
+            for name, prefix in commented.items():
+                comment = (
+                    f"{prefix} lease={new_lease_id()} created=2000-01-01T00:00:00+00:00"
                 )
-            )
+                await conn.execute(
+                    sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                        sql.Identifier(name), sql.Literal(comment)
+                    )
+                )
         return names
 
     async def drop_foreign(self, names: list[str]) -> None:
@@ -429,6 +454,15 @@ class TestPostgresEngineContract(SecretEngineContract):
     def probe(self, staging: PostgresProbe) -> EngineProbe:
         """The staging probe."""
         return _probe_conforms(staging)
+
+    @pytest.fixture
+    def other_installation(
+        self, make_engine: EngineFactory, clock: FrozenClock
+    ) -> PostgresEngine:
+        """The staging mount of another deployment (same target name, same cluster)."""
+        return make_engine(
+            "staging", clock=clock, installation_id=new_installation_id()
+        )
 
 
 @pytest.fixture
@@ -543,7 +577,8 @@ class TestGrants:
             assert row[8].startswith("SCRAM-SHA-256$")
             assert credential.secret.reveal() not in row[8]
             assert row[9].startswith(
-                f"gatepass mount={target_name('staging')} lease={request.lease_id} "
+                f"gatepass installation={installation_marker(INSTALLATION_ID)}"
+                f" mount={target_name('staging')} lease={request.lease_id} "
             )
 
         anyio.run(main)
@@ -697,6 +732,7 @@ def build(settings: Mapping[str, Any], target: Target | None = None) -> Postgres
         state_dir=Path("/nonexistent"),
         sealer=Sealer([Fernet.generate_key()]),
         clock=fresh_clock(),
+        installation_id=INSTALLATION_ID,
     )
     return PostgresEngine.from_target(target or make_target(), settings, context)
 

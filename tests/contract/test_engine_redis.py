@@ -27,8 +27,11 @@ from gatepass.engines import (
     IssuedCredential,
     IssueRequest,
     credential_name,
+    new_installation_id,
 )
+from gatepass.engines import redis as redis_engine
 from gatepass.engines.redis import RedisEngine, _raise_engine_error
+from gatepass.engines.redis_acl import SCOPE_REFUSALS
 from gatepass.errors import (
     ConfigurationError,
     EngineError,
@@ -78,13 +81,18 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def user_names(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Hand out fresh ``gp_`` names and delete those users after the test."""
+    """
+    Hand out fresh plain ``gp_`` names and delete their users after the test.
+
+    A plain name is what the broker records on a pending lease; the user the
+    engine creates for it carries the installation marker (:func:`marked`).
+    """
     names: list[str] = []
 
     def new_name() -> str:
         name = credential_name(new_lease_id())
-        names.append(name)
-        CREATED_USERS.add(name)
+        names.extend((name, marked(name)))
+        CREATED_USERS.update((name, marked(name)))
         return name
 
     try:
@@ -142,13 +150,36 @@ def make_settings(
 
 CLOCK = FrozenClock()
 CONTEXT = EngineContext(
-    state_dir=Path("/nonexistent"), sealer=Sealer([Fernet.generate_key()]), clock=CLOCK
+    state_dir=Path("/nonexistent"),
+    sealer=Sealer([Fernet.generate_key()]),
+    clock=CLOCK,
+    installation_id=new_installation_id(),
 )
 
 
-def build(settings: Mapping[str, Any], target: Target | None = None) -> RedisEngine:
+def marked(name: str, context: EngineContext = CONTEXT) -> str:
+    """Return the user an installation creates for the plain lease name ``name``."""
+    return f"gp_{context.marker}_{name.removeprefix('gp_')}"
+
+
+def other_context() -> EngineContext:
+    """Return the context of another broker deployment (its own installation id)."""
+    return EngineContext(
+        state_dir=CONTEXT.state_dir,
+        sealer=CONTEXT.sealer,
+        clock=CLOCK,
+        installation_id=new_installation_id(),
+    )
+
+
+def build(
+    settings: Mapping[str, Any],
+    target: Target | None = None,
+    *,
+    context: EngineContext = CONTEXT,
+) -> RedisEngine:
     """Build an engine from a table, as the broker does."""
-    return RedisEngine.from_target(target or make_target(), settings, CONTEXT)
+    return RedisEngine.from_target(target or make_target(), settings, context)
 
 
 def request(
@@ -390,16 +421,16 @@ class TestIssue:
     """Issued users can do what their actions grant, and nothing else."""
 
     async def test_credential_fields(self, engine, user_names):
-        """The handle is the name; fields carry host, port and username."""
+        """The handle is the marked user name; fields carry host, port and username."""
         name = user_names()
         credential = await engine.issue(request(name))
         parts = urlsplit(REDIS_URL)
-        assert credential.handle == name
+        assert credential.handle == marked(name)
         assert credential.expires_at == request(name).expires_at
         assert dict(credential.fields) == {
             "host": parts.hostname,
             "port": parts.port or 6379,
-            "username": name,
+            "username": marked(name),
         }
         assert credential.secret is not None
         assert len(credential.secret.reveal()) >= 43
@@ -483,13 +514,20 @@ class TestIssue:
             await again.aclose()
 
     @pytest.mark.parametrize(
-        "name", ["admin", "gp_short", "gp_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "gp_x y"]
+        "name",
+        [
+            "admin",
+            "gp_short",
+            "gp_ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "gp_x y",
+            "gp_" + "a" * 10 + "_" + "b" * 26,
+        ],
     )
     async def test_malformed_name_is_refused(self, engine, name):
-        """Only gp_ names with a 26-character base32 body are created."""
+        """Only plain gp_ names with a 26-character base32 body are accepted."""
         with pytest.raises(InvalidRequestError, match="not a gatepass"):
             await engine.issue(request(name))
-        assert name not in await acl_users(REDIS_URL)
+        assert not {name, marked(name)} & set(await acl_users(REDIS_URL))
 
     async def test_name_must_belong_to_the_lease(self, engine, user_names):
         """A well-formed name of another lease is refused."""
@@ -503,7 +541,7 @@ class TestIssue:
         )
         with pytest.raises(InvalidRequestError, match="does not belong"):
             await engine.issue(wrong)
-        assert name not in await acl_users(REDIS_URL)
+        assert not {name, marked(name)} & set(await acl_users(REDIS_URL))
 
     @pytest.mark.parametrize(
         ("ttl", "problem"),
@@ -519,7 +557,7 @@ class TestIssue:
         name = user_names()
         with pytest.raises(InvalidRequestError, match=problem):
             await engine.issue(request(name, ttl=ttl))
-        assert name not in await acl_users(REDIS_URL)
+        assert not {name, marked(name)} & set(await acl_users(REDIS_URL))
 
     async def test_naive_expiry_is_refused(self, engine, user_names):
         """An expiry without a timezone is refused."""
@@ -549,7 +587,231 @@ class TestIssue:
         )
         with pytest.raises(InvalidScopeError):
             await engine.issue(bad)
-        assert name not in await acl_users(REDIS_URL)
+        assert not {name, marked(name)} & set(await acl_users(REDIS_URL))
+
+
+# The documented read grant, and the widest grant an operator could write for the
+# same keys: the refusals must hold for both.
+SCOPE_PREFIX = f"s{RUN}"
+SCOPE_SETTINGS: dict[str, Any] = {
+    "admin_url": REDIS_URL,
+    "grants": {
+        "read": {"keys": [f"{SCOPE_PREFIX}:*"], "categories": ["+@read"]},
+        "everything": {"keys": [f"{SCOPE_PREFIX}:*"], "categories": ["+@all"]},
+    },
+}
+# Run for real: harmless even if a refusal were missing (nothing is written).
+ENUMERATIONS = [
+    ("KEYS", "*"),
+    ("SCAN", "0"),
+    ("SCAN", "0", "MATCH", "*"),
+    ("SCAN", "0", "TYPE", "string"),
+    ("RANDOMKEY",),
+    ("DBSIZE",),
+]
+EVERYTHING_ENUMERATIONS = [
+    *ENUMERATIONS,
+    ("INFO", "keyspace"),
+    ("MEMORY", "STATS"),
+    ("CLIENT", "TRACKING", "on", "BCAST"),
+    ("PUBSUB", "CHANNELS"),
+    ("FUNCTION", "LIST"),
+]
+# Asked with ACL DRYRUN only: on a shared server these must never actually run.
+SERVER_WIDE = [
+    ("FLUSHALL",),
+    ("FLUSHDB", "ASYNC"),
+    ("SWAPDB", "0", "1"),
+    ("FUNCTION", "FLUSH"),
+    ("SCRIPT", "FLUSH"),
+    ("SCRIPT", "KILL"),
+    ("MIGRATE", "127.0.0.1", "1", f"{SCOPE_PREFIX}:k", "0", "10"),
+    ("CLUSTER", "GETKEYSINSLOT", "0", "10"),
+    ("CLUSTER", "COUNTKEYSINSLOT", "0"),
+    ("MEMORY", "DOCTOR"),
+    ("MONITOR",),
+    ("CLIENT", "LIST"),
+    ("DEBUG", "OBJECT", f"{SCOPE_PREFIX}:k"),
+]
+# Every keyless command of Redis 7 outside @admin, reviewed and left allowed: each
+# answers about the caller's own connection, names only what the caller passed,
+# or checks channel patterns itself. A Redis release adding a keyless command
+# fails test_issue8_every_keyless_command_is_reviewed until it is placed here or
+# in SCOPE_REFUSALS.
+REVIEWED_ALLOWED = frozenset(
+    {
+        # The caller's own connection, authentication and transaction.
+        "asking", "auth", "hello", "ping", "echo", "quit", "reset", "select",
+        "readonly", "readwrite", "multi", "exec", "discard", "unwatch", "wait",
+        "time", "lolwut", "client|caching", "client|getname", "client|getredir",
+        "client|help", "client|id", "client|info", "client|reply",
+        "client|setname", "client|trackinginfo", "acl|cat", "acl|genpass",
+        "acl|help", "acl|whoami",
+        # The command table; GETKEYS returns the names in the arguments given.
+        "command|count", "command|docs", "command|getkeys",
+        "command|getkeysandflags", "command|help", "command|info", "command|list",
+        # Cluster topology, no key names.
+        "cluster|help", "cluster|info", "cluster|keyslot", "cluster|links",
+        "cluster|myid", "cluster|nodes", "cluster|shards", "cluster|slots",
+        # Help texts and harmless memory upkeep.
+        "config|help", "latency|help", "memory|help", "memory|purge", "module|help",
+        "object|help", "pubsub|help", "slowlog|help", "xgroup|help", "xinfo|help",
+        "function|help", "script|help",
+        # Pub/Sub checks channels against &patterns; NUMSUB/NUMPAT are counts of
+        # channels the caller names, or of patterns.
+        "publish", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+        "pubsub|numpat", "pubsub|numsub", "pubsub|shardnumsub",
+        # Scripts run every inner command under the caller's ACL user.
+        "script|exists", "script|load",
+    }
+)  # fmt: skip
+
+
+def _leaf_commands(table: list[Any]) -> list[tuple[str, list[str], list[Any]]]:
+    """Return (name, categories, key specs) for every command and subcommand."""
+    found: list[tuple[str, list[str], list[Any]]] = []
+    for info in table:
+        name, categories, key_specs, subcommands = info[0], info[6], info[8], info[9]
+        if subcommands:
+            found.extend(_leaf_commands(subcommands))
+        else:
+            found.append((str(name), [str(c) for c in categories], key_specs))
+    return found
+
+
+@pytest.fixture
+async def scoped(redis_url: str) -> AsyncIterator[RedisEngine]:
+    """An engine whose grants are the documented read grant and +@all, both scoped."""
+    settings = {**SCOPE_SETTINGS, "admin_url": redis_url}
+    built = build(settings, make_target("scoped", actions=("read", "everything")))
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await admin.set(f"{SCOPE_PREFIX}:k", "mine")
+        await admin.rpush(f"{SCOPE_PREFIX}:list", "2", "1")
+        await admin.set(f"o{RUN}:secret-name", "theirs")
+        yield built
+    finally:
+        await admin.unlink(
+            f"{SCOPE_PREFIX}:k", f"{SCOPE_PREFIX}:list", f"o{RUN}:secret-name"
+        )
+        await admin.aclose()
+        await built.aclose()
+
+
+async def dry_run(user: str, *command: str) -> str:
+    """Ask the server whether ``user`` may run ``command``, running nothing."""
+    admin = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return str(await admin.execute_command("ACL", "DRYRUN", user, *command))  # type: ignore[no-untyped-call]
+    finally:
+        await admin.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+class TestIssue8KeyScope:
+    """A credential scoped to some keys never learns the names of the others."""
+
+    @pytest.mark.parametrize("command", ENUMERATIONS, ids=" ".join)
+    async def test_issue8_read_grant_cannot_enumerate_keys(
+        self, scoped, user_names, command
+    ):
+        """The documented read grant: KEYS, SCAN, RANDOMKEY, DBSIZE answer NOPERM."""
+        client = connect_as(await scoped.issue(request(user_names(), "read")))
+        try:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+
+    @pytest.mark.parametrize("command", EVERYTHING_ENUMERATIONS, ids=" ".join)
+    async def test_issue8_widest_grant_cannot_enumerate_keys(
+        self, scoped, user_names, command
+    ):
+        """Even +@all on some keys may not list, count or track all keys."""
+        client = connect_as(await scoped.issue(request(user_names(), "everything")))
+        try:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+
+    @pytest.mark.parametrize("actions", [("everything",), ("read", "everything")])
+    @pytest.mark.parametrize("command", SERVER_WIDE, ids=" ".join)
+    async def test_issue8_server_wide_commands_are_refused(
+        self, scoped, user_names, actions, command
+    ):
+        """Flushes, registries, MIGRATE and slot listings are refused, selectors too."""
+        credential = await scoped.issue(request(user_names(), *actions))
+        verdict = await dry_run(credential.handle, *command)
+        assert verdict != "OK"
+        assert "no permissions" in verdict.lower()
+
+    async def test_issue8_a_script_calling_keys_is_refused(self, scoped, user_names):
+        """KEYS and SCAN inside EVAL run as the caller and are refused."""
+        client = connect_as(await scoped.issue(request(user_names(), "everything")))
+        try:
+            for inner in ("redis.call('KEYS', '*')", "redis.call('SCAN', '0')"):
+                with pytest.raises(redis.exceptions.ResponseError) as caught:
+                    await client.eval(f"return {inner}", 0)
+                assert "can't run this command" in str(caught.value)
+        finally:
+            await client.aclose()
+
+    async def test_issue8_sort_patterns_reach_no_other_key(self, scoped, user_names):
+        """SORT BY/GET with patterns is refused by Redis itself to scoped users."""
+        client = connect_as(await scoped.issue(request(user_names(), "read")))
+        try:
+            for option in ("BY", "GET"):
+                with pytest.raises(redis.exceptions.ResponseError, match=option):
+                    await client.execute_command(  # type: ignore[no-untyped-call]
+                        "SORT_RO", f"{SCOPE_PREFIX}:list", option, f"o{RUN}:*"
+                    )
+        finally:
+            await client.aclose()
+
+    async def test_issue8_reads_of_its_own_keys_still_work(self, scoped, user_names):
+        """GET, TYPE, EXISTS, SORT and a scripted GET of its own keys still answer."""
+        client = connect_as(await scoped.issue(request(user_names(), "read")))
+        everything = connect_as(await scoped.issue(request(user_names(), "everything")))
+        try:
+            assert await client.get(f"{SCOPE_PREFIX}:k") == "mine"
+            assert await client.type(f"{SCOPE_PREFIX}:k") == "string"
+            assert await client.exists(f"{SCOPE_PREFIX}:k") == 1
+            sorted_list = await client.execute_command(  # type: ignore[no-untyped-call]
+                "SORT_RO", f"{SCOPE_PREFIX}:list"
+            )
+            assert sorted_list == ["1", "2"]
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await client.get(f"o{RUN}:secret-name")
+            script = "return redis.call('GET', KEYS[1])"
+            assert await everything.eval(script, 1, f"{SCOPE_PREFIX}:k") == "mine"
+        finally:
+            await client.aclose()
+            await everything.aclose()
+
+    async def test_issue8_every_keyless_command_is_reviewed(self, redis_url):
+        """Each keyless non-admin command of this server is refused or reviewed."""
+        options = aioredis.ConnectionPool.from_url(redis_url).connection_kwargs
+        connection = aioredis.Connection(**{**options, "decode_responses": True})
+        try:
+            # The raw reply: redis-py's COMMAND parser drops key specs.
+            await connection.send_command("COMMAND")
+            table = await connection.read_response()
+        finally:
+            await connection.disconnect()
+        refused = {rule[1:] for rule in SCOPE_REFUSALS}
+        unreviewed = sorted(
+            name
+            for name, categories, key_specs in _leaf_commands(table)
+            if "@admin" not in categories
+            and not key_specs
+            and name not in refused
+            and name.split("|")[0] not in refused
+            and name not in REVIEWED_ALLOWED
+        )
+        assert unreviewed == []
+        assert len(_leaf_commands(table)) > 200
 
 
 @pytest.mark.redis
@@ -592,6 +854,64 @@ class TestRevoke:
             await engine.revoke(handle)
         assert "default" in await acl_users(REDIS_URL)
 
+    async def test_issue9_another_installations_user_is_refused(
+        self, engine, redis_url, user_names
+    ):
+        """Revoke and renew refuse a user carrying another installation's marker."""
+        elsewhere = other_context()
+        other = build(make_settings(redis_url), context=elsewhere)
+        name = user_names()
+        CREATED_USERS.add(marked(name, elsewhere))
+        try:
+            credential = await other.issue(request(name))
+            with pytest.raises(InvalidRequestError, match="another gatepass"):
+                await engine.revoke(credential.handle)
+            with pytest.raises(InvalidRequestError, match="another gatepass"):
+                await engine.renew(credential.handle, CLOCK.now())
+            assert credential.handle in await acl_users(redis_url)
+        finally:
+            await other.revoke(marked(name, elsewhere))
+            await other.aclose()
+
+    async def test_issue9_revoking_the_pending_name_removes_the_user(
+        self, engine, user_names
+    ):
+        """A crash before activation leaves the plain name on the lease: it suffices."""
+        name = user_names()
+        credential = await engine.issue(request(name))
+        client = connect_as(credential)
+        try:
+            assert await client.ping()
+            await engine.revoke(name)
+            await wait_until_dropped(client)
+        finally:
+            await client.aclose()
+        assert credential.handle not in await acl_users(REDIS_URL)
+
+    async def test_renew_of_a_revoked_user_fails(self, engine, user_names):
+        """Renewing finds the user gone after revocation (by either of its names)."""
+        name = user_names()
+        credential = await engine.issue(request(name))
+        assert await engine.renew(credential.handle, CLOCK.now()) == CLOCK.now()
+        await engine.revoke(credential.handle)
+        for handle in (credential.handle, name):
+            with pytest.raises(EngineError, match="no longer exists"):
+                await engine.renew(handle, CLOCK.now())
+
+    async def test_issue9_a_user_from_before_markers_is_still_revoked(
+        self, engine, redis_url, user_names
+    ):
+        """An unmarked gp_ user of an older broker goes when its lease is revoked."""
+        name = user_names()
+        admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await admin.acl_setuser(name, enabled=True, reset=True, nopass=True)
+            assert await engine.renew(name, CLOCK.now()) == CLOCK.now()
+            await engine.revoke(name)
+        finally:
+            await admin.aclose()
+        assert name not in await acl_users(redis_url)
+
 
 @pytest.mark.redis
 @pytest.mark.anyio
@@ -627,35 +947,72 @@ class TestMounts:
 @pytest.mark.redis
 @pytest.mark.anyio
 class TestReap:
-    """The reaper removes stray gp_ users and nothing else."""
+    """The reaper removes this installation's stray users and nothing else."""
 
     async def test_reap_removes_stray_and_keeps_the_rest(
         self, engine, redis_url, user_names
     ):
-        """A stray gp_ user goes; live ones, default and non-gatepass users stay."""
-        stray, live = user_names(), user_names()
+        """A stray user goes; live ones, default and non-gatepass users stay."""
+        stray, live, pending = user_names(), user_names(), user_names()
         other = f"gp_Manual{RUN}"
         CREATED_USERS.update({other, f"app_{RUN}"})
         admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             await engine.issue(request(stray))
-            await engine.issue(request(live))
+            active = await engine.issue(request(live))
+            await engine.issue(request(pending))
             for foreign in (other, f"app_{RUN}"):
                 await admin.acl_setuser(foreign, enabled=False, reset=True)
-            # Redis may be shared with other test sessions: their gp_ users count as
-            # live here, so this test never removes anything it did not create.
-            live_handles = {
-                u for u in await acl_users(redis_url) if u.startswith("gp_")
-            } - {stray}
+            # The broker's live set: an active lease by its handle, a pending one by
+            # its lease id and plain name.
+            live_handles = {active.handle, f"lse_{pending[3:]}", pending}
             removed = await engine.reap(live_handles)
             users = await acl_users(redis_url)
         finally:
             await admin.acl_deluser(other, f"app_{RUN}")
             await admin.aclose()
-        assert stray in removed
-        assert live not in removed
-        assert stray not in users
-        assert {live, other, f"app_{RUN}", "default"} <= set(users)
+        assert marked(stray) in removed
+        assert not {marked(live), marked(pending)} & set(removed)
+        assert marked(stray) not in users
+        assert {marked(live), marked(pending), other, f"app_{RUN}", "default"} <= set(
+            users
+        )
+
+    @pytest.mark.parametrize(
+        "live_name", ["lease id", "plain name"], ids=["lease-id", "plain-name"]
+    )
+    async def test_issue9_a_pending_lease_keeps_its_user(
+        self, engine, user_names, live_name
+    ):
+        """A user of a pending lease is live by its lease id or its plain name."""
+        name = user_names()
+        await engine.issue(request(name))
+        alive = f"lse_{name[3:]}" if live_name == "lease id" else name
+        assert marked(name) not in await engine.reap({alive})
+        assert marked(name) in await acl_users(REDIS_URL)
+
+    async def test_issue9_reap_spares_other_installations_and_unmarked_users(
+        self, engine, redis_url, user_names
+    ):
+        """Another installation's users and unmarked gp_ users survive any reap."""
+        elsewhere = other_context()
+        other = build(make_settings(redis_url), context=elsewhere)
+        theirs, unmarked, ours = user_names(), user_names(), user_names()
+        CREATED_USERS.add(marked(theirs, elsewhere))
+        admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            foreign = await other.issue(request(theirs))
+            await admin.acl_setuser(unmarked, enabled=False, reset=True)
+            await engine.issue(request(ours))
+            removed = await engine.reap(set())
+            users = set(await acl_users(redis_url))
+            assert marked(ours) in removed
+            assert not {foreign.handle, unmarked} & set(removed)
+            assert {foreign.handle, unmarked} <= users
+            assert await other.reap(set()) == [foreign.handle]
+        finally:
+            await other.aclose()
+            await admin.aclose()
 
 
 @pytest.mark.redis
@@ -694,6 +1051,7 @@ class TestCheck:
             engine.check,
             lambda: engine.issue(request(name)),
             lambda: engine.revoke(name),
+            lambda: engine.renew(name, CLOCK.now()),
             lambda: engine.reap(set()),
         ]
         try:
@@ -747,6 +1105,20 @@ class TestCheck:
             await admin.aclose()
         assert ADMIN_PASSWORD not in str(caught.value)
 
+    async def test_issue8_check_needs_every_refused_command(
+        self, redis_url, monkeypatch
+    ):
+        """A server lacking a command gatepass refuses fails the check, not issue."""
+        monkeypatch.setattr(
+            redis_engine, "_REFUSED_COMMANDS", ("keys", "nosuchcommand")
+        )
+        engine = build(make_settings(redis_url))
+        try:
+            with pytest.raises(EngineError, match="no command nosuchcommand"):
+                await engine.check()
+        finally:
+            await engine.aclose()
+
     async def test_unknown_category_or_command_is_reported(self, redis_url):
         """Grants naming rules this server lacks fail the check, not issue."""
         for field, rule in (("categories", "+@nosuch"), ("commands", "+nosuchcmd")):
@@ -770,6 +1142,19 @@ class TestErrorScrubbing:
             _raise_engine_error("acl setuser", reply, redact=["s3cr3t-pass"])
         assert "s3cr3t-pass" not in str(caught.value)
         assert "**********" in str(caught.value)
+
+    def test_pipeline_annotation_is_dropped(self):
+        """The pipeline prefix of redis-py, quoting a cut password, is dropped."""
+        reply = redis.exceptions.ResponseError(
+            "Command # 1 (ACL SETUSER gp_x reset on >s3cr3t-pa...) of pipeline "
+            "caused error: ERR Error in ACL SETUSER modifier '+@nosuch'"
+        )
+        with pytest.raises(EngineError) as caught:
+            _raise_engine_error("acl setuser", reply, redact=["s3cr3t-password"])
+        assert "s3cr3t" not in str(caught.value)
+        assert str(caught.value) == (
+            "redis refused acl setuser: err error in acl setuser modifier '+@nosuch'"
+        )
 
     @pytest.mark.parametrize(
         ("error", "expected"),
@@ -805,6 +1190,9 @@ class TestErrorScrubbing:
         finally:
             await engine.aclose()
         assert not isinstance(caught.value, EngineUnavailableError)
+        # Neither the command nor any part of the password it carried.
+        assert ">" not in str(caught.value)
+        assert "pipeline" not in str(caught.value)
 
 
 class RedisSession:
@@ -848,8 +1236,19 @@ class RedisProbe:
         return RedisSession(connect_as(credential))
 
     async def create_foreign(self) -> list[str]:
-        """Create users outside gatepass's naming: plain, and gp_ but malformed."""
-        names = [f"app_{RUN}", f"gp_Manual{RUN}", "gp_" + "A" * 26]
+        """
+        Create users the engine must leave alone.
+
+        A plain user, malformed gp_ names, a user of another installation and an
+        unmarked gp_ user (as a broker before installation markers made them).
+        """
+        names = [
+            f"app_{RUN}",
+            f"gp_Manual{RUN}",
+            "gp_" + "A" * 26,
+            marked(credential_name(new_lease_id()), other_context()),
+            credential_name(new_lease_id()),
+        ]
         CREATED_USERS.update(names)
         admin = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         try:
@@ -873,8 +1272,8 @@ class TestRedisEngineContract(SecretEngineContract):
     """
     The shared engine contract on the real Redis.
 
-    Its reap test removes every well-formed ``gp_`` user but its own live one, so
-    it must not share the Redis with another session's engine tests.
+    Every test builds its engine under a fresh installation id, so its reaps never
+    touch users of other tests or of other sessions sharing the server.
     """
 
     @pytest.fixture
@@ -887,11 +1286,13 @@ class TestRedisEngineContract(SecretEngineContract):
         """The contract issues write credentials."""
         return ("write",)
 
-    @pytest.fixture
-    def engine(self, redis_url, clock):
-        """A Redis mount whose users the session safety net also knows."""
+    @staticmethod
+    def _mount(redis_url: str, clock: FrozenClock) -> Iterator[RedisEngine]:
         context = EngineContext(
-            state_dir=Path("/nonexistent"), sealer=CONTEXT.sealer, clock=clock
+            state_dir=Path("/nonexistent"),
+            sealer=CONTEXT.sealer,
+            clock=clock,
+            installation_id=new_installation_id(),
         )
         built = RedisEngine.from_target(
             make_target(max_ttl=dt.timedelta(hours=2)),
@@ -902,6 +1303,16 @@ class TestRedisEngineContract(SecretEngineContract):
             yield built
         finally:
             anyio.run(built.aclose)
+
+    @pytest.fixture
+    def engine(self, redis_url, clock):
+        """A Redis mount under an installation id of its own."""
+        yield from self._mount(redis_url, clock)
+
+    @pytest.fixture
+    def other_installation(self, redis_url, clock):
+        """The same mount, built by another deployment on the same server."""
+        yield from self._mount(redis_url, clock)
 
     @pytest.fixture
     def probe(self, redis_url):  # noqa: ARG002 - skips when Redis is absent

@@ -25,7 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from gatepass.clock import Clock, FrozenClock, SystemClock
-from gatepass.engines import EngineContext, IssuedCredential, IssueRequest
+from gatepass.engines import (
+    EngineContext,
+    IssuedCredential,
+    IssueRequest,
+    new_installation_id,
+)
 from gatepass.engines import ssh as ssh_engine
 from gatepass.engines.ssh import SSHEngine
 from gatepass.errors import (
@@ -87,6 +92,7 @@ def make_engine(
         state_dir=state_dir,
         sealer=Sealer([master_key or MASTER_KEY]),
         clock=clock or SystemClock(),
+        installation_id=new_installation_id(),
     )
     chosen = SETTINGS if settings is None else settings
     return SSHEngine.from_target(make_target(), chosen, context)

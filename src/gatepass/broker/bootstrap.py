@@ -29,7 +29,7 @@ from gatepass.broker.service import Broker, LiveKeys
 from gatepass.broker.status import TokenStatus
 from gatepass.clock import Clock, SystemClock
 from gatepass.config import Settings
-from gatepass.engines import EngineContext
+from gatepass.engines import EngineContext, new_installation_id
 from gatepass.engines.registry import build_engines
 from gatepass.ids import new_agent_id
 from gatepass.models import Agent
@@ -57,6 +57,7 @@ __all__ = ["Runtime", "build_runtime", "write_secret_file"]
 _log = get_logger("gatepass.bootstrap")
 _AUDIT_KEY = "audit_key"
 _NONCE_SECRET = "dpop_nonce_secret"  # noqa: S105 - a setting name
+_INSTALLATION_ID = "installation_id"
 
 
 @dataclass(slots=True)
@@ -160,6 +161,21 @@ def _first_start(
     return records, sealed_audit, sealed_nonce, files
 
 
+def _installation_id(conn: Connection) -> str:
+    """
+    Return this deployment's id, created once at the first start.
+
+    Engines mark what they create in shared targets with it, so that the reaper of
+    one deployment never removes another's credentials. It lives in the database,
+    so every replica and every restart of the deployment sees the same id.
+    """
+    stored = keys.read_setting(conn, _INSTALLATION_ID)
+    if stored is None:
+        stored = new_installation_id().encode()
+        keys.write_setting(conn, _INSTALLATION_ID, stored)
+    return stored.decode()
+
+
 def _system_audit(
     conn: Connection,
     now: dt.datetime,
@@ -220,6 +236,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         records, sealed_audit, sealed_nonce, files = _first_start(
             conn, settings=settings, sealer=sealer, now=clock.now()
         )
+        installation_id = _installation_id(conn)
     # Secret files are written only after the hashes committed, so a crash leaves
     # no token file without its record.
     for path, content in files:
@@ -265,7 +282,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     broker.engines = build_engines(
         [(target.to_target(), target.engine) for target in settings.targets],
-        context=EngineContext(state_dir=state, sealer=sealer, clock=clock),
+        context=EngineContext(
+            state_dir=state,
+            sealer=sealer,
+            clock=clock,
+            installation_id=installation_id,
+        ),
         metrics=metrics,
         timeout=dt.timedelta(seconds=settings.engines.call_timeout_seconds),
     )

@@ -14,7 +14,11 @@ from gatepass.engines.base import (
     SecretEngine,
     credential_name,
 )
-from gatepass.engines.context import EngineContext
+from gatepass.engines.context import (
+    EngineContext,
+    installation_marker,
+    new_installation_id,
+)
 
 __all__ = [
     "CREDENTIAL_PREFIX",
@@ -23,4 +27,6 @@ __all__ = [
     "IssuedCredential",
     "SecretEngine",
     "credential_name",
+    "installation_marker",
+    "new_installation_id",
 ]

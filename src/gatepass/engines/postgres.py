@@ -4,11 +4,13 @@ PostgreSQL engine: one temporary login role per lease, granted its actions' priv
 Issuing creates ``gp_<26 base32>`` (the lease's deterministic name) with a random
 password, ``VALID UNTIL`` the lease's end, ``NOINHERIT`` and a connection limit; it
 grants ``CONNECT`` on the mount's database and the configured grants of every
-requested action, and records the mount, lease and creation time in the role's
-comment, all in one transaction. Revoking first forbids new logins (committed), then
-terminates every backend of the role, then reassigns and drops what it owns and
-drops it. The reaper revokes roles of this mount (by comment) that no live lease
-accounts for.
+requested action, and records the installation marker, mount, lease and creation
+time in the role's comment, all in one transaction. Revoking first forbids new
+logins (committed), then terminates every backend of the role, then reassigns and
+drops what it owns and drops it. The reaper revokes roles of this installation and
+mount (by comment) that no live lease accounts for: roles are cluster-wide, so two
+broker deployments with a target of the same name on one cluster would otherwise
+remove each other's live roles.
 
 Nothing taken from a request is pasted into SQL: identifiers come from the
 validated configuration and are composed with :class:`psycopg.sql.Identifier`;
@@ -75,7 +77,8 @@ _HOST = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
 _ACTION = r"^[a-z][a-z0-9_.:-]{0,63}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _COMMENT = re.compile(
-    r"gatepass mount=(?P<mount>\S+) lease=(?P<lease>\S+) created=(?P<created>\S+)"
+    r"gatepass installation=(?P<installation>\S+) mount=(?P<mount>\S+)"
+    r" lease=(?P<lease>\S+) created=(?P<created>\S+)"
 )
 # Advisory-lock namespace ("gp"); serializes issue, revoke and reap of one name.
 _LOCK_SPACE = 0x67700000
@@ -231,17 +234,19 @@ class PostgresEngine:
     Args:
         mount: the resolved configuration.
         clock: the time source for role creation times (reap grace).
+        marker: the installation marker written into every role's comment.
     """
 
     kind: ClassVar[str] = "postgres"
 
-    def __init__(self, mount: _Mount, clock: Clock) -> None:
+    def __init__(self, mount: _Mount, clock: Clock, *, marker: str) -> None:
         """Keep the configuration; connections are opened per operation."""
         self._mount = mount
         self._clock = clock
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self._marker = f"gatepass mount={mount.target} "
+        # The comment prefix the reaper matches: this deployment, this mount.
+        self._marker = f"gatepass installation={marker} mount={mount.target} "
 
     @classmethod
     def from_target(
@@ -253,7 +258,8 @@ class PostgresEngine:
         Args:
             target: the configured target.
             settings: the raw engine table.
-            context: shared engine facilities (the clock is used).
+            context: shared engine facilities (the clock and the installation
+                marker are used).
 
         Returns:
             The engine; no connection is opened yet.
@@ -280,7 +286,9 @@ class PostgresEngine:
         for action in target.actions:
             if action not in parsed.grants:
                 raise ConfigurationError(f"{prefix}.grants.{action}: missing")
-        return cls(_resolve(prefix, target.name, parsed), context.clock)
+        return cls(
+            _resolve(prefix, target.name, parsed), context.clock, marker=context.marker
+        )
 
     async def check(self) -> None:
         """
@@ -455,8 +463,9 @@ class PostgresEngine:
         """
         Revoke this mount's roles that no live lease accounts for.
 
-        Only roles named ``gp_<26 base32>`` whose comment names this mount are
-        considered, and those created less than :data:`REAP_GRACE` ago are spared.
+        Only roles named ``gp_<26 base32>`` whose comment names this installation
+        and this mount are considered, and those created less than
+        :data:`REAP_GRACE` ago are spared.
 
         Args:
             live_handles: handles of pending and active leases of this mount.

@@ -11,8 +11,16 @@ revokes it or the reaper removes it; the lease's ``expires_at`` is enforced ther
 
 Every issued user also gets ``-@admin`` as its last rule, so no grant, however
 written, lets an agent run ``ACL``, ``CONFIG``, ``MODULE``, ``CLIENT KILL`` and the
-other administrative commands. Mounts are separated by their key and channel
+other administrative commands; a grant limited to some keys also gets the refusals
+of :mod:`gatepass.engines.redis_acl`, since Redis does not hold ``KEYS``, ``SCAN``
+and their kind to key patterns. Mounts are separated by their key and channel
 patterns: ACL users are server-wide and logical databases are not a boundary.
+
+Users are named ``gp_<installation marker>_<lease body>``. The broker records the
+plain ``gp_<lease body>`` on the pending lease before the user exists; the engine
+adds its marker, so ``revoke`` of that plain name removes the marked user (a crash
+between issue and activation), and ``reap`` only ever considers users carrying this
+installation's marker: brokers of other deployments sharing the server keep theirs.
 Needs Redis 7 or later (ACL selectors, ``ACL DRYRUN``).
 """
 
@@ -20,25 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import re
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Final, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Final, NoReturn
 
 import redis.asyncio as aioredis
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -50,6 +45,20 @@ from gatepass.engines.base import (
     credential_name,
 )
 from gatepass.engines.context import EngineContext
+from gatepass.engines.redis_acl import (
+    CHANNEL_LISTING_REFUSALS,
+    SCOPE_REFUSALS,
+    RedisGrant,
+    UserName,
+    parse_user_name,
+    user_name,
+)
+from gatepass.engines.redis_config import (
+    RedisConfig,
+    RedisGrantSettings,
+    RedisSettings,
+    parse_settings,
+)
 from gatepass.errors import (
     ConfigurationError,
     EngineError,
@@ -69,23 +78,10 @@ __all__ = [
     "parse_settings",
 ]
 
-_NAME: Final = re.compile(r"gp_[a-z2-7]{26}")
-# Printable ASCII without space, quotes, backslash or parentheses: Redis re-splits
-# ACL rules with sdssplitargs when it loads an ACL file or a selector, and quotes,
-# backslashes or parentheses there would change how a saved rule is read back.
-_GLOB: Final = re.compile(r"[\x21\x23-\x26\x2a-\x5b\x5d-\x7e]{1,256}")
-_CATEGORY: Final = re.compile(r"[+-]@[a-z]{1,32}")
-# Redis command names carry underscores (``georadius_ro``) and subcommands hyphens
-# (``client|no-evict``), hence slightly wider than ``[a-z|]+``.
-_COMMAND: Final = re.compile(r"[+-][a-z][a-z_]{0,63}(?:\|[a-z][a-z_-]{0,63})?")
-_HOST: Final = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
-_ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-# Appended to every issued user: administrative commands are never delegated.
-_NO_ADMIN: Final = "-@admin"
 # ``secrets.token_urlsafe(32)``: 256 bits, ``[A-Za-z0-9_-]`` only.
 _PASSWORD_BYTES: Final = 32
 # What ``check`` asks the server (ACL DRYRUN, nothing runs) to let the admin do.
-_PROBE_NAME: Final = "gp_" + "a" * 26
+_PROBE_NAME: Final = user_name("a" * 10, "a" * 26)
 _ADMIN_COMMANDS: Final = (
     ("acl", "setuser", _PROBE_NAME),
     ("acl", "deluser", _PROBE_NAME),
@@ -94,212 +90,11 @@ _ADMIN_COMMANDS: Final = (
     ("multi",),
     ("exec",),
 )
-
-
-def _matching(pattern: re.Pattern[str], problem: str) -> AfterValidator:
-    def validate(value: str) -> str:
-        if pattern.fullmatch(value) is None:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(validate)
-
-
-# Lengths are checked before the expression runs, so a 10 kB pattern costs nothing.
-_Glob = Annotated[
-    str,
-    Field(min_length=1, max_length=256),
-    _matching(
-        _GLOB,
-        "must be 1-256 printable ASCII characters without whitespace, quotes, "
-        "backslashes or parentheses",
-    ),
-]
-_Category = Annotated[
-    str,
-    Field(max_length=34),
-    _matching(_CATEGORY, "must look like +@read or -@dangerous"),
-]
-_Command = Annotated[
-    str,
-    Field(max_length=130),
-    _matching(_COMMAND, "must look like +get, -keys or +client|setname"),
-]
-
-
-class RedisGrantSettings(BaseModel):
-    """The ACL rules one action grants, as written in ``[targets.engine.grants]``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    keys: tuple[_Glob, ...] = Field(default=(), max_length=64)
-    channels: tuple[_Glob, ...] = Field(default=(), max_length=64)
-    categories: tuple[_Category, ...] = Field(default=(), max_length=64)
-    commands: tuple[_Command, ...] = Field(default=(), max_length=128)
-
-    @model_validator(mode="after")
-    def _grants_something(self) -> RedisGrantSettings:
-        if "+@admin" in self.categories:
-            raise ValueError("+@admin is never granted to an agent")
-        if not any(rule.startswith("+") for rule in self.categories + self.commands):
-            raise ValueError("grants no command; add a +@category or a +command")
-        return self
-
-
-class RedisSettings(BaseModel):
-    """The ``[targets.engine]`` table of a ``redis`` target."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    admin_url: SecretStr | None = None
-    admin_url_env: (
-        Annotated[str, _matching(_ENV_NAME, "must be an environment variable name")]
-        | None
-    ) = None
-    host: Annotated[str, _matching(_HOST, "must be a host name or address")] | None = (
-        None
-    )
-    port: int | None = Field(default=None, ge=1, le=65535)
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    grants: dict[str, RedisGrantSettings]
-
-    @model_validator(mode="after")
-    def _one_admin_url(self) -> RedisSettings:
-        if (self.admin_url is None) == (self.admin_url_env is None):
-            raise ValueError("set exactly one of admin_url and admin_url_env")
-        return self
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisGrant:
-    """
-    The ACL rules of one action.
-
-    Attributes:
-        keys: key glob patterns (``~pattern``).
-        channels: Pub/Sub channel glob patterns (``&pattern``).
-        categories: ``+@category`` / ``-@category`` rules, in order.
-        commands: ``+command`` / ``-command`` rules, in order.
-    """
-
-    keys: tuple[str, ...]
-    channels: tuple[str, ...]
-    categories: tuple[str, ...]
-    commands: tuple[str, ...]
-
-    def rules(self) -> list[str]:
-        """Return the ACL rules, one protocol argument each, ending in ``-@admin``."""
-        return [
-            *(f"~{pattern}" for pattern in self.keys),
-            *(f"&{pattern}" for pattern in self.channels),
-            *self.categories,
-            *self.commands,
-            _NO_ADMIN,
-        ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisConfig:
-    """
-    A validated Redis mount.
-
-    Attributes:
-        target: the target name, for messages.
-        admin_url: the admin connection URL; it may carry a password.
-        host: the host handed to agents.
-        port: the port handed to agents.
-        max_ttl: the target's longest credential.
-        timeout: connect and command timeout.
-        grants: the rules per action.
-    """
-
-    target: str
-    admin_url: Secret
-    host: str
-    port: int
-    max_ttl: dt.timedelta
-    timeout: dt.timedelta
-    grants: Mapping[str, RedisGrant]
-
-
-def _configuration_error(target: str, error: ValidationError) -> ConfigurationError:
-    # include_input=False: the offending value may be the admin URL itself.
-    first = error.errors(include_url=False, include_input=False, include_context=False)
-    detail = first[0]
-    where = ".".join(str(part) for part in detail["loc"])
-    prefix = f"targets.{target}.engine" + (f".{where}" if where else "")
-    message = str(detail["msg"]).removeprefix("Value error, ").lower()
-    return ConfigurationError(f"{prefix}: {message}")
-
-
-def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
-    """
-    Validate a ``[targets.engine]`` table.
-
-    Args:
-        target: the target the table belongs to.
-        settings: the raw table.
-
-    Returns:
-        The typed configuration.
-
-    Raises:
-        ConfigurationError: naming the offending field, never its value.
-    """
-    prefix = f"targets.{target.name}.engine"
-    try:
-        parsed = RedisSettings.model_validate(dict(settings))
-    except ValidationError as error:
-        raise _configuration_error(target.name, error) from None
-    if parsed.admin_url_env is not None:
-        url = os.environ.get(parsed.admin_url_env, "")
-        if not url:
-            raise ConfigurationError(
-                f"{prefix}.admin_url_env: {parsed.admin_url_env} is not set"
-            )
-        field = "admin_url_env"
-    else:
-        url = parsed.admin_url.get_secret_value() if parsed.admin_url else ""
-        field = "admin_url"
-    try:
-        parts = urlsplit(url)
-        url_host, url_port = parts.hostname, parts.port
-    except ValueError:
-        raise ConfigurationError(f"{prefix}.{field}: not a valid url") from None
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigurationError(
-            f"{prefix}.{field}: scheme must be redis, rediss or unix"
-        )
-    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
-        raise ConfigurationError(f"{prefix}.{field}: the path must be a db number")
-    host = parsed.host or url_host
-    if not host:
-        raise ConfigurationError(f"{prefix}.host: required when the url has no host")
-    missing = [action for action in target.actions if action not in parsed.grants]
-    if missing:
-        raise ConfigurationError(f"{prefix}.grants: no grants for action {missing[0]}")
-    unknown = sorted(set(parsed.grants) - set(target.actions))
-    if unknown:
-        raise ConfigurationError(
-            f"{prefix}.grants.{unknown[0]}: the target offers no such action"
-        )
-    return RedisConfig(
-        target=target.name,
-        admin_url=Secret(url),
-        host=host,
-        port=parsed.port or url_port or 6379,
-        max_ttl=target.max_ttl,
-        timeout=dt.timedelta(seconds=parsed.timeout_seconds),
-        grants={
-            action: RedisGrant(
-                keys=grant.keys,
-                channels=grant.channels,
-                categories=grant.categories,
-                commands=grant.commands,
-            )
-            for action, grant in parsed.grants.items()
-        },
-    )
+# The commands named by the refusals every restricted grant gets; ``check`` makes
+# sure the server knows them, since ``ACL SETUSER`` fails on an unknown command.
+_REFUSED_COMMANDS: Final = tuple(
+    dict.fromkeys(rule[1:] for rule in SCOPE_REFUSALS + CHANNEL_LISTING_REFUSALS)
+)
 
 
 def _raise_engine_error(
@@ -324,18 +119,17 @@ def _raise_engine_error(
         # Server replies name the offending ACL rule, which helps operators; they
         # never echo the admin URL, and the fresh password is redacted regardless.
         reply = str(error).splitlines()[0] if str(error) else ""
+        # redis-py prefixes a pipeline's first error with the command and its
+        # arguments cut short ("Command # 1 (ACL SETUSER … >pass...) of pipeline
+        # caused error: …"): a cut password escapes the redaction below, so only
+        # the server's own reply is kept.
+        _, annotated, server_reply = reply.partition(" of pipeline caused error: ")
+        if annotated:
+            reply = server_reply
         for value in redact:
             reply = reply.replace(value, "**********")
         raise EngineError(f"redis refused {operation}: {reply[:160].lower()}")
     raise EngineError(f"redis failed during {operation} ({type(error).__name__})")
-
-
-def _check_name(name: str) -> str:
-    # Names reach Redis as single ACL arguments, but only gatepass's own shape is
-    # ever created or deleted: never ``default`` or an operator's user.
-    if _NAME.fullmatch(name) is None:
-        raise InvalidRequestError("not a gatepass redis credential name")
-    return name
 
 
 async def _command(admin: aioredis.Redis, *args: str) -> Any:  # noqa: ANN401
@@ -343,19 +137,21 @@ async def _command(admin: aioredis.Redis, *args: str) -> Any:  # noqa: ANN401
     return await admin.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-async def _revoke(admin: aioredis.Redis, name: str) -> None:
-    """Kill the user's connections and delete it in one MULTI/EXEC block."""
+async def _revoke(admin: aioredis.Redis, names: Sequence[str]) -> None:
+    """Kill the users' connections and delete them in one MULTI/EXEC block."""
     async with admin.pipeline(transaction=True) as pipe:
         # Inside MULTI/EXEC no client can authenticate between the kill and the
         # delete. The kill fails with "no such user" once the user is gone.
-        pipe.execute_command("CLIENT", "KILL", "USER", name)
-        pipe.execute_command("ACL", "DELUSER", name)
-        killed, deleted = await pipe.execute(raise_on_error=False)
-    if (
-        isinstance(killed, redis_errors.RedisError)
-        and "no such user" not in str(killed).lower()
-    ):
-        raise killed
+        for name in names:
+            pipe.execute_command("CLIENT", "KILL", "USER", name)
+        pipe.execute_command("ACL", "DELUSER", *names)
+        *killed, deleted = await pipe.execute(raise_on_error=False)
+    for reply in killed:
+        if (
+            isinstance(reply, redis_errors.RedisError)
+            and "no such user" not in str(reply).lower()
+        ):
+            raise reply
     if isinstance(deleted, redis_errors.RedisError):
         raise deleted
 
@@ -366,7 +162,7 @@ class RedisEngine:
 
     Args:
         config: the validated mount.
-        context: shared engine facilities (the clock).
+        context: shared engine facilities (the clock, the installation marker).
     """
 
     kind: ClassVar[str] = "redis"
@@ -375,6 +171,7 @@ class RedisEngine:
         """Check the admin URL parses; nothing connects until the first call."""
         self._config = config
         self._clock = context.clock
+        self._marker = context.marker
         timeout = config.timeout.total_seconds()
         self._options: dict[str, Any] = {
             "socket_timeout": timeout,
@@ -391,6 +188,41 @@ class RedisEngine:
             raise ConfigurationError(
                 f"targets.{config.target}.engine: the admin url is not usable"
             ) from None
+
+    def _names_of(self, handle: str) -> list[str]:
+        """
+        Return the users a handle stands for; refuse anything not ours.
+
+        A marked name of this installation is itself. A plain ``gp_<body>`` is the
+        name a pending lease carries (its user is the marked one) or a user made
+        before markers existed: both are removed, as both derive from a lease id
+        this broker's store issued.
+
+        Raises:
+            InvalidRequestError: not a gatepass name, or another installation's.
+        """
+        parsed = parse_user_name(handle)
+        if parsed is None:
+            raise InvalidRequestError("not a gatepass redis credential name")
+        if parsed.marker is None:
+            return [user_name(self._marker, parsed.body), parsed.plain]
+        if parsed.marker != self._marker:
+            raise InvalidRequestError(
+                "the redis credential belongs to another gatepass installation"
+            )
+        return [handle]
+
+    def _is_stray(self, user: str, live_handles: AbstractSet[str]) -> bool:
+        """Tell whether ``user`` is this installation's and no live lease has it."""
+        parsed: UserName | None = parse_user_name(user)
+        if parsed is None or parsed.marker != self._marker:
+            return False
+        # The full name is the handle of an active lease; the lease id and the plain
+        # name are what a pending lease is known by. Each miss may cost the broker a
+        # store read, so the common case (an active lease) is asked first.
+        return not any(
+            name in live_handles for name in (user, parsed.lease_id, parsed.plain)
+        )
 
     @classmethod
     def from_target(
@@ -440,8 +272,9 @@ class RedisEngine:
 
         Raises:
             EngineUnavailableError: Redis cannot be reached.
-            EngineError: the admin is refused or lacks a permission, or a grant
-                names a category or command this server does not know.
+            EngineError: the admin is refused or lacks a permission, a grant names
+                a category or command this server does not know, or the server
+                lacks a command restricted grants are refused.
         """
         try:
             async with self._connect() as admin:
@@ -456,6 +289,13 @@ class RedisEngine:
             if verdict != "OK":
                 raise EngineError(
                     f"the redis admin may not run {' '.join(command[:2])}"
+                )
+        infos = await _command(admin, "COMMAND INFO", *_REFUSED_COMMANDS)
+        for refused, info in zip(_REFUSED_COMMANDS, infos, strict=True):
+            if info is None:
+                raise EngineError(
+                    f"redis has no command {refused}, which gatepass refuses to "
+                    "restricted grants (needs redis 7 or later)"
                 )
         known = set(await _command(admin, "ACL", "CAT"))
         for action, grant in self._config.grants.items():
@@ -477,18 +317,20 @@ class RedisEngine:
 
     async def issue(self, request: IssueRequest) -> IssuedCredential:
         """
-        Create (or replace) the ACL user ``request.name`` with the actions' rules.
+        Create (or replace) the ACL user of the lease with the actions' rules.
 
-        The first requested action's rules form the user's root permissions; each
-        further action becomes its own selector, so rules never combine across
-        actions (one action's keys with another's commands).
+        The user is ``request.name`` with this installation's marker inserted
+        (``gp_<marker>_<lease body>``). The first requested action's rules form
+        the user's root permissions; each further action becomes its own
+        selector, so rules never combine across actions (one action's keys with
+        another's commands).
 
         Args:
             request: the lease being issued.
 
         Returns:
-            The user name as handle, the password as secret, and host, port and
-            username as fields.
+            The marked user name as handle, the password as secret, and host,
+            port and username as fields.
 
         Raises:
             InvalidRequestError: the name or the expiry is unacceptable.
@@ -496,21 +338,7 @@ class RedisEngine:
             EngineError: Redis refused.
             EngineUnavailableError: Redis cannot be reached.
         """
-        name = _check_name(request.name)
-        if name != credential_name(request.lease_id):
-            raise InvalidRequestError("the name does not belong to the lease")
-        now = self._clock.now()
-        if request.expires_at.utcoffset() is None:
-            raise InvalidRequestError("expires_at must be timezone-aware")
-        if request.expires_at <= now:
-            raise InvalidRequestError("expires_at is not in the future")
-        if request.expires_at - now > self._config.max_ttl:
-            raise InvalidRequestError("expires_at exceeds the target's max ttl")
-        if not request.actions:
-            raise InvalidScopeError("no action requested")
-        for action in request.actions:
-            if action not in self._config.grants:
-                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        name = self._user_of(request)
         # Target order, not request order: the same actions always make the same user.
         ordered = [a for a in self._config.grants if a in set(request.actions)]
         password = secrets.token_urlsafe(_PASSWORD_BYTES)
@@ -537,7 +365,11 @@ class RedisEngine:
                 )
                 # Connections left from an earlier attempt must not keep the name.
                 pipe.execute_command("CLIENT", "KILL", "USER", name)
-                await pipe.execute()
+                # raise_on_error=False: redis-py would prefix the first error with
+                # the command it failed on, and so with the start of the password.
+                for reply in await pipe.execute(raise_on_error=False):
+                    if isinstance(reply, redis_errors.RedisError):
+                        raise reply
         except redis_errors.RedisError as error:
             _raise_engine_error("acl setuser", error, redact=[password])
         return IssuedCredential(
@@ -551,6 +383,33 @@ class RedisEngine:
             },
         )
 
+    def _user_of(self, request: IssueRequest) -> str:
+        """
+        Check a request before anything reaches Redis; return the user to create.
+
+        Raises:
+            InvalidRequestError: the name or the expiry is unacceptable.
+            InvalidScopeError: an action has no grants on this target.
+        """
+        parsed = parse_user_name(request.name)
+        if parsed is None or parsed.marker is not None:
+            raise InvalidRequestError("not a gatepass redis credential name")
+        if request.name != credential_name(request.lease_id):
+            raise InvalidRequestError("the name does not belong to the lease")
+        now = self._clock.now()
+        if request.expires_at.utcoffset() is None:
+            raise InvalidRequestError("expires_at must be timezone-aware")
+        if request.expires_at <= now:
+            raise InvalidRequestError("expires_at is not in the future")
+        if request.expires_at - now > self._config.max_ttl:
+            raise InvalidRequestError("expires_at exceeds the target's max ttl")
+        if not request.actions:
+            raise InvalidScopeError("no action requested")
+        for action in request.actions:
+            if action not in self._config.grants:
+                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        return user_name(self._marker, parsed.body)
+
     async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
         """
         Confirm the user still exists; Redis users have no expiry of their own.
@@ -559,18 +418,19 @@ class RedisEngine:
         renewing is moving the lease's expiry once the user is known to be there.
 
         Raises:
-            InvalidRequestError: the handle is not a gatepass credential name.
+            InvalidRequestError: the handle is not a gatepass credential name, or
+                names another installation's user.
             EngineError: the user is gone, or Redis refused.
             EngineUnavailableError: Redis cannot be reached.
         """
-        name = _check_name(handle)
+        names = self._names_of(handle)
         try:
             async with self._connect() as admin:
-                found = await _command(admin, "ACL", "GETUSER", name)
+                found = [await _command(admin, "ACL", "GETUSER", n) for n in names]
         except redis_errors.RedisError as error:
             _raise_engine_error("renew", error)
-        if not found:
-            msg = f"renew: user {name} no longer exists"
+        if not any(found):
+            msg = f"renew: user {names[0]} no longer exists"
             raise EngineError(msg)
         return expires_at
 
@@ -579,26 +439,34 @@ class RedisEngine:
         Cut the user's live connections and delete it, atomically. Idempotent.
 
         Args:
-            handle: the user name.
+            handle: the user name, or the plain name of a pending lease (its
+                marked user, and a user of that plain name, are both removed).
 
         Raises:
-            InvalidRequestError: the handle is not a gatepass credential name.
+            InvalidRequestError: the handle is not a gatepass credential name, or
+                names another installation's user.
             EngineError: Redis refused.
             EngineUnavailableError: Redis cannot be reached; the broker retries.
         """
-        name = _check_name(handle)
+        names = self._names_of(handle)
         try:
             async with self._connect() as admin:
-                await _revoke(admin, name)
+                await _revoke(admin, names)
         except redis_errors.RedisError as error:
             _raise_engine_error("revoke", error)
 
     async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
         """
-        Delete every ``gp_…`` ACL user not in ``live_handles``; other users stay.
+        Delete this installation's users that no live lease accounts for.
+
+        Only users named ``gp_<this marker>_<lease body>`` are considered; one is
+        live when its name, its lease id or its plain ``gp_<body>`` name is in
+        ``live_handles``. Users of other installations, users from before markers
+        (``gp_<body>``), ``default`` and operators' users are never touched.
 
         Args:
-            live_handles: handles of leases still pending or active.
+            live_handles: names (lease ids and handles) of leases still pending or
+                active, of every mount of this broker.
 
         Returns:
             The handles removed, sorted.
@@ -611,12 +479,10 @@ class RedisEngine:
             async with self._connect() as admin:
                 users = await _command(admin, "ACL", "USERS")
                 stray = sorted(
-                    user
-                    for user in users
-                    if _NAME.fullmatch(user) is not None and user not in live_handles
+                    user for user in users if self._is_stray(user, live_handles)
                 )
                 for name in stray:
-                    await _revoke(admin, name)
+                    await _revoke(admin, [name])
         except redis_errors.RedisError as error:
             _raise_engine_error("reap", error)
         return stray

@@ -10,7 +10,12 @@ import anyio
 import pytest
 
 from gatepass.clock import FrozenClock
-from gatepass.engines import EngineContext, IssuedCredential, IssueRequest
+from gatepass.engines import (
+    EngineContext,
+    IssuedCredential,
+    IssueRequest,
+    new_installation_id,
+)
 from gatepass.engines.registry import build_engines, load_engine_class
 from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
@@ -147,6 +152,7 @@ class TestRegistry:
             state_dir=Path(str(tmp_path)),
             sealer=Sealer([Fernet.generate_key()]),
             clock=FrozenClock(),
+            installation_id=new_installation_id(),
         )
 
     def target(self, kind: str) -> Target:
