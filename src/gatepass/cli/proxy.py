@@ -27,7 +27,9 @@ def proxy(
     """Run the credential-injecting proxy on the configured address."""
     try:
         settings = load_proxy_settings(config)
-        configure_logging(settings.proxy.log_level)
+        # httpx logs every upstream URL at info (a query secret included): the
+        # request loggers speak only at debug, and then scrubbed by value.
+        configure_logging(settings.proxy.log_level, quiet_libraries=True)
         app = create_proxy_app(settings)
     except GatepassError as error:
         typer.echo(f"gatepass: {error.detail}", err=True)

@@ -14,9 +14,9 @@ logs ids and hashes, never credentials.
 Names and shapes are not enough when a library logs a value it was handed (httpx
 logs every URL it calls, ``?key=...`` included): a component that holds secrets
 registers their values with :func:`redact_values`, and every string of every line
-is then scrubbed of them, whatever the key or the logger. Library loggers that log
-each request (httpx, httpcore, uvicorn.access) stay at ``warning`` unless the level
-is ``debug``.
+is then scrubbed of them, whatever the key or the logger. With
+``quiet_libraries=True``, library loggers that log each request (httpx, httpcore,
+uvicorn.access) stay at ``warning`` unless the level is ``debug``.
 """
 
 from __future__ import annotations
@@ -204,20 +204,23 @@ class _Stdout:
         sys.stdout.flush()
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool = True, quiet_libraries: bool = False
+) -> None:
     """
     Send structlog and stdlib logging to stdout as JSON lines (or console text).
 
     Each line carries ``timestamp`` (ISO 8601 UTC), ``level``, ``event`` and
     ``logger``. uvicorn's loggers lose their own handlers and propagate to the root
-    handler, so run uvicorn with ``log_config=None``. The loggers that write a line
-    per request (httpx, httpcore, uvicorn.access) are held at ``warning`` unless
-    ``level`` is ``debug``. Calling this again replaces the previous configuration:
-    it never adds a second handler.
+    handler, so run uvicorn with ``log_config=None``. Calling this again replaces
+    the previous configuration: it never adds a second handler.
 
     Args:
         level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
         json: JSON lines when true, aligned console text (no colours) otherwise.
+        quiet_libraries: hold the loggers that write a line per request (httpx,
+            httpcore, uvicorn.access) at ``warning`` unless ``level`` is ``debug``;
+            when false they follow ``level`` like every other logger.
 
     Raises:
         ConfigurationError: ``level`` is not a known level name.
@@ -273,11 +276,10 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         foreign = logging.getLogger(name)
         foreign.handlers.clear()
         foreign.propagate = True
+    quiet = quiet_libraries and numeric > logging.DEBUG
     for name in _CHATTY_LOGGERS:
-        # NOTSET defers to the root level again when debugging.
-        logging.getLogger(name).setLevel(
-            logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING
-        )
+        # NOTSET defers to the root level.
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
