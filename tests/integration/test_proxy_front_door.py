@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
+from gatepass.proxy.app import ProxyApp, create_proxy_app
 from gatepass.proxy.reasons import RefusalReason
+from gatepass.proxy.server import server_config
+from gatepass.proxy.settings import parse_proxy_settings
 from gatepass.sdk.access import AccessToken
 from gatepass.sdk.task import Task
 
+from .conftest import free_port
 from .proxy_attack import (
     GATEPASS,
     AttackStack,
@@ -306,6 +312,65 @@ class TestIssue7Audit:
         assert (
             'gatepass_proxy_requests_total{outcome="http_version",route="-"}' in metrics
         )
+
+
+@pytest.fixture(scope="module")
+def served(stack: AttackStack) -> Iterator[tuple[ProxyApp, int]]:
+    """The proxy app under uvicorn with the guarded protocol, in a thread."""
+    port = free_port()
+    route = route_table("hdr", "http://127.0.0.1:9")
+    route["auth"]["secret_file"] = str(stack.state_dir.parent / "upstream.key")
+    settings = parse_proxy_settings(
+        {
+            "proxy": {
+                "port": port,
+                "public_url": f"http://127.0.0.1:{port}",
+                "broker": stack.broker.url,
+                "api_token_file": str(stack.state_dir / "proxy.token"),
+            },
+            "routes": [route],
+        },
+        source="test",
+    )
+    app = create_proxy_app(settings)
+    server = uvicorn.Server(server_config(app, settings.proxy))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the in-process proxy")
+    try:
+        yield app, port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class TestIssue7GuardedServerInProcess:
+    """The guarded server protocol, run in this process (as gatepass proxy runs it)."""
+
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [
+            (b"GET /hdr/x\r\n\r\n", "http_version"),
+            (b"GET /hdr/x HTTP/2.0\r\nHost: x\r\n\r\n", "http_version"),
+            (b"BREW /hdr/x HTTP/1.1\r\nHost: x\r\n\r\n", "invalid_method"),
+            (b"GET /hdr/x HTTP/1.1\r\nHost: x\r\nA\x01: b\r\n\r\n",
+             "malformed_request"),
+        ],
+    )  # fmt: skip
+    def test_issue7_7_server_refusal_reaches_the_app(
+        self, served: tuple[ProxyApp, int], data: bytes, reason: str
+    ) -> None:
+        """Each server-layer refusal is answered in the proxy's shape and counted."""
+        app, port = served
+        labels = {"route": "-", "outcome": reason}
+        name = "gatepass_proxy_requests_total"
+        before = app.metrics.registry.get_sample_value(name, labels) or 0
+        response = raw_exchange(port, data)
+        assert status_of(response) == 400
+        assert b"content-type: application/json" in response
+        assert b"cache-control: no-store" in response
+        after = app.metrics.registry.get_sample_value(name, labels)
+        assert after == before + 1
 
 
 def _start(tmp_path: Path, route: dict[str, Any]) -> subprocess.CompletedProcess[str]:

@@ -6,16 +6,16 @@ Every request the proxy does not complete normally carries one
 layer refused it before the proxy's code ran, or the upstream's answer could not
 be relayed. The code is the ``error`` field of the request's audit record (as the
 broker's own denies carry their error code), the ``outcome`` label of
-``gatepass_proxy_requests_total`` and the ``reason`` label of
-``gatepass_proxy_server_refusals_total``. docs/proxy.md lists them with their
-answers; a new code is added here and there, never made up at a call site.
+``gatepass_proxy_requests_total`` and the last word of the proxy's log line.
+docs/proxy.md lists them with their answers; a new code is added here and there,
+never made up at a call site.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["SERVER_LAYER_REASONS", "RefusalReason"]
+__all__ = ["RefusalReason"]
 
 
 class RefusalReason(StrEnum):
@@ -56,14 +56,3 @@ class RefusalReason(StrEnum):
     SECRET_IN_RESPONSE = "secret_in_response"  # noqa: S105 - a reason code
     SECRET_IN_STREAM = "secret_in_stream"  # noqa: S105 - a reason code
 
-
-# The reasons only the server layer gives; they are also counted by reason.
-SERVER_LAYER_REASONS = frozenset(
-    {
-        RefusalReason.MALFORMED_REQUEST,
-        RefusalReason.INVALID_METHOD,
-        RefusalReason.INVALID_TARGET,
-        RefusalReason.HTTP_VERSION,
-        RefusalReason.OVERLOADED,
-    }
-)
