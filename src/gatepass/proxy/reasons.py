@@ -55,4 +55,3 @@ class RefusalReason(StrEnum):
     UPSTREAM_ENCODING = "upstream_encoding"
     SECRET_IN_RESPONSE = "secret_in_response"  # noqa: S105 - a reason code
     SECRET_IN_STREAM = "secret_in_stream"  # noqa: S105 - a reason code
-
