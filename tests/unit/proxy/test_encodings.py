@@ -108,6 +108,13 @@ class TestDecoding:
         with pytest.raises(UndecodableBodyError):
             decode(coding, b"\x00 this is not compressed " * 4, [])
 
+    def test_truncated_body_yields_what_was_decoded(self) -> None:
+        """A body cut short decodes as far as it goes; the rest never existed."""
+        body = b"truncated answer " * 50
+        encoded = zlib.compress(body)[:-8]
+        decoded = decode(b"deflate", encoded, [])
+        assert body.startswith(decoded)
+
     def test_unencoded_answer_is_passed_through(self) -> None:
         """Without Content-Encoding the decoder changes nothing."""
         decoder = BodyDecoder.for_headers([(b"content-type", b"text/plain")])

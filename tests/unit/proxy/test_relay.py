@@ -22,12 +22,15 @@ from .conftest import CANARY, CompartmentFactory
 
 
 class _Chunks(httpx.AsyncByteStream):
-    def __init__(self, chunks: list[bytes]) -> None:
+    def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
         self._chunks = chunks
+        self._error = error
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk
+        if self._error is not None:
+            raise self._error
 
 
 def answer(
@@ -35,6 +38,8 @@ def answer(
     status: int,
     chunks: list[bytes],
     headers: dict[str, str] | None = None,
+    *,
+    error: Exception | None = None,
 ) -> tuple[list[dict[str, Any]], Exchange, BaseException | None]:
     """Relay a scripted upstream answer; return the ASGI messages sent."""
     sent: list[dict[str, Any]] = []
@@ -46,7 +51,9 @@ def answer(
 
         def handler(request: httpx.Request) -> httpx.Response:
             del request
-            return httpx.Response(status, headers=headers, stream=_Chunks(chunks))
+            return httpx.Response(
+                status, headers=headers, stream=_Chunks(chunks, error)
+            )
 
         async def send(message: Any) -> None:
             sent.append(dict(message))
@@ -63,8 +70,8 @@ def answer(
                     route="t",
                     exchange=exchange,
                 )
-            except (RefusedError, AbortedError) as error:
-                raised = error
+            except (RefusedError, AbortedError) as caught:
+                raised = caught
 
     anyio.run(main)
     return sent, exchange, raised
@@ -191,3 +198,71 @@ class TestEncodedReflections:
         )
         assert isinstance(raised, RefusedError)
         assert raised.reason == RefusalReason.UPSTREAM_ANSWER_TOO_LARGE
+
+
+class TestUpstreamFailures:
+    """An upstream that fails while answering is recorded with its reason."""
+
+    def test_clean_error_answer_is_relayed_decoded(
+        self, make_compartment: CompartmentFactory
+    ) -> None:
+        """A 404 without the secret arrives decoded with its new length."""
+        body = gzip.compress(b'{"error": "no such ticket"}')
+        sent, exchange, raised = answer(
+            make_compartment(), 404, [body], {"content-encoding": "gzip"}
+        )
+        assert raised is None
+        assert sent[0]["status"] == 404
+        assert (b"content-length", b"27") in sent[0]["headers"]
+        assert body_of(sent) == b'{"error": "no such ticket"}'
+        assert (exchange.status, exchange.reason) == (404, None)
+
+    @pytest.mark.parametrize(
+        ("error", "reason"),
+        [
+            (httpx.ReadTimeout("slow"), RefusalReason.UPSTREAM_TIMEOUT),
+            (httpx.ReadError("reset"), RefusalReason.UPSTREAM_ABORTED),
+        ],
+    )
+    def test_failure_mid_stream_cuts_the_answer(
+        self,
+        make_compartment: CompartmentFactory,
+        error: Exception,
+        reason: RefusalReason,
+    ) -> None:
+        """A stream that breaks after the 200 started is cut and recorded."""
+        sent, exchange, raised = answer(
+            make_compartment(), 200, [b"partial"], error=error
+        )
+        assert isinstance(raised, AbortedError)
+        assert exchange.reason == reason
+        assert body_of(sent) == b"partial"
+
+    @pytest.mark.parametrize(
+        ("error", "reason", "status"),
+        [
+            (httpx.ReadTimeout("slow"), RefusalReason.UPSTREAM_TIMEOUT, 504),
+            (httpx.ReadError("reset"), RefusalReason.UPSTREAM_UNREACHABLE, 502),
+        ],
+    )
+    def test_failure_while_reading_an_error_body(
+        self,
+        make_compartment: CompartmentFactory,
+        error: Exception,
+        reason: RefusalReason,
+        status: int,
+    ) -> None:
+        """An error body that cannot be read whole becomes the proxy's own answer."""
+        _, _, raised = answer(make_compartment(), 500, [b"par"], error=error)
+        assert isinstance(raised, RefusedError)
+        assert (raised.reason, raised.status) == (reason, status)
+
+    def test_corrupt_error_body_is_refused(
+        self, make_compartment: CompartmentFactory
+    ) -> None:
+        """An error body that does not decode is not relayed."""
+        _, _, raised = answer(
+            make_compartment(), 500, [b"not gzip"], {"content-encoding": "gzip"}
+        )
+        assert isinstance(raised, RefusedError)
+        assert raised.reason == RefusalReason.UPSTREAM_ENCODING
