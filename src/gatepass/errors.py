@@ -166,13 +166,16 @@ class MethodNotAllowedError(InvalidRequestError):
 
     Args:
         detail: description of the problem.
-        allowed: the methods that are served, for the ``Allow`` header.
+        allowed: the methods that are served, for the ``Allow`` header (empty when
+            rebuilt from an error code alone, as the SDK does).
     """
 
     code = "method_not_allowed"
     http_status = 405
 
-    def __init__(self, detail: str = "", *, allowed: frozenset[str]) -> None:
+    def __init__(
+        self, detail: str = "", *, allowed: frozenset[str] = frozenset()
+    ) -> None:
         """Keep the allowed methods for the ``Allow`` header."""
         super().__init__(detail)
         self.allowed = allowed
