@@ -90,6 +90,7 @@ revocation = "stream"
 name = "tickets-saas"
 prefix = "/tickets-saas/"
 upstream = "{upstream}/api"
+allow_plain_http = true
 rate_per_lease = 100000
 burst_per_lease = 100000
 rate_per_route = 100000

@@ -16,7 +16,10 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   ├── InvalidAuthorizationDetailsError 400 invalid_authorization_details
     │   ├── InvalidTargetError             400 invalid_target
     │   ├── InvalidScopeError              400 invalid_scope
-    │   └── PayloadTooLargeError           413 invalid_request
+    │   ├── PayloadTooLargeError           413 invalid_request
+    │   ├── RequestTimeoutError            408 invalid_request
+    │   ├── HeadersTooLargeError           431 invalid_request
+    │   └── MethodNotAllowedError          405 method_not_allowed
     ├── InvalidGrantError                  400 invalid_grant
     ├── InvalidClientError                 401 invalid_client
     ├── DPoPProofError                     400 invalid_dpop_proof
@@ -30,6 +33,9 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── InsufficientScopeError         403 insufficient_scope
     ├── NotFoundError                      404 not_found
     ├── ConflictError                      409 conflict
+    ├── RateLimitedError                   429 rate_limited
+    ├── UpstreamError                      502 bad_gateway     (the proxy's upstream)
+    │   └── UpstreamTimeoutError           504 upstream_timeout
     ├── EngineError                        502 engine_error
     │   └── EngineUnavailableError         503 engine_unavailable
     ├── AuditIntegrityError                500 audit_integrity
@@ -54,6 +60,7 @@ __all__ = [
     "EngineError",
     "EngineUnavailableError",
     "GatepassError",
+    "HeadersTooLargeError",
     "InsufficientScopeError",
     "InvalidAuthorizationDetailsError",
     "InvalidClientError",
@@ -61,8 +68,11 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTargetError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RateLimitedError",
+    "RequestTimeoutError",
     "StoreError",
     "TokenError",
     "TokenExpiredError",
@@ -70,6 +80,8 @@ __all__ = [
     "TokenSignatureError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
     "error_for_code",
 ]
 
@@ -134,6 +146,39 @@ class PayloadTooLargeError(InvalidRequestError):
     """The request body exceeds the configured limit."""
 
     http_status = 413
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The request body stopped arriving before the server's deadline."""
+
+    http_status = 408
+
+
+class HeadersTooLargeError(InvalidRequestError):
+    """The header section has too many fields or bytes (RFC 6585 §5)."""
+
+    http_status = 431
+
+
+class MethodNotAllowedError(InvalidRequestError):
+    """
+    The method is not served for this resource (RFC 9110 §15.5.6).
+
+    Args:
+        detail: description of the problem.
+        allowed: the methods that are served, for the ``Allow`` header (empty when
+            rebuilt from an error code alone, as the SDK does).
+    """
+
+    code = "method_not_allowed"
+    http_status = 405
+
+    def __init__(
+        self, detail: str = "", *, allowed: frozenset[str] = frozenset()
+    ) -> None:
+        """Keep the allowed methods for the ``Allow`` header."""
+        super().__init__(detail)
+        self.allowed = allowed
 
 
 class InvalidGrantError(GatepassError):
@@ -231,6 +276,29 @@ class ConflictError(GatepassError):
     code = "conflict"
     http_status = 409
     exit_code = 65
+
+
+class RateLimitedError(GatepassError):
+    """Too many requests for this lease or route; retry later (RFC 6585 §4)."""
+
+    code = "rate_limited"
+    http_status = 429
+    exit_code = 75
+
+
+class UpstreamError(GatepassError):
+    """The proxy's upstream could not be reached or its answer cannot be relayed."""
+
+    code = "bad_gateway"
+    http_status = 502
+    exit_code = 69
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The proxy's upstream did not answer in time."""
+
+    code = "upstream_timeout"
+    http_status = 504
 
 
 class EngineError(GatepassError):

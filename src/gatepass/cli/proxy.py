@@ -10,6 +10,7 @@ import uvicorn
 from gatepass.errors import GatepassError
 from gatepass.observability import configure_logging, get_logger
 from gatepass.proxy.app import create_proxy_app
+from gatepass.proxy.server import server_config
 from gatepass.proxy.settings import load_proxy_settings
 
 __all__ = ["proxy"]
@@ -26,7 +27,9 @@ def proxy(
     """Run the credential-injecting proxy on the configured address."""
     try:
         settings = load_proxy_settings(config)
-        configure_logging(settings.proxy.log_level)
+        # httpx logs every upstream URL at info (a query secret included): the
+        # request loggers speak only at debug, and then scrubbed by value.
+        configure_logging(settings.proxy.log_level, quiet_libraries=True)
         app = create_proxy_app(settings)
     except GatepassError as error:
         typer.echo(f"gatepass: {error.detail}", err=True)
@@ -38,15 +41,6 @@ def proxy(
         routes=[route.name for route in settings.routes],
         revocation=settings.proxy.revocation,
     )
-    # The feed and the audit shipper start and stop with the ASGI lifespan.
-    uvicorn.run(
-        app,
-        host=settings.proxy.host,
-        port=settings.proxy.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-        timeout_keep_alive=30,
-        limit_concurrency=4096,
-    )
+    # The feed and the audit shipper start and stop with the ASGI lifespan; the
+    # server layer reports its own refusals to the app, which audits them.
+    uvicorn.Server(server_config(app, settings.proxy)).run()

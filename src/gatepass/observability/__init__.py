@@ -7,7 +7,13 @@ Call :func:`configure_logging` once at start-up, take loggers with
 
 from __future__ import annotations
 
-from gatepass.observability.logs import configure_logging, drop_secrets, get_logger
+from gatepass.observability.logs import (
+    configure_logging,
+    drop_secrets,
+    forget_redacted_values,
+    get_logger,
+    redact_values,
+)
 from gatepass.observability.metrics import REQUEST_BUCKETS, TOKEN_REQUEST_KINDS, Metrics
 
 __all__ = [
@@ -16,5 +22,7 @@ __all__ = [
     "Metrics",
     "configure_logging",
     "drop_secrets",
+    "forget_redacted_values",
     "get_logger",
+    "redact_values",
 ]

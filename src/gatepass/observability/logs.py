@@ -10,6 +10,13 @@ Both structlog events and stdlib records (uvicorn, libraries) go through the sam
 :func:`drop_secrets` runs last before rendering, on every line from every source
 (CONVENTIONS §8, DESIGN ground rule 9). It is a backstop, not a licence: code still
 logs ids and hashes, never credentials.
+
+Names and shapes are not enough when a library logs a value it was handed (httpx
+logs every URL it calls, ``?key=...`` included): a component that holds secrets
+registers their values with :func:`redact_values`, and every string of every line
+is then scrubbed of them, whatever the key or the logger. With
+``quiet_libraries=True``, library loggers that log each request (httpx, httpcore,
+uvicorn.access) stay at ``warning`` unless the level is ``debug``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import structlog
@@ -25,7 +33,13 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from gatepass.errors import ConfigurationError
 
-__all__ = ["configure_logging", "drop_secrets", "get_logger"]
+__all__ = [
+    "configure_logging",
+    "drop_secrets",
+    "forget_redacted_values",
+    "get_logger",
+    "redact_values",
+]
 
 _REDACTED: Final = "[redacted]"
 _HANDLER_NAME: Final = "gatepass"
@@ -38,6 +52,8 @@ _LEVELS: Final = {
 }
 # Loggers that install their own handlers; they are routed to the root handler.
 _FOREIGN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Loggers that write a line per request (with its URL) at info: quiet below debug.
+_CHATTY_LOGGERS: Final = ("httpx", "httpcore", "uvicorn.access")
 
 _SENSITIVE_NAMES = (
     r"secret|password|passwd|token|authorization|assertion|proof|cookie|private"
@@ -56,6 +72,72 @@ _ASSIGNMENT = re.compile(
 _SCHEME = re.compile(r"\b(bearer|dpop|basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
+class _ValueRedactor:
+    """The secret values registered by their owners, as two compiled patterns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._exact: set[str] = set()
+        self._folded: set[str] = set()
+        self._patterns: tuple[re.Pattern[str], ...] = ()
+
+    def add(self, values: Iterable[str], *, ignore_case: bool) -> None:
+        with self._lock:
+            (self._folded if ignore_case else self._exact).update(
+                value for value in values if value
+            )
+            self._patterns = tuple(
+                _alternation(values, flags)
+                for values, flags in (
+                    (self._exact, 0),
+                    (self._folded, re.IGNORECASE),
+                )
+                if values
+            )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._exact.clear()
+            self._folded.clear()
+            self._patterns = ()
+
+    def scrub(self, text: str) -> str:
+        # One read of the tuple: a concurrent add() replaces it whole.
+        for pattern in self._patterns:
+            text = pattern.sub(_REDACTED, text)
+        return text
+
+
+def _alternation(values: set[str], flags: int) -> re.Pattern[str]:
+    # Longest first, so a value that contains another is redacted whole.
+    ordered = sorted(values, key=lambda value: (-len(value), value))
+    return re.compile("|".join(re.escape(value) for value in ordered), flags)
+
+
+_VALUES = _ValueRedactor()
+
+
+def redact_values(values: Iterable[str], *, ignore_case: bool = False) -> None:
+    """
+    Scrub these exact values from every log line from now on.
+
+    For a component that knows its secrets (the proxy registers every spelling of
+    each route's secret): the values are replaced by ``[redacted]`` wherever they
+    occur in any string of any structlog event or stdlib record, messages and
+    tracebacks included.
+
+    Args:
+        values: the values, such as a secret and its encoded forms.
+        ignore_case: match in any letter case (for hex and percent-encodings).
+    """
+    _VALUES.add(values, ignore_case=ignore_case)
+
+
+def forget_redacted_values() -> None:
+    """Forget every value registered with :func:`redact_values` (for tests)."""
+    _VALUES.clear()
+
+
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
     if lowered in _SAFE_KEYS or lowered.endswith(_SAFE_SUFFIXES):
@@ -64,6 +146,7 @@ def _is_secret_key(key: str) -> bool:
 
 
 def _scrub_text(text: str) -> str:
+    text = _VALUES.scrub(text)
     text = _JWT.sub(_REDACTED, text)
     text = _ASSIGNMENT.sub(lambda match: f"{match[1]}={_REDACTED}", text)
     return _SCHEME.sub(lambda match: f"{match[1]} {_REDACTED}", text)
@@ -86,9 +169,10 @@ def drop_secrets(
     logger: WrappedLogger, method_name: str, event_dict: EventDict
 ) -> EventDict:
     """
-    Redact secret-looking keys and token-looking text from a log event.
+    Redact secret-looking keys, token-looking text and registered values.
 
-    At any depth, the value of a key containing (case-insensitively) secret,
+    Every string loses the values registered with :func:`redact_values`. At any
+    depth, the value of a key containing (case-insensitively) secret,
     password, passwd, token, authorization, assertion, proof, cookie, private or
     api_key becomes ``"[redacted]"``, except keys ending in ``_hash`` or ``_id`` and
     ``token_type`` and ``jti``. In every string, compact JWTs, ``name=value`` pairs
@@ -120,7 +204,9 @@ class _Stdout:
         sys.stdout.flush()
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool = True, quiet_libraries: bool = False
+) -> None:
     """
     Send structlog and stdlib logging to stdout as JSON lines (or console text).
 
@@ -132,6 +218,9 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     Args:
         level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
         json: JSON lines when true, aligned console text (no colours) otherwise.
+        quiet_libraries: hold the loggers that write a line per request (httpx,
+            httpcore, uvicorn.access) at ``warning`` unless ``level`` is ``debug``;
+            when false they follow ``level`` like every other logger.
 
     Raises:
         ConfigurationError: ``level`` is not a known level name.
@@ -187,6 +276,10 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         foreign = logging.getLogger(name)
         foreign.handlers.clear()
         foreign.propagate = True
+    quiet = quiet_libraries and numeric > logging.DEBUG
+    for name in _CHATTY_LOGGERS:
+        # NOTSET defers to the root level.
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

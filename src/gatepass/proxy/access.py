@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import asyncio
 
-from gatepass.errors import DPoPProofError, GatepassError, TokenRevokedError
+from gatepass.errors import (
+    DPoPProofError,
+    GatepassError,
+    TokenError,
+    TokenRevokedError,
+)
 from gatepass.proxy.asgi import Header, header_values
 from gatepass.proxy.forwarding import Route
+from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import ALGS, RefusedError, token_refusal
 from gatepass.proxy.revocations import RevocationFeed
 from gatepass.verify import Introspector, VerifiedAccess
@@ -53,10 +59,10 @@ async def verify_access(
     authorization = header_values(headers, b"authorization")
     proofs = header_values(headers, b"dpop")
     if not authorization:
+        # RFC 6750 §3.1: no error code in the challenge when no token was sent.
         raise RefusedError(
-            401,
-            "invalid_token",
-            "missing access token",
+            RefusalReason.TOKEN_MISSING,
+            TokenError("missing access token"),
             challenge=f'DPoP algs="{ALGS}"',
         )
     if len(authorization) > 1 or len(proofs) > 1:
@@ -76,9 +82,15 @@ async def verify_access(
             authorization[0],
             proofs[0] if proofs else None,
         )
-        await _check_revocation(access, authorization[0], feed, introspector)
     except GatepassError as error:
         raise token_refusal(error) from None
+    try:
+        await _check_revocation(access, authorization[0], feed, introspector)
+    except TokenRevokedError as error:
+        raise token_refusal(error) from None
+    except GatepassError as error:
+        # The broker could not say whether the token was revoked: fail closed.
+        raise token_refusal(error, RefusalReason.REVOCATION_UNAVAILABLE) from None
     return access
 
 

@@ -4,32 +4,41 @@ The credential-injecting proxy as a pure ASGI application.
 For each request, in this order, and without contacting the upstream until every
 check passed:
 
-1. find the route whose prefix starts the raw path (``404`` otherwise);
-2. refuse oversized (``431``), malformed or ambiguous headers (``400``:
-   smuggling, CR/LF, repeated Host);
-3. normalise the path, refusing any spelling an upstream could read another way
+1. refuse an HTTP version other than 1.0 and 1.1 (``400``; the server layer in
+   :mod:`gatepass.proxy.server` refuses it first) and a protocol upgrade (``400``;
+   WebSocket scopes are closed);
+2. find the route whose prefix starts the raw path (``404`` otherwise);
+3. refuse a method that is never forwarded (TRACE, CONNECT) or that no rule can
+   name (``405`` with ``Allow``);
+4. refuse oversized (``431``: too many fields or bytes), malformed or ambiguous
+   headers (``400``: smuggling, CR/LF, repeated Host);
+5. normalise the path, refusing any spelling an upstream could read another way
    (``400``), and check it still lies under the route's prefix;
-4. verify the DPoP-bound access token (signature from the broker's JWKS, issuer,
+6. verify the DPoP-bound access token (signature from the broker's JWKS, issuer,
    the route's target as the one audience, expiry) and its proof for this exact
    method and URL, rebuilt from ``public_url`` and the raw path, never from
    ``Host`` or ``X-Forwarded-*`` (``401``);
-5. refuse a revoked token: pushed by the broker's stream, or asked of the
+7. refuse a revoked token: pushed by the broker's stream, or asked of the
    introspection endpoint while the stream is down (``401``);
-6. match the method and path relative to the prefix against the rules of the
-   token's actions (``403 insufficient_scope``);
-7. per-lease and per-route rate limits (``429`` with ``Retry-After``);
-8. a declared body larger than the route's limit (``413``; a chunked body is
-   counted while it streams);
-9. forward with only the allowed headers plus the route's secret, streaming both
-   ways; an upstream timeout is ``504``, an unreachable upstream ``502``.
+8. a method the route's rules do not serve for this path is ``405`` with
+   ``Allow``; a method and path outside the rules of the token's actions is
+   ``403 insufficient_scope``;
+9. per-lease and per-route rate limits (``429`` with ``Retry-After``);
+10. a declared body larger than the route's limit (``413``; a chunked body is
+    counted while it streams);
+11. forward with only the allowed headers plus the route's secret, streaming both
+    ways; an upstream timeout is ``504``, an unreachable upstream ``502``; the
+    answer is decoded and scanned for the secret (:mod:`gatepass.proxy.relay`).
 
 Every answer the proxy makes itself has the broker's error shape
 ``{"error", "error_description"}`` with a fixed description: no value from the
 request, the token or the secret is ever echoed. Every call and every refusal is
-audited through :class:`~gatepass.proxy.audit.AuditShipper`.
+audited through :class:`~gatepass.proxy.audit.AuditShipper`, a refusal with its
+:class:`~gatepass.proxy.reasons.RefusalReason`.
 
-The steps live beside this module: ``access`` (4 and 5), ``forwarding`` (8 and 9),
-``refusals`` (the answers above) and ``metrics`` (each request's record).
+The steps live beside this module: ``access`` (6 and 7), ``forwarding`` (10 and
+11), ``relay`` (the answer), ``refusals`` (the answers above) and ``metrics`` (each
+request's record).
 """
 
 from __future__ import annotations
@@ -45,11 +54,21 @@ from pathlib import Path
 import httpx
 
 from gatepass.clock import Clock, SystemClock
+from gatepass.errors import RateLimitedError
+from gatepass.observability import redact_values
 from gatepass.proxy.access import verify_access
 from gatepass.proxy.asgi import Header, Receive, Scope, Send
 from gatepass.proxy.audit import AuditShipper
+from gatepass.proxy.checks import (
+    check_headers,
+    check_method,
+    check_rules,
+    check_version,
+    normalized_path,
+    raw_path_of,
+    route_for,
+)
 from gatepass.proxy.forwarding import Route, declared_length, forward
-from gatepass.proxy.headers import HeaderRejectedError, check_request_framing
 from gatepass.proxy.limits import TokenBucket
 from gatepass.proxy.metrics import (
     Exchange,
@@ -57,13 +76,8 @@ from gatepass.proxy.metrics import (
     audit_event,
     send_own_endpoint,
 )
-from gatepass.proxy.paths import PathRejectedError, normalize_path
-from gatepass.proxy.refusals import (
-    ALGS,
-    AbortedError,
-    RefusedError,
-    send_refusal,
-)
+from gatepass.proxy.reasons import RefusalReason
+from gatepass.proxy.refusals import AbortedError, RefusedError, send_refusal
 from gatepass.proxy.revocations import RevocationFeed
 from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings
 from gatepass.secret import Secret
@@ -169,6 +183,12 @@ class ProxyApp:
             self._route_buckets[route.name] = TokenBucket(
                 route.rate_per_route, route.burst_per_route, clock=self._clock
             )
+        for built in self._routes:
+            # Log lines from any library (httpx logs each URL it calls, query and
+            # all) are scrubbed of every spelling of every route's secret.
+            exact, folded = built.compartment.redaction_forms()
+            redact_values(exact)
+            redact_values(folded, ignore_case=True)
         self.metrics = ProxyMetrics()
         self._started = False
 
@@ -211,8 +231,14 @@ class ProxyApp:
         elif kind == "http":
             await self._http_request(scope, receive, send)
         elif kind == "websocket":
-            # Upgrades are not proxied: a WebSocket would outlive every check.
+            # Upgrades are not proxied: a WebSocket would outlive every check. The
+            # server answers a close before accept with a 403.
             await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+            raw_path = raw_path_of(scope).decode("latin-1")
+            exchange = Exchange(method="GET", raw_path=raw_path)
+            exchange.status = 403
+            exchange.reason = RefusalReason.UPGRADE_REFUSED
+            self._record(exchange)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -236,14 +262,26 @@ class ProxyApp:
 
     # ----------------------------------------------------------------- requests
 
+    def record_server_refusal(
+        self, reason: RefusalReason, *, method: str, raw_path: str
+    ) -> None:
+        """
+        Audit and count a refusal the HTTP server layer made before this app ran.
+
+        Args:
+            reason: why the server refused.
+            method: the request method, when the parser got that far (else ``-``).
+            raw_path: the request path, when known (else empty).
+        """
+        exchange = Exchange(method=method, raw_path=raw_path)
+        exchange.status = 400 if reason != RefusalReason.OVERLOADED else 503
+        exchange.reason = reason
+        self._record(exchange)
+
     async def _http_request(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path")
-        raw_path = (
-            raw.split(b"?", 1)[0]
-            if isinstance(raw, bytes) and raw
-            else str(scope.get("path", "/")).encode("utf-8", "replace")
-        )
-        method = str(scope["method"]).upper()
+        raw_path = raw_path_of(scope)
+        # Methods are case-sensitive (RFC 9110 §9.1): "get" is not GET.
+        method = str(scope["method"])
         if raw_path.decode("latin-1") in RESERVED_PATHS and method in {"GET", "HEAD"}:
             await send_own_endpoint(
                 send,
@@ -258,13 +296,13 @@ class ProxyApp:
             await self._proxy(scope, receive, send, raw_path, exchange)
         except RefusedError as refusal:
             exchange.status = refusal.status
-            exchange.outcome = refusal.code
+            exchange.reason = refusal.reason
             exchange.bytes_out = await send_refusal(send, refusal)
         except AbortedError:
             # The answer had started: returning without its last message makes the
             # server close the connection, so the agent sees it was cut short.
-            if exchange.outcome == "ok":
-                exchange.outcome = "aborted"
+            if exchange.reason is None:
+                exchange.reason = RefusalReason.UPSTREAM_ABORTED
         finally:
             self._record(exchange)
 
@@ -276,11 +314,13 @@ class ProxyApp:
         raw_path: bytes,
         exchange: Exchange,
     ) -> None:
-        route = self._route_for(raw_path)
-        exchange.route = route.settings.name
         headers: list[Header] = list(scope.get("headers", ()))
-        self._check_headers(headers)
-        path = self._normalized(raw_path, route)
+        check_version(scope)
+        route = route_for(self._routes, raw_path)
+        exchange.route = route.settings.name
+        check_method(exchange.method, route)
+        check_headers(headers, max_header_bytes=self.settings.proxy.max_header_bytes)
+        path = normalized_path(raw_path, route)
         exchange.path = path
         access = await verify_access(
             route,
@@ -292,16 +332,7 @@ class ProxyApp:
         )
         exchange.access = access
         relative = path[len(route.prefix) - 1 :]
-        if not route.rules.allows(access.scopes, exchange.method, relative):
-            raise RefusedError(
-                403,
-                "insufficient_scope",
-                "the token's scope does not allow this method and path",
-                challenge=(
-                    'DPoP error="insufficient_scope", error_description='
-                    f'"the token\'s scope does not allow this request", algs="{ALGS}"'
-                ),
-            )
+        check_rules(route, access, exchange.method, relative)
         self._check_rate(route, access)
         declared = declared_length(headers, route)
         await forward(
@@ -316,35 +347,6 @@ class ProxyApp:
             exchange=exchange,
         )
 
-    def _route_for(self, raw_path: bytes) -> Route:
-        for route in self._routes:
-            if raw_path.startswith(route.prefix):
-                return route
-        raise RefusedError(404, "not_found", "no route serves this path")
-
-    def _check_headers(self, headers: list[Header]) -> None:
-        limit = self.settings.proxy.max_header_bytes
-        total = sum(len(name) + len(value) + 4 for name, value in headers)
-        if total > limit:
-            # RFC 6585 §5.
-            raise RefusedError(431, "invalid_request", "request headers are too large")
-        try:
-            check_request_framing(headers, max_header_bytes=limit)
-        except HeaderRejectedError as error:
-            raise RefusedError(400, "invalid_request", error.detail) from None
-
-    @staticmethod
-    def _normalized(raw_path: bytes, route: Route) -> str:
-        try:
-            path = normalize_path(raw_path)
-        except PathRejectedError as error:
-            raise RefusedError(400, "invalid_request", error.detail) from None
-        if not path.startswith(route.settings.prefix):
-            raise RefusedError(
-                400, "invalid_request", "request path rejected: it leaves its route"
-            )
-        return path
-
     def _check_rate(self, route: Route, access: VerifiedAccess) -> None:
         name = route.settings.name
         lease_bucket = self._lease_buckets[name]
@@ -356,9 +358,8 @@ class ProxyApp:
         else:
             return
         raise RefusedError(
-            429,
-            "rate_limited",
-            "too many requests; retry later",
+            RefusalReason.RATE_LIMITED,
+            RateLimitedError("too many requests; retry later"),
             headers=((b"retry-after", str(max(math.ceil(wait), 1)).encode()),),
         )
 

@@ -9,7 +9,8 @@ bounded: if the broker stays down until the queue is full, the oldest events are
 dropped, counted in ``dropped`` and reported in an error log.
 
 An event has a fixed set of fields (ids, method, path, status, sizes, latency,
-outcome): there is no field where a token, the upstream secret or a body could go.
+outcome, reason code): there is no field where a token, the upstream secret or a
+body could go.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class ProxyAuditEvent:
         outcome: ``ok`` (forwarded, whatever the upstream answered), ``deny`` (the
             proxy refused) or ``error`` (the upstream failed or the answer was cut
             off), as the broker's audit log records outcomes.
+        error: the :class:`~gatepass.proxy.reasons.RefusalReason` code of a
+            refusal or failure (as the broker's own denies carry their error
+            code); empty, and left out, when the call completed.
     """
 
     jti: str
@@ -69,6 +73,7 @@ class ProxyAuditEvent:
     bytes_out: int
     latency_ms: float
     outcome: str
+    error: str = ""
 
     def to_json(self) -> dict[str, str | int | float]:
         """

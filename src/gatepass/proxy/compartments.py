@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from gatepass.errors import ConfigurationError
 from gatepass.proxy.headers import HOP_BY_HOP
+from gatepass.proxy.scanner import SecretScanner, StreamScan
 from gatepass.secret import Secret
 
 __all__ = ["MAX_SECRET_BYTES", "Compartment", "UpstreamAuth"]
@@ -177,14 +178,16 @@ def _header_value(auth: UpstreamAuth, secret: Secret) -> Secret | None:
     return None
 
 
-def _spellings(
-    auth: UpstreamAuth, secret: Secret, header_value: Secret | None
-) -> tuple[Secret, ...]:
-    # Every spelling in which the secret leaves the proxy, for contains_secret.
-    spellings = {secret, Secret(quote(secret.reveal(), safe=""))}
-    if auth.method == "basic" and header_value is not None:
-        spellings.add(Secret(header_value.reveal().removeprefix("Basic ")))
-    return tuple(spellings)
+def _scanner(auth: UpstreamAuth, secret: Secret) -> SecretScanner:
+    # What leaves the proxy, for the response scanner. "Bearer <secret>", the
+    # query's percent-encoded secret and "user:<secret>" contain the secret or are
+    # among its spellings; basic auth's base64 credentials do not, so they are a
+    # plaintext of their own (their base64 and hex forms are searched too).
+    plaintexts = [secret.reveal().encode()]
+    if auth.method == "basic":
+        credentials = f"{auth.username}:{secret.reveal()}".encode()
+        plaintexts.append(base64.b64encode(credentials))
+    return SecretScanner(plaintexts)
 
 
 def _query_name(part: str) -> str:
@@ -209,7 +212,7 @@ class Compartment:
             character or non-ASCII in a header value).
     """
 
-    __slots__ = ("_auth", "_forms", "_header_value", "_route", "_secret")
+    __slots__ = ("_auth", "_header_value", "_route", "_scanner", "_secret")
 
     def __init__(self, route: str, auth: UpstreamAuth, secret: Secret) -> None:
         """Check that the secret fits the method and precompute its injected form."""
@@ -229,7 +232,7 @@ class Compartment:
         self._auth = auth
         self._secret = secret
         self._header_value = _header_value(auth, secret)
-        self._forms = _spellings(auth, secret, self._header_value)
+        self._scanner = _scanner(auth, secret)
 
     @classmethod
     def load(cls, route: str, auth: UpstreamAuth) -> Compartment:
@@ -306,11 +309,12 @@ class Compartment:
 
     def contains_secret(self, data: bytes | str) -> bool:
         """
-        Tell whether data contains the secret, raw or as it was injected.
+        Tell whether data contains the secret, raw, as injected or encoded.
 
-        Used to refuse to relay an upstream body that echoes the secret. The
-        spellings checked are the raw secret, its percent-encoding and, for basic
-        auth, the base64 credentials.
+        Used to refuse to relay an upstream answer that echoes the secret. The
+        spellings are those of :class:`~gatepass.proxy.scanner.SecretScanner`: raw,
+        JSON-escaped, percent-encoded, base64 and base64url in every alignment, and
+        hex, of the secret and (for basic auth) of the base64 credentials.
 
         Args:
             data: a body or header value.
@@ -318,9 +322,21 @@ class Compartment:
         Returns:
             True if any spelling of the secret occurs in ``data``.
         """
-        if isinstance(data, bytes):
-            return any(form.reveal().encode() in data for form in self._forms)
-        return any(form.reveal() in data for form in self._forms)
+        return self._scanner.found(data)
+
+    def stream_scan(self) -> StreamScan:
+        """Return a scan for one streamed answer (see :class:`StreamScan`)."""
+        return self._scanner.stream()
+
+    def redaction_forms(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """
+        Return the secret's spellings, for scrubbing logs by value.
+
+        Returns:
+            The case-sensitive spellings and the lower-case ones that match in any
+            case (hex and percent-encodings).
+        """
+        return self._scanner.forms()
 
     def __repr__(self) -> str:
         """Show the route only."""

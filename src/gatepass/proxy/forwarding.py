@@ -1,44 +1,58 @@
 """
-Forwarding a checked request upstream and relaying the answer.
+Forwarding a checked request upstream.
 
-Only the allowed headers and the route's secret go upstream. The request body
-streams under the route's size limit and timeout; a chunked body is read whole
-(bounded) first, so an oversized one never reaches the upstream. The answer is
-checked for the secret: an error body is buffered (bounded) and replaced when it
-echoes the secret, and a success body that turns out to hold it is cut off.
+Only the allowed headers and the route's secret go upstream, with the proxy's own
+``Accept-Encoding`` (``identity`` unless the route allows codings it can decode).
+The request body streams under the route's size limit and timeout; a chunked body
+is read whole (bounded) first, so an oversized one never reaches the upstream. The
+answer is relayed by :mod:`gatepass.proxy.relay`, which decodes and scans it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 
+from gatepass.errors import (
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from gatepass.proxy.asgi import Header, Receive, Scope, Send, header_values
 from gatepass.proxy.compartments import Compartment
-from gatepass.proxy.headers import forward_request_headers, forward_response_headers
+from gatepass.proxy.encodings import accept_encoding
+from gatepass.proxy.headers import forward_request_headers
 from gatepass.proxy.metrics import Exchange
+from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import (
-    AbortedError,
     BodyTooLargeError,
     ClientGoneError,
     ClientTimeoutError,
     RefusedError,
 )
+from gatepass.proxy.relay import relay
 from gatepass.proxy.rules import RuleSet
 from gatepass.proxy.settings import RouteSettings
 from gatepass.verify import ResourceVerifier
 
-__all__ = ["MAX_ERROR_BODY", "Route", "declared_length", "forward"]
+__all__ = ["Route", "declared_length", "forward"]
 
-_log = logging.getLogger("gatepass.proxy")
 
-# Upstream error bodies are buffered to look for the secret; past this size they
-# are not forwarded at all.
-MAX_ERROR_BODY = 1_048_576
+def _too_large() -> RefusedError:
+    return RefusedError(
+        RefusalReason.BODY_TOO_LARGE, PayloadTooLargeError("request body is too large")
+    )
+
+
+def _too_slow() -> RefusedError:
+    return RefusedError(
+        RefusalReason.BODY_TIMEOUT,
+        RequestTimeoutError("request body was not received in time"),
+    )
 
 
 @dataclass
@@ -51,6 +65,7 @@ class Route:
     verifier: ResourceVerifier
     compartment: Compartment
     allowed_headers: frozenset[str]
+    accept_encoding: bytes
 
     @classmethod
     def build(cls, settings: RouteSettings, *, verifier: ResourceVerifier) -> Route:
@@ -74,6 +89,7 @@ class Route:
             verifier=verifier,
             compartment=Compartment.load(settings.name, settings.auth),
             allowed_headers=frozenset(settings.allowed_headers),
+            accept_encoding=accept_encoding(settings.accept_encoding),
         )
 
 
@@ -97,7 +113,7 @@ def declared_length(headers: list[Header], route: Route) -> int | None:
     # check_request_framing allowed exactly one plain decimal.
     length = int(values[0])
     if length > route.settings.max_body_bytes:
-        raise RefusedError(413, "invalid_request", "request body is too large")
+        raise _too_large()
     return length
 
 
@@ -129,10 +145,12 @@ async def forward(
 
     Raises:
         RefusedError: before the answer started (body too large or late, upstream
-            unreachable or slow, an answer holding the secret).
+            unreachable or slow, an answer holding the secret or undecodable).
         AbortedError: after the answer started; the connection must be dropped.
     """
     forwarded = forward_request_headers(headers, allowed=route.allowed_headers)
+    # The agent's Accept-Encoding was dropped: ask only for what can be scanned.
+    forwarded.append((b"accept-encoding", route.accept_encoding))
     raw_query: bytes = scope.get("query_string", b"") or b""
     forwarded, query = route.compartment.apply(forwarded, raw_query.decode("latin-1"))
     chunked = any(
@@ -164,27 +182,31 @@ async def forward(
     try:
         response = await http.send(request, stream=True)
     except BodyTooLargeError:
-        raise RefusedError(
-            413, "invalid_request", "request body is too large"
-        ) from None
+        raise _too_large() from None
     except ClientTimeoutError:
-        raise RefusedError(
-            408, "invalid_request", "request body was not received in time"
-        ) from None
+        raise _too_slow() from None
     except ClientGoneError:
         exchange.status = 499
-        exchange.outcome = "client_closed"
+        exchange.reason = RefusalReason.CLIENT_CLOSED
         return
     except httpx.TimeoutException:
         raise RefusedError(
-            504, "upstream_timeout", "the upstream did not answer in time"
+            RefusalReason.UPSTREAM_TIMEOUT,
+            UpstreamTimeoutError("the upstream did not answer in time"),
         ) from None
     except (httpx.HTTPError, OSError):
         raise RefusedError(
-            502, "bad_gateway", "the upstream could not be reached"
+            RefusalReason.UPSTREAM_UNREACHABLE,
+            UpstreamError("the upstream could not be reached"),
         ) from None
     try:
-        await _relay(response, send, route, exchange)
+        await relay(
+            response,
+            send,
+            compartment=route.compartment,
+            route=route.settings.name,
+            exchange=exchange,
+        )
     finally:
         await response.aclose()
 
@@ -196,16 +218,12 @@ async def _buffered_body(
     try:
         return b"".join([chunk async for chunk in _body(receive, route, exchange)])
     except BodyTooLargeError:
-        raise RefusedError(
-            413, "invalid_request", "request body is too large"
-        ) from None
+        raise _too_large() from None
     except ClientTimeoutError:
-        raise RefusedError(
-            408, "invalid_request", "request body was not received in time"
-        ) from None
+        raise _too_slow() from None
     except ClientGoneError:
         exchange.status = 499
-        exchange.outcome = "client_closed"
+        exchange.reason = RefusalReason.CLIENT_CLOSED
         return None
 
 
@@ -229,95 +247,3 @@ async def _body(
             yield chunk
         if not message.get("more_body", False):
             return
-
-
-async def _relay(
-    response: httpx.Response,
-    send: Send,
-    route: Route,
-    exchange: Exchange,
-) -> None:
-    compartment = route.compartment
-    headers = forward_response_headers(list(response.headers.raw))
-    if any(
-        compartment.contains_secret(name) or compartment.contains_secret(value)
-        for name, value in headers
-    ):
-        _leak_refused(route)
-    status = response.status_code
-    if status >= httpx.codes.BAD_REQUEST:
-        # Error bodies are where upstreams echo what they were sent: read them
-        # whole (bounded) and never pass on one that holds the secret.
-        body = await _bounded_body(response)
-        if compartment.contains_secret(body):
-            _leak_refused(route)
-        headers = [
-            (name, value) for name, value in headers if name != b"content-length"
-        ]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers}
-        )
-        await send({"type": "http.response.body", "body": body})
-        exchange.status = status
-        exchange.outcome = "upstream_error"
-        exchange.bytes_out = len(body)
-        return
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    exchange.status = status
-    # A success body streams; a window as long as the secret spans chunk
-    # boundaries, and a body that turns out to hold the secret is cut off.
-    tail = b""
-    try:
-        async for chunk in response.aiter_raw():
-            if compartment.contains_secret(tail + chunk):
-                exchange.outcome = "secret_in_response"
-                _log.error(
-                    "upstream response held the route's secret; cut off",
-                    extra={"route": route.settings.name},
-                )
-                raise AbortedError  # noqa: TRY301 - handled right below
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            exchange.bytes_out += len(chunk)
-            tail = (tail + chunk)[-256:]
-    except AbortedError:
-        # Ending without the final message makes the server drop the connection,
-        # so the agent sees a truncated answer rather than a complete one.
-        raise
-    except httpx.TimeoutException:
-        exchange.outcome = "upstream_timeout"
-        raise AbortedError from None
-    except (httpx.HTTPError, OSError):
-        exchange.outcome = "bad_gateway"
-        raise AbortedError from None
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _bounded_body(response: httpx.Response) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > MAX_ERROR_BODY:
-                raise RefusedError(
-                    502, "bad_gateway", "the upstream answer could not be relayed"
-                )
-            parts.append(chunk)
-    except httpx.TimeoutException:
-        raise RefusedError(
-            504, "upstream_timeout", "the upstream did not answer in time"
-        ) from None
-    except (httpx.HTTPError, OSError):
-        raise RefusedError(
-            502, "bad_gateway", "the upstream could not be reached"
-        ) from None
-    return b"".join(parts)
-
-
-def _leak_refused(route: Route) -> None:
-    _log.error(
-        "upstream answer held the route's secret; replaced",
-        extra={"route": route.settings.name},
-    )
-    raise RefusedError(502, "bad_gateway", "the upstream answer could not be relayed")

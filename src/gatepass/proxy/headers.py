@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from gatepass.errors import InvalidRequestError
+from gatepass.errors import HeadersTooLargeError, InvalidRequestError
 
 __all__ = [
     "ALWAYS_DROPPED_REQUEST_HEADERS",
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "HeaderRejectedError",
+    "HeaderSectionTooLargeError",
     "check_request_framing",
     "forward_request_headers",
     "forward_response_headers",
@@ -54,8 +55,13 @@ HOP_BY_HOP = frozenset(
 # upstream might trust to learn the client's address, host, URL or method. The
 # method and URL overrides would otherwise let an allowed "POST /x" act as another
 # method or path upstream, past the rule check.
+#
+# Accept-Encoding is the proxy's choice, not the agent's: the proxy must read every
+# answer to scan it for the secret, so it asks the upstream for the encodings it can
+# decode (see proxy/encodings.py) whatever the agent sent.
 ALWAYS_DROPPED_REQUEST_HEADERS = HOP_BY_HOP | frozenset(
     {
+        "accept-encoding",
         "authorization",
         "cf-connecting-ip",
         "client-ip",
@@ -96,6 +102,10 @@ class HeaderRejectedError(InvalidRequestError):
     """A request header is malformed, ambiguous or too large; it is never echoed."""
 
 
+class HeaderSectionTooLargeError(HeaderRejectedError, HeadersTooLargeError):
+    """The header section has too many fields or bytes: a 431 (RFC 6585 §5)."""
+
+
 def _reject(reason: str) -> HeaderRejectedError:
     return HeaderRejectedError(f"request headers rejected: {reason}")
 
@@ -103,11 +113,16 @@ def _reject(reason: str) -> HeaderRejectedError:
 def _check_size(
     headers: Sequence[Header], *, max_headers: int, max_header_bytes: int
 ) -> None:
+    # RFC 6585 §5: 431 covers too many fields as well as too many bytes.
     if len(headers) > max_headers:
-        raise _reject(f"more than {max_headers} headers")
+        raise HeaderSectionTooLargeError(
+            f"request headers rejected: more than {max_headers} headers"
+        )
     total = sum(len(name) + len(value) + _LINE_OVERHEAD for name, value in headers)
     if total > max_header_bytes:
-        raise _reject(f"headers larger than {max_header_bytes} bytes")
+        raise HeaderSectionTooLargeError(
+            f"request headers rejected: headers larger than {max_header_bytes} bytes"
+        )
 
 
 def _check_syntax(name: bytes, value: bytes) -> None:
@@ -154,7 +169,8 @@ def check_request_framing(
             ``name: value`` plus CRLF.
 
     Raises:
-        HeaderRejectedError: too many or too large headers; a name or value with
+        HeaderRejectedError: too many or too large headers (as
+            :class:`HeaderSectionTooLargeError`, a 431); a name or value with
             CR, LF or NUL; a name that is not an RFC 9110 token; a value with another
             control character; both Transfer-Encoding and Content-Length; more than
             one Content-Length, Transfer-Encoding or Host; a Content-Length that is

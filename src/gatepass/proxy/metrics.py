@@ -1,10 +1,11 @@
 """
 What each proxied request did: its :class:`Exchange` record and the metrics.
 
-Metric labels are route names and fixed outcome codes, never a value from the
+Metric labels are route names and fixed outcome codes (``ok``, ``upstream_error``
+or a :class:`~gatepass.proxy.reasons.RefusalReason`), never a value from the
 request. The same record becomes the request's audit event (see
 :func:`audit_event`), whose outcome is one of the broker's ``ok`` / ``deny`` /
-``error``.
+``error`` and whose ``error`` field is the reason code.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client import (
 
 from gatepass.proxy.asgi import Send
 from gatepass.proxy.audit import AuditShipper, ProxyAuditEvent
+from gatepass.proxy.reasons import RefusalReason
 from gatepass.verify import VerifiedAccess
 
 __all__ = [
@@ -46,10 +48,30 @@ class Exchange:
     path: str = ""
     access: VerifiedAccess | None = None
     status: int = 0
-    outcome: str = "ok"
+    reason: RefusalReason | None = None
     bytes_in: int = 0
     bytes_out: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def outcome(self) -> str:
+        """The metric outcome: the reason code, ``upstream_error`` or ``ok``."""
+        if self.reason is not None:
+            return self.reason.value
+        return "upstream_error" if self.status >= httpx.codes.BAD_REQUEST else "ok"
+
+
+# Not refusals but failures: the answer was cut short or never completed (some
+# after a 200 was sent, so the status alone does not tell).
+_FAILURES = frozenset(
+    {
+        RefusalReason.CLIENT_CLOSED,
+        RefusalReason.SECRET_IN_STREAM,
+        RefusalReason.UPSTREAM_ABORTED,
+        RefusalReason.UPSTREAM_ENCODING,
+        RefusalReason.UPSTREAM_TIMEOUT,
+    }
+)
 
 
 class ProxyMetrics:
@@ -108,15 +130,14 @@ def audit_outcome(exchange: Exchange) -> str:
     Returns:
         ``ok``, ``deny`` or ``error``.
     """
-    # The broker's audit log knows ok / deny / error; the precise code is in the
-    # status, the metrics and the proxy's log line.
-    if exchange.outcome in {"ok", "upstream_error"}:
+    # The broker's audit log knows ok / deny / error; the precise reason code is
+    # the event's error field.
+    if exchange.reason is None:
         return "ok"
-    if exchange.status >= httpx.codes.INTERNAL_SERVER_ERROR or exchange.outcome in {
-        "aborted",
-        "secret_in_response",
-        "client_closed",
-    }:
+    if (
+        exchange.status >= httpx.codes.INTERNAL_SERVER_ERROR
+        or exchange.reason in _FAILURES
+    ):
         return "error"
     return "deny"
 
@@ -147,6 +168,7 @@ def audit_event(exchange: Exchange, latency: float) -> ProxyAuditEvent:
         bytes_out=exchange.bytes_out,
         latency_ms=round(latency * 1000, 3),
         outcome=audit_outcome(exchange),
+        error=exchange.reason.value if exchange.reason is not None else "",
     )
 
 

@@ -11,14 +11,16 @@ repaired, and the canonical path that was checked is exactly the path sent upstr
 Normalization follows RFC 3986 §6.2.2: percent-encoded unreserved characters are
 decoded (§6.2.2.2) and the hex digits of the other escapes are upper-cased
 (§6.2.2.1). Dot segments are refused instead of being removed (§5.2.4), because
-removing them would authorize a path the client did not write.
+removing them would authorize a path the client did not write. The escapes must
+decode as strict UTF-8 (RFC 3629): an overlong ``%c0%ae`` is ``.`` to a lenient
+decoder, so it is refused, like every other invalid sequence.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from gatepass.errors import InvalidRequestError
 
@@ -43,6 +45,7 @@ _DELETE = 0x7F
 # every upstream decodes exactly once. Checked on the canonical spelling, so that
 # "%25%32e" is caught too and normalizing stays idempotent.
 _DOUBLE_ESCAPE = re.compile(r"%25[0-9A-Fa-f]{2}")
+_C1_CONTROL = re.compile("[\u0080-\u009f]")
 
 
 class PathRejectedError(InvalidRequestError):
@@ -99,6 +102,21 @@ def _canonical_spelling(raw_path: bytes) -> str:
     return "".join(out)
 
 
+def _check_utf8(path: str) -> None:
+    # RFC 3629 §3 and §10: a decoder must refuse overlong forms, surrogates and
+    # code points past U+10FFFF. An upstream with a lenient decoder reads the
+    # overlong "%c0%ae%c0%ae" as "..", so every escape sequence must decode as
+    # strict UTF-8 (Python's codec is strict) or the path is refused.
+    try:
+        text = unquote_to_bytes(path).decode("utf-8", "strict")
+    except UnicodeDecodeError:
+        raise _reject("it contains an invalid or overlong utf-8 escape") from None
+    # The C1 controls (U+0080 to U+009F) are control characters too; NEL (U+0085)
+    # is a line break to some parsers.
+    if _C1_CONTROL.search(text):
+        raise _reject("it contains an encoded control character")
+
+
 def _is_dot_segment(segment: str) -> bool:
     # Servlet containers drop ";parameters" before resolving dot segments, so
     # "..;x" is ".." to them (the Tomcat "..;/" bypass), and ";x" is an empty
@@ -118,7 +136,7 @@ def _check_segments(path: str) -> None:
         if "%" in segment:
             # Upstreams that apply Unicode compatibility normalization read the
             # encoded fullwidth "\uff0e\uff0e" as ".." and "\uff0f" as "/".
-            folded = unicodedata.normalize("NFKC", unquote(segment, errors="replace"))
+            folded = unicodedata.normalize("NFKC", unquote(segment, errors="strict"))
             if "/" in folded or "\\" in folded:
                 raise _reject(
                     "it contains a character that normalizes to a slash or backslash"
@@ -145,8 +163,10 @@ def normalize_path(raw_path: bytes) -> str:
         PathRejectedError: the path is too long, does not start with ``/``, contains
             a control character, backslash, raw non-ASCII byte or unencoded
             delimiter, an encoded slash, backslash, nul or control character, a
-            malformed or double percent escape, a dot segment (however spelled) or an
-            empty segment. The message never repeats the path.
+            malformed or double percent escape, escapes that are not strict UTF-8
+            (overlong forms such as ``%c0%ae``, surrogates, truncated sequences), a
+            dot segment (however spelled) or an empty segment. The message never
+            repeats the path.
     """
     if len(raw_path) > MAX_PATH_BYTES:
         raise _reject(f"it is longer than {MAX_PATH_BYTES} bytes")
@@ -155,5 +175,6 @@ def normalize_path(raw_path: bytes) -> str:
     path = _canonical_spelling(raw_path)
     if _DOUBLE_ESCAPE.search(path):
         raise _reject("it contains a double percent escape")
+    _check_utf8(path)
     _check_segments(path)
     return path

@@ -23,10 +23,16 @@ from types import MappingProxyType
 from gatepass.errors import ConfigurationError, InsufficientScopeError
 from gatepass.proxy.paths import PathRejectedError, normalize_path
 
-__all__ = ["METHODS", "InvalidRuleError", "PathRule", "RuleSet"]
+__all__ = ["METHODS", "NEVER_FORWARDED", "InvalidRuleError", "PathRule", "RuleSet"]
 
-# RFC 9110 §9.3, without CONNECT and TRACE, which a credential proxy never forwards.
+# RFC 9110 §9.3 and RFC 5789, without CONNECT and TRACE. These are the only methods
+# a rule can name, and what ``*`` means.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# TRACE echoes the request it received, injected secret included, back to the
+# caller (RFC 9110 §9.3.8 warns against forwarding credentials in it); CONNECT
+# turns the proxy into a tunnel past every check (§9.3.6). Neither ever goes
+# upstream, not even when a rule names it.
+NEVER_FORWARDED = frozenset({"CONNECT", "TRACE"})
 _ANY_METHOD = "*"
 _ONE_SEGMENT = "*"
 _ANY_SEGMENTS = "**"
@@ -42,6 +48,11 @@ class InvalidRuleError(ConfigurationError, ValueError):
 
 
 def _validate_method(method: str) -> None:
+    if method.upper() in NEVER_FORWARDED:
+        raise InvalidRuleError(
+            f"rule method {method!r} is never forwarded: TRACE would echo the "
+            "injected secret and CONNECT would open a tunnel past every check"
+        )
     if method != _ANY_METHOD and method not in METHODS:
         allowed = ", ".join(sorted(METHODS))
         raise InvalidRuleError(
@@ -93,7 +104,8 @@ class PathRule:
     ``/v1/%7Euser`` becomes ``/v1/~user``.
 
     Args:
-        method: an upper-case method from :data:`METHODS`, or ``*`` for any.
+        method: an upper-case method from :data:`METHODS`, or ``*`` for any of
+            them (never TRACE, CONNECT or another method).
         pattern: a path pattern (see the module docstring).
 
     Raises:
@@ -146,11 +158,42 @@ class PathRule:
         Returns:
             True if the method and the path both match.
         """
-        if self.method not in {_ANY_METHOD, method}:
+        if not self.covers_method(method):
             return False
+        return self.matches_path(path)
+
+    def covers_method(self, method: str) -> bool:
+        """
+        Tell whether this rule's method covers a request method.
+
+        Args:
+            method: the request method (case-sensitive, RFC 9110 §9.1).
+
+        Returns:
+            True for the rule's own method, and for ``*`` any of :data:`METHODS`.
+        """
+        if self.method == _ANY_METHOD:
+            return method in METHODS
+        return self.method == method
+
+    def matches_path(self, path: str) -> bool:
+        """
+        Tell whether this rule's pattern covers a path, whatever the method.
+
+        Args:
+            path: the canonical request path; any other spelling matches nothing.
+
+        Returns:
+            True if the pattern matches.
+        """
         if not _is_canonical(path):
             return False
         return self._matches_segments(path[1:].split("/"))
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """The request methods this rule covers."""
+        return METHODS if self.method == _ANY_METHOD else frozenset({self.method})
 
     def _matches_segments(self, segments: list[str]) -> bool:
         for position, expected in enumerate(self._segments):
@@ -231,6 +274,35 @@ class RuleSet:
             Its rules; empty for an unknown action.
         """
         return self._rules.get(action, ())
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """Every method some rule of some action covers."""
+        return frozenset(
+            method
+            for action_rules in self._rules.values()
+            for rule in action_rules
+            for method in rule.methods
+        )
+
+    def methods_for(self, path: str) -> frozenset[str]:
+        """
+        Return the methods the rules serve for a path, whatever the token's scope.
+
+        Args:
+            path: the canonical request path.
+
+        Returns:
+            The methods of every rule, of any action, whose pattern matches; empty
+            when no rule covers the path at all.
+        """
+        return frozenset(
+            method
+            for action_rules in self._rules.values()
+            for rule in action_rules
+            if rule.matches_path(path)
+            for method in rule.methods
+        )
 
     def allows(self, actions: Iterable[str], method: str, path: str) -> bool:
         """

@@ -9,11 +9,12 @@ start (exit code 78), like the broker's own configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
 
 from gatepass.errors import ConfigurationError
 from gatepass.proxy.compartments import UpstreamAuth
+from gatepass.proxy.encodings import DECODABLE_ENCODINGS
 from gatepass.proxy.rules import RuleSet
 
 __all__ = [
@@ -65,6 +67,16 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _is_loopback(host: str) -> bool:
+    # RFC 6761 §6.3: "localhost" names the loopback interface.
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ProxyServerSettings(_Section):
     """Where the proxy listens, what it calls itself and which broker it trusts."""
 
@@ -93,6 +105,10 @@ class RouteSettings(_Section):
     prefix: str
     target: str
     upstream: str
+    allow_plain_http: bool = False
+    accept_encoding: list[Literal["gzip", "deflate", "br"]] = Field(
+        default_factory=list, max_length=3
+    )
     auth: UpstreamAuth
     rules: dict[
         Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")],
@@ -142,6 +158,33 @@ class RouteSettings(_Section):
         if parts.query or parts.fragment:
             raise ValueError("must have no query or fragment")
         return value
+
+    @model_validator(mode="after")
+    def _secret_travels_encrypted(self) -> Self:
+        # The route's secret goes to the upstream with every request: over plain
+        # http anyone on the path reads it (RFC 9110 §4.2.2, RFC 6750 §5.3). Only a
+        # loopback upstream, for development, may opt out, and only explicitly.
+        scheme = urlsplit(self.upstream).scheme
+        host = urlsplit(self.upstream).hostname or ""
+        if scheme == "http" and not self.allow_plain_http:
+            raise ValueError(
+                f"route {self.name!r}: upstream uses plain http, which would send "
+                "the route's secret unencrypted; use https, or set "
+                "allow_plain_http = true for a loopback development upstream"
+            )
+        if scheme == "http" and not _is_loopback(host):
+            raise ValueError(
+                f"route {self.name!r}: allow_plain_http is accepted only for a "
+                "loopback upstream (127.0.0.1, ::1 or localhost)"
+            )
+        return self
+
+    @field_validator("accept_encoding")
+    @classmethod
+    def _decodable(cls, value: list[str]) -> list[str]:
+        if not set(value) <= DECODABLE_ENCODINGS:
+            raise ValueError("the proxy cannot decode one of these encodings")
+        return sorted(set(value), key=value.index)
 
     @field_validator("rules")
     @classmethod

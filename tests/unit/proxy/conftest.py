@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -12,6 +14,19 @@ from gatepass.proxy import Compartment, UpstreamAuth
 from gatepass.secret import Secret
 
 CANARY = "canary-7f3a9c"
+
+
+def spellings(secret: str) -> list[str]:
+    """The secret raw, percent-encoded, hex and base64 (every alignment's core)."""
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), raw.hex(), raw.hex().upper()}
+    for offset in range(3):
+        core = base64.b64encode(b"#" * offset + raw + b"#")[4:-4].decode()
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return sorted(forms)
+
+
+CANARY_SPELLINGS = spellings(CANARY)
 
 SecretFileFactory = Callable[..., Path]
 CompartmentFactory = Callable[..., Compartment]

@@ -8,6 +8,7 @@ from gatepass.errors import InvalidRequestError
 from gatepass.proxy import (
     HOP_BY_HOP,
     HeaderRejectedError,
+    HeaderSectionTooLargeError,
     check_request_framing,
     forward_request_headers,
     forward_response_headers,
@@ -97,11 +98,17 @@ class TestCheckRequestFraming:
         with pytest.raises(HeaderRejectedError, match="more than 100 headers"):
             check_request_framing([*headers, (b"x-h", b"1")])
 
+    def test_issue7_4_two_hundred_small_headers_are_431(self) -> None:
+        """Too many fields is a 431 like too many bytes (RFC 6585 §5), not a 400."""
+        with pytest.raises(HeaderSectionTooLargeError) as caught:
+            check_request_framing([(b"x-h", b"1")] * 200)
+        assert caught.value.http_status == 431
+
     def test_oversized_headers(self) -> None:
         """Headers over 16 kB in total are refused; exactly 16 kB pass."""
         fits = [(b"x-big", b"a" * (16_384 - len(b"x-big") - 4))]
         check_request_framing(fits)
-        with pytest.raises(HeaderRejectedError, match="larger than 16384 bytes"):
+        with pytest.raises(HeaderSectionTooLargeError, match="larger than 16384"):
             check_request_framing([(b"x-big", b"a" * 16_384)])
 
     def test_limits_are_keyword_arguments(self) -> None:
@@ -159,6 +166,7 @@ class TestForwardRequestHeaders:
             b"X-HTTP-Method-Override",
             b"X-Original-URL",
             b"Proxy-Authorization",
+            b"Accept-Encoding",
             *(name.encode() for name in sorted(HOP_BY_HOP)),
         ],
     )

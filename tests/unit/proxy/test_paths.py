@@ -99,11 +99,32 @@ REJECTIONS = [
     (b"/a/%ef%bc%8e%ef%bc%8e/b", "normalizes to a dot segment"),
     (b"/a/%EF%BC%8Fb", "normalizes to a slash"),
     (b"/a/%EF%BC%BCb", "normalizes to a slash"),
+    # Issue 7 item 6: escapes must decode as strict UTF-8 (RFC 3629 §3).
+    (b"/a/%c0%ae%c0%ae/b", "invalid or overlong utf-8"),
+    (b"/a/%C0%AE", "invalid or overlong utf-8"),
+    (b"/a/%e0%80%ae", "invalid or overlong utf-8"),
+    (b"/a/%f0%80%80%ae", "invalid or overlong utf-8"),
+    (b"/a/%ed%a0%80", "invalid or overlong utf-8"),
+    (b"/a/%f4%90%80%80", "invalid or overlong utf-8"),
+    (b"/a/%ff", "invalid or overlong utf-8"),
+    (b"/a/%c3", "invalid or overlong utf-8"),
+    (b"/a/%c3x", "invalid or overlong utf-8"),
+    (b"/a/%c2%85", "encoded control character"),
 ]
 
 
 class TestRejections:
     """Every spelling that could be read two ways is refused."""
+
+    def test_issue7_6_overlong_dot_dot_is_refused(self) -> None:
+        """The overlong %c0%ae%c0%ae, '..' to a lenient decoder, never normalizes."""
+        with pytest.raises(PathRejectedError, match="overlong"):
+            normalize_path(b"/v1/tickets/%c0%ae%c0%ae/admin")
+
+    def test_valid_multibyte_escapes_pass(self) -> None:
+        """Well-formed UTF-8 escapes of 2, 3 and 4 bytes are kept."""
+        raw = b"/v1/%c3%a9/%e2%82%ac/%f0%9f%94%91"
+        assert normalize_path(raw) == "/v1/%C3%A9/%E2%82%AC/%F0%9F%94%91"
 
     @pytest.mark.parametrize(("raw", "reason"), REJECTIONS)
     def test_rejected_with_its_reason(self, raw: bytes, reason: str) -> None:

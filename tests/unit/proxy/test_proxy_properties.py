@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,6 +120,30 @@ class TestNormalizeProperties:
             "".join(f"%{byte:02x}" for byte in segment.encode()) for segment in segments
         )
         assert normalize_path(escaped.encode()) == raw
+
+
+class TestStrictUtf8:
+    """Issue 7 item 6: whatever normalizes decodes as strict UTF-8."""
+
+    @EXAMPLES
+    @given(raw=st.binary(max_size=40).map(lambda b: b"/" + b"".join(
+        b"%%%02x" % byte for byte in b)))  # fmt: skip
+    def test_issue7_6_accepted_escapes_are_strict_utf8(self, raw: bytes) -> None:
+        """Any run of escapes is refused unless it is valid, shortest-form UTF-8."""
+        try:
+            path = normalize_path(raw)
+        except PathRejectedError:
+            return
+        unquote_to_bytes(path).decode("utf-8", "strict")
+
+    @EXAMPLES
+    @given(char=st.characters(min_codepoint=0x20, max_codepoint=0x7E))
+    def test_issue7_6_overlong_forms_of_ascii_are_refused(self, char: str) -> None:
+        """The 2-byte overlong form of any ASCII character is refused."""
+        value = ord(char)
+        overlong = b"/a/%%%02X%%%02X" % (0xC0 | value >> 6, 0x80 | value & 0x3F)
+        with pytest.raises(PathRejectedError):
+            normalize_path(overlong)
 
 
 class TestRulesNeverEscape:

@@ -6,6 +6,7 @@ import pytest
 
 from gatepass.errors import ConfigurationError, InsufficientScopeError
 from gatepass.proxy import InvalidRuleError, PathRule, RuleSet
+from gatepass.proxy.rules import METHODS
 
 TICKETS = {
     "read": ["GET /v1/tickets/**", "HEAD /v1/tickets/**"],
@@ -20,8 +21,9 @@ class TestPathRuleValidation:
         ("method", "pattern", "reason"),
         [
             ("get", "/v1", "upper case"),
-            ("CONNECT", "/v1", "upper case"),
-            ("TRACE", "/v1", "upper case"),
+            ("CONNECT", "/v1", "never forwarded"),
+            ("TRACE", "/v1", "never forwarded"),
+            ("trace", "/v1", "never forwarded"),
             ("", "/v1", "upper case"),
             ("GET", "v1/tickets", "must start with /"),
             ("GET", "", "must start with /"),
@@ -131,9 +133,27 @@ class TestPathRuleMatching:
         assert not rule.matches("POST", "/v1/tickets/1")
 
     def test_any_method(self) -> None:
-        """The * method matches every method."""
+        """The * method matches every ordinary method."""
         rule = PathRule("*", "/v1/tickets")
-        assert all(rule.matches(method, "/v1/tickets") for method in ("GET", "POST"))
+        assert all(rule.matches(method, "/v1/tickets") for method in METHODS)
+        assert rule.methods == METHODS
+
+    @pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "get"])
+    def test_issue7_4_star_never_covers_trace_or_connect(self, method: str) -> None:
+        """``*`` means GET HEAD POST PUT PATCH DELETE OPTIONS and nothing else."""
+        rule = PathRule("*", "/**")
+        assert not rule.matches(method, "/v1/tickets")
+        assert not RuleSet.from_mapping({"read": ["* /**"]}).allows(
+            ["read"], method, "/v1/tickets"
+        )
+
+    def test_methods_for_a_path(self) -> None:
+        """The methods served for a path come from every action's matching rules."""
+        rules = RuleSet.from_mapping(TICKETS)
+        assert rules.methods_for("/v1/tickets") == {"GET", "HEAD", "POST"}
+        assert rules.methods_for("/v1/tickets/9") == {"GET", "HEAD", "PATCH"}
+        assert rules.methods_for("/v1/admin") == frozenset()
+        assert rules.methods == {"GET", "HEAD", "POST", "PATCH"}
 
 
 class TestRuleSet:
