@@ -17,12 +17,22 @@ from gatepass.tokens.dpop import (
 )
 from gatepass.tokens.issuer import JWTIssuer
 from gatepass.tokens.jwk import (
+    PRIVATE_MEMBERS,
+    PublicKey,
     algorithm_for,
     b64url,
+    b64url_decode,
     load_public_jwk,
     public_jwk_from_key,
     public_key_from_jwk,
     thumbprint,
+)
+from gatepass.tokens.jws import (
+    CompactJWS,
+    algorithm_matches,
+    canonical_algorithm,
+    parse_compact,
+    verify_signature,
 )
 from gatepass.tokens.keys import (
     SIGNING_ALGORITHMS,
@@ -44,7 +54,9 @@ from gatepass.tokens.verifier import JWKSKeySource, JWTVerifier, KeySource
 
 __all__ = [
     "DPOP_ALGORITHMS",
+    "PRIVATE_MEMBERS",
     "SIGNING_ALGORITHMS",
+    "CompactJWS",
     "DPoPKey",
     "DPoPProof",
     "DPoPVerifier",
@@ -57,18 +69,24 @@ __all__ = [
     "KeyState",
     "MemoryReplayCache",
     "NonceService",
+    "PublicKey",
     "ReplayCache",
     "access_token_hash",
     "algorithm_for",
+    "algorithm_matches",
     "b64url",
+    "b64url_decode",
+    "canonical_algorithm",
     "create_assertion",
     "generate_key",
     "load_private_key",
     "load_public_jwk",
     "normalize_htu",
+    "parse_compact",
     "private_jwk",
     "public_jwk_from_key",
     "public_key_from_jwk",
     "rotate",
     "thumbprint",
+    "verify_signature",
 ]
