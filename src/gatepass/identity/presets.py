@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["PRESETS", "Preset", "apply_preset"]
+__all__ = ["KEY_SOURCES", "PRESETS", "Preset", "apply_preset"]
+
+# Where keys come from: one of these per issuer table. A table that names its own
+# source replaces the preset's (a GitHub Enterprise Server, a mirrored JWKS file).
+KEY_SOURCES = ("jwks_uri", "jwks_file", "bundle_endpoint", "bundle_file")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +158,11 @@ def apply_preset(raw: Mapping[str, Any]) -> dict[str, Any]:
     preset = PRESETS.get(name) if isinstance(name, str) else None
     if preset is None:
         raise ValueError(f"preset must be one of {', '.join(sorted(PRESETS))}")
-    table = {**preset.issuer, **raw}
+    defaults = dict(preset.issuer)
+    if any(source in raw for source in KEY_SOURCES):
+        for source in KEY_SOURCES:
+            defaults.pop(source, None)
+    table = {**defaults, **raw}
     rules = raw.get("rules")
     if isinstance(rules, list):
         table["rules"] = [

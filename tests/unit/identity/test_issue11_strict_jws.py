@@ -262,8 +262,12 @@ class TestIssue11Ed25519Name:
         self, clock: FrozenClock, allowed: frozenset[str] | None
     ) -> None:
         """A DPoP proof naming Ed25519 verifies, also when only EdDSA is listed."""
-        extra = {} if allowed is None else {"algorithms": allowed}
-        dpop = DPoPVerifier(clock=clock, replay=MemoryReplayCache(clock), **extra)
+        replay = MemoryReplayCache(clock)
+        dpop = (
+            DPoPVerifier(clock=clock, replay=replay)
+            if allowed is None
+            else DPoPVerifier(clock=clock, replay=replay, algorithms=allowed)
+        )
         key = DPoPKey.generate("EdDSA")
         header = {"typ": "dpop+jwt", "alg": "Ed25519", "jwk": key.public_jwk}
         claims = {

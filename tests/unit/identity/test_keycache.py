@@ -133,6 +133,7 @@ class TestIssuerKeys:
             "stale",
             "key server answered http 503",
         )
+        assert health.last_success_at is not None
         assert health.usable_until == health.last_success_at + dt.timedelta(hours=1)
         assert (await keys.key_for("a")).kid == "a"
         clock.advance(dt.timedelta(minutes=55))
