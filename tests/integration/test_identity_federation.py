@@ -27,6 +27,7 @@ from gatepass.identity import (
     FederatedVerifier,
     FetchLimits,
     StaticResolver,
+    SystemResolver,
 )
 from gatepass.identity.addresses import IPAddress
 
@@ -323,6 +324,17 @@ class TestDocumentFetcher:
                 server.url(KEYS_PATH, host="keys.test")
             )
         assert len(server.requests) == 1
+
+
+class TestSystemResolver:
+    """The default resolver, on the machine's own names."""
+
+    async def test_localhost_resolves_to_loopback_only(self) -> None:
+        """Getaddrinfo answers localhost with loopback addresses, deduplicated."""
+        addresses = await SystemResolver().resolve("localhost", 80)
+        assert addresses
+        assert all(address.is_loopback for address in addresses)
+        assert len(set(addresses)) == len(addresses)
 
 
 class TestFetchOverTLS:

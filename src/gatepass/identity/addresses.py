@@ -83,7 +83,8 @@ class SystemResolver:
         """Resolve through getaddrinfo; a failure is an empty answer."""
         try:
             answers = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, UnicodeError):
+            # No such name, no resolver, or a name IDNA cannot encode.
             return []
         addresses: list[IPAddress] = []
         for *_, sockaddr in answers:

@@ -41,6 +41,11 @@ class FakeBackend(httpcore.AsyncNetworkBackend):
         self.peer = peer
         self.asked: list[str] = []
         self.streams: list[FakeStream] = []
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the wait instead of waiting."""
+        self.slept.append(seconds)
 
     async def connect_tcp(
         self,
@@ -197,6 +202,12 @@ class TestGuardedBackend:
         )
         with pytest.raises(FetchError, match="loopback"):
             await backend.connect_tcp("10.0.0.1", 80)
+
+    async def test_sleep_is_delegated(self) -> None:
+        """Httpcore's retry wait goes to the socket layer (retries are off anyway)."""
+        inner = FakeBackend()
+        await GuardedBackend(StaticResolver({}), AddressPolicy(), inner=inner).sleep(0)
+        assert inner.slept == [0]
 
     async def test_unix_sockets_are_never_used(self) -> None:
         """The fetcher speaks TCP only."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from gatepass.tokens import (
     canonical_algorithm,
     parse_compact,
     public_jwk_from_key,
+    verify_signature,
 )
 
 from .conftest import AUDIENCE, DictAgentDirectory, Registered
@@ -295,6 +297,34 @@ class TestIssue11Ed25519Name:
         proof = sign_jws(key._private_key, header, claims, "ES256")
         with pytest.raises(DPoPProofError, match="does not match the algorithm"):
             dpop.verify(proof, method="POST", url=TOKEN_URL)
+
+    def test_issue11_ed25519_name_never_verifies_with_another_key_type(self) -> None:
+        """The shared signature check refuses an EC key for Ed25519."""
+        key = generate("EdDSA")
+        token = sign_jws(key, {"alg": "Ed25519"}, {"a": 1}, "EdDSA")
+        jws = parse_compact(token)
+        assert verify_signature(jws, key.public_key(), "Ed25519")
+        assert not verify_signature(jws, generate("ES256").public_key(), "Ed25519")
+
+    def test_issue11_overflowing_exp_is_not_a_number(
+        self,
+        verifier: AgentAssertionVerifier,
+        registered: Registered,
+        clock: FrozenClock,
+    ) -> None:
+        """An exp that parses as infinity (1e999) is not a NumericDate."""
+        payload = b64(
+            json.dumps(claims_of(registered, clock))
+            .replace('"exp": ', '"exp": 1e999, "x": ')
+            .encode()
+        )
+        header = segment({"alg": registered.agent.algorithm, "typ": "JWT"})
+        signing_input = f"{header}.{payload}"
+        signature = raw_signature(
+            registered.key, registered.agent.algorithm, signing_input.encode()
+        )
+        with pytest.raises(InvalidGrantError, match="no valid exp"):
+            verifier.verify(f"{signing_input}.{b64(signature)}")
 
     def test_issue11_public_jwk_has_no_alg_to_trust(self) -> None:
         """Registered public keys keep no alg member: the type pins it."""

@@ -70,6 +70,8 @@ class TestJWKSet:
             {"kid": ""},
             {"kid": "k" * 257},
             {"n": "AQAB"},
+            {"kty": "EC", "crv": "P-521"},
+            {"kty": 5},
         ],
     )
     def test_unusable_entries_are_skipped(

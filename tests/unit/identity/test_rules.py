@@ -95,6 +95,10 @@ class TestTemplate:
         """Only strings and integers are substituted."""
         assert Template.parse("x-{a}").render(claims, {}) is None
 
+    def test_path_through_a_scalar_renders_nothing(self) -> None:
+        """A path cannot reach below a string claim."""
+        assert Template.parse("{a/b}").render({"a": "text"}, {}) is None
+
     def test_integers_render_in_decimal(self) -> None:
         """An integer claim renders as its decimal text."""
         assert Template.parse("{id}").render({"id": 42}, {}) == "42"
