@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpcore
 
 from gatepass.clock import Clock
@@ -211,8 +212,11 @@ class FederatedVerifier:
 
     async def refresh_due(self) -> None:
         """Refresh every issuer's keys whose time has come (the background job)."""
-        for issuer in self._issuers.values():
-            await issuer.keys.refresh_if_due()
+        # Concurrently: one slow issuer (up to its fetch deadline) must not hold
+        # back the others. refresh_if_due records failures and never raises.
+        async with anyio.create_task_group() as group:
+            for issuer in self._issuers.values():
+                group.start_soon(issuer.keys.refresh_if_due)
 
     def select_issuer(self, token: str) -> TrustedIssuer:
         """

@@ -31,7 +31,7 @@ import anyio
 import httpcore
 import httpx
 
-from gatepass.errors import FetchError
+from gatepass.errors import ConfigurationError, FetchError
 from gatepass.identity.addresses import (
     AddressPolicy,
     GuardedBackend,
@@ -105,6 +105,9 @@ class DocumentFetcher:
         ca_file: a PEM bundle of CAs to trust instead of the public ones (a
             cluster's API server CA).
         backend: the socket layer under the address checks (tests may wrap it).
+
+    Raises:
+        ConfigurationError: ``ca_file`` cannot be loaded.
     """
 
     def __init__(
@@ -125,11 +128,14 @@ class DocumentFetcher:
         self._backend = backend
         # Certificates are verified against the URL's host name (httpcore sends it
         # as SNI) even though the socket connects to the checked address.
-        self._ssl = (
-            ssl.create_default_context(cafile=str(ca_file))
-            if ca_file is not None
-            else httpx.create_ssl_context()
-        )
+        try:
+            self._ssl = (
+                ssl.create_default_context(cafile=str(ca_file))
+                if ca_file is not None
+                else httpx.create_ssl_context()
+            )
+        except (OSError, ssl.SSLError):
+            raise ConfigurationError("ca_file cannot be read as PEM CAs") from None
 
     async def fetch(self, url: str) -> bytes:
         """

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from gatepass.config import IdentitySettings, Settings, load_settings
 from gatepass.errors import ConfigurationError
+from gatepass.identity import DocumentFetcher
 
 GITHUB_RULE = {"match": {"repository_owner_id": "1234"}, "tenant": "acme"}
 
@@ -192,3 +193,16 @@ tenant = "acme"
         assert Settings().identity.issuers == []
         assert Settings().identity.max_document_bytes == 65_536
         assert Settings().identity.fetch_timeout_seconds == 2.0
+
+
+class TestFetcherConfiguration:
+    """Problems found while building the fetchers stop the start."""
+
+    def test_unreadable_ca_file(self, tmp_path: Path) -> None:
+        """A ca_file that is not PEM CAs is a configuration error."""
+        bad = tmp_path / "ca.pem"
+        bad.write_text("not a certificate", encoding="utf-8")
+        with pytest.raises(ConfigurationError, match="ca_file"):
+            DocumentFetcher(ca_file=bad)
+        with pytest.raises(ConfigurationError, match="ca_file"):
+            DocumentFetcher(ca_file=tmp_path / "missing.pem")
