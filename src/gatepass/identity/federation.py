@@ -291,7 +291,7 @@ class FederatedVerifier:
         jws = self._parse(token)
         issuer, claims, spiffe_id = self._select(jws)
         if issuer.kind == "spiffe" and token_type != JWT_TOKEN_TYPE:
-            raise _refuse("a jwt-svid is presented as token-type:jwt")
+            raise _refuse("a jwt-svid must be presented as token-type:jwt")
         await self._check_signature(jws, issuer)
         exp = self._check_times(claims, issuer)
         self._check_identity(claims, issuer, spiffe_id)
