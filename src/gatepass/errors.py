@@ -38,6 +38,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── UpstreamTimeoutError           504 upstream_timeout
     ├── EngineError                        502 engine_error
     │   └── EngineUnavailableError         503 engine_unavailable
+    ├── FetchError                         502 fetch_failed (issuer keys, bundles)
     ├── AuditIntegrityError                500 audit_integrity
     ├── StoreError                         503 store_unavailable
     └── ConfigurationError                 500 misconfigured   (exit 78)
@@ -59,6 +60,7 @@ __all__ = [
     "DPoPProofError",
     "EngineError",
     "EngineUnavailableError",
+    "FetchError",
     "GatepassError",
     "HeadersTooLargeError",
     "InsufficientScopeError",
@@ -314,6 +316,19 @@ class EngineUnavailableError(EngineError):
 
     code = "engine_unavailable"
     http_status = 503
+
+
+class FetchError(GatepassError):
+    """
+    A document could not be fetched safely from a configured URL.
+
+    Raised by the key fetcher (JWKS, SPIFFE bundles) for a refused address, scheme,
+    redirect, size or timeout; the message names the rule, never the document.
+    """
+
+    code = "fetch_failed"
+    http_status = 502
+    exit_code = 69
 
 
 class AuditIntegrityError(GatepassError):

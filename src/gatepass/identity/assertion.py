@@ -12,10 +12,8 @@ import datetime as dt
 import math
 from typing import Any
 
-import jwt
-
 from gatepass.clock import Clock
-from gatepass.errors import AccessDeniedError, InvalidGrantError
+from gatepass.errors import AccessDeniedError, InvalidGrantError, InvalidRequestError
 from gatepass.identity.workload import (
     JWT_TOKEN_TYPE,
     AgentDirectory,
@@ -25,31 +23,25 @@ from gatepass.identity.workload import (
 from gatepass.ids import AgentId, is_id
 from gatepass.models import Agent, AgentStatus
 from gatepass.single_use import SingleUse
+from gatepass.tokens import (
+    PRIVATE_MEMBERS,
+    CompactJWS,
+    PublicKey,
+    algorithm_matches,
+    canonical_algorithm,
+    parse_compact,
+    public_key_from_jwk,
+    verify_signature,
+)
 
 __all__ = ["AgentAssertionVerifier"]
 
 _MAX_ASSERTION_LENGTH = 8 * 1024
 _MAX_JTI_LENGTH = 256
 # RFC 8725 §3.1: agents sign with the algorithm pinned to their key type, and only
-# asymmetric algorithms are ever accepted.
+# asymmetric algorithms are ever accepted. "Ed25519" is the RFC 9864 name of EdDSA
+# with an Ed25519 key: a registration may carry either name.
 _AGENT_ALGORITHMS = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-# PyJWT checks the signature only; every claim is checked below against the
-# injected clock, because PyJWT would read the wall clock.
-_SIGNATURE_ONLY = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "verify_sub": False,
-        "verify_jti": False,
-        "require": [],
-    }
-)
 
 
 def _invalid(message: str) -> InvalidGrantError:
@@ -66,18 +58,20 @@ def _numeric(value: object) -> float | None:
     return float(value)
 
 
-def _agent_key(agent: Agent) -> jwt.PyJWK:
-    expected = _AGENT_ALGORITHMS.get(agent.algorithm)
+def _agent_key(agent: Agent) -> tuple[PublicKey, str]:
+    algorithm = canonical_algorithm(agent.algorithm)
+    expected = _AGENT_ALGORITHMS.get(algorithm or "")
     jwk = agent.public_jwk
     if (
-        expected is None
-        or _PRIVATE_MEMBERS.intersection(jwk)
+        algorithm is None
+        or expected is None
+        or PRIVATE_MEMBERS.intersection(jwk)
         or (jwk.get("kty"), jwk.get("crv")) != expected
     ):
         raise _invalid("agent key is unusable")
     try:
-        return jwt.PyJWK(dict(jwk), algorithm=agent.algorithm)
-    except jwt.PyJWTError:
+        return public_key_from_jwk(jwk), algorithm
+    except InvalidRequestError:
         raise _invalid("agent key is unusable") from None
 
 
@@ -129,11 +123,11 @@ class AgentAssertionVerifier:
                 for another audience, expired, too long-lived or replayed.
             AccessDeniedError: the assertion is valid but the agent is disabled.
         """
-        agent_id, header = self._claimed_agent(token)
+        agent_id, jws = self._claimed_agent(token)
         agent = self._directory.get_agent(agent_id)
         if agent is None:
             raise _invalid("unknown agent")
-        claims = self._verified_claims(token, header, agent)
+        claims = self._verified_claims(jws, agent)
         exp, jti = self._check_claims(claims)
         if agent.status is not AgentStatus.ACTIVE:
             raise AccessDeniedError("agent is disabled")
@@ -156,52 +150,44 @@ class AgentAssertionVerifier:
         )
 
     @staticmethod
-    def _claimed_agent(token: str) -> tuple[AgentId, dict[str, Any]]:
-        if len(token) > _MAX_ASSERTION_LENGTH or not token.isascii():
+    def _claimed_agent(token: str) -> tuple[AgentId, CompactJWS]:
+        if len(token) > _MAX_ASSERTION_LENGTH:
             raise _invalid("malformed assertion")
         try:
+            # RFC 7515 §2 and §7.1: every segment is unpadded, canonical base64url;
+            # "=" padding or unused bits set are a second spelling of the same
+            # token and are refused (issue 11), as everywhere gatepass parses a JWS.
+            jws = parse_compact(token)
             # Unverified: only to learn which agent's key to verify with.
-            parsed = jwt.decode_complete(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+            unverified = jws.claims()
+        except ValueError:
             raise _invalid("malformed assertion") from None
-        header: dict[str, Any] = parsed["header"]
-        unverified: dict[str, Any] = parsed["payload"]
         issuer = unverified.get("iss")
         if not is_id(issuer, "agt"):
             raise _invalid("assertion issuer is not an agent id")
         # RFC 7523 §3 items 1-2: the agent asserts itself, so iss and sub agree.
         if unverified.get("sub") != issuer:
             raise _invalid("assertion subject must equal its issuer")
-        return AgentId(str(issuer)), header
+        return AgentId(str(issuer)), jws
 
     @staticmethod
-    def _verified_claims(
-        token: str, header: dict[str, Any], agent: Agent
-    ) -> dict[str, Any]:
-        key = _agent_key(agent)
-        if header.get("alg") != agent.algorithm:
+    def _verified_claims(jws: CompactJWS, agent: Agent) -> dict[str, Any]:
+        key, algorithm = _agent_key(agent)
+        header = jws.header
+        # RFC 8725 §3.1: the algorithm pinned to the agent's key decides; the header
+        # may only name it (as EdDSA or, per RFC 9864, Ed25519).
+        if not algorithm_matches(header.get("alg"), algorithm):
             raise _invalid("assertion algorithm does not match the agent key")
         # RFC 8725 §3.11: a DPoP proof or an access token is never an assertion.
         typ = header.get("typ", "JWT")
         if not isinstance(typ, str) or typ.lower() not in {"jwt", "application/jwt"}:
             raise _invalid("assertion has an unexpected typ")
-        try:
-            claims: dict[str, Any] = _SIGNATURE_ONLY.decode(
-                token, key, algorithms=[agent.algorithm]
-            )
-        except jwt.InvalidSignatureError:
-            raise _invalid("assertion signature is invalid") from None
-        except jwt.PyJWTError:  # pragma: no cover - the token parsed above
-            raise _invalid("malformed assertion") from None
-        return claims
+        if not verify_signature(jws, key, algorithm):
+            raise _invalid("assertion signature is invalid")
+        return jws.claims()
 
     def _check_claims(self, claims: dict[str, Any]) -> tuple[float, str]:
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if not any(
-            isinstance(item, str) and item in self._audiences for item in audiences
-        ):
-            raise _invalid("assertion audience is not accepted")
+        self._check_audience(claims.get("aud"))
         now = self._clock.now().timestamp()
         leeway = self._leeway
         exp = _numeric(claims.get("exp"))
@@ -224,3 +210,13 @@ class AgentAssertionVerifier:
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI_LENGTH:
             raise _invalid("assertion has no valid jti")
         return exp, jti
+
+    def _check_audience(self, audience: object) -> None:
+        # RFC 7523bis (draft-ietf-oauth-rfc7523bis, after the 2025 audience-injection
+        # findings on private_key_jwt): the aud is one string naming this broker,
+        # its issuer or its token endpoint. An array could also name another server,
+        # so an assertion minted for that server would be accepted here (issue 11).
+        if isinstance(audience, list):
+            raise _invalid("assertion audience must be a single string")
+        if not isinstance(audience, str) or audience not in self._audiences:
+            raise _invalid("assertion audience is not accepted")

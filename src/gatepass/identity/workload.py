@@ -1,8 +1,12 @@
 """
 Workload identity: who an agent is, and the seam where identity verifiers plug in.
 
-An agent proves itself with a JWT assertion signed by its registered key (RFC 7523);
-SPIFFE JWT-SVID and OIDC verifiers implement the same :class:`WorkloadVerifier`.
+A registered agent proves itself with a JWT assertion signed by its key (RFC 7523),
+checked by a :class:`WorkloadVerifier`. A federated workload proves itself with a
+token from a trusted issuer (SPIFFE JWT-SVID, OIDC); that verifier
+(``gatepass.identity.federation.FederatedVerifier``) is asynchronous, because it
+may fetch its issuer's keys, and returns the mapped identity rather than an agent
+record, which the broker looks up or registers.
 """
 
 from __future__ import annotations

@@ -31,7 +31,12 @@ from gatepass.tokens.jwk import (
     public_key_from_jwk,
     thumbprint,
 )
-from gatepass.tokens.jws import CompactJWS, parse_compact, verify_signature
+from gatepass.tokens.jws import (
+    CompactJWS,
+    canonical_algorithm,
+    parse_compact,
+    verify_signature,
+)
 from gatepass.tokens.nonce import NonceService
 
 __all__ = [
@@ -43,14 +48,17 @@ __all__ = [
 ]
 
 # RFC 9449 §4.3 item 5 and RFC 8725 §3.1: asymmetric algorithms only, never "none"
-# or a MAC. These are all the proof algorithms gatepass can check.
-DPOP_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "PS256", "RS256"})
+# or a MAC. These are all the proof algorithms gatepass can check; "Ed25519" is the
+# RFC 9864 name of "EdDSA" with an Ed25519 key, the same algorithm.
+DPOP_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "Ed25519", "PS256", "RS256"})
 
-# RFC 7518 §3 and RFC 8037 §3.1: the key type and curve each algorithm requires.
+# RFC 7518 §3, RFC 8037 §3.1 and RFC 9864 §2.2: the key type and curve each
+# algorithm requires.
 _KEY_TYPES: dict[str, tuple[str, str | None]] = {
     "ES256": ("EC", "P-256"),
     "ES384": ("EC", "P-384"),
     "EdDSA": ("OKP", "Ed25519"),
+    "Ed25519": ("OKP", "Ed25519"),
     "PS256": ("RSA", None),
     "RS256": ("RSA", None),
 }
@@ -244,7 +252,13 @@ class DPoPVerifier:
         self._require_nonce = require_nonce
         self._max_age = max_age
         self._leeway = leeway
-        self._algorithms = algorithms
+        # Both names of Ed25519 (RFC 9864) are allowed when either is.
+        self._algorithms = algorithms | {
+            alias
+            for alias in DPOP_ALGORITHMS
+            if canonical_algorithm(alias)
+            in {canonical_algorithm(a) for a in algorithms}
+        }
 
     def verify(
         self,

@@ -30,6 +30,8 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "CompactJWS",
     "SigningKey",
+    "algorithm_matches",
+    "canonical_algorithm",
     "is_numeric_date",
     "parse_compact",
     "sign",
@@ -56,6 +58,13 @@ _ECDSA: dict[str, tuple[type[ec.EllipticCurve], int, ec.ECDSA]] = {
 }
 
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+# RFC 9864 §2.2: "Ed25519" is the fully specified name of the algorithm RFC 8037 §3.1
+# calls "EdDSA" when the key is an Ed25519 key. Every OKP key here is an Ed25519 key,
+# so the two names denote one algorithm and accepting both widens nothing: the
+# algorithm is still the one pinned to the key. PyJWT knows only "EdDSA", so the
+# Ed25519 signature is checked with cryptography directly (see verify_signature).
+_ALIASES = {"Ed25519": "EdDSA"}
 
 
 def _reject_constant(name: str) -> None:
@@ -141,6 +150,39 @@ def parse_compact(token: object) -> CompactJWS:
     return CompactJWS(header, payload, signing_input, signature)
 
 
+def canonical_algorithm(name: object) -> str | None:
+    """
+    Return the one name gatepass pins for a JWS algorithm name.
+
+    Args:
+        name: an ``alg`` value as found in a header or a JWK.
+
+    Returns:
+        ``"EdDSA"`` for ``"Ed25519"`` (RFC 9864), the name itself for any other
+        string, None for a value that is not a string.
+    """
+    if not isinstance(name, str):
+        return None
+    return _ALIASES.get(name, name)
+
+
+def algorithm_matches(header_algorithm: object, pinned: str) -> bool:
+    """
+    Tell whether a token's ``alg`` names the algorithm pinned to the key.
+
+    The pinned algorithm always decides (RFC 8725 §3.1); the header may only spell
+    the same algorithm, in its RFC 8037 or its RFC 9864 name.
+
+    Args:
+        header_algorithm: the token's ``alg`` header, untrusted.
+        pinned: the algorithm pinned to the verification key.
+
+    Returns:
+        True when both name the same algorithm.
+    """
+    return canonical_algorithm(header_algorithm) == canonical_algorithm(pinned)
+
+
 def verify_signature(jws: CompactJWS, key: object, algorithm: str) -> bool:
     """
     Check the signature of a parsed JWS with a pinned key and algorithm.
@@ -148,7 +190,8 @@ def verify_signature(jws: CompactJWS, key: object, algorithm: str) -> bool:
     Args:
         jws: the parsed token.
         key: a cryptography public key of the algorithm's type.
-        algorithm: the pinned JWS algorithm (never the token's own claim).
+        algorithm: the pinned JWS algorithm (never the token's own claim);
+            ``Ed25519`` and ``EdDSA`` are the same algorithm.
 
     Returns:
         Whether the signature is valid.
@@ -157,7 +200,7 @@ def verify_signature(jws: CompactJWS, key: object, algorithm: str) -> bool:
         ecdsa = _ECDSA.get(algorithm)
         if ecdsa is not None:
             return _verify_ecdsa(jws, key, *ecdsa)
-        if algorithm == "EdDSA":
+        if canonical_algorithm(algorithm) == "EdDSA":
             return _verify_ed25519(jws, key)
         implementation = _ALGORITHMS.get(algorithm)
         if implementation is None:

@@ -120,3 +120,9 @@ def verifier(
         clock=clock,
         replay=replay,
     )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run async identity tests on asyncio, the broker's event loop."""
+    return "asyncio"
