@@ -26,6 +26,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── DPoPNonceRequiredError         400 use_dpop_nonce
     ├── AuthenticationError                401 unauthenticated (admin API)
     │   └── TokenError                     401 invalid_token
+    │       ├── TokenMissingError          (no token sent: a challenge without a code)
     │       ├── TokenExpiredError
     │       ├── TokenSignatureError
     │       └── TokenRevokedError
@@ -78,6 +79,7 @@ __all__ = [
     "StoreError",
     "TokenError",
     "TokenExpiredError",
+    "TokenMissingError",
     "TokenRevokedError",
     "TokenSignatureError",
     "UnsupportedGrantTypeError",
@@ -236,6 +238,15 @@ class TokenError(AuthenticationError):
     """A token failed verification (RFC 6750 §3.1)."""
 
     code = "invalid_token"
+
+
+class TokenMissingError(TokenError):
+    """
+    The request presented no access token.
+
+    RFC 6750 §3.1: a resource server answers a request without credentials with a
+    challenge that names no error code; the JSON body still says ``invalid_token``.
+    """
 
 
 class TokenExpiredError(TokenError):

@@ -12,6 +12,7 @@ from gatepass.errors import (
     InsufficientScopeError,
     TokenError,
 )
+from gatepass.verify import www_authenticate
 
 __all__ = ["NO_STORE", "RETRY_AFTER_SECONDS", "error_response", "handle_gatepass_error"]
 
@@ -35,7 +36,8 @@ def error_response(error: GatepassError) -> JSONResponse:
     if isinstance(error, DPoPNonceRequiredError):
         headers["DPoP-Nonce"] = error.nonce
     if isinstance(error, TokenError | InsufficientScopeError):
-        headers["WWW-Authenticate"] = f'DPoP error="{error.code}", algs="ES256 EdDSA"'
+        # The same DPoP challenge as the verifier and the proxy (RFC 9449 §7.1).
+        headers["WWW-Authenticate"] = www_authenticate(error)
     elif isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="gatepass"'
     return JSONResponse(

@@ -1,30 +1,27 @@
 """
-Step 4 and 5 of the pipeline: who is calling, and is their token still live.
+Steps 6 and 7 of the pipeline: who is calling, and is their token still live.
 
 The DPoP-bound access token is verified against the route (signature from the
 broker's JWKS, issuer, the route's target as the one audience, expiry) with its
 proof for this exact method and URL, rebuilt from ``public_url`` and the raw path,
 never from ``Host`` or ``X-Forwarded-*``. A token the broker revoked is refused:
 pushed by the revocation stream, or asked of the introspection endpoint while the
-stream is down (fail closed). Every failure is a ``401`` with a DPoP challenge.
+stream is down (fail closed). Every failure is answered by
+:func:`~gatepass.proxy.refusals.access_refusal`: a ``401`` (``400`` for a repeated
+``Authorization`` header) with a DPoP challenge.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from gatepass.errors import (
-    DPoPProofError,
-    GatepassError,
-    TokenError,
-    TokenRevokedError,
-)
-from gatepass.proxy.asgi import Header, header_values
+from gatepass.errors import GatepassError, TokenRevokedError
+from gatepass.proxy.asgi import Header
 from gatepass.proxy.forwarding import Route
 from gatepass.proxy.reasons import RefusalReason
-from gatepass.proxy.refusals import ALGS, RefusedError, token_refusal
+from gatepass.proxy.refusals import access_refusal
 from gatepass.proxy.revocations import RevocationFeed
-from gatepass.verify import Introspector, VerifiedAccess
+from gatepass.verify import Introspector, VerifiedAccess, presented_credentials
 
 __all__ = ["verify_access"]
 
@@ -54,49 +51,32 @@ async def verify_access(
         The verified access.
 
     Raises:
-        RefusedError: the token or proof is missing, invalid or revoked.
+        RefusedError: the token or proof is missing, repeated, invalid or revoked.
     """
-    authorization = header_values(headers, b"authorization")
-    proofs = header_values(headers, b"dpop")
-    if not authorization:
-        # RFC 6750 §3.1: no error code in the challenge when no token was sent.
-        raise RefusedError(
-            RefusalReason.TOKEN_MISSING,
-            TokenError("missing access token"),
-            challenge=f'DPoP algs="{ALGS}"',
-        )
-    if len(authorization) > 1 or len(proofs) > 1:
-        # RFC 9449 §4.3 item 1: exactly one DPoP header.
-        raise token_refusal(
-            DPoPProofError("more than one authorization or dpop header")
-        )
     # RFC 9449 §4.3 item 9: the htu is this server's URL for the request, rebuilt
     # from the configured public URL; Host and X-Forwarded-* are the caller's.
     url = route.verifier.url_for(raw_path.decode("latin-1"))
     try:
+        presented = presented_credentials(headers)
         # Verification may fetch the JWKS or ask the broker: keep the loop free.
         access = await asyncio.to_thread(
-            route.verifier.verify,
-            method,
-            url,
-            authorization[0],
-            proofs[0] if proofs else None,
+            route.verifier.verify_presented, method, url, presented
         )
     except GatepassError as error:
-        raise token_refusal(error) from None
+        raise access_refusal(error) from None
     try:
-        await _check_revocation(access, authorization[0], feed, introspector)
+        await _check_revocation(access, presented.token, feed, introspector)
     except TokenRevokedError as error:
-        raise token_refusal(error) from None
+        raise access_refusal(error) from None
     except GatepassError as error:
         # The broker could not say whether the token was revoked: fail closed.
-        raise token_refusal(error, RefusalReason.REVOCATION_UNAVAILABLE) from None
+        raise access_refusal(error, RefusalReason.REVOCATION_UNAVAILABLE) from None
     return access
 
 
 async def _check_revocation(
     access: VerifiedAccess,
-    authorization: str,
+    token: str,
     feed: RevocationFeed | None,
     introspector: Introspector,
 ) -> None:
@@ -106,5 +86,4 @@ async def _check_revocation(
         return
     # No live push: ask the broker (cached for poll_interval_seconds), and fail
     # closed if it cannot answer.
-    token = authorization.strip().partition(" ")[2].strip()
     await asyncio.to_thread(introspector.check, token)

@@ -26,7 +26,7 @@ from gatepass.proxy.headers import (
 )
 from gatepass.proxy.paths import PathRejectedError, normalize_path
 from gatepass.proxy.reasons import RefusalReason
-from gatepass.proxy.refusals import ALGS, RefusedError
+from gatepass.proxy.refusals import RefusedError, access_refusal
 from gatepass.proxy.rules import METHODS
 from gatepass.verify import VerifiedAccess
 
@@ -203,13 +203,8 @@ def check_rules(
     if served and method not in served:
         raise _method_refusal(served)
     if not route.rules.allows(access.scopes, method, relative):
-        raise RefusedError(
-            RefusalReason.INSUFFICIENT_SCOPE,
+        raise access_refusal(
             InsufficientScopeError(
                 "the token's scope does not allow this method and path"
-            ),
-            challenge=(
-                'DPoP error="insufficient_scope", error_description='
-                f'"the token\'s scope does not allow this request", algs="{ALGS}"'
-            ),
+            )
         )

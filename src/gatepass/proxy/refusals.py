@@ -19,33 +19,29 @@ body streaming and the forwarding code::
 from __future__ import annotations
 
 import contextlib
-import json
 
 from gatepass.errors import (
-    DPoPNonceRequiredError,
     DPoPProofError,
     GatepassError,
+    InsufficientScopeError,
+    InvalidRequestError,
     MethodNotAllowedError,
-    TokenError,
+    TokenMissingError,
     TokenRevokedError,
 )
 from gatepass.proxy.asgi import Header, Send
 from gatepass.proxy.reasons import RefusalReason
-from gatepass.tokens import DPOP_ALGORITHMS
+from gatepass.verify import challenge_headers, error_body, refusal_status
 
 __all__ = [
-    "ALGS",
     "AbortedError",
     "BodyTooLargeError",
     "ClientGoneError",
     "ClientTimeoutError",
     "RefusedError",
-    "error_body",
+    "access_refusal",
     "send_refusal",
-    "token_refusal",
 ]
-
-ALGS = " ".join(sorted(DPOP_ALGORITHMS))
 
 
 class RefusedError(Exception):
@@ -57,8 +53,8 @@ class RefusedError(Exception):
         error: the error answered; its class gives the status and the code, its
             detail (a fixed text) the description.
         status: the HTTP status when it differs from the error class's own.
-        challenge: a ``WWW-Authenticate`` value, for 401 and 403.
-        headers: extra response headers.
+        headers: extra response headers (the ``WWW-Authenticate`` challenge of a
+            401 or 403 among them).
     """
 
     def __init__(
@@ -67,7 +63,6 @@ class RefusedError(Exception):
         error: GatepassError,
         *,
         status: int | None = None,
-        challenge: str | None = None,
         headers: tuple[Header, ...] = (),
     ) -> None:
         """Keep the reason, the error and the extra headers."""
@@ -75,7 +70,6 @@ class RefusedError(Exception):
         self.reason = reason
         self.error = error
         self.status = error.http_status if status is None else status
-        self.challenge = challenge
         if isinstance(error, MethodNotAllowedError):
             # RFC 9110 §15.5.6: a 405 must list the methods that are served.
             allow = ", ".join(sorted(error.allowed)).encode("ascii")
@@ -109,64 +103,44 @@ class AbortedError(Exception):
     """The response was started and cannot be completed; drop the connection."""
 
 
-def _quoted(text: str) -> str:
-    # RFC 9110 §5.6.4: a quoted-string may not hold a bare quote or backslash.
-    return text.replace("\\", "").replace('"', "'")
-
-
-def _token_reason(error: GatepassError) -> RefusalReason:
+def _access_reason(error: GatepassError) -> RefusalReason:
+    # The one place where an access error becomes the proxy's reason code.
+    if isinstance(error, InsufficientScopeError):
+        return RefusalReason.INSUFFICIENT_SCOPE
+    if isinstance(error, TokenMissingError):
+        return RefusalReason.TOKEN_MISSING
     if isinstance(error, TokenRevokedError):
         return RefusalReason.TOKEN_REVOKED
     if isinstance(error, DPoPProofError):
         return RefusalReason.PROOF_INVALID
+    if isinstance(error, InvalidRequestError):
+        # More than one Authorization header: an ambiguous request, like two Hosts.
+        return RefusalReason.HEADER_REJECTED
     return RefusalReason.TOKEN_INVALID
 
 
-def token_refusal(
+def access_refusal(
     error: GatepassError, reason: RefusalReason | None = None
 ) -> RefusedError:
     """
-    Map a token or proof error to its answer.
+    Map an error of the access checks (steps 6 to 8) to its answer.
 
     Args:
-        error: what the verifier raised.
+        error: what the header reader, the verifier or the rules raised.
         reason: the reason code; by default derived from the error's class.
 
     Returns:
-        A ``401`` (``400`` for other request errors) with a DPoP challenge naming
-        the error, and the nonce the agent must use when one is required.
+        The answer a resource server gives (see
+        :func:`gatepass.verify.refusal_status`): ``401`` for a bad token or proof,
+        ``403`` for ``insufficient_scope``, ``400`` otherwise, with the DPoP
+        challenge and, when one is required, the nonce the agent must use.
     """
-    # RFC 6750 §3 and RFC 9449 §7.1: 401 with a DPoP challenge naming the error.
-    challenge = (
-        f'DPoP error="{error.code}", error_description="{_quoted(error.detail)}", '
-        f'algs="{ALGS}"'
-    )
-    extra: tuple[Header, ...] = ()
-    if isinstance(error, DPoPNonceRequiredError):
-        extra = ((b"dpop-nonce", error.nonce.encode("latin-1", "replace")),)
-    # The proxy is a resource server: a bad token or proof (and a nonce demand,
-    # RFC 9449 §9) is an authentication failure there, a 401.
-    status = 401 if isinstance(error, TokenError | DPoPProofError) else 400
     return RefusedError(
-        reason or _token_reason(error),
+        reason or _access_reason(error),
         error,
-        status=status,
-        challenge=challenge,
-        headers=extra,
+        status=refusal_status(error),
+        headers=challenge_headers(error),
     )
-
-
-def error_body(error: GatepassError) -> bytes:
-    """
-    Return the JSON body of an answer, in the broker's error shape.
-
-    Args:
-        error: the error answered; its detail must be a fixed text.
-
-    Returns:
-        ``{"error": code, "error_description": detail}`` as bytes.
-    """
-    return json.dumps({"error": error.code, "error_description": error.detail}).encode()
 
 
 async def send_refusal(send: Send, refusal: RefusedError) -> int:
@@ -186,10 +160,6 @@ async def send_refusal(send: Send, refusal: RefusedError) -> int:
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
-    if refusal.challenge is not None:
-        headers.append(
-            (b"www-authenticate", refusal.challenge.encode("latin-1", "replace"))
-        )
     headers.extend(refusal.headers)
     # The connection is not reused after a refusal: the rest of a refused
     # request's body is never read, so the next bytes could be mistaken for

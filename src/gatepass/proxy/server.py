@@ -33,8 +33,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from gatepass.errors import InvalidRequestError
 from gatepass.proxy.checks import HTTP_VERSIONS
 from gatepass.proxy.reasons import RefusalReason
-from gatepass.proxy.refusals import error_body
 from gatepass.proxy.settings import ProxyServerSettings
+from gatepass.verify import error_body
 
 if TYPE_CHECKING:
     from gatepass.proxy.app import ProxyApp

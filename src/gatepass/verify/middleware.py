@@ -12,20 +12,13 @@ describe: ``401`` (``403`` for ``insufficient_scope``) with a JSON body and a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from gatepass.errors import (
-    DPoPNonceRequiredError,
-    DPoPProofError,
-    GatepassError,
-    InsufficientScopeError,
-    InvalidRequestError,
-    TokenError,
-)
-from gatepass.tokens import DPOP_ALGORITHMS
+from gatepass.errors import GatepassError, TokenError
 from gatepass.verify.access import VerifiedAccess, require_scope
+from gatepass.verify.challenges import challenge_headers, error_body, refusal_status
+from gatepass.verify.headers import presented_credentials
 from gatepass.verify.verifier import ResourceVerifier
 
 __all__ = ["ASGIApp", "GatepassMiddleware", "ScopeRule", "verified_access"]
@@ -37,45 +30,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ScopeRule = Callable[[str, str], str | None]
 
-_ALGS = " ".join(sorted(DPOP_ALGORITHMS))
 # RFC 6750 §3: a WebSocket close code for "policy violation" (RFC 6455 §7.4.1).
 _POLICY_VIOLATION = 1008
-
-
-def _quoted(text: str) -> str:
-    # RFC 9110 §5.6.4: a quoted-string may not hold a bare quote or backslash.
-    return text.replace("\\", "").replace('"', "'")
-
-
-def _challenge(error: GatepassError | None, *, action: str | None = None) -> str:
-    if error is None:
-        # RFC 6750 §3.1: a request without credentials gets no error code.
-        return f'DPoP algs="{_ALGS}"'
-    parts = [
-        f'error="{error.code}"',
-        f'error_description="{_quoted(error.detail)}"',
-    ]
-    if action is not None:
-        parts.append(f'scope="{_quoted(action)}"')
-    parts.append(f'algs="{_ALGS}"')
-    return "DPoP " + ", ".join(parts)
-
-
-def _status_for(error: GatepassError) -> int:
-    if isinstance(error, InsufficientScopeError):
-        return 403
-    # RFC 9449 §7.1: a bad proof at a resource server is a 401 challenge.
-    if isinstance(error, TokenError | DPoPProofError):
-        return 401
-    return 400
-
-
-def _header_values(scope: Scope, name: bytes) -> list[str]:
-    return [
-        value.decode("latin-1")
-        for key, value in scope.get("headers", ())
-        if key.lower() == name
-    ]
 
 
 def _request_path(scope: Scope) -> str:
@@ -130,35 +86,20 @@ class GatepassMiddleware:
             await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
             return
         method = str(scope["method"])
-        path = _request_path(scope)
-        authorization = _header_values(scope, b"authorization")
-        proofs = _header_values(scope, b"dpop")
-        if not authorization:
-            error = TokenError("missing access token")
-            await self._refuse(send, error, _challenge(None))
-            return
         action: str | None = None
         try:
-            if len(authorization) > 1:
-                raise InvalidRequestError("more than one authorization header")
-            if len(proofs) > 1:
-                # RFC 9449 §4.3 item 1: exactly one DPoP header.
-                raise DPoPProofError("more than one dpop header")
-            url = self._url_for(path)
+            presented = presented_credentials(scope.get("headers", ()))
+            url = self._url_for(_request_path(scope))
             # Verification may fetch keys or ask the broker: keep the loop free.
             verified = await asyncio.to_thread(
-                self.verifier.verify,
-                method,
-                url,
-                authorization[0],
-                proofs[0] if proofs else None,
+                self.verifier.verify_presented, method, url, presented
             )
             if self._required_scope is not None:
                 action = self._required_scope(method, str(scope["path"]))
                 if action is not None:
                     require_scope(verified, action)
         except GatepassError as error:
-            await self._refuse(send, error, _challenge(error, action=action))
+            await self._refuse(send, error, action)
             return
         state = scope.setdefault("state", {})
         state["gatepass"] = verified
@@ -170,24 +111,17 @@ class GatepassMiddleware:
         return self.verifier.url_for(path)
 
     @staticmethod
-    async def _refuse(send: Send, error: GatepassError, challenge: str) -> None:
-        body = json.dumps(
-            {"error": error.code, "error_description": error.detail}
-        ).encode()
+    async def _refuse(send: Send, error: GatepassError, action: str | None) -> None:
+        body = error_body(error)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
-            (b"www-authenticate", challenge.encode("latin-1", "replace")),
+            *challenge_headers(error, scope=action),
         ]
-        if isinstance(error, DPoPNonceRequiredError):
-            headers.append((b"dpop-nonce", error.nonce.encode("latin-1", "replace")))
+        status = refusal_status(error)
         await send(
-            {
-                "type": "http.response.start",
-                "status": _status_for(error),
-                "headers": headers,
-            }
+            {"type": "http.response.start", "status": status, "headers": headers}
         )
         await send({"type": "http.response.body", "body": body})
 

@@ -1,10 +1,11 @@
 """
 Checking a gatepass access token on a resource server.
 
-The order follows RFC 9449 §7.1 and RFC 9068 §4: the ``DPoP`` authorization scheme,
-the JWT itself (typ ``at+jwt``, issuer, this server as the one audience, expiry),
-then the DPoP proof bound to the token's key and to this exact request, and last
-the token's revocation status when an :class:`Introspector` is configured.
+The order follows RFC 9449 §7.1 and RFC 9068 §4: the ``DPoP`` authorization scheme
+(read by :mod:`gatepass.verify.headers`), the JWT itself (typ ``at+jwt``, issuer,
+this server as the one audience, expiry), then the DPoP proof bound to the token's
+key and to this exact request, and last the token's revocation status when an
+:class:`Introspector` is configured.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import httpx
 
 from gatepass.clock import Clock, SystemClock
-from gatepass.errors import ConfigurationError, TokenError
+from gatepass.errors import ConfigurationError
 from gatepass.tokens import (
     ACCESS_TOKEN_TYP,
     AccessTokenClaims,
@@ -24,30 +25,10 @@ from gatepass.tokens import (
     normalize_htu,
 )
 from gatepass.verify.access import VerifiedAccess
+from gatepass.verify.headers import PresentedCredentials, dpop_access_token
 from gatepass.verify.introspection import Introspector
 
 __all__ = ["ACCESS_TOKEN_TYP", "ResourceVerifier"]
-
-_TOKEN_CHARACTERS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
-)
-
-
-def _token_from(authorization: str | None) -> str:
-    if authorization is None or not authorization.strip():
-        raise TokenError("missing access token")
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer":
-        # RFC 9449 §7.1: a DPoP-bound token presented as a bearer token is refused,
-        # so a stolen token cannot be replayed without the key.
-        raise TokenError("dpop-bound token presented with the bearer scheme")
-    if scheme.lower() != "dpop":
-        raise TokenError("authorization scheme must be dpop")
-    # RFC 6750 §2.1 b64token syntax; anything else is not one of our tokens.
-    if not token or not _TOKEN_CHARACTERS.issuperset(token):
-        raise TokenError("malformed authorization header")
-    return token
 
 
 class ResourceVerifier:
@@ -158,19 +139,50 @@ class ResourceVerifier:
             What the token grants and to whom.
 
         Raises:
-            TokenError: the header is missing or uses another scheme, or the token
-                is malformed, expired, for another audience or issuer, of another
-                type, or not DPoP-bound.
+            TokenMissingError: the header is missing or empty.
+            TokenError: the header is not ``DPoP <b64token>`` (a DPoP-bound token
+                sent as ``Bearer`` among them), or as :meth:`verify_presented`.
+            TokenSignatureError: as :meth:`verify_presented`.
+            TokenRevokedError: as :meth:`verify_presented`.
+            DPoPProofError: as :meth:`verify_presented`.
+        """
+        presented = PresentedCredentials(
+            token=dpop_access_token(authorization), proof=dpop
+        )
+        return self.verify_presented(method, url, presented)
+
+    def verify_presented(
+        self, method: str, url: str, presented: PresentedCredentials
+    ) -> VerifiedAccess:
+        """
+        Verify the credentials of one request, as read from its headers.
+
+        Args:
+            method: the request method.
+            url: the request's public URL (see :meth:`url_for`).
+            presented: the token and proof, from
+                :func:`~gatepass.verify.presented_credentials`.
+
+        Returns:
+            What the token grants and to whom.
+
+        Raises:
+            TokenError: the token is malformed, expired, for another audience or
+                issuer, of another type, or not DPoP-bound.
             TokenSignatureError: the signature or key is wrong.
             TokenRevokedError: the broker says the token is no longer active.
             DPoPProofError: the proof is missing, replayed, for another request or
                 signed by another key.
         """
-        token = _token_from(authorization)
+        token = presented.token
         raw = self._tokens.verify(token, typ=ACCESS_TOKEN_TYP, audience=self.audience)
         claims = AccessTokenClaims.from_claims(raw)
         self._dpop.verify(
-            dpop, method=method, url=url, access_token=token, expected_jkt=claims.jkt
+            presented.proof,
+            method=method,
+            url=url,
+            access_token=token,
+            expected_jkt=claims.jkt,
         )
         if self._introspection is not None:
             self._introspection.check(token)

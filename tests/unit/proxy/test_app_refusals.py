@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from tests.unit.verify.grammar import parse_challenge
 
-from gatepass.errors import TokenSignatureError
+from gatepass.api.errors import error_response
+from gatepass.errors import TokenError, TokenSignatureError
 from gatepass.proxy.app import ProxyApp, create_proxy_app
 from gatepass.proxy.audit import AuditShipper, ProxyAuditEvent
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.settings import parse_proxy_settings
+from gatepass.tokens import DPOP_ALGORITHMS
+from gatepass.verify import GatepassMiddleware, ResourceVerifier
 
 SECRET_ENV = "GATEPASS_TEST_APP_REFUSALS_SECRET"
 
@@ -36,6 +41,11 @@ class _RecordingShipper(AuditShipper):
 
 def _never_called(request: httpx.Request) -> httpx.Response:
     pytest.fail(f"the upstream was called: {request.method}")
+
+
+async def _never_called_app(scope: Any, receive: Any, send: Any) -> None:
+    del receive, send
+    pytest.fail(f"the protected app was called: {scope['path']}")
 
 
 @pytest.fixture
@@ -69,7 +79,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> ProxyApp:
     )
 
 
-def call(app: ProxyApp, scope: dict[str, Any]) -> list[dict[str, Any]]:
+def call(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
     """Run one scope through the app and return the messages it sent."""
     sent: list[dict[str, Any]] = []
 
@@ -178,3 +188,101 @@ class TestRefusals:
             "gatepass_proxy_requests_total", {"route": "-", "outcome": "invalid_method"}
         )
         assert sample == 1
+
+
+def token_scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    """An HTTP scope that presents the given credential headers."""
+    return http_scope(headers=[(b"host", b"proxy.test"), *headers])
+
+
+def answer_headers(sent: list[dict[str, Any]]) -> dict[bytes, bytes]:
+    """The headers of the answer the app sent."""
+    return dict(sent[0]["headers"])
+
+
+def challenge_params(value: bytes | str) -> dict[str, str]:
+    """Parse a DPoP challenge back, strictly."""
+    text = value.decode("ascii") if isinstance(value, bytes) else value
+    scheme, params = parse_challenge(text)
+    assert scheme == "DPoP"
+    return params
+
+
+class TestAccessRefusals:
+    """Steps 6 and 7: the credential headers, read by the one shared reader."""
+
+    def test_issue8_missing_token_is_a_challenge_without_error(
+        self, app: ProxyApp
+    ) -> None:
+        """RFC 6750 §3.1: no token, a challenge naming no error code."""
+        sent = call(app, http_scope())
+        assert set(challenge_params(answer_headers(sent)[b"www-authenticate"])) == {
+            "algs"
+        }
+
+    def test_issue8_two_authorization_headers_are_400_header_rejected(
+        self, app: ProxyApp
+    ) -> None:
+        """RFC 6750 §3.1: a repeated Authorization header is invalid_request."""
+        credential = (b"authorization", b"DPoP abc")
+        sent = call(app, token_scope(credential, credential))
+        body = json.loads(sent[1]["body"])
+        assert (sent[0]["status"], body["error"]) == (400, "invalid_request")
+        assert last_event(app).error == "header_rejected"
+        params = challenge_params(answer_headers(sent)[b"www-authenticate"])
+        assert params["error"] == "invalid_request"
+
+    def test_issue8_two_dpop_headers_are_401_proof_invalid(self, app: ProxyApp) -> None:
+        """RFC 9449 §4.3 item 1: a repeated DPoP header is an invalid proof."""
+        sent = call(
+            app,
+            token_scope(
+                (b"authorization", b"DPoP abc"), (b"dpop", b"p1"), (b"dpop", b"p2")
+            ),
+        )
+        body = json.loads(sent[1]["body"])
+        assert (sent[0]["status"], body["error"]) == (401, "invalid_dpop_proof")
+        assert body["error_description"] == "more than one dpop header"
+        assert last_event(app).error == "proof_invalid"
+
+    def test_issue8_bearer_token_is_401_token_invalid(self, app: ProxyApp) -> None:
+        """RFC 9449 §7.1: a DPoP-bound token sent as Bearer is refused."""
+        sent = call(app, token_scope((b"authorization", b"Bearer abc")))
+        params = challenge_params(answer_headers(sent)[b"www-authenticate"])
+        assert (sent[0]["status"], params["error"]) == (401, "invalid_token")
+        assert "bearer" in params["error_description"]
+        assert last_event(app).error == "token_invalid"
+
+    def test_issue8_challenge_description_is_the_body_description(
+        self, app: ProxyApp
+    ) -> None:
+        """The challenge and the JSON body describe the refusal alike."""
+        sent = call(app, token_scope((b"authorization", b"DPoP abc")))
+        body = json.loads(sent[1]["body"])
+        params = challenge_params(answer_headers(sent)[b"www-authenticate"])
+        assert params["error"] == body["error"]
+        assert params["error_description"] == body["error_description"]
+
+    def test_issue8_broker_verifier_and_proxy_name_the_same_algs(
+        self, app: ProxyApp
+    ) -> None:
+        """The broker's, the verifier's and the proxy's challenges list one algs."""
+        proxy = call(app, token_scope((b"authorization", b"DPoP abc")))
+        verifier = ResourceVerifier(
+            issuer="https://broker.test",
+            audience="https://api.test/",
+            key_source=_NoKeys(),
+        )
+        middleware = call(
+            GatepassMiddleware(_never_called_app, verifier),
+            token_scope((b"authorization", b"DPoP abc")),
+        )
+        broker = error_response(TokenError("token is no longer active"))
+        challenges: list[bytes | str] = [
+            answer_headers(proxy)[b"www-authenticate"],
+            answer_headers(middleware)[b"www-authenticate"],
+            broker.headers["www-authenticate"],
+        ]
+        algs = {challenge_params(value)["algs"] for value in challenges}
+        assert len(algs) == 1
+        assert set(algs.pop().split(" ")) == DPOP_ALGORITHMS

@@ -10,17 +10,28 @@ import anyio
 import httpx
 import pytest
 
+from gatepass.clock import FrozenClock
 from gatepass.errors import TokenError
+from gatepass.tokens import (
+    DPOP_ALGORITHMS,
+    DPoPVerifier,
+    KeyRing,
+    MemoryReplayCache,
+    NonceService,
+)
 from gatepass.verify import GatepassMiddleware, ResourceVerifier, verified_access
 from gatepass.verify.middleware import Receive, Scope, Send
 
 from .conftest import (
     AUDIENCE,
+    ISSUER,
     URL,
     FakeBroker,
+    Presented,
     PresentFactory,
     TokenFactory,
 )
+from .grammar import parse_challenge
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +74,18 @@ def call(
     return anyio.run(go)
 
 
+def call_presenting(
+    middleware: GatepassMiddleware,
+    presented: Presented,
+    *,
+    method: str = "GET",
+    url: str = URL,
+) -> httpx.Response:
+    """Send one request that presents a token and its proof."""
+    headers = [("Authorization", presented.authorization), ("DPoP", presented.dpop)]
+    return call(middleware, method, url, headers)
+
+
 @pytest.fixture
 def middleware(verifier: ResourceVerifier) -> GatepassMiddleware:
     """The middleware around the echo app, with / public."""
@@ -71,9 +94,40 @@ def middleware(verifier: ResourceVerifier) -> GatepassMiddleware:
     )
 
 
+@pytest.fixture
+def nonces(clock: FrozenClock) -> NonceService:
+    """The resource server's nonce service."""
+    return NonceService(b"n" * 32, clock=clock)
+
+
+@pytest.fixture
+def nonce_middleware(
+    ring: KeyRing, clock: FrozenClock, nonces: NonceService
+) -> GatepassMiddleware:
+    """The middleware around the echo app, demanding a nonce in every proof."""
+    dpop = DPoPVerifier(
+        clock=clock, replay=MemoryReplayCache(clock), nonces=nonces, require_nonce=True
+    )
+    verifier = ResourceVerifier(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        key_source=ring,
+        clock=clock,
+        dpop_verifier=dpop,
+    )
+    return GatepassMiddleware(echo_app, verifier)
+
+
 def challenge_of(response: httpx.Response) -> str:
     """Return the WWW-Authenticate header."""
     return response.headers["www-authenticate"]
+
+
+def params_of(response: httpx.Response) -> dict[str, str]:
+    """Parse the DPoP challenge of a response back, strictly."""
+    scheme, params = parse_challenge(challenge_of(response))
+    assert scheme == "DPoP"
+    return params
 
 
 class TestGatepassMiddleware:
@@ -120,12 +174,7 @@ class TestGatepassMiddleware:
         """A token for another audience is answered 401 invalid_token."""
         token = make_token(aud="https://other.example/")
         headers = present(token)
-        response = call(
-            middleware,
-            "GET",
-            URL,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers)
         assert response.status_code == 401
         assert response.json() == {
             "error": "invalid_token",
@@ -142,12 +191,7 @@ class TestGatepassMiddleware:
         """RFC 9449 §7.1: a bad proof at a resource server is a 401."""
         token = make_token()
         headers = present(token, method="POST")
-        response = call(
-            middleware,
-            "GET",
-            URL,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers)
         assert response.status_code == 401
         assert 'error="invalid_dpop_proof"' in challenge_of(response)
 
@@ -204,15 +248,12 @@ class TestGatepassMiddleware:
         """A read token cannot POST: 403 insufficient_scope naming the scope."""
         token = make_token(scope="read")
         headers = present(token, method="POST")
-        response = call(
-            middleware,
-            "POST",
-            URL,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers, method="POST")
         assert response.status_code == 403
         assert response.json()["error"] == "insufficient_scope"
         assert 'scope="write"' in challenge_of(response)
+        params = params_of(response)
+        assert params["error_description"] == response.json()["error_description"]
 
     def test_rule_returning_none_admits_any_valid_token(
         self,
@@ -224,12 +265,7 @@ class TestGatepassMiddleware:
         token = make_token(scope="")
         url = AUDIENCE + "health"
         headers = present(token, url=url)
-        response = call(
-            middleware,
-            "GET",
-            url,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers, url=url)
         assert response.status_code == 200
 
     def test_host_header_does_not_change_htu(
@@ -267,12 +303,7 @@ class TestGatepassMiddleware:
         )
         token = make_token()
         headers = present(token, url="https://api.example/prefix/tickets")
-        response = call(
-            middleware,
-            "GET",
-            URL,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers)
         assert response.status_code == 200
 
     def test_revoked_token_is_a_401(
@@ -287,12 +318,7 @@ class TestGatepassMiddleware:
         token = make_token()
         broker.revoked.add(token)
         headers = present(token)
-        response = call(
-            middleware,
-            "GET",
-            URL,
-            [("Authorization", headers.authorization), ("DPoP", headers.dpop)],
-        )
+        response = call_presenting(middleware, headers)
         assert response.status_code == 401
         assert response.json()["error_description"] == "token is no longer active"
 
@@ -326,3 +352,31 @@ class TestGatepassMiddleware:
         """Reading the state of an unverified request raises."""
         with pytest.raises(TokenError):
             verified_access({"type": "http"})
+
+
+class TestChallenges:
+    """The challenges come from the one shared builder."""
+
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_issue8_empty_authorization_is_a_challenge_without_error(
+        self, middleware: GatepassMiddleware, value: str
+    ) -> None:
+        """RFC 6750 §3.1: an empty Authorization header presents no credentials."""
+        response = call(middleware, "GET", URL, [("Authorization", value)])
+        assert response.status_code == 401
+        assert set(params_of(response)) == {"algs"}
+        assert set(params_of(response)["algs"].split(" ")) == DPOP_ALGORITHMS
+
+    def test_issue8_nonce_demand_is_a_401_with_the_nonce(
+        self,
+        nonce_middleware: GatepassMiddleware,
+        nonces: NonceService,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """RFC 9449 §9: a resource server that wants a nonce sends one back."""
+        headers = present(make_token())
+        response = call_presenting(nonce_middleware, headers)
+        assert response.status_code == 401
+        assert params_of(response)["error"] == "use_dpop_nonce"
+        assert nonces.is_valid(response.headers["dpop-nonce"])
