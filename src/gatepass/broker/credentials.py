@@ -126,6 +126,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.issue")
         try:
+            broker.seal.require_unsealed()
             task, claims_agent = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )
@@ -165,6 +166,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.renew", subject=lease_id[:64])
         try:
+            broker.seal.require_unsealed()
             task, agent_id = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )

@@ -21,6 +21,7 @@ from sqlalchemy import (
 
 from gatepass.ids import AgentId, LeaseId, TaskId
 from gatepass.models import Lease, LeaseState, TaskState
+from gatepass.store.anchors import note_ended
 from gatepass.store.tables import UTCDateTime, leases, tasks
 
 __all__ = [
@@ -219,6 +220,7 @@ def revoke_lease(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
         .where(leases.c.id == lease_id, leases.c.state.in_(_LIVE))
         .values(**_ended_state(now))
     )
+    note_ended(conn, "leases", [lease_id] if result.rowcount > 0 else [])
     return result.rowcount > 0
 
 
@@ -245,6 +247,7 @@ def revoke_task_leases(
             .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
             .values(**_ended_state(now))
         )
+    note_ended(conn, "leases", ids)
     return ids
 
 
@@ -268,6 +271,7 @@ def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> i
     ]
     if not ids:
         return 0
+    note_ended(conn, "leases", ids)
     is_token = leases.c.kind == ACCESS_TOKEN_KIND
     result = conn.execute(
         update(leases)
@@ -330,6 +334,7 @@ def end_stale_pending(
                 last_error="issuance did not finish (broker stopped)",
             )
         )
+    note_ended(conn, "leases", ids)
     return ids
 
 

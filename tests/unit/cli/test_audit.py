@@ -143,8 +143,16 @@ class TestAuditVerify:
             headers={"Authorization": f"Bearer {cli.broker.admin_token}"},
         ).json()["public_key"]
         key = _write_key(tmp_path / "audit.jwk", published)
+        journal = cli.broker.state_dir / "audit-checkpoints.jsonl"
         result = cli(
-            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+            "audit",
+            "verify",
+            "--file",
+            str(exported),
+            "--public-key",
+            str(key),
+            "--anchors",
+            str(journal),
         )
         assert result.exit_code == 0, result.output
         assert result.stderr == ""

@@ -1,0 +1,486 @@
+"""
+The anchor journal: what the database must still contain, kept outside it.
+
+A database can be put back to an older state (a restored snapshot, deleted rows, a
+rewritten tail) by whoever can write it, and the hash chain of the restored copy is
+still perfect. The journal is the broker's own memory of what it committed, in a
+file beside the master key (``<state_dir>/audit-checkpoints.jsonl``), so that the
+broker and ``gatepass audit verify`` can tell that the database went back in time.
+
+One JSON object per line, appended with ``flush`` + ``fsync`` after the database
+commit it describes (so the journal may lag the database after a crash, never lead
+it)::
+
+    {"segment": {"at", "previous": null | {"file", "sha256", "head_seq"}, "mac"}}
+    {"checkpoint": {"seq", "hash", "at", "kid", "signature"}}       signed, Ed25519
+    {"anchor": {"seq", "hash", "at", "ended": {"leases": [...], ...}, "mac"}}
+
+* a **checkpoint** line repeats each signed checkpoint;
+* an **anchor** line follows every commit that made an irreversible change (tasks
+  closed or expired, leases revoked, revoking or expired, agents disabled): the
+  chain head ``(seq, hash)`` at that commit and the ids that ended;
+* a **segment** line starts a file. ``gatepass audit reconcile`` closes the current
+  file after a rollback (renamed, never deleted) and starts a new one whose first
+  line names the old file and its SHA-256, so verification can follow the fork.
+  Files written before segments existed have no such line.
+
+Anchor and segment lines carry an HMAC under the journal key (:mod:`.mac`), so
+nobody without the master key can add endings that the broker would re-apply.
+A line is compared with the database, never trusted to pass it: a forged or
+unverifiable line can only make verification fail, so the offline verifier, which
+has no MAC key, uses the lines as claims to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
+from gatepass.audit.checkpoint import Checkpoint
+from gatepass.audit.mac import AuditMac
+from gatepass.clock import Clock
+from gatepass.errors import AuditIntegrityError
+
+__all__ = [
+    "JOURNAL_FILE",
+    "Anchor",
+    "AnchorJournal",
+    "Journal",
+    "Segment",
+    "SegmentRef",
+    "read_journal",
+]
+
+JOURNAL_FILE: Final = "audit-checkpoints.jsonl"
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex64(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentRef:
+    """
+    A closed journal segment, as the next segment's first line names it.
+
+    Args:
+        file: its file name, in the same directory.
+        sha256: the hex SHA-256 of its bytes when it was closed.
+        head_seq: the newest seq it anchored.
+    """
+
+    file: str
+    sha256: str
+    head_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the reference as a JSON object."""
+        return {"file": self.file, "sha256": self.sha256, "head_seq": self.head_seq}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Anchor:
+    """
+    The chain head after one commit that ended something, and what it ended.
+
+    Args:
+        seq: the head's seq at that commit.
+        hash: the head's chain hash.
+        at: when the line was written.
+        ended: ended ids by kind (``leases``, ``tasks``, ``agents``, ...).
+    """
+
+    seq: int
+    hash: str
+    at: dt.datetime
+    ended: Mapping[str, tuple[str, ...]]
+
+    def payload(self) -> bytes:
+        """Return the bytes the line's MAC covers."""
+        return canonical_bytes(
+            {
+                "anchor": {
+                    "seq": self.seq,
+                    "hash": self.hash,
+                    "at": format_timestamp(self.at),
+                    "ended": {kind: list(ids) for kind, ids in self.ended.items()},
+                }
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Segment:
+    """
+    One journal file, parsed.
+
+    Args:
+        path: where it was read from.
+        digest: the hex SHA-256 of its bytes.
+        previous: the segment it continues after a fork, from its first line.
+        checkpoints: its checkpoint lines.
+        anchors: its anchor lines.
+    """
+
+    path: Path
+    digest: str
+    previous: SegmentRef | None
+    checkpoints: tuple[Checkpoint, ...]
+    anchors: tuple[Anchor, ...]
+
+    def anchored(self, *, as_of: dt.datetime | None = None) -> list[tuple[int, str]]:
+        """
+        Return every ``(seq, hash)`` the segment anchors, in seq order.
+
+        Args:
+            as_of: only lines written at or before this time (an export's final
+                checkpoint: what the journal knew when the export was made).
+        """
+        pairs = [
+            (a.seq, a.hash) for a in self.anchors if as_of is None or a.at <= as_of
+        ]
+        pairs.extend(
+            (c.seq, c.hash) for c in self.checkpoints if as_of is None or c.at <= as_of
+        )
+        return sorted(set(pairs))
+
+    def head_seq(self, *, as_of: dt.datetime | None = None) -> int:
+        """Return the newest seq the segment anchors, 0 when it anchors none."""
+        pairs = self.anchored(as_of=as_of)
+        return pairs[-1][0] if pairs else 0
+
+    def ended(self) -> dict[str, set[str]]:
+        """Return every id the segment says ended, by kind."""
+        found: dict[str, set[str]] = {}
+        for anchor in self.anchors:
+            for kind, ids in anchor.ended.items():
+                found.setdefault(kind, set()).update(ids)
+        return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Journal:
+    """
+    A journal: its current segment first, then the segments it forked from.
+
+    Args:
+        segments: newest first; empty when there is no journal file.
+        missing: a previous segment named by a newer one but not found, if any.
+    """
+
+    segments: tuple[Segment, ...]
+    missing: str | None = None
+
+    def seqs(self) -> set[int]:
+        """Return every seq any segment anchors: what a comparison looks up."""
+        return {seq for segment in self.segments for seq, _ in segment.anchored()}
+
+
+def _where(path: Path, number: int) -> str:
+    return f"anchor journal line {number} of {path.name}"
+
+
+def _parse_anchor(obj: Mapping[str, Any], where: str) -> Anchor:
+    seq, ended = obj.get("seq"), obj.get("ended")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise AuditIntegrityError(f"{where}: seq is not a non-negative integer")
+    if not _is_hex64(obj.get("hash")):
+        raise AuditIntegrityError(f"{where}: hash is not a sha-256 hex digest")
+    if not isinstance(ended, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+        for ids in ended.values()
+    ):
+        raise AuditIntegrityError(f"{where}: ended is not an object of id lists")
+    try:
+        at = parse_timestamp(str(obj.get("at")))
+    except ValueError as exc:
+        raise AuditIntegrityError(f"{where}: at is not rfc 3339 utc") from exc
+    return Anchor(
+        seq=seq,
+        hash=obj["hash"],
+        at=at,
+        ended={str(kind): tuple(ids) for kind, ids in ended.items()},
+    )
+
+
+def _parse_previous(obj: object, where: str) -> SegmentRef | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise AuditIntegrityError(f"{where}: previous is not an object")
+    name, digest, head = obj.get("file"), obj.get("sha256"), obj.get("head_seq")
+    if not isinstance(name, str) or "/" in name or name in {"", ".", ".."}:
+        raise AuditIntegrityError(f"{where}: previous file is not a file name")
+    if not _is_hex64(digest) or not isinstance(head, int) or isinstance(head, bool):
+        raise AuditIntegrityError(f"{where}: previous segment reference is malformed")
+    return SegmentRef(file=name, sha256=str(digest), head_seq=head)
+
+
+def _line_objects(path: Path, raw: bytes) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    lines = raw.split(b"\n")
+    last = len(lines)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            if number == last:
+                # A crash between write and fsync can tear the final line; the
+                # commit it described is in the database, so nothing is lost.
+                return
+            msg = f"{_where(path, number)} is not json"
+            raise AuditIntegrityError(msg) from exc
+        if not isinstance(obj, dict) or len(obj) != 1:
+            msg = f"{_where(path, number)} is not a one-key object"
+            raise AuditIntegrityError(msg)
+        ((key, value),) = obj.items()
+        if not isinstance(value, dict):
+            msg = f"{_where(path, number)} {key[:32]!r} is not an object"
+            raise AuditIntegrityError(msg)
+        yield number, key, value
+
+
+def _read_segment(path: Path, mac: AuditMac | None) -> Segment:
+    raw = path.read_bytes()
+    previous: SegmentRef | None = None
+    checkpoints: list[Checkpoint] = []
+    anchors: list[Anchor] = []
+    for number, key, value in _line_objects(path, raw):
+        where = _where(path, number)
+        if key == "checkpoint":
+            checkpoints.append(Checkpoint.from_json(value))
+        elif key == "anchor":
+            anchor = _parse_anchor(value, where)
+            if mac is not None:
+                mac.check_line(anchor.payload(), value.get("mac"), where)
+            anchors.append(anchor)
+        elif key == "segment":
+            if checkpoints or anchors or previous is not None:
+                msg = f"{where}: a segment line must come first"
+                raise AuditIntegrityError(msg)
+            previous = _parse_previous(value.get("previous"), where)
+            if mac is not None:
+                payload = {k: v for k, v in value.items() if k != "mac"}
+                mac.check_line(
+                    canonical_bytes({"segment": payload}), value.get("mac"), where
+                )
+        else:
+            msg = f"{where} is an unknown {key[:32]!r} line"
+            raise AuditIntegrityError(msg)
+    return Segment(
+        path=path,
+        digest=hashlib.sha256(raw).hexdigest(),
+        previous=previous,
+        checkpoints=tuple(checkpoints),
+        anchors=tuple(anchors),
+    )
+
+
+def read_journal(path: Path, *, mac: AuditMac | None = None) -> Journal:
+    """
+    Read a journal and every segment it forked from.
+
+    Args:
+        path: the current journal file; a missing file is an empty journal.
+        mac: the broker's MAC keys; when given, every anchor and segment line
+            must carry a valid MAC.
+
+    Raises:
+        AuditIntegrityError: a line is malformed or (with ``mac``) forged, or a
+            closed segment's bytes no longer match the digest its successor names.
+        OSError: a file exists but cannot be read.
+    """
+    if not path.exists():
+        return Journal(segments=())
+    segments: list[Segment] = []
+    seen: set[str] = set()
+    current: Path | None = path
+    while current is not None:
+        segment = _read_segment(current, mac)
+        segments.append(segment)
+        seen.add(current.name)
+        reference = segment.previous
+        if reference is None:
+            break
+        following = current.with_name(reference.file)
+        if reference.file in seen or not following.exists():
+            return Journal(segments=tuple(segments), missing=reference.file)
+        digest = hashlib.sha256(following.read_bytes()).hexdigest()
+        if digest != reference.sha256:
+            msg = (
+                f"anchor journal segment {reference.file} changed after it was "
+                "closed: its sha-256 is not the one its successor names"
+            )
+            raise AuditIntegrityError(msg)
+        current = following
+    return Journal(segments=tuple(segments))
+
+
+def _encode(obj: Mapping[str, Any]) -> bytes:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text.encode("ascii") + b"\n"
+
+
+class AnchorJournal:
+    """
+    Append anchor and checkpoint lines to the journal file, durably.
+
+    Each line is appended with ``O_APPEND``, flushed and ``fsync``ed before the
+    call returns, and the file is not held open between lines (nothing to close at
+    shutdown; a rotated file is never written by mistake). Appends never raise: the
+    database commit they follow has already happened, so a failure is handed to
+    ``on_failure`` (which seals the broker) instead.
+
+    Args:
+        path: the current journal file (created with mode 0600 when missing).
+        mac: MACs the anchor and segment lines.
+        clock: the time written on lines.
+        on_failure: called with a one-line reason when a line cannot be written.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        mac: AuditMac,
+        *,
+        clock: Clock,
+        on_failure: Callable[[str], None],
+    ) -> None:
+        """Keep the collaborators; nothing is opened yet."""
+        self.path = path
+        self._mac = mac
+        self._clock = clock
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+        self._failed: str | None = None
+
+    def _segment_line(self, previous: SegmentRef | None) -> bytes:
+        payload: dict[str, Any] = {
+            "at": format_timestamp(self._clock.now()),
+            "previous": None if previous is None else previous.to_json(),
+        }
+        payload["mac"] = self._mac.line_mac(canonical_bytes({"segment": payload}))
+        return _encode({"segment": payload})
+
+    def _write(self, line: bytes, *, previous: SegmentRef | None = None) -> None:
+        """Append ``line`` durably, starting the file with its segment line if new."""
+        fresh = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = (self._segment_line(previous) if fresh else b"") + line
+            # One write(2) of the whole line: O_APPEND keeps lines from several
+            # processes (replicas sharing a state directory) from interleaving.
+            written = os.write(fd, data)
+            if written != len(data):
+                msg = "short write"
+                raise OSError(msg)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if fresh:
+            _fsync_directory(self.path.parent)
+
+    def open(self) -> None:
+        """
+        Create the journal file if it is missing and clear a past failure.
+
+        Raises:
+            OSError: the file cannot be created or written.
+        """
+        with self._lock:
+            self._write(b"")
+            self._failed = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why the last append failed, or None while appends succeed."""
+        return self._failed
+
+    def _append(self, line: bytes) -> None:
+        with self._lock:
+            try:
+                self._write(line)
+            except OSError as error:
+                self._failed = f"cannot write {self.path.name}: {type(error).__name__}"
+                failed = self._failed
+            else:
+                return
+        self._on_failure(failed)
+
+    def record_commit(
+        self, seq: int, hash_: str, ended: Mapping[str, Sequence[str]]
+    ) -> None:
+        """
+        Anchor one committed transaction that ended something (the store's hook).
+
+        Args:
+            seq: the chain head's seq at that commit.
+            hash_: the head's hash.
+            ended: the ids that ended, by kind.
+        """
+        anchor = Anchor(
+            seq=seq,
+            hash=hash_,
+            at=self._clock.now(),
+            ended={kind: tuple(dict.fromkeys(ids)) for kind, ids in ended.items()},
+        )
+        payload = anchor.payload()
+        body = json.loads(payload)["anchor"]
+        body["mac"] = self._mac.line_mac(payload)
+        self._append(_encode({"anchor": body}))
+
+    def append_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Repeat a signed checkpoint in the journal."""
+        self._append(_encode({"checkpoint": checkpoint.to_json()}))
+
+    def start_segment(self) -> SegmentRef:
+        """
+        Close the current file (renamed beside it) and start a new one naming it.
+
+        Returns:
+            The reference to the closed segment, as the new file's first line
+            records it.
+
+        Raises:
+            OSError: the files cannot be renamed or written.
+            AuditIntegrityError: the current file cannot be parsed.
+        """
+        with self._lock:
+            exists = self.path.exists()
+            raw = self.path.read_bytes() if exists else b""
+            head_seq = _read_segment(self.path, None).head_seq() if exists else 0
+            stamp = self._clock.now().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            closed = self.path.with_name(f"{self.path.stem}.{stamp}{self.path.suffix}")
+            if exists:
+                self.path.replace(closed)
+            else:
+                closed.write_bytes(raw)
+            reference = SegmentRef(
+                file=closed.name,
+                sha256=hashlib.sha256(raw).hexdigest(),
+                head_seq=head_seq,
+            )
+            self._write(b"", previous=reference)
+            self._failed = None
+            return reference
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A rename is durable only once its directory is (POSIX rename(2) and fsync(2)).
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
