@@ -256,8 +256,13 @@ def _read_segment(path: Path, mac: AuditMac | None) -> Segment:
     previous: SegmentRef | None = None
     checkpoints: list[Checkpoint] = []
     anchors: list[Anchor] = []
+    first = True
     for number, key, value in _line_objects(path, raw):
         where = _where(path, number)
+        if key == "segment" and not first:
+            msg = f"{where}: a segment line must come first"
+            raise AuditIntegrityError(msg)
+        first = False
         if key == "checkpoint":
             checkpoints.append(Checkpoint.from_json(value))
         elif key == "anchor":
@@ -266,9 +271,6 @@ def _read_segment(path: Path, mac: AuditMac | None) -> Segment:
                 mac.check_line(anchor.payload(), value.get("mac"), where)
             anchors.append(anchor)
         elif key == "segment":
-            if checkpoints or anchors or previous is not None:
-                msg = f"{where}: a segment line must come first"
-                raise AuditIntegrityError(msg)
             previous = _parse_previous(value.get("previous"), where)
             if mac is not None:
                 payload = {k: v for k, v in value.items() if k != "mac"}

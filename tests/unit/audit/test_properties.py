@@ -136,7 +136,7 @@ class TestChainProperties:
     @SETTINGS
     @given(logs(min_size=0))
     def test_untampered_chain_verifies(self, log: Log) -> None:
-        """Any chain ending at a checkpoint verifies as written, with or without MACs."""
+        """Any chain ending at a checkpoint verifies, with or without MAC checks."""
         records, checkpoints = log
         report = verify_log(iter(records), checkpoints, SIGNER.public_jwk)
         assert report.events == report.last_seq == len(records)
