@@ -1,6 +1,5 @@
 """
-Issue 11 end to end: a database restored from a snapshot must not bring revoked
-credentials back.
+Issue 11 end to end: a database restored from a snapshot brings nothing back.
 
 Real processes: ``gatepass serve`` on SQLite and on PostgreSQL (a database of its
 own, created and dropped here), a real ``postgres`` target, the SDK, the RFC 7009
@@ -37,6 +36,7 @@ from tests.conftest import POSTGRES_URL, require_service
 from gatepass.config import Settings
 from gatepass.errors import GatepassError, SealedError
 from gatepass.sdk import AgentIdentity, GatepassClient
+from gatepass.sdk.credential import Credential
 from gatepass.sdk.task import Task
 
 from .conftest import QUICKSTART_POLICIES, free_port
@@ -361,6 +361,90 @@ def _open(client: GatepassClient, target: str) -> Task:
     )
 
 
+@dataclass
+class Story:
+    """What the test did before the snapshot was put back."""
+
+    client: GatepassClient
+    tasks: list[Task]
+    tokens: list[str]
+    closed: list[Task]
+    dropped: Credential
+    issued_after: Credential
+
+
+def _live_then_restored(deployment: Deployment, tmp_path: Path) -> Story:
+    """Issue, snapshot, revoke ten tokens and close five tasks, then restore."""
+    deployment.start()
+    client = deployment.client()
+    tasks = [_open(client, deployment.target) for _ in range(7)]
+    tokens = [
+        task.access_token("tickets", actions).value.reveal()
+        for task in tasks[:5]
+        for actions in ("read", "read write")
+    ]
+    dropped = tasks[2].postgres(deployment.target, "read")
+    snapshot = deployment.snapshot(tmp_path)
+    issued_after = tasks[0].postgres(deployment.target, "read")
+    assert issued_after.fields["username"] in deployment.roles()
+    for token in tokens:
+        deployment.revoke(token)
+    closed = tasks[2:7]
+    for task in closed:
+        # An operator closes them: the agent keeps its task token, as a
+        # compromised agent would, and tries it again later.
+        deployment.admin_post(f"/v1/tasks/{task.id}/close")
+    assert not any(deployment.introspect(token) for token in tokens)
+    assert dropped.fields["username"] not in deployment.roles()
+    deployment.stop()
+    deployment.restore(snapshot)
+    return Story(client, tasks, tokens, closed, dropped, issued_after)
+
+
+def _check_sealed(deployment: Deployment, story: Story) -> None:
+    ready = httpx.get(f"{deployment.url}/readyz", timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["error"] == "sealed"
+    assert "gatepass audit reconcile" in ready.json()["reason"]
+    assert not any(deployment.introspect(token) for token in story.tokens)
+    with pytest.raises(SealedError, match="broker is sealed"):
+        _open(story.client, deployment.target)
+    with pytest.raises(SealedError):
+        story.tasks[3].access_token("tickets", "write")
+    with pytest.raises(SealedError):
+        story.tasks[0].postgres(deployment.target, "read")
+    verify = deployment.cli("audit", "verify")
+    assert verify.returncode == 65, verify.stderr
+    assert "behind the anchor journal" in verify.stderr
+
+
+def _lease_state(deployment: Deployment, lease_id: str) -> str:
+    return str(deployment.admin_get(f"/v1/leases/{lease_id}")["state"])
+
+
+def _check_reconciled(deployment: Deployment, story: Story) -> None:
+    assert httpx.get(f"{deployment.url}/readyz", timeout=10).status_code == 200
+    for task in story.closed:
+        assert deployment.admin_get(f"/v1/tasks/{task.id}")["state"] == "closed"
+    assert not any(deployment.introspect(token) for token in story.tokens)
+    gone = story.issued_after.fields["username"]
+    assert poll(lambda: gone not in deployment.roles(), within=30)
+    lease = story.dropped.lease_id
+    assert poll(lambda: _lease_state(deployment, lease) == "revoked", within=30)
+    with pytest.raises(GatepassError, match="task is closed"):
+        story.tasks[3].access_token("tickets", "write")
+    fresh = _open(story.client, deployment.target)
+    assert deployment.introspect(fresh.access_token("tickets", "read").value.reveal())
+    again = story.tasks[0].postgres(deployment.target, "read")
+    assert again.fields["username"] in deployment.roles()
+    verify = deployment.cli("audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert "journal segments" in verify.stdout
+    for task in (fresh, story.tasks[0], story.tasks[1]):
+        with contextlib.suppress(GatepassError):
+            task.close()
+
+
 class TestIssue11RestoredSnapshot:
     """Revocations lost with a snapshot stay revoked, and reconcile re-applies them."""
 
@@ -368,82 +452,14 @@ class TestIssue11RestoredSnapshot:
         self, deployment: Deployment, tmp_path: Path
     ) -> None:
         """Sealed after the restore; after reconcile nothing revoked is live again."""
+        story = _live_then_restored(deployment, tmp_path)
         deployment.start()
-        client = deployment.client()
-        tasks = [_open(client, deployment.target) for _ in range(7)]
-        tokens = [
-            task.access_token("tickets", actions).value.reveal()
-            for task in tasks[:5]
-            for actions in ("read", "read write")
-        ]
-        dropped = tasks[2].postgres(deployment.target, "read")
-        snapshot = deployment.snapshot(tmp_path)
-
-        issued_after = tasks[0].postgres(deployment.target, "read")
-        assert issued_after.fields["username"] in deployment.roles()
-        for token in tokens:
-            deployment.revoke(token)
-        closed = tasks[2:7]
-        for task in closed:
-            # An operator closes them: the agent keeps its task token, as a
-            # compromised agent would, and tries it again later.
-            deployment.admin_post(f"/v1/tasks/{task.id}/close")
-        assert not any(deployment.introspect(token) for token in tokens)
-        assert dropped.fields["username"] not in deployment.roles()
-        deployment.stop()
-        deployment.restore(snapshot)
-
-        deployment.start()
-        ready = httpx.get(f"{deployment.url}/readyz", timeout=10)
-        assert ready.status_code == 503
-        assert ready.json()["error"] == "sealed"
-        assert "gatepass audit reconcile" in ready.json()["reason"]
-        assert not any(deployment.introspect(token) for token in tokens)
-        with pytest.raises(SealedError, match="broker is sealed"):
-            _open(client, deployment.target)
-        with pytest.raises(SealedError):
-            tasks[3].access_token("tickets", "write")
-        with pytest.raises(SealedError):
-            tasks[0].postgres(deployment.target, "read")
-        verify = deployment.cli("audit", "verify")
-        assert verify.returncode == 65, verify.stderr
-        assert "behind the anchor journal" in verify.stderr
-
+        _check_sealed(deployment, story)
         reconcile = deployment.cli("audit", "reconcile", "--json")
         assert reconcile.returncode == 0, reconcile.stderr
         summary = json.loads(reconcile.stdout)
         assert summary["reconciled"] is True
         assert summary["reapplied"]["tasks"] == 5
-        assert httpx.get(f"{deployment.url}/readyz", timeout=10).status_code == 200
-        for task in closed:
-            shown = deployment.admin_get(f"/v1/tasks/{task.id}")
-            assert shown["state"] == "closed"
-        assert not any(deployment.introspect(token) for token in tokens)
-        assert poll(
-            lambda: issued_after.fields["username"] not in deployment.roles(),
-            within=30,
-        )
-        dropped_lease = deployment.admin_get(f"/v1/leases/{dropped.lease_id}")
-        assert dropped_lease["state"] in {"revoking", "revoked"}
-        assert poll(
-            lambda: (
-                deployment.admin_get(f"/v1/leases/{dropped.lease_id}")["state"]
-                == "revoked"
-            ),
-            within=30,
-        )
-        with pytest.raises(GatepassError, match="task is closed"):
-            tasks[3].access_token("tickets", "write")
-        fresh = _open(client, deployment.target)
-        assert deployment.introspect(
-            fresh.access_token("tickets", "read").value.reveal()
-        )
-        again = tasks[0].postgres(deployment.target, "read")
-        assert again.fields["username"] in deployment.roles()
-        verify = deployment.cli("audit", "verify")
-        assert verify.returncode == 0, verify.stderr
-        assert "journal segments" in verify.stdout
-        for task in (fresh, tasks[0], tasks[1]):
-            with contextlib.suppress(GatepassError):
-                task.close()
-        client.close()
+        assert summary["segments"][0]["fork_seq"] < summary["journal_head"]
+        _check_reconciled(deployment, story)
+        story.client.close()
