@@ -298,9 +298,38 @@ class AuditAnchoring:
         checkpoint, _ = await self._sign(seq, head)
         return checkpoint
 
+    def _went_back(self, conn: Connection) -> bool:
+        """Tell whether the record last checkpointed here is gone or different."""
+        verified = self._verified
+        if verified is None:
+            return False
+        return SqlChainView(conn).hashes([verified[0]]).get(verified[0]) != verified[1]
+
+    async def _seal_if_went_back(self) -> None:
+        """
+        Seal when the database went back in time under a running broker.
+
+        A failover to a replica that lost recent commits, or a restore under a
+        running broker, leaves the record this broker last checkpointed missing or
+        different. The journal comparison then names what was lost.
+        """
+        if self.seal.sealed or not await self.broker.database.read(self._went_back):
+            return
+        comparison = await anyio.to_thread.run_sync(self.compare)
+        reason = comparison.problem or (
+            f"the record at seq {self._verified and self._verified[0]} that this "
+            "broker checkpointed is gone"
+        )
+        self.seal.close(f"{reason} (found while running)", ended=comparison.ended_live)
+        self._verified = None
+        await self.broker.audit(
+            self._entry("audit.sealed", "error", "system", {"reason": reason})
+        )
+
     async def _sign(self, seq: int, head: str) -> tuple[Checkpoint, bool]:
         database = self.broker.database
         async with self._lock:
+            await self._seal_if_went_back()
             existing = await database.read(lambda c: audit_log.get_checkpoint(c, seq))
             if existing is not None and existing.hash == head:
                 self._verified = (seq, head)

@@ -304,6 +304,33 @@ class TestRollback:
         broker = brokers.start()
         _seal_expected(broker, "behind the anchor journal")
 
+    def test_issue11_rollback_under_a_running_broker_seals(
+        self, brokers: Brokers
+    ) -> None:
+        """A failover that lost commits is found by the next checkpoint."""
+        broker = brokers.start()
+        _issue(broker, tasks=1, tokens_per_task=1)
+        broker.run(broker.runtime.admin.checkpoint)
+        with broker.runtime.database.reading() as conn:
+            keep, keep_hash = audit_log.read_audit_head(conn)
+        item = _issue(broker, tasks=1, tokens_per_task=1)[0]
+        broker.revoke(item["tokens"][0])
+        broker.run(broker.runtime.admin.checkpoint)
+        with broker.runtime.database.transaction() as conn:
+            conn.execute(delete(audit_events).where(audit_events.c.seq > keep))
+            conn.execute(
+                delete(audit_checkpoints).where(audit_checkpoints.c.seq > keep)
+            )
+            conn.execute(update(audit_head).values(seq=keep, hash=keep_hash))
+            conn.execute(
+                update(leases_table)
+                .where(leases_table.c.task_id == item["task"]["task_id"])
+                .values(state="active", revoked_at=None)
+            )
+        broker.run(broker.runtime.admin.checkpoint)
+        _seal_expected(broker, "(found while running)")
+        assert not broker.introspect(item["tokens"][0])
+
     def test_issue11_rewrite_from_a_point_seals(self, brokers: Brokers) -> None:
         """Rewriting from a seq, rehashing and dropping later checkpoints seals."""
         broker = brokers.start()
