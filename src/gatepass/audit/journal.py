@@ -38,13 +38,14 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
+from gatepass.audit.canonical import canonical_bytes, format_timestamp
 from gatepass.audit.checkpoint import Checkpoint
 from gatepass.audit.mac import AuditMac
 from gatepass.clock import Clock
@@ -62,6 +63,9 @@ __all__ = [
 
 JOURNAL_FILE: Final = "audit-checkpoints.jsonl"
 _HEX = frozenset("0123456789abcdef")
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
+)
 
 
 def _is_hex64(value: object) -> bool:
@@ -96,27 +100,29 @@ class Anchor:
     Args:
         seq: the head's seq at that commit.
         hash: the head's chain hash.
-        at: when the line was written.
+        at: when the line was written, as :func:`format_timestamp` text (kept as
+            text: that fixed-width form sorts as time does, and a long journal
+            is read at every start).
         ended: ended ids by kind (``leases``, ``tasks``, ``agents``, ...).
     """
 
     seq: int
     hash: str
-    at: dt.datetime
+    at: str
     ended: Mapping[str, tuple[str, ...]]
+
+    def body(self) -> dict[str, Any]:
+        """Return the line's object, without its MAC."""
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "at": self.at,
+            "ended": {kind: list(ids) for kind, ids in self.ended.items()},
+        }
 
     def payload(self) -> bytes:
         """Return the bytes the line's MAC covers."""
-        return canonical_bytes(
-            {
-                "anchor": {
-                    "seq": self.seq,
-                    "hash": self.hash,
-                    "at": format_timestamp(self.at),
-                    "ended": {kind: list(ids) for kind, ids in self.ended.items()},
-                }
-            }
-        )
+        return _payload("anchor", self.body())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,8 +152,9 @@ class Segment:
             as_of: only lines written at or before this time (an export's final
                 checkpoint: what the journal knew when the export was made).
         """
+        moment = None if as_of is None else format_timestamp(as_of)
         pairs = [
-            (a.seq, a.hash) for a in self.anchors if as_of is None or a.at <= as_of
+            (a.seq, a.hash) for a in self.anchors if moment is None or a.at <= moment
         ]
         pairs.extend(
             (c.seq, c.hash) for c in self.checkpoints if as_of is None or c.at <= as_of
@@ -186,6 +193,10 @@ class Journal:
         return {seq for segment in self.segments for seq, _ in segment.anchored()}
 
 
+def _payload(kind: str, body: Mapping[str, Any]) -> bytes:
+    return canonical_bytes({kind: dict(body)})
+
+
 def _where(path: Path, number: int) -> str:
     return f"anchor journal line {number} of {path.name}"
 
@@ -201,10 +212,9 @@ def _parse_anchor(obj: Mapping[str, Any], where: str) -> Anchor:
         for ids in ended.values()
     ):
         raise AuditIntegrityError(f"{where}: ended is not an object of id lists")
-    try:
-        at = parse_timestamp(str(obj.get("at")))
-    except ValueError as exc:
-        raise AuditIntegrityError(f"{where}: at is not rfc 3339 utc") from exc
+    at = obj.get("at")
+    if not isinstance(at, str) or not _TIMESTAMP.fullmatch(at):
+        raise AuditIntegrityError(f"{where}: at is not rfc 3339 utc")
     return Anchor(
         seq=seq,
         hash=obj["hash"],
@@ -268,15 +278,15 @@ def _read_segment(path: Path, mac: AuditMac | None) -> Segment:
         elif key == "anchor":
             anchor = _parse_anchor(value, where)
             if mac is not None:
-                mac.check_line(anchor.payload(), value.get("mac"), where)
+                # The MAC covers the canonical encoding of the line as parsed.
+                body = {k: v for k, v in value.items() if k != "mac"}
+                mac.check_line(_payload("anchor", body), value.get("mac"), where)
             anchors.append(anchor)
         elif key == "segment":
             previous = _parse_previous(value.get("previous"), where)
             if mac is not None:
-                payload = {k: v for k, v in value.items() if k != "mac"}
-                mac.check_line(
-                    canonical_bytes({"segment": payload}), value.get("mac"), where
-                )
+                body = {k: v for k, v in value.items() if k != "mac"}
+                mac.check_line(_payload("segment", body), value.get("mac"), where)
         else:
             msg = f"{where} is an unknown {key[:32]!r} line"
             raise AuditIntegrityError(msg)
@@ -372,7 +382,7 @@ class AnchorJournal:
             "at": format_timestamp(self._clock.now()),
             "previous": None if previous is None else previous.to_json(),
         }
-        payload["mac"] = self._mac.line_mac(canonical_bytes({"segment": payload}))
+        payload["mac"] = self._mac.line_mac(_payload("segment", payload))
         return _encode({"segment": payload})
 
     def _write(self, line: bytes, *, previous: SegmentRef | None = None) -> None:
@@ -434,12 +444,11 @@ class AnchorJournal:
         anchor = Anchor(
             seq=seq,
             hash=hash_,
-            at=self._clock.now(),
+            at=format_timestamp(self._clock.now()),
             ended={kind: tuple(dict.fromkeys(ids)) for kind, ids in ended.items()},
         )
-        payload = anchor.payload()
-        body = json.loads(payload)["anchor"]
-        body["mac"] = self._mac.line_mac(payload)
+        body = anchor.body()
+        body["mac"] = self._mac.line_mac(anchor.payload())
         self._append(_encode({"anchor": body}))
 
     def append_checkpoint(self, checkpoint: Checkpoint) -> None:

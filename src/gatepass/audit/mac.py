@@ -58,12 +58,14 @@ class AuditMac:
         journal_key: the key for anchor journal lines.
     """
 
-    __slots__ = ("_journal_key", "_record_key")
+    __slots__ = ("_journal_base", "_record_base")
 
     def __init__(self, record_key: bytes, journal_key: bytes) -> None:
-        """Keep the two keys."""
-        self._record_key = record_key
-        self._journal_key = journal_key
+        """Keep keyed HMAC states to copy (the record one past its fixed prefix)."""
+        # Copying a keyed state saves the two key-pad compressions per MAC (about
+        # a third of the cost), which the token path and every start-up pay.
+        self._record_base = hmac.new(record_key, _RECORD_PREFIX, hashlib.sha256)
+        self._journal_base = hmac.new(journal_key, digestmod=hashlib.sha256)
 
     @classmethod
     def derive(cls, secret: bytes) -> AuditMac:
@@ -94,8 +96,9 @@ class AuditMac:
         Returns:
             64 lower-case hex characters.
         """
-        message = _RECORD_PREFIX + record_hash.encode("ascii")
-        return hmac.digest(self._record_key, message, "sha256").hex()
+        state = self._record_base.copy()
+        state.update(record_hash.encode("ascii"))
+        return state.hexdigest()
 
     def check_record(self, seq: int, record_hash: str, mac: str | None) -> None:
         """
@@ -120,7 +123,9 @@ class AuditMac:
 
     def line_mac(self, payload: bytes) -> str:
         """Return the MAC of one anchor journal line's canonical payload."""
-        return hmac.new(self._journal_key, payload, hashlib.sha256).hexdigest()
+        state = self._journal_base.copy()
+        state.update(payload)
+        return state.hexdigest()
 
     def check_line(self, payload: bytes, mac: object, where: str) -> None:
         """
