@@ -42,7 +42,6 @@ from gatepass.audit.export import AuditExport, export_lines, read_export, verify
 from gatepass.audit.journal import (
     JOURNAL_FILE,
     Anchor,
-    AnchorJournal,
     Journal,
     Segment,
     SegmentRef,
@@ -50,6 +49,7 @@ from gatepass.audit.journal import (
 )
 from gatepass.audit.mac import AuditMac
 from gatepass.audit.verify import VerifyReport, verify_log
+from gatepass.audit.writer import AnchorJournal
 
 __all__ = [
     "GENESIS_HASH",

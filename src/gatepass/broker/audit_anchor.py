@@ -8,23 +8,19 @@ Anchoring the audit log: keyed checkpoints, the start-up comparison, and reconci
   signature. Checkpoints are written to the database and to the anchor journal.
 * **Start-up.** The database is compared with the journal (``gatepass.audit.compare``);
   any disagreement seals the broker (``broker/seal.py``).
-* **Reconcile.** ``gatepass audit reconcile`` re-applies every ending the journal
-  holds and the database lacks, closes the journal segment (kept, renamed),
-  records an ``audit.rollback`` naming the lost range and that segment's SHA-256,
-  reaps engine credentials no live lease accounts for, checkpoints and unseals.
+* **Reconcile.** ``gatepass audit reconcile`` (``broker/reconcile.py``) re-applies
+  every ending the journal holds and the database lacks, and unseals.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
 from sqlalchemy import Connection
 
 from gatepass.audit import (
-    ROLLBACK_KIND,
     AnchorJournal,
     AuditEntry,
     AuditMac,
@@ -39,59 +35,16 @@ from gatepass.audit import (
     verify_log,
 )
 from gatepass.broker.core import BrokerCore
+from gatepass.broker.reconcile import Reconciler
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.seal import Seal
 from gatepass.errors import AuditIntegrityError
-from gatepass.models import AgentStatus
 from gatepass.observability import get_logger
-from gatepass.store import agents as agent_rows
-from gatepass.store import audit_log, keys
-from gatepass.store import leases as lease_rows
-from gatepass.store import tasks as task_rows
-from gatepass.store.anchors import SqlChainView
-from gatepass.store.tables import UNKEYED_THROUGH
+from gatepass.store import anchors, audit_log
 
 __all__ = ["AuditAnchoring"]
 
 _log = get_logger("gatepass.audit")
-_LISTED: Final = 100  # ids named in an audit record; the counts cover the rest
-
-
-def _listed(ids: set[str]) -> list[str]:
-    return sorted(ids)[:_LISTED]
-
-
-_REASON: Final = "ended per the audit anchor journal (reconcile)"
-
-
-def _end_task(conn: Connection, task_id: str, now: dt.datetime) -> bool:
-    closed = task_rows.close_task(conn, task_id, now=now, reason=_REASON)
-    # The journal says the task ended, so none of its leases may stay live.
-    lease_rows.revoke_task_leases(conn, task_id, now)
-    return closed
-
-
-def _reapply_endings(
-    conn: Connection, ended: Mapping[str, frozenset[str]], now: dt.datetime
-) -> dict[str, list[str]]:
-    """End, in one transaction, everything the journal ended and the rows lack."""
-    done: dict[str, list[str]] = {"tasks": [], "leases": [], "agents": []}
-    for agent_id in sorted(ended.get("agents", ())):
-        if agent_rows.set_agent_status(conn, agent_id, AgentStatus.DISABLED, now):
-            done["agents"].append(agent_id)
-            for open_task in task_rows.open_task_ids_of_agent(conn, agent_id):
-                _end_task(conn, open_task, now)
-    done["tasks"] = [
-        task_id
-        for task_id in sorted(ended.get("tasks", ()))
-        if _end_task(conn, task_id, now)
-    ]
-    done["leases"] = [
-        lease_id
-        for lease_id in sorted(ended.get("leases", ()))
-        if lease_rows.revoke_lease(conn, lease_id, now)
-    ]
-    return done
 
 
 class AuditAnchoring:
@@ -130,9 +83,10 @@ class AuditAnchoring:
         """The broker's seal."""
         return self.broker.seal
 
-    def _entry(
+    def entry(
         self, kind: str, outcome: str, actor: str, data: dict[str, Any]
     ) -> AuditEntry:
+        """Return an audit entry about the log itself, timed by the broker's clock."""
         return AuditEntry(
             at=self.broker.clock.now(),
             kind=kind,
@@ -165,14 +119,14 @@ class AuditAnchoring:
             self._record_sync("audit.sealed", "error", {"reason": comparison.problem})
         try:
             with self.broker.database.reading() as conn:
-                self._verify_tail(conn, through=SqlChainView(conn).head()[0])
+                self._verify_tail(conn, through=anchors.SqlChainView(conn).head()[0])
         except AuditIntegrityError as error:
             self.seal.raise_alarm(error.detail)
             self._record_sync("audit.integrity", "error", {"detail": error.detail})
         return comparison
 
     def _record_sync(self, kind: str, outcome: str, data: dict[str, Any]) -> None:
-        entry = self._entry(kind, outcome, "system", data)
+        entry = self.entry(kind, outcome, "system", data)
         with self.broker.database.transaction() as conn:
             audit_log.append_audit(conn, entry)
 
@@ -189,7 +143,7 @@ class AuditAnchoring:
         except (AuditIntegrityError, OSError) as error:
             detail = getattr(error, "detail", type(error).__name__)
             with self.broker.database.reading() as conn:
-                head = SqlChainView(conn).head()[0]
+                head = anchors.SqlChainView(conn).head()[0]
             return Comparison(
                 problem=f"the anchor journal cannot be trusted: {detail}",
                 database_head=head,
@@ -198,15 +152,14 @@ class AuditAnchoring:
         if journal.missing is not None:
             _log.warning("anchor journal segment missing", segment=journal.missing)
         with self.broker.database.reading() as conn:
-            return compare(journal, SqlChainView(conn))
+            return compare(journal, anchors.SqlChainView(conn))
 
     def _key_legacy_records(self) -> None:
         """MAC the records written before schema 3, once their chain verified."""
         database = self.broker.database
         with database.reading() as conn:
             first = audit_log.first_unkeyed_seq(conn)
-            raw = keys.read_setting(conn, UNKEYED_THROUGH)
-        through = int(raw) if raw else 0
+            through = audit_log.unkeyed_through(conn)
         if first is None or first > through:
             return
         keyed: list[tuple[int, str]] = []
@@ -229,7 +182,7 @@ class AuditAnchoring:
                 audit_log.set_macs(conn, keyed)
                 audit_log.append_audit(
                     conn,
-                    self._entry(
+                    self.entry(
                         "audit.migrate",
                         "ok",
                         "system",
@@ -303,7 +256,10 @@ class AuditAnchoring:
         verified = self._verified
         if verified is None:
             return False
-        return SqlChainView(conn).hashes([verified[0]]).get(verified[0]) != verified[1]
+        return (
+            anchors.SqlChainView(conn).hashes([verified[0]]).get(verified[0])
+            != verified[1]
+        )
 
     async def _seal_if_went_back(self) -> None:
         """
@@ -323,7 +279,7 @@ class AuditAnchoring:
         self.seal.close(f"{reason} (found while running)", ended=comparison.ended_live)
         self._verified = None
         await self.broker.audit(
-            self._entry("audit.sealed", "error", "system", {"reason": reason})
+            self.entry("audit.sealed", "error", "system", {"reason": reason})
         )
 
     async def _sign(self, seq: int, head: str) -> tuple[Checkpoint, bool]:
@@ -365,7 +321,7 @@ class AuditAnchoring:
         if first:
             # One record per distinct failure, not one every checkpoint interval.
             await self.broker.audit(
-                self._entry(
+                self.entry(
                     "audit.integrity", "error", "system", {"detail": error.detail}
                 )
             )
@@ -376,104 +332,9 @@ class AuditAnchoring:
         """
         Bring the database back in line with the journal, then unseal.
 
+        See :class:`gatepass.broker.reconcile.Reconciler`.
+
         Returns:
-            What was found and done: ``reconciled``, the problem, the lost range,
-            the re-applied ids, the reaped credentials and the new checkpoint.
-
-        Raises:
-            AuditIntegrityError: the database still disagrees afterwards (the
-                broker stays sealed).
-            OSError: the journal cannot be rotated (the broker stays sealed).
+            What was found and done.
         """
-        comparison = await anyio.to_thread.run_sync(self.compare)
-        if comparison.agrees:
-            return await self._reopen_journal(comparison)
-        forked = comparison.current is not None or bool(comparison.unacknowledged)
-        segments: list[dict[str, Any]] = []
-        if forked:
-            reference = self.journal.start_segment()
-            if comparison.current is not None:
-                closed = comparison.current.to_json()
-                closed.update(file=reference.file, sha256=reference.sha256)
-                segments.append(closed)
-            segments.extend(item.to_json() for item in comparison.unacknowledged)
-        reapplied = await self._reapply(comparison, actor, segments, forked=forked)
-        self.broker.notify_revocations()
-        await self.broker.run_revocations()
-        reaped = await self._revocations.reap()
-        checkpoint = await self.checkpoint_now()
-        after = await anyio.to_thread.run_sync(self.compare)
-        if not after.agrees:
-            raise AuditIntegrityError(
-                f"still disagrees after reconcile: {after.problem}"
-            )
-        self.seal.open()
-        return {
-            "reconciled": True,
-            "problem": comparison.problem,
-            "database_head": comparison.database_head,
-            "journal_head": comparison.journal_head,
-            "segments": segments,
-            "reapplied": reapplied,
-            "reaped": {target: len(names) for target, names in reaped.items()},
-            "checkpoint": None if checkpoint is None else checkpoint.to_json(),
-        }
-
-    async def _reopen_journal(self, comparison: Comparison) -> dict[str, Any]:
-        was = self.seal.reason
-        if self.seal.sealed:
-            await anyio.to_thread.run_sync(self.journal.open)
-            await self.broker.audit(
-                self._entry("audit.unseal", "ok", "system", {"was": was or ""})
-            )
-            self.seal.open()
-        return {
-            "reconciled": was is not None,
-            "problem": was,
-            "database_head": comparison.database_head,
-            "journal_head": comparison.journal_head,
-            "segments": [],
-            "reapplied": {},
-            "reaped": {},
-            "checkpoint": None,
-        }
-
-    async def _reapply(
-        self,
-        comparison: Comparison,
-        actor: str,
-        segments: list[dict[str, Any]],
-        *,
-        forked: bool,
-    ) -> dict[str, Any]:
-        ended: Mapping[str, frozenset[str]] = comparison.ended_live
-        now = self.broker.clock.now()
-
-        def apply(conn: Connection) -> dict[str, list[str]]:
-            done = _reapply_endings(conn, ended, now)
-            data: dict[str, Any] = {
-                "problem": comparison.problem,
-                "database_head": comparison.database_head,
-                "journal_head": comparison.journal_head,
-                "reapplied_count": {kind: len(ids) for kind, ids in done.items()},
-                "reapplied": {kind: _listed(set(ids)) for kind, ids in done.items()},
-            }
-            if forked:
-                data["segments"] = segments
-            kind = ROLLBACK_KIND if forked else "audit.reconcile"
-            audit_log.append_audit(conn, self._entry(kind, "ok", actor, data))
-            return done
-
-        done = await self.broker.database.write(apply)
-        for task_id in done["tasks"]:
-            self.broker.forget_task(task_id)
-        for agent_id in done["agents"]:
-            self.broker.forget_agent(agent_id)
-        _log.warning(
-            "audit reconciled",
-            forked=forked,
-            database_head=comparison.database_head,
-            journal_head=comparison.journal_head,
-            **{kind: len(ids) for kind, ids in done.items()},
-        )
-        return {kind: len(ids) for kind, ids in done.items()}
+        return await Reconciler(self, self._revocations).run(actor)

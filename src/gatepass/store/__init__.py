@@ -8,7 +8,15 @@ task check commit together). Only this package imports SQLAlchemy.
 
 from __future__ import annotations
 
-from gatepass.store import agents, api_tokens, audit_log, keys, leases, tasks
+from gatepass.store import (
+    agents,
+    anchors,
+    api_tokens,
+    audit_log,
+    keys,
+    leases,
+    tasks,
+)
 from gatepass.store.api_tokens import ApiRole
 from gatepass.store.database import Database
 from gatepass.store.replay import SqlReplayCache
@@ -18,6 +26,7 @@ __all__ = [
     "Database",
     "SqlReplayCache",
     "agents",
+    "anchors",
     "api_tokens",
     "audit_log",
     "keys",

@@ -22,7 +22,13 @@ from gatepass.audit import (
     chain_after,
 )
 from gatepass.store.anchors import note_head, record_mac
-from gatepass.store.tables import audit_checkpoints, audit_events, audit_head
+from gatepass.store.tables import (
+    UNKEYED_THROUGH,
+    audit_checkpoints,
+    audit_events,
+    audit_head,
+    settings_kv,
+)
 
 __all__ = [
     "append_audit",
@@ -37,6 +43,7 @@ __all__ = [
     "list_checkpoints",
     "read_audit_head",
     "set_macs",
+    "unkeyed_through",
 ]
 
 
@@ -222,6 +229,14 @@ def first_unkeyed_seq(conn: Connection) -> int | None:
         select(func.min(audit_events.c.seq)).where(audit_events.c.mac.is_(None))
     ).scalar_one_or_none()
     return None if found is None else int(found)
+
+
+def unkeyed_through(conn: Connection) -> int:
+    """Return the last seq written before records had MACs (0 for a new log)."""
+    raw = conn.execute(
+        select(settings_kv.c.value).where(settings_kv.c.name == UNKEYED_THROUGH)
+    ).scalar_one_or_none()
+    return int(raw) if raw else 0
 
 
 _SET_MAC = (
