@@ -156,7 +156,8 @@ class Segment:
         pairs.extend(
             (c.seq, c.hash) for c in self.checkpoints if as_of is None or c.at <= as_of
         )
-        return sorted(set(pairs))
+        # Seq 0 is the empty chain: it anchors nothing but "head >= 0".
+        return sorted({pair for pair in pairs if pair[0] > 0})
 
     def head_seq(self, *, as_of: dt.datetime | None = None) -> int:
         """Return the newest seq the segment anchors, 0 when it anchors none."""

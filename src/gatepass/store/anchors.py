@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
-from gatepass.audit import ROLLBACK_KIND, AuditMac
+from gatepass.audit import GENESIS_HASH, ROLLBACK_KIND, AuditMac
 from gatepass.models import AgentStatus, LeaseState, TaskState
 from gatepass.store.tables import agents, audit_events, audit_head, leases, tasks
 
@@ -115,10 +115,9 @@ def pending_anchor(conn: Connection) -> PendingAnchor | None:
     if not ended:
         return None
     if head is None:
-        row = conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-        ).one()
-        head = (int(row.seq), str(row.hash))
+        # No record in this transaction: the head it can see (none on a store
+        # used without the audit log, which anchors the empty chain).
+        head = SqlChainView(conn).head()
     return PendingAnchor(seq=head[0], hash=head[1], ended=ended)
 
 
@@ -135,11 +134,11 @@ class SqlChainView:
         self._conn = conn
 
     def head(self) -> tuple[int, str]:
-        """Return the chain head's ``(seq, hash)``; ``(0, "")`` when there is none."""
+        """Return the chain head's ``(seq, hash)``, the genesis one when none."""
         row = self._conn.execute(
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
         ).first()
-        return (0, "") if row is None else (int(row.seq), str(row.hash))
+        return (0, GENESIS_HASH) if row is None else (int(row.seq), str(row.hash))
 
     def hashes(self, seqs: Collection[int]) -> Mapping[int, str]:
         """Return the hash of each existing record among ``seqs``."""
