@@ -296,7 +296,8 @@ def _check_journal(
         as_of=None if final is None else final.at,
     )
     if comparison.problem is not None:
-        raise AuditIntegrityError(comparison.problem)
+        where = journal.segments[0].path if journal.segments else "the anchor journal"
+        raise AuditIntegrityError(f"{comparison.problem} (compared with {where})")
 
 
 def _print_report(report: VerifyReport, source: str, journal: Journal | None) -> None:
