@@ -13,14 +13,20 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+from starlette.exceptions import StarletteDeprecationWarning
+from typer.testing import CliRunner, Result
 
+from gatepass.api import create_app
 from gatepass.audit import AuditRecord
 from gatepass.broker import Runtime, build_runtime
+from gatepass.cli import app as cli_app
+from gatepass.cli.client import Connector
 from gatepass.clock import FrozenClock
 from gatepass.config import Settings
 from gatepass.store.tables import audit_events
@@ -203,6 +209,26 @@ def seal_expected(broker: Broker, match: str) -> None:
     assert seal.reason is not None
     assert match in seal.reason
     assert broker.runtime.seal.unready() is not None
+
+
+def audit_cli(broker: Broker, *args: str) -> Result:
+    """Run ``gatepass audit ...`` against the broker's app, in-process."""
+    with warnings.catch_warnings():
+        # Starlette's TestClient warns on import only (see tests/unit/cli/conftest).
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient  # noqa: PLC0415
+
+    with TestClient(create_app(broker.runtime, background_jobs=False)) as http:
+        connector = Connector(open_http=lambda _address: http, owns_http=False)
+        admin = (broker.state / "admin.token").read_text().strip()
+        environment = {
+            "GATEPASS_TOKEN": admin,
+            "GATEPASS_ADDR": "http://testserver",
+            "GATEPASS_STATE_DIR": str(broker.state),
+        }
+        return CliRunner().invoke(
+            cli_app, ["audit", *args], obj=connector, env=environment
+        )
 
 
 def insert_forged(conn: Any, record: AuditRecord) -> AuditRecord:

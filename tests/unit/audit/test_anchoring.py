@@ -23,7 +23,7 @@ from gatepass.store.tables import audit_checkpoints, audit_events, audit_head
 from gatepass.store.tables import leases as leases_table
 from gatepass.tokens import DPoPKey
 
-from .brokers import Brokers, insert_forged, issue, seal_expected
+from .brokers import Brokers, audit_cli, insert_forged, issue, seal_expected
 
 
 class TestRollback:
@@ -108,6 +108,10 @@ class TestRollback:
             conn.execute(update(audit_head).values(seq=keep, hash=keep_hash))
         broker = brokers.start()
         seal_expected(broker, "behind the anchor journal")
+        journal = str(brokers.state / "audit-checkpoints.jsonl")
+        result = audit_cli(broker, "verify", "--anchors", journal)
+        assert result.exit_code == 65, result.output
+        assert "behind the anchor journal" in result.stderr
 
     def test_issue11_rollback_under_a_running_broker_seals(
         self, brokers: Brokers
@@ -170,6 +174,12 @@ class TestRollback:
             )
         broker = brokers.start()
         seal_expected(broker, "chain rewritten")
+        journal = str(brokers.state / "audit-checkpoints.jsonl")
+        result = audit_cli(broker, "verify", "--anchors", journal)
+        assert result.exit_code == 65, result.output
+        # The rewritten records carry no MAC: the broker refuses the checkpoint
+        # that verify asks for, naming the first of them.
+        assert f"record seq {fork + 1} has no mac: record forged" in result.stderr
 
 
 class TestForgedRecord:
