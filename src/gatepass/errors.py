@@ -41,6 +41,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── EngineUnavailableError         503 engine_unavailable
     ├── FetchError                         502 fetch_failed (issuer keys, bundles)
     ├── AuditIntegrityError                500 audit_integrity
+    ├── SealedError                        503 sealed   (exit 69)
     ├── StoreError                         503 store_unavailable
     └── ConfigurationError                 500 misconfigured   (exit 78)
 
@@ -76,6 +77,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "SealedError",
     "StoreError",
     "TokenError",
     "TokenExpiredError",
@@ -348,6 +350,21 @@ class AuditIntegrityError(GatepassError):
     code = "audit_integrity"
     http_status = 500
     exit_code = 65
+
+
+class SealedError(GatepassError):
+    """
+    The broker is sealed and issues nothing until an operator reconciles it.
+
+    A broker seals itself when its database is behind its external audit anchor
+    journal (restored from an old snapshot, records deleted or rewritten) or when it
+    cannot write that journal. Revocation, introspection, reads and the admin API keep
+    working; the detail names the reason and the recovery command.
+    """
+
+    code = "sealed"
+    http_status = 503
+    exit_code = 69
 
 
 class StoreError(GatepassError):

@@ -4,9 +4,12 @@ The hash chain: each record commits to its own content and to the record before 
 ``hash = sha256(canonical_bytes({seq, at, kind, outcome, actor, subject, data,
 prev_hash}))`` in lower-case hex, where ``at`` is :func:`format_timestamp` text and
 the first record's ``prev_hash`` is :data:`GENESIS_HASH`. Editing, deleting or
-reordering any record therefore breaks every hash after it; only a signed
-:class:`~gatepass.audit.checkpoint.Checkpoint` stops an attacker from rewriting the
-whole tail.
+reordering any record therefore breaks every hash after it. The hash alone cannot
+stop someone who writes the database from appending or rewriting records and
+recomputing every hash: the broker's MAC on each record (``mac``, see
+:mod:`gatepass.audit.mac`) and the signed
+:class:`~gatepass.audit.checkpoint.Checkpoint` do. The MAC is kept beside the hash,
+outside the hashed fields, so adding it changed no hash of an existing log.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Final, Self
 
 from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
 from gatepass.audit.entry import AuditEntry
+from gatepass.audit.mac import AuditMac
 from gatepass.errors import AuditIntegrityError
 
 __all__ = ["GENESIS_HASH", "AuditRecord", "chain", "chain_after", "record_hash"]
@@ -77,6 +81,8 @@ class AuditRecord:
         data: scrubbed JSON details.
         prev_hash: the previous record's ``hash``, or :data:`GENESIS_HASH`.
         hash: this record's chain hash (see :func:`record_hash`).
+        mac: the broker's HMAC over ``hash`` (see :mod:`gatepass.audit.mac`), or
+            ``None`` for a record that was never keyed.
     """
 
     seq: int
@@ -88,6 +94,7 @@ class AuditRecord:
     data: Mapping[str, Any]
     prev_hash: str
     hash: str
+    mac: str | None = None
 
     def computed_hash(self) -> str:
         """Return the hash this record's fields produce, to compare with ``hash``."""
@@ -103,8 +110,12 @@ class AuditRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """Return the record as a JSON object, its time as RFC 3339 UTC with ``Z``."""
-        return {
+        """
+        Return the record as a JSON object, its time as RFC 3339 UTC with ``Z``.
+
+        ``mac`` is present only when the record has one.
+        """
+        obj = {
             "seq": self.seq,
             "at": format_timestamp(self.at),
             "kind": self.kind,
@@ -115,6 +126,9 @@ class AuditRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+        if self.mac is not None:
+            obj["mac"] = self.mac
+        return obj
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Self:
@@ -143,6 +157,11 @@ class AuditRecord:
                 raise AuditIntegrityError(
                     f"{where}: {name} is not a sha-256 hex digest"
                 )
+        mac = obj.get("mac")
+        if mac is not None and (
+            not isinstance(mac, str) or not _HEX_HASH.fullmatch(mac)
+        ):
+            raise AuditIntegrityError(f"{where}: mac is not a sha-256 hex digest")
         try:
             at = parse_timestamp(obj["at"])
         except ValueError as exc:
@@ -157,26 +176,32 @@ class AuditRecord:
             data=data,
             prev_hash=obj["prev_hash"],
             hash=obj["hash"],
+            mac=mac,
         )
 
 
-def chain(previous: AuditRecord | None, entry: AuditEntry) -> AuditRecord:
+def chain(
+    previous: AuditRecord | None, entry: AuditEntry, *, mac: AuditMac | None = None
+) -> AuditRecord:
     """
     Place ``entry`` after ``previous`` in the chain.
 
     Args:
         previous: the current last record, or ``None`` for the first record.
         entry: the scrubbed entry to append.
+        mac: the broker's MAC keys; the record then carries its MAC.
 
     Returns:
         The new record, with ``seq = previous.seq + 1`` (or 1) and its hash.
     """
     if previous is None:
-        return chain_after(0, GENESIS_HASH, entry)
-    return chain_after(previous.seq, previous.hash, entry)
+        return chain_after(0, GENESIS_HASH, entry, mac=mac)
+    return chain_after(previous.seq, previous.hash, entry, mac=mac)
 
 
-def chain_after(last_seq: int, last_hash: str, entry: AuditEntry) -> AuditRecord:
+def chain_after(
+    last_seq: int, last_hash: str, entry: AuditEntry, *, mac: AuditMac | None = None
+) -> AuditRecord:
     """
     Place ``entry`` after the chain head ``(last_seq, last_hash)``.
 
@@ -186,6 +211,7 @@ def chain_after(last_seq: int, last_hash: str, entry: AuditEntry) -> AuditRecord
         last_seq: the head's sequence number (0 for an empty chain).
         last_hash: the head's hash (``GENESIS_HASH`` for an empty chain).
         entry: the scrubbed entry to append.
+        mac: the broker's MAC keys; the record then carries its MAC.
     """
     seq, prev_hash = last_seq + 1, last_hash
     digest = record_hash(
@@ -208,4 +234,5 @@ def chain_after(last_seq: int, last_hash: str, entry: AuditEntry) -> AuditRecord
         data=entry.data,
         prev_hash=prev_hash,
         hash=digest,
+        mac=None if mac is None else mac.record_mac(digest),
     )

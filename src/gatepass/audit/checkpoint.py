@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from gatepass.audit.canonical import canonical_bytes, format_timestamp, parse_timestamp
+from gatepass.audit.mac import AuditMac
 from gatepass.errors import AuditIntegrityError, ConfigurationError
 from gatepass.sealing import Sealer
 
@@ -293,6 +294,20 @@ class AuditSigner:
     def kid(self) -> str:
         """The RFC 7638 thumbprint of the public key."""
         return self._kid
+
+    def mac(self) -> AuditMac:
+        """
+        Derive the record and journal MAC keys from this key (HKDF, RFC 5869).
+
+        The keys exist only where the sealed audit key can be opened, so a copy of
+        the database cannot forge a record or a journal line.
+        """
+        raw = self._key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return AuditMac.derive(raw)
 
     @property
     def public_jwk(self) -> dict[str, str]:

@@ -11,7 +11,14 @@ Layout, one JSON object per line, in this order::
     ...
 
 Checkpoints come before events so that a reader can verify the events as it
-streams them. The public key in the file proves only that the file is
+streams them. ``gatepass audit export`` asks the broker for a checkpoint at the head
+first and exports the events up to it, so the last event of an export is always
+covered by a checkpoint and nothing in the file is unanchored.
+
+Reading is defensive: the file is untrusted input, so invalid UTF-8, binary bytes,
+a truncated line and values of the wrong type all end in one
+:class:`~gatepass.errors.AuditIntegrityError` naming the line, never in another
+exception. The public key in the file proves only that the file is
 self-consistent: anyone who rewrites the log can also replace the key. Check it
 against the broker's published audit key (``/.well-known/...`` or ``gatepass
 audit key``), or pass that key to :func:`verify_export`, which then refuses a
@@ -30,7 +37,7 @@ from gatepass.audit.checkpoint import Checkpoint, load_public_keys
 from gatepass.audit.verify import VerifyReport, verify_log
 from gatepass.errors import AuditIntegrityError
 
-__all__ = ["AuditExport", "export_lines", "read_export", "verify_export"]
+__all__ = ["AuditExport", "Line", "export_lines", "read_export", "verify_export"]
 
 
 def _line(obj: Mapping[str, Any]) -> str:
@@ -88,10 +95,32 @@ class AuditExport:
     records: Iterator[AuditRecord]
 
 
-def _parse(number: int, line: str) -> tuple[str, Any]:
+Line = str | bytes
+
+
+def _text(number: int, line: Line) -> str:
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AuditIntegrityError(f"export line {number} is not valid utf-8") from exc
+
+
+def _blank(line: Line) -> bool:
+    return not line.strip()
+
+
+def _parse(number: int, raw: Line) -> tuple[str, Any]:
+    line = _text(number, raw)
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers too long to convert.
+        if not line.endswith("\n"):
+            raise AuditIntegrityError(
+                f"export line {number} is truncated: not json and no newline at its end"
+            ) from exc
         raise AuditIntegrityError(f"export line {number} is not json") from exc
     if not isinstance(obj, dict) or len(obj) != 1:
         raise AuditIntegrityError(f"export line {number} is not a one-key object")
@@ -109,12 +138,12 @@ def _start_after(number: int, value: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def _events(
-    first: Mapping[str, Any] | None, numbered: Iterator[tuple[int, str]]
+    first: Mapping[str, Any] | None, numbered: Iterator[tuple[int, Line]]
 ) -> Iterator[AuditRecord]:
     if first is not None:
         yield AuditRecord.from_json(first)
     for number, line in numbered:
-        if not line.strip():
+        if _blank(line):
             continue
         key, value = _parse(number, line)
         if key != "event":
@@ -125,7 +154,7 @@ def _events(
         yield AuditRecord.from_json(value)
 
 
-def read_export(lines: Iterable[str]) -> AuditExport:
+def read_export(lines: Iterable[Line]) -> AuditExport:
     """
     Read an export written by :func:`export_lines`.
 
@@ -134,7 +163,8 @@ def read_export(lines: Iterable[str]) -> AuditExport:
     in constant memory. Blank lines are ignored.
 
     Args:
-        lines: the file's lines, e.g. an open text file.
+        lines: the file's lines, as text or as bytes (a file opened ``"rb"``, which
+            lets invalid UTF-8 be reported with its line number).
 
     Raises:
         AuditIntegrityError: the header is missing or malformed, or (while
@@ -146,7 +176,7 @@ def read_export(lines: Iterable[str]) -> AuditExport:
     checkpoints: list[Checkpoint] = []
     first_event: Mapping[str, Any] | None = None
     for number, line in numbered:
-        if not line.strip():
+        if _blank(line):
             continue
         key, value = _parse(number, line)
         if public_jwk is None:
@@ -177,7 +207,7 @@ def read_export(lines: Iterable[str]) -> AuditExport:
 
 
 def verify_export(
-    lines: Iterable[str], *, public_jwk: Mapping[str, Any] | None = None
+    lines: Iterable[Line], *, public_jwk: Mapping[str, Any] | None = None
 ) -> VerifyReport:
     """
     Verify an export file with nothing else, optionally pinning the expected key.
@@ -186,7 +216,7 @@ def verify_export(
     consistency; pass the broker's published key to prove the log is the broker's.
 
     Args:
-        lines: the export's lines.
+        lines: the export's lines, as text or bytes.
         public_jwk: the broker's published audit key (or key set); when given, the
             file's key must be one of its keys.
 

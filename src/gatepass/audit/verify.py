@@ -1,11 +1,17 @@
 """
-Verify an audit log: the hash chain, the sequence and the signed checkpoints.
+Verify an audit log: the hash chain, the sequence, the MACs and the signed checkpoints.
 
 Verification streams: records are read once, in order, and only the checkpoint
 map (a few entries per day) is held, so a log of millions of records verifies in
 constant memory. Every failure raises :class:`~gatepass.errors.AuditIntegrityError`
 with a lower-case message naming the sequence number where the log stops being
 trustworthy; verification never returns a bool.
+
+A record after the last checkpoint is vouched for by nothing a public-key verifier
+can check, so such a tail fails verification (naming its first seq) unless the
+caller holds the broker's MAC keys and every record's MAC verifies. Exports and
+``gatepass audit verify`` therefore ask the broker for a checkpoint first, and the
+broker checks the MACs before it signs one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, NoReturn
 
 from gatepass.audit.chain import GENESIS_HASH, AuditRecord
 from gatepass.audit.checkpoint import Checkpoint, load_public_keys, verify_checkpoint
+from gatepass.audit.mac import AuditMac
 from gatepass.errors import AuditIntegrityError
 
 __all__ = ["VerifyReport", "verify_log"]
@@ -32,9 +39,9 @@ class VerifyReport:
         last_seq: the sequence number of the last record (or of the trusted start
             of an empty slice; 0 for an empty log).
         last_checkpoint_seq: the highest checkpoint seq, 0 when there is none.
-        unanchored_tail: records verified after the last checkpoint, which only
-            the hash chain vouches for so far; whoever can write the database could
-            still have rewritten them.
+        unanchored_tail: records verified after the last checkpoint. Always 0
+            unless the caller verified MACs (then the MACs vouch for them) or
+            explicitly allowed an unanchored tail.
     """
 
     events: int
@@ -120,7 +127,7 @@ def _check_record(
         )
     try:
         computed = record.computed_hash()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise AuditIntegrityError(f"record seq {seq} cannot be hashed") from exc
     if computed != record.hash:
         raise AuditIntegrityError(
@@ -139,6 +146,8 @@ def verify_log(
     public_jwk: Mapping[str, Any],
     *,
     start_after: tuple[int, str] | None = None,
+    mac: AuditMac | None = None,
+    allow_unanchored: bool = False,
 ) -> VerifyReport:
     """
     Verify that ``records`` form an unbroken chain vouched for by ``checkpoints``.
@@ -147,8 +156,10 @@ def verify_log(
     by a key of ``public_jwk``; the first record is seq 1 chained from
     :data:`GENESIS_HASH` (or continues ``start_after``); each seq is the previous
     plus one; each ``prev_hash`` is the previous record's hash; each hash
-    recomputes from the record's fields; each checkpoint's hash equals the hash of
-    the record at its seq; and no checkpoint lies beyond the last record.
+    recomputes from the record's fields; with ``mac``, each record's MAC verifies;
+    each checkpoint's hash equals the hash of the record at its seq; no checkpoint
+    lies beyond the last record; and no record follows the last checkpoint unless
+    ``mac`` or ``allow_unanchored`` is given.
 
     Args:
         records: the log in seq order; iterated once and never held.
@@ -159,13 +170,19 @@ def verify_log(
         start_after: ``(seq, hash)`` of the record just before ``records`` when
             verifying a slice; that pair is trusted, so confirm it first (a
             checkpoint at that seq is checked against it).
+        mac: the broker's MAC keys; only the broker has them. When given, every
+            record must carry a valid MAC, and records after the last checkpoint
+            are accepted because their MACs vouch for them.
+        allow_unanchored: accept records after the last checkpoint without MACs
+            (the schema migration's one pass over a log written before MACs).
 
     Returns:
         A report of what was verified.
 
     Raises:
         AuditIntegrityError: the log or a checkpoint was edited, reordered,
-            deleted, truncated, rewritten or forged; the message names the seq.
+            deleted, truncated, rewritten or forged, or records follow the last
+            checkpoint unvouched; the message names the seq.
     """
     anchors = _check_checkpoints(checkpoints, public_jwk)
     start_seq, previous_hash = start_after or (0, GENESIS_HASH)
@@ -185,6 +202,8 @@ def verify_log(
         _check_record(
             record, previous_hash, anchors, from_genesis=events == 0 and not sliced
         )
+        if mac is not None:
+            mac.check_record(record.seq, record.hash, record.mac)
         previous_hash = record.hash
         expected = record.seq + 1
         events += 1
@@ -196,10 +215,18 @@ def verify_log(
             f"checkpoint at seq {beyond} is beyond the last record seq {last_seq}: "
             "log truncated"
         )
+    anchored_through = max(last_checkpoint_seq, start_seq)
+    tail = last_seq - anchored_through
+    if tail and mac is None and not allow_unanchored:
+        raise AuditIntegrityError(
+            f"records from seq {anchored_through + 1} to {last_seq} follow the last "
+            f"checkpoint (seq {last_checkpoint_seq}) and are not anchored: "
+            "unanchored tail"
+        )
     return VerifyReport(
         events=events,
         checkpoints=len(checkpoints),
         last_seq=last_seq,
         last_checkpoint_seq=last_checkpoint_seq,
-        unanchored_tail=last_seq - max(last_checkpoint_seq, start_seq),
+        unanchored_tail=tail,
     )

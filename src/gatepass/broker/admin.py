@@ -2,21 +2,21 @@
 The operator's use cases.
 
 Register and disable agents, rotate keys, reload policy (re-evaluating live leases),
-checkpoint the audit chain, authenticate API tokens.
+authenticate API tokens, and read the audit log. Checkpoints and reconcile live in
+``broker/audit_anchor.py``; :meth:`Admin.checkpoint` forwards to it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from gatepass.audit import AuditEntry, AuditSigner, Checkpoint
+from gatepass.broker.audit_anchor import AuditAnchoring
 from gatepass.broker.facts import policy_requests, task_facts_of
 from gatepass.broker.service import OPEN_TASK_ACTION, Broker
 from gatepass.errors import (
@@ -71,7 +71,7 @@ class Admin:
         signer: signs audit checkpoints.
         ring_factory: builds a KeyRing from key records.
         sealer: seals new private keys.
-        checkpoint_file: where checkpoints are also appended, outside the database.
+        anchoring: checkpoints and reconciles the audit log.
     """
 
     def __init__(
@@ -81,15 +81,14 @@ class Admin:
         signer: AuditSigner,
         ring_factory: Any,  # noqa: ANN401 - Callable[[list[KeyRecord]], KeyRing]
         sealer: Any,  # noqa: ANN401 - gatepass.sealing.Sealer
-        checkpoint_file: Path | None,
+        anchoring: AuditAnchoring,
     ) -> None:
         """Keep the collaborators."""
         self.broker = broker
         self.signer = signer
+        self.anchoring = anchoring
         self._ring_factory = ring_factory
         self._sealer = sealer
-        self._checkpoint_file = checkpoint_file
-        self._last_checkpoint_seq = -1
 
     @property
     def _clock(self) -> Any:  # noqa: ANN401
@@ -486,34 +485,12 @@ class Admin:
 
     async def checkpoint(self) -> Checkpoint | None:
         """
-        Sign the chain head if it moved since the last checkpoint.
-
-        The checkpoint goes to the database and, as a JSON line, to a file outside
-        it, so truncating the log in the database is detectable from either.
+        Sign the chain head if it moved (see :meth:`AuditAnchoring.checkpoint`).
 
         Returns:
             The new checkpoint, or None if nothing changed.
         """
-        broker = self.broker
-        seq, head = await broker.database.read(audit_log.read_audit_head)
-        if seq in {0, self._last_checkpoint_seq}:
-            return None
-        checkpoint = self.signer.sign(seq, head, broker.clock.now())
-
-        def record(conn: Connection) -> bool:
-            if audit_log.has_checkpoint(conn, seq):
-                return False
-            audit_log.insert_checkpoint(conn, checkpoint)
-            return True
-
-        inserted = await broker.database.write(record)
-        self._last_checkpoint_seq = seq
-        if not inserted:
-            return None
-        if self._checkpoint_file is not None:
-            with self._checkpoint_file.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"checkpoint": checkpoint.to_json()}) + "\n")
-        return checkpoint
+        return await self.anchoring.checkpoint()
 
     async def audit_events(self, *, after: int, limit: int) -> list[dict[str, Any]]:
         """Return audit records after ``after`` as JSON objects."""

@@ -6,6 +6,11 @@ On first start the broker creates its schema, a master key (file of mode 0600 un
 a bootstrap admin token and, for the quickstart, a demo agent whose private key is
 written to the state directory. Secrets go only to files of mode 0600; the database
 holds their hashes or sealed forms.
+
+On every start the audit log is anchored before anything is served: records are
+MACed from the first one on, the database is compared with the anchor journal in
+the state directory, and a broker whose database is behind it starts sealed
+(``broker/audit_anchor.py``, ``broker/seal.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from gatepass.audit import AuditEntry, AuditSigner
+from gatepass.audit import JOURNAL_FILE, AnchorJournal, AuditEntry, AuditSigner
 from gatepass.broker.admin import Admin
+from gatepass.broker.audit_anchor import AuditAnchoring
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.credentials import CredentialService
 from gatepass.broker.revocations import RevocationWorker
+from gatepass.broker.seal import Seal
 from gatepass.broker.service import Broker, LiveKeys
 from gatepass.broker.status import TokenStatus
 from gatepass.clock import Clock, SystemClock
@@ -72,6 +79,8 @@ class Runtime:
     credentials: CredentialService
     revocations: RevocationWorker
     metrics: Metrics
+    seal: Seal
+    anchoring: AuditAnchoring
 
 
 def write_secret_file(path: Path, content: str) -> None:
@@ -90,15 +99,24 @@ def write_secret_file(path: Path, content: str) -> None:
         handle.write(content)
 
 
+def _audit_key(conn: Connection, sealer: Sealer) -> bytes:
+    """Return the sealed audit key, creating it on a new database."""
+    audit_log.ensure_audit_head(conn)
+    sealed_audit = keys.read_setting(conn, _AUDIT_KEY)
+    if sealed_audit is None:
+        _, sealed_audit = AuditSigner.generate(sealer)
+        keys.write_setting(conn, _AUDIT_KEY, sealed_audit)
+    return sealed_audit
+
+
 def _first_start(
     conn: Connection,
     *,
     settings: Settings,
     sealer: Sealer,
     now: dt.datetime,
-) -> tuple[list[KeyRecord], bytes, bytes, list[tuple[Path, str]]]:
-    """Create what a new database lacks; return keys, sealed secrets, files to write."""
-    audit_log.ensure_audit_head(conn)
+) -> tuple[list[KeyRecord], bytes, list[tuple[Path, str]]]:
+    """Create what a new database lacks; return keys, sealed secret, files to write."""
     files: list[tuple[Path, str]] = []
     records = keys.load_key_records(conn)
     if not records:
@@ -111,10 +129,6 @@ def _first_start(
         )
         keys.replace_key_records(conn, records)
         _system_audit(conn, now, "keys.create", {"kids": [r.kid for r in records]})
-    sealed_audit = keys.read_setting(conn, _AUDIT_KEY)
-    if sealed_audit is None:
-        _, sealed_audit = AuditSigner.generate(sealer)
-        keys.write_setting(conn, _AUDIT_KEY, sealed_audit)
     sealed_nonce = keys.read_setting(conn, _NONCE_SECRET)
     if sealed_nonce is None:
         sealed_nonce = sealer.seal(secrets.token_bytes(32))
@@ -158,7 +172,7 @@ def _first_start(
             "private_jwk": private_jwk(key.private_key),
         }
         files.append((state / "demo-agent.json", json.dumps(identity, indent=2) + "\n"))
-    return records, sealed_audit, sealed_nonce, files
+    return records, sealed_nonce, files
 
 
 def _installation_id(conn: Connection) -> str:
@@ -233,7 +247,14 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     database.create_schema()
     clock = clock or _anchored_clock(database, settings)
     with database.transaction() as conn:
-        records, sealed_audit, sealed_nonce, files = _first_start(
+        sealed_audit = _audit_key(conn, sealer)
+    signer = AuditSigner.from_sealed(sealed_audit, sealer)
+    mac = signer.mac()
+    # Every record is MACed from the first one on (the key lives sealed in the
+    # database, so it can only be installed once the database is open).
+    database.anchor_with(mac=mac)
+    with database.transaction() as conn:
+        records, sealed_nonce, files = _first_start(
             conn, settings=settings, sealer=sealer, now=clock.now()
         )
         installation_id = _installation_id(conn)
@@ -273,13 +294,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         replay=replay,
         metrics=metrics,
     )
-    admin = Admin(
-        broker,
-        signer=AuditSigner.from_sealed(sealed_audit, sealer),
-        ring_factory=lambda found: KeyRing(found, sealer),
-        sealer=sealer,
-        checkpoint_file=state / "audit-checkpoints.jsonl",
-    )
     broker.engines = build_engines(
         [(target.to_target(), target.engine) for target in settings.targets],
         context=EngineContext(
@@ -296,6 +310,21 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         stale_after=dt.timedelta(seconds=settings.engines.call_timeout_seconds + 5),
     )
     broker.revocation_runner = revocations.run
+    journal = AnchorJournal(
+        state / JOURNAL_FILE, mac, clock=clock, on_failure=broker.seal.journal_failed
+    )
+    database.anchor_with(mac=mac, on_commit=journal.record_commit)
+    anchoring = AuditAnchoring(
+        broker, signer=signer, mac=mac, journal=journal, revocations=revocations
+    )
+    admin = Admin(
+        broker,
+        signer=signer,
+        ring_factory=lambda found: KeyRing(found, sealer),
+        sealer=sealer,
+        anchoring=anchoring,
+    )
+    anchoring.start()
     return Runtime(
         settings=settings,
         database=database,
@@ -305,4 +334,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         credentials=CredentialService(broker),
         revocations=revocations,
         metrics=metrics,
+        seal=broker.seal,
+        anchoring=anchoring,
     )

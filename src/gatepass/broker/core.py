@@ -21,6 +21,7 @@ import jwt
 from gatepass.audit import AuditEntry
 from gatepass.broker.caches import ExpiringCache
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.seal import Seal
 from gatepass.clock import Clock
 from gatepass.config import Settings
 from gatepass.engines.wrappers import GuardedEngine
@@ -206,6 +207,7 @@ class BrokerCore:
         self.dpop = dpop
         self.replay = replay
         self.metrics = metrics
+        self.seal = Seal(metrics)  # closed by bootstrap's audit anchoring check
         self.token_endpoint = settings.token_endpoint
         self._issuer_url = settings.server.issuer
         self._leeway = dt.timedelta(seconds=settings.tokens.clock_leeway_seconds)

@@ -160,6 +160,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.issue")
         try:
+            broker.seal.require_unsealed()
             task, claims_agent, proof = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )
@@ -210,6 +211,7 @@ class CredentialService:
         broker = self._broker
         attempt = Attempt(kind="credential.renew", subject=lease_id[:64])
         try:
+            broker.seal.require_unsealed()
             task, agent_id, proof = await self._authenticate(
                 authorization, dpop_proof, url, attempt
             )

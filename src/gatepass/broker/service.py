@@ -125,6 +125,7 @@ class Broker(BrokerCore):
     async def _open_task(
         self, request: OpenTaskRequest, dpop_proof: str | None, attempt: Attempt
     ) -> TokenResponse:
+        self.seal.require_unsealed()
         details = request.details
         attempt.data.update(
             purpose=details.purpose,
@@ -269,6 +270,7 @@ class Broker(BrokerCore):
     async def _access_token(
         self, request: AccessTokenRequest, dpop_proof: str | None, attempt: Attempt
     ) -> TokenResponse:
+        self.seal.require_unsealed()
         attempt.data.update(resource=request.resource[:200], actions=request.actions)
         task = await self._open_task_for(request.subject_token, attempt)
         proof = self.dpop.verify(

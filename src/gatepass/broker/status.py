@@ -173,6 +173,7 @@ class TokenStatus:
                 task is None
                 or task.state is not TaskState.OPEN
                 or task.expires_at <= now
+                or self._broker.seal.ended(task.id)
             ):
                 return inactive
         else:
@@ -181,7 +182,9 @@ class TokenStatus:
             )
             if lease is None or lease.state is not LeaseState.ACTIVE:
                 return inactive
-            if lease.expires_at <= now:
+            if lease.expires_at <= now or self._broker.seal.ended(
+                lease.id, lease.task_id
+            ):
                 return inactive
         body_out: dict[str, Any] = {"active": True, "token_type": "DPoP"}
         body_out.update(

@@ -3,13 +3,23 @@ What the commands print: Rich tables for people, the API's JSON for programs.
 
 Also the command boundary: :class:`GatepassGroup` turns a gatepass error raised by
 any command into ``gatepass: <detail>`` on stderr and the error's exit code.
+
+Everything printed may hold text an agent chose (an intent, a label, an audit
+record's data), so every output path escapes what a terminal would act on rather
+than show: C0 and C1 controls (ESC starts ANSI sequences; U+009B is a one-byte CSI),
+DEL, bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069, the
+"Trojan Source" characters of CVE-2021-42574), zero-width and other format
+characters, line and paragraph separators (U+2028, U+2029) and lone surrogates.
+They are shown as ``\u202e``-style escapes: JSON output stays valid JSON with the
+same value, and tables show what is really there. Plain text is unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,11 +38,78 @@ __all__ = [
     "print_json",
     "print_record",
     "print_table",
+    "safe_json",
     "stderr_console",
     "stdout_console",
+    "terminal_safe",
 ]
 
 JSON_OPTION = typer.Option(False, "--json", help="print the API's JSON answer as is")
+
+# Unicode general categories a terminal may act on instead of displaying: controls
+# (Cc), format characters (Cf: bidi controls, zero-width characters, BOM), line and
+# paragraph separators (Zl, Zp) and surrogates (Cs).
+_UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_SAFE_CONTROLS: Final = frozenset("\n\t")
+
+
+def _unsafe(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:
+        # JSON escapes only BMP code points: write a UTF-16 surrogate pair.
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
+    """
+    Return ``text`` with every character a terminal would act on escaped.
+
+    Args:
+        text: any text, possibly chosen by an agent.
+        keep_newlines: leave newlines and tabs as they are (multi-line
+            output that the command itself laid out).
+
+    Returns:
+        The text, unchanged when it holds nothing unsafe.
+    """
+    if all(not _unsafe(char) for char in text):
+        return text
+    kept = _SAFE_CONTROLS if keep_newlines else frozenset()
+    return "".join(
+        _escape(char) if _unsafe(char) and char not in kept else char for char in text
+    )
+
+
+def safe_json(
+    document: object, *, indent: int | None = None, sort_keys: bool = False
+) -> str:
+    """
+    Encode ``document`` as JSON that is safe to print on a terminal.
+
+    Non-ASCII text stays readable; only the characters :func:`terminal_safe` names
+    are written as JSON ``u``-escapes, which decode to the same value. They can
+    only occur inside JSON strings, where such an escape is always valid.
+
+    Args:
+        document: a JSON-compatible value.
+        indent: as for :func:`json.dumps`; compact when None.
+        sort_keys: as for :func:`json.dumps`.
+    """
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(
+        document,
+        indent=indent,
+        ensure_ascii=False,
+        separators=separators,
+        sort_keys=sort_keys,
+    )
+    return terminal_safe(text, keep_newlines=indent is not None)
 
 
 class GatepassGroup(TyperGroup):
@@ -76,7 +153,7 @@ def fail(detail: str, exit_code: int) -> NoReturn:
     Raises:
         typer.Exit: always.
     """
-    typer.echo(f"gatepass: {detail}", err=True)
+    typer.echo(f"gatepass: {terminal_safe(detail)}", err=True)
     raise typer.Exit(exit_code)
 
 
@@ -107,7 +184,7 @@ def print_json(document: object) -> None:
     Args:
         document: the decoded API answer.
     """
-    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    typer.echo(safe_json(document, indent=2))
 
 
 def cell(value: object) -> str:
@@ -126,9 +203,11 @@ def cell(value: object) -> str:
         return ", ".join(cell(item) for item in value)
     if isinstance(value, dict):
         if all(isinstance(item, str) for item in value.values()):
-            return ", ".join(f"{key}={item}" for key, item in value.items())
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+            return terminal_safe(
+                ", ".join(f"{key}={item}" for key, item in value.items())
+            )
+        return safe_json(value, sort_keys=True)
+    return terminal_safe(str(value))
 
 
 def print_table(
@@ -178,5 +257,5 @@ def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in record.items():
-        table.add_row(escape(key), escape(cell(value)))
+        table.add_row(escape(terminal_safe(key)), escape(cell(value)))
     stdout_console().print(table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gatepass.store import (
     agents,
+    anchors,
     api_tokens,
     audit_log,
     clocks,
@@ -28,6 +29,7 @@ __all__ = [
     "Database",
     "SqlReplayCache",
     "agents",
+    "anchors",
     "api_tokens",
     "audit_log",
     "clocks",

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from gatepass.errors import ConflictError
 from gatepass.ids import AgentId
 from gatepass.models import Agent, AgentStatus
+from gatepass.store.anchors import note_ended
 from gatepass.store.tables import agents
 
 __all__ = [
@@ -101,4 +102,6 @@ def set_agent_status(
             disabled_at=now if status is AgentStatus.DISABLED else None,
         )
     )
+    ended = result.rowcount > 0 and status is AgentStatus.DISABLED
+    note_ended(conn, "agents", [agent_id] if ended else [])
     return result.rowcount > 0

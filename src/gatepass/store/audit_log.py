@@ -2,7 +2,9 @@
 Persistence of the hash-chained audit log and its signed checkpoints.
 
 Appends run inside the caller's transaction, so an action and its audit record
-commit together or not at all (DESIGN ground rule 2: audit or nothing).
+commit together or not at all (DESIGN ground rule 2: audit or nothing). Each record
+is MACed with the keys :class:`~gatepass.store.Database` puts on the transaction
+(``gatepass.audit.mac``): about a microsecond, against a statement of ~100 µs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from gatepass.audit import (
     GENESIS_HASH,
@@ -19,17 +21,29 @@ from gatepass.audit import (
     Checkpoint,
     chain_after,
 )
-from gatepass.store.tables import audit_checkpoints, audit_events, audit_head
+from gatepass.store.anchors import note_head, record_mac
+from gatepass.store.tables import (
+    UNKEYED_THROUGH,
+    audit_checkpoints,
+    audit_events,
+    audit_head,
+    settings_kv,
+)
 
 __all__ = [
     "append_audit",
     "ensure_audit_head",
+    "first_unkeyed_seq",
+    "get_checkpoint",
     "has_checkpoint",
     "insert_checkpoint",
     "iter_audit",
     "last_audit",
+    "last_checkpoint",
     "list_checkpoints",
     "read_audit_head",
+    "set_macs",
+    "unkeyed_through",
 ]
 
 
@@ -78,11 +92,12 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
         The chained record.
     """
     head: tuple[int, str] | None = conn.info.get(_HEAD_KEY)
+    mac = record_mac(conn)
     for attempt in range(2):
         if head is None or attempt:
             row = conn.execute(_SELECT_HEAD_FOR_UPDATE).one()
             head = (int(row.seq), str(row.hash))
-        record = chain_after(head[0], head[1], entry)
+        record = chain_after(head[0], head[1], entry, mac=mac)
         moved = conn.execute(
             _ADVANCE_HEAD,
             {"old_seq": head[0], "new_seq": record.seq, "new_hash": record.hash},
@@ -104,9 +119,11 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
             "data": dict(record.data),
             "prev_hash": record.prev_hash,
             "hash": record.hash,
+            "mac": record.mac,
         },
     )
     conn.info[_HEAD_KEY] = (record.seq, record.hash)
+    note_head(conn, record.seq, record.hash)
     return record
 
 
@@ -121,14 +138,21 @@ def _to_record(row: Row[Any]) -> AuditRecord:
         data=row.data,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        mac=row.mac,
     )
 
 
 def iter_audit(
-    conn: Connection, *, after: int = 0, limit: int | None = None
+    conn: Connection,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+    through: int | None = None,
 ) -> Iterator[AuditRecord]:
-    """Yield records with ``seq > after`` in order."""
+    """Yield records with ``after < seq`` (and ``seq <= through``) in order."""
     query = select(audit_events).where(audit_events.c.seq > after)
+    if through is not None:
+        query = query.where(audit_events.c.seq <= through)
     query = query.order_by(audit_events.c.seq)
     if limit is not None:
         query = query.limit(limit)
@@ -163,16 +187,66 @@ def has_checkpoint(conn: Connection, seq: int) -> bool:
     return found is not None
 
 
-def list_checkpoints(conn: Connection) -> list[Checkpoint]:
-    """Return every checkpoint in sequence order."""
-    rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq))
-    return [
-        Checkpoint(
-            seq=int(row.seq),
-            hash=row.hash,
-            at=row.at,
-            kid=row.kid,
-            signature=row.signature,
-        )
-        for row in rows
-    ]
+def _to_checkpoint(row: Row[Any]) -> Checkpoint:
+    return Checkpoint(
+        seq=int(row.seq),
+        hash=row.hash,
+        at=row.at,
+        kid=row.kid,
+        signature=row.signature,
+    )
+
+
+def list_checkpoints(
+    conn: Connection, *, through: int | None = None
+) -> list[Checkpoint]:
+    """Return every checkpoint (with ``seq <= through``) in sequence order."""
+    query = select(audit_checkpoints).order_by(audit_checkpoints.c.seq)
+    if through is not None:
+        query = query.where(audit_checkpoints.c.seq <= through)
+    return [_to_checkpoint(row) for row in conn.execute(query)]
+
+
+def last_checkpoint(conn: Connection) -> Checkpoint | None:
+    """Return the checkpoint with the highest seq, or None."""
+    row = conn.execute(
+        select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)
+    ).first()
+    return None if row is None else _to_checkpoint(row)
+
+
+def get_checkpoint(conn: Connection, seq: int) -> Checkpoint | None:
+    """Return the checkpoint at ``seq``, or None."""
+    row = conn.execute(
+        select(audit_checkpoints).where(audit_checkpoints.c.seq == seq)
+    ).first()
+    return None if row is None else _to_checkpoint(row)
+
+
+def first_unkeyed_seq(conn: Connection) -> int | None:
+    """Return the lowest seq of a record without a MAC, or None."""
+    found = conn.execute(
+        select(func.min(audit_events.c.seq)).where(audit_events.c.mac.is_(None))
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def unkeyed_through(conn: Connection) -> int:
+    """Return the last seq written before records had MACs (0 for a new log)."""
+    raw = conn.execute(
+        select(settings_kv.c.value).where(settings_kv.c.name == UNKEYED_THROUGH)
+    ).scalar_one_or_none()
+    return int(raw) if raw else 0
+
+
+_SET_MAC = (
+    update(audit_events)
+    .where(audit_events.c.seq == bindparam("b_seq"), audit_events.c.mac.is_(None))
+    .values(mac=bindparam("b_mac"))
+)
+
+
+def set_macs(conn: Connection, macs: list[tuple[int, str]]) -> None:
+    """Give MACs to records that have none (the one-time schema 3 migration)."""
+    if macs:
+        conn.execute(_SET_MAC, [{"b_seq": seq, "b_mac": mac} for seq, mac in macs])

@@ -6,12 +6,16 @@ PostgreSQL. Async callers reach it through :meth:`Database.write`, which groups
 concurrent transactions into one commit (on the event loop for SQLite, on a writer
 thread for PostgreSQL; see ``store/writer.py``), and :meth:`Database.read`, which
 runs on a pool of worker threads.
+
+Both write transactions carry the audit hooks installed by :meth:`Database.anchor_with`:
+the MAC keys for the records appended in them, and, once a transaction that ended
+something has committed, one line to the anchor journal (``store/anchors.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,13 +24,21 @@ import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from gatepass.audit import AuditMac
 from gatepass.errors import ConfigurationError, GatepassError, StoreError
-from gatepass.store.tables import SCHEMA_VERSION, metadata, settings_kv
+from gatepass.store.anchors import PendingAnchor, begin_transaction, pending_anchor
+from gatepass.store.tables import (
+    SCHEMA_VERSION,
+    metadata,
+    settings_kv,
+    upgrade_schema,
+)
 from gatepass.store.writer import GroupCommitWriter, LoopGroupCommit
 
-__all__ = ["Database"]
+__all__ = ["CommitAnchor", "Database"]
 
 T = TypeVar("T")
+CommitAnchor = Callable[[int, str, Mapping[str, Sequence[str]]], None]
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -88,6 +100,8 @@ class Database:
             read_threads = pool_size
         self._read_limiter = anyio.CapacityLimiter(read_threads)
         self._held: Connection | None = None
+        self._mac: AuditMac | None = None
+        self._on_commit: CommitAnchor | None = None
         self._writer: GroupCommitWriter | LoopGroupCommit = (
             LoopGroupCommit(self._writer_transaction)
             if self.is_sqlite
@@ -109,10 +123,9 @@ class Database:
         """
         with self.transaction() as conn:
             metadata.create_all(conn)
+            version_row = settings_kv.c.name == "schema_version"
             row = conn.execute(
-                select(settings_kv.c.value).where(
-                    settings_kv.c.name == "schema_version"
-                )
+                select(settings_kv.c.value).where(version_row)
             ).scalar_one_or_none()
             if row is None:
                 conn.execute(
@@ -120,10 +133,41 @@ class Database:
                         name="schema_version", value=str(SCHEMA_VERSION).encode()
                     )
                 )
+            elif int(row) == SCHEMA_VERSION - 1:
+                # In place, in this transaction: no manual step, nothing half done.
+                upgrade_schema(conn, int(row))
+                conn.execute(
+                    settings_kv.update()
+                    .where(version_row)
+                    .values(value=str(SCHEMA_VERSION).encode())
+                )
             elif int(row) != SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"database schema version {int(row)} is not {SCHEMA_VERSION}"
                 )
+
+    def anchor_with(
+        self, *, mac: AuditMac, on_commit: CommitAnchor | None = None
+    ) -> None:
+        """
+        Install the audit hooks of every write transaction from now on.
+
+        The broker calls this once at start, as soon as it has opened the sealed
+        audit key, which lives in this very database (so it cannot be a
+        constructor argument).
+
+        Args:
+            mac: the keys appended records are MACed with.
+            on_commit: called after each commit that ended something, with the
+                chain head and the ended ids (the anchor journal's
+                ``record_commit``); it must not raise.
+        """
+        self._mac = mac
+        self._on_commit = on_commit
+
+    def _anchor(self, pending: PendingAnchor | None) -> None:
+        if pending is not None and self._on_commit is not None:
+            self._on_commit(pending.seq, pending.hash, pending.ended)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -135,11 +179,15 @@ class Database:
         """
         try:
             with self._write_engine.begin() as conn:
+                begin_transaction(conn, self._mac)
                 yield conn
+                pending = pending_anchor(conn)
         except GatepassError:
             raise
         except SQLAlchemyError as exc:
             raise StoreError(_describe(exc)) from exc
+        # After the commit: the journal may lag the database, never lead it.
+        self._anchor(pending)
 
     @contextlib.contextmanager
     def _writer_transaction(self) -> Iterator[Connection]:
@@ -160,13 +208,17 @@ class Database:
         conn = self._held
         try:
             with conn.begin():
+                begin_transaction(conn, self._mac)
                 yield conn
+                pending = pending_anchor(conn)
         except GatepassError:
             raise
         except SQLAlchemyError as exc:
             conn.invalidate()
             self._held = None
             raise StoreError(_describe(exc)) from exc
+        # One journal line per commit, before any job of the batch is answered.
+        self._anchor(pending)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from gatepass.ids import AgentId, LeaseId, TaskId
 from gatepass.leases import ACCESS_TOKEN_KIND, ended_state, expired_state
 from gatepass.models import Lease, LeaseState, TaskState
+from gatepass.store.anchors import note_ended
 from gatepass.store.tables import UTCDateTime, leases, tasks
 
 __all__ = [
@@ -222,6 +223,7 @@ def revoke_lease(conn: Connection, lease_id: str, now: dt.datetime) -> bool:
         .where(leases.c.id == lease_id, leases.c.state.in_(_LIVE))
         .values(**_ended_state(now))
     )
+    note_ended(conn, "leases", [lease_id] if result.rowcount > 0 else [])
     return result.rowcount > 0
 
 
@@ -248,6 +250,7 @@ def revoke_task_leases(
             .where(leases.c.id.in_(ids), leases.c.state.in_(_LIVE))
             .values(**_ended_state(now))
         )
+    note_ended(conn, "leases", ids)
     return ids
 
 
@@ -271,6 +274,7 @@ def expire_leases(conn: Connection, now: dt.datetime, *, limit: int = 1000) -> i
     ]
     if not ids:
         return 0
+    note_ended(conn, "leases", ids)
     is_token = leases.c.kind == ACCESS_TOKEN_KIND
     result = conn.execute(
         update(leases)
@@ -334,6 +338,7 @@ def end_stale_pending(
                 last_error="issuance did not finish (broker stopped)",
             )
         )
+    note_ended(conn, "leases", ids)
     return ids
 
 

@@ -3,6 +3,10 @@ The database schema, in SQLAlchemy Core.
 
 One schema serves SQLite (the embedded default) and PostgreSQL (many replicas). Times
 are stored as UTC; tokens are never stored, only their ``jti`` and SHA-256 hashes.
+
+Schema history: version 3 added ``gp_audit_events.mac`` (the record's HMAC). A
+version 2 database is upgraded in place at start by :func:`upgrade_schema`; the
+records it already holds are MACed once by the broker, which alone holds the key.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Dialect,
     Index,
@@ -23,11 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "SCHEMA_VERSION",
+    "UNKEYED_THROUGH",
     "UTCDateTime",
     "agents",
     "api_tokens",
@@ -41,9 +48,12 @@ __all__ = [
     "settings_kv",
     "signing_keys",
     "tasks",
+    "upgrade_schema",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# The settings row naming the last record written before records had MACs.
+UNKEYED_THROUGH = "audit_unkeyed_through"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -165,6 +175,9 @@ audit_events = Table(
     Column("data", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # HMAC-SHA256 of ``hash`` under a key derived from the sealed audit key; NULL
+    # only for records written before schema 3, until the broker MACs them.
+    Column("mac", String(64)),
 )
 
 # One row (id = 1) holding the chain head; updating it serialises appends across
@@ -231,3 +244,37 @@ idempotency_keys = Table(
     Column("response", JSON),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+
+def upgrade_schema(conn: Connection, version: int) -> None:
+    """
+    Bring a database of an older schema version up to :data:`SCHEMA_VERSION`.
+
+    Runs inside the schema transaction at start, so a failed upgrade changes
+    nothing. Version 2 → 3 adds ``gp_audit_events.mac`` and records, in the
+    ``audit_unkeyed_through`` setting, the last seq written without a MAC: only
+    those records may be MACed afterwards, once their chain has been verified.
+
+    Args:
+        conn: the schema transaction.
+        version: the version the database holds.
+
+    Raises:
+        ValueError: no upgrade path exists from ``version``.
+    """
+    if version != 2:
+        msg = f"no upgrade from schema version {version}"
+        raise ValueError(msg)
+    columns = {
+        column["name"] for column in inspect(conn).get_columns(audit_events.name)
+    }
+    if "mac" not in columns:
+        conn.exec_driver_sql(
+            f"ALTER TABLE {audit_events.name} ADD COLUMN mac VARCHAR(64)"
+        )
+    head = conn.execute(audit_head.select().where(audit_head.c.id == 1)).first()
+    through = 0 if head is None else int(head.seq)
+    conn.execute(settings_kv.delete().where(settings_kv.c.name == UNKEYED_THROUGH))
+    conn.execute(
+        settings_kv.insert().values(name=UNKEYED_THROUGH, value=str(through).encode())
+    )

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from gatepass.ids import AgentId, TaskId
 from gatepass.models import Task, TaskState
+from gatepass.store.anchors import note_ended
 from gatepass.store.tables import tasks
 
 __all__ = [
@@ -101,6 +102,7 @@ def close_task(
         .where(tasks.c.id == task_id, tasks.c.state == TaskState.OPEN.value)
         .values(state=state.value, closed_at=now, close_reason=reason[:200])
     )
+    note_ended(conn, "tasks", [task_id] if result.rowcount > 0 else [])
     return result.rowcount > 0
 
 

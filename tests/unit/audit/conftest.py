@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -12,6 +13,8 @@ from cryptography.fernet import Fernet
 from gatepass.audit import AuditEntry, AuditRecord, AuditSigner, Checkpoint, chain
 from gatepass.clock import FrozenClock
 from gatepass.sealing import Sealer
+
+from .brokers import Brokers
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -119,3 +122,13 @@ def chain_all() -> ChainAll:
 def checkpoint_at() -> Callable[[AuditSigner, list[AuditRecord], int], Checkpoint]:
     """Sign a checkpoint over the record at a seq."""
     return _checkpoint_at
+
+
+@pytest.fixture
+def brokers(tmp_path: Path) -> Iterator[Brokers]:
+    """A state directory to start (and restart) real brokers on."""
+    found = Brokers(tmp_path / "state")
+    try:
+        yield found
+    finally:
+        found.stop()

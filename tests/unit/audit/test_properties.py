@@ -13,6 +13,7 @@ from gatepass.audit import (
     OUTCOMES,
     REDACTED,
     AuditEntry,
+    AuditMac,
     AuditRecord,
     AuditSigner,
     Checkpoint,
@@ -28,6 +29,7 @@ from gatepass.errors import AuditIntegrityError
 
 Log = tuple[list[AuditRecord], list[Checkpoint]]
 SIGNER = AuditSigner(Ed25519PrivateKey.generate())
+MAC = SIGNER.mac()
 # Pinned below the ci profile's 100: each example chains, signs and verifies a log,
 # and 50 keeps this module near one second.
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -84,12 +86,12 @@ def entries(
     )
 
 
-def chain_all(items: list[AuditEntry]) -> list[AuditRecord]:
-    """Chain entries from the genesis hash."""
+def chain_all(items: list[AuditEntry], mac: AuditMac | None = MAC) -> list[AuditRecord]:
+    """Chain entries from the genesis hash, MACed as the broker does."""
     records: list[AuditRecord] = []
     previous: AuditRecord | None = None
     for entry in items:
-        previous = chain(previous, entry)
+        previous = chain(previous, entry, mac=mac)
         records.append(previous)
     return records
 
@@ -111,12 +113,16 @@ def no_secret_survives(value: object) -> bool:
 
 
 @st.composite
-def logs(draw: st.DrawFn, min_size: int = 1) -> Log:
-    """Draw a chained log and checkpoints at random seqs."""
+def logs(draw: st.DrawFn, min_size: int = 1, *, anchored: bool = True) -> Log:
+    """Draw a chained log and checkpoints at random seqs (and at its end)."""
     records = chain_all(
         draw(st.lists(entries(flat_objects), min_size=min_size, max_size=8))
     )
     seqs = draw(st.sets(st.integers(1, len(records)))) if records else set()
+    if anchored and records:
+        seqs.add(len(records))
+    elif records:
+        seqs.discard(len(records))
     checkpoints = [
         SIGNER.sign(seq, records[seq - 1].hash, records[seq - 1].at)
         for seq in sorted(seqs)
@@ -130,11 +136,30 @@ class TestChainProperties:
     @SETTINGS
     @given(logs(min_size=0))
     def test_untampered_chain_verifies(self, log: Log) -> None:
-        """Any chain of entries with any checkpoints verifies as written."""
+        """Any chain ending at a checkpoint verifies, with or without MAC checks."""
         records, checkpoints = log
         report = verify_log(iter(records), checkpoints, SIGNER.public_jwk)
         assert report.events == report.last_seq == len(records)
-        assert report.unanchored_tail == len(records) - report.last_checkpoint_seq
+        assert report.unanchored_tail == 0
+        assert verify_log(records, checkpoints, SIGNER.public_jwk, mac=MAC) == report
+
+    @SETTINGS
+    @given(logs(anchored=False))
+    def test_issue11_any_unanchored_tail_fails(self, log: Log) -> None:
+        """A chain whose last record follows its last checkpoint never verifies."""
+        records, checkpoints = log
+        first = (checkpoints[-1].seq if checkpoints else 0) + 1
+        with pytest.raises(AuditIntegrityError, match=f"^records from seq {first} "):
+            verify_log(records, checkpoints, SIGNER.public_jwk)
+
+    @SETTINGS
+    @given(logs(anchored=False))
+    def test_issue11_macs_vouch_for_the_tail(self, log: Log) -> None:
+        """With the broker's MAC keys the same tail verifies, and is counted."""
+        records, checkpoints = log
+        report = verify_log(records, checkpoints, SIGNER.public_jwk, mac=MAC)
+        last = checkpoints[-1].seq if checkpoints else 0
+        assert report.unanchored_tail == len(records) - last
 
     @SETTINGS
     @given(logs(), st.data())
@@ -159,6 +184,7 @@ class TestChainProperties:
             "data": flat_objects.map(scrub),
             "prev_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
             "hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+            "mac": st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
         }
         new_value: Any = data.draw(mutations[field], label="new_value")
         old_value = getattr(record, field)
@@ -170,7 +196,7 @@ class TestChainProperties:
         changes: dict[str, Any] = {field: new_value}
         tampered[index] = dataclasses.replace(record, **changes)
         with pytest.raises(AuditIntegrityError, match="seq"):
-            verify_log(tampered, checkpoints, SIGNER.public_jwk)
+            verify_log(tampered, checkpoints, SIGNER.public_jwk, mac=MAC)
 
     @SETTINGS
     @given(logs())

@@ -45,16 +45,42 @@ class TestVerifyLog:
     """verify_log() detects every kind of tampering, naming the seq."""
 
     def test_untampered_log_verifies(self, make_log: MakeLog) -> None:
-        """An untouched log verifies and the report counts what was covered."""
-        log = make_log(10, checkpoints=(5, 8))
+        """An untouched log ending at a checkpoint verifies and is fully anchored."""
+        log = make_log(10, checkpoints=(5, 10))
         report = verify_log(log.records, log.checkpoints, log.jwk)
         assert report == VerifyReport(
             events=10,
             checkpoints=2,
             last_seq=10,
-            last_checkpoint_seq=8,
-            unanchored_tail=2,
+            last_checkpoint_seq=10,
+            unanchored_tail=0,
         )
+
+    def test_issue11_records_after_the_last_checkpoint_fail(
+        self, make_log: MakeLog
+    ) -> None:
+        """Records after the last checkpoint fail, naming the first unanchored seq."""
+        log = make_log(10, checkpoints=(5, 8))
+        with pytest.raises(
+            AuditIntegrityError,
+            match=r"^records from seq 9 to 10 follow the last checkpoint \(seq 8\) "
+            r"and are not anchored: unanchored tail$",
+        ):
+            verify_log(log.records, log.checkpoints, log.jwk)
+
+    def test_log_without_any_checkpoint_fails(self, make_log: MakeLog) -> None:
+        """A log no checkpoint covers is unanchored from seq 1."""
+        log = make_log(3, checkpoints=())
+        with pytest.raises(AuditIntegrityError, match=r"^records from seq 1 to 3 "):
+            verify_log(log.records, [], log.jwk)
+
+    def test_unanchored_tail_allowed_when_asked(self, make_log: MakeLog) -> None:
+        """The migration pass may accept the tail explicitly, and counts it."""
+        log = make_log(10, checkpoints=(5, 8))
+        report = verify_log(
+            log.records, log.checkpoints, log.jwk, allow_unanchored=True
+        )
+        assert report.unanchored_tail == 2
 
     def test_empty_log_verifies(self, signer: AuditSigner) -> None:
         """An empty log with no checkpoints is valid and empty."""
@@ -214,13 +240,13 @@ class TestVerifyLog:
         ):
             verify_log(forged, log.checkpoints, log.jwk)
 
-    def test_rewrite_after_the_last_checkpoint_is_the_unanchored_tail(
+    def test_issue11_rewrite_after_the_last_checkpoint_fails(
         self, make_log: MakeLog
     ) -> None:
-        """Only checkpoints anchor the chain; the report says how much is not."""
+        """A consistent rewrite after the last checkpoint no longer verifies."""
         log = make_log(10, checkpoints=(5, 8))
-        report = verify_log(rewrite(log.records, 9), log.checkpoints, log.jwk)
-        assert report.unanchored_tail == 2
+        with pytest.raises(AuditIntegrityError, match=r"^records from seq 9 to 10 "):
+            verify_log(rewrite(log.records, 9), log.checkpoints, log.jwk)
 
     def test_checkpoint_signed_by_another_key_is_refused(
         self, make_log: MakeLog
@@ -290,10 +316,10 @@ class TestVerifyLog:
         new = AuditSigner(Ed25519PrivateKey.generate())
         checkpoints = [
             *log.checkpoints,
-            new.sign(9, log.records[8].hash, log.records[8].at),
+            new.sign(10, log.records[9].hash, log.records[9].at),
         ]
         keys = {"keys": [log.jwk, new.public_jwk]}
-        assert verify_log(log.records, checkpoints, keys).last_checkpoint_seq == 9
+        assert verify_log(log.records, checkpoints, keys).last_checkpoint_seq == 10
 
 
 class TestVerifySlice:
@@ -301,7 +327,7 @@ class TestVerifySlice:
 
     def test_slice_verifies_from_a_trusted_start(self, make_log: MakeLog) -> None:
         """A slice continuing a known (seq, hash) verifies on its own."""
-        log = make_log(10, checkpoints=(5, 8))
+        log = make_log(10, checkpoints=(5, 10))
         start = log.records[3]
         report = verify_log(
             log.records[4:],
@@ -313,23 +339,21 @@ class TestVerifySlice:
             events=6,
             checkpoints=2,
             last_seq=10,
-            last_checkpoint_seq=8,
-            unanchored_tail=2,
+            last_checkpoint_seq=10,
+            unanchored_tail=0,
         )
 
-    def test_slice_after_the_last_checkpoint_is_all_unanchored(
-        self, make_log: MakeLog
-    ) -> None:
+    def test_slice_after_the_last_checkpoint_fails(self, make_log: MakeLog) -> None:
         """A slice past every checkpoint is unanchored from its start."""
         log = make_log(10, checkpoints=(2,))
         start = log.records[5]
-        report = verify_log(
-            log.records[6:],
-            log.checkpoints,
-            log.jwk,
-            start_after=(start.seq, start.hash),
-        )
-        assert report.unanchored_tail == 4
+        with pytest.raises(AuditIntegrityError, match=r"^records from seq 7 to 10 "):
+            verify_log(
+                log.records[6:],
+                log.checkpoints,
+                log.jwk,
+                start_after=(start.seq, start.hash),
+            )
 
     def test_empty_slice(self, make_log: MakeLog) -> None:
         """An empty slice reports its start as the last seq."""

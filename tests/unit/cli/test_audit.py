@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import update
 from typer.testing import Result
 
-from gatepass.audit import AuditSigner
+from gatepass.audit import AnchorJournal, AuditEntry, AuditSigner, chain_after
 from gatepass.sealing import Sealer
+from gatepass.store import audit_log
+from gatepass.store.tables import audit_events, audit_head
 
 
 def _lines(result: Result) -> list[dict[str, Any]]:
@@ -143,8 +148,16 @@ class TestAuditVerify:
             headers={"Authorization": f"Bearer {cli.broker.admin_token}"},
         ).json()["public_key"]
         key = _write_key(tmp_path / "audit.jwk", published)
+        journal = cli.broker.state_dir / "audit-checkpoints.jsonl"
         result = cli(
-            "audit", "verify", "--file", str(exported), "--public-key", str(key)
+            "audit",
+            "verify",
+            "--file",
+            str(exported),
+            "--public-key",
+            str(key),
+            "--anchors",
+            str(journal),
         )
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
@@ -223,3 +236,174 @@ class TestAuditVerify:
     def test_bad_token_exits_77(self, cli):
         """Verifying the live log needs the admin token."""
         assert cli("audit", "verify", token="gp_admin_nope").exit_code == 77
+
+
+HOSTILE = (
+    "plain é \u2028 \u2029 \u202e \u2066 \u200b \ufeff "
+    "\x1b[31mred\x1b[0m \x07 \x9b2J \x85 \U000e0001 end"
+)
+ESCAPES = (
+    "\\u2028",
+    "\\u2029",
+    "\\u202e",
+    "\\u2066",
+    "\\u200b",
+    "\\ufeff",
+    "\\u001b[31mred",
+    "\\u0007",
+    "\\u009b2J",
+    "\\u0085",
+    "\\udb40\\udc01",
+)
+
+
+class TestIssue13TailEscaping:
+    """``audit tail`` never lets agent-chosen text drive the terminal."""
+
+    def _append_hostile(self, cli: Any) -> None:
+        entry = AuditEntry(
+            at=cli.broker.clock.now(),
+            kind="task.open",
+            outcome="allow",
+            actor="agt_hostile",
+            subject="tsk_hostile",
+            data={"intent": HOSTILE},
+        )
+        anyio.run(cli.broker.runtime.broker.audit, entry)
+
+    def test_issue13_controls_and_bidi_are_escaped(self, cli):
+        """Separators, bidi controls, ANSI, C0/C1 and zero-width chars print escaped."""
+        self._append_hostile(cli)
+        result = cli("audit", "tail", "--limit", "1")
+        assert result.exit_code == 0, result.output
+        line = result.stdout.rstrip("\n")
+        assert "\n" not in line
+        for escaped in ESCAPES:
+            assert escaped in line
+        dangerous = set("\u2028\u2029\u202e\u2066\u200b\ufeff\x1b\x07\x9b\x85")
+        dangerous.add("\U000e0001")
+        assert not dangerous & set(line)
+        assert json.loads(line)["data"]["intent"] == HOSTILE
+
+    def test_issue13_plain_text_is_unchanged(self, cli):
+        """Ordinary and non-ASCII text prints exactly as it is."""
+        entry = AuditEntry(
+            at=cli.broker.clock.now(),
+            kind="task.open",
+            outcome="allow",
+            actor="agt_plain",
+            data={"intent": "réparer les tickets, 東京"},
+        )
+        anyio.run(cli.broker.runtime.broker.audit, entry)
+        result = cli("audit", "tail", "--limit", "1")
+        assert "réparer les tickets, 東京" in result.stdout
+
+
+class TestIssue13HostileExportFile:
+    """A broken export exits 65 with one line, never a traceback."""
+
+    @pytest.mark.parametrize(
+        ("mutate", "message"),
+        [
+            (lambda raw: raw.replace(b'"event"', b'"ev\xffent"', 1), "not valid utf-8"),
+            (lambda raw: raw.replace(b'"event"', b'\x00"event"', 1), "is not json"),
+            (lambda raw: raw[:-30], "is truncated"),
+            (lambda raw: raw.replace(b'"seq":1,', b'"seq":"1",', 1), "seq is not an"),
+        ],
+    )
+    def test_issue13_broken_export_exits_65(self, cli, exported, mutate, message):
+        """Invalid UTF-8, NUL bytes, a cut last line, a wrong type: exit 65."""
+        exported.write_bytes(mutate(exported.read_bytes()))
+        result = cli("audit", "verify", "--file", str(exported))
+        assert result.exit_code == 65, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        error = [line for line in result.stderr.splitlines() if "gatepass:" in line]
+        assert len(error) == 1
+        assert message in error[0]
+        assert "Traceback" not in result.output
+
+
+class TestIssue11Anchoring:
+    """``verify`` compares with the anchor journal; ``reconcile`` reports."""
+
+    def test_issue11_forged_record_after_the_checkpoint_exits_65(self, cli):
+        """The broker refuses the checkpoint verify asks for, naming the seq."""
+        cli.broker.checkpoint()
+        runtime = cli.broker.runtime
+        with runtime.database.transaction() as conn:
+            seq, head = audit_log.read_audit_head(conn)
+            entry = AuditEntry(
+                at=cli.broker.clock.now(), kind="agent.add", outcome="ok", actor="x"
+            )
+            forged = chain_after(seq, head, entry)
+            values = forged.to_json()
+            values.update(at=forged.at, mac=None)
+            conn.execute(audit_events.insert().values(**values))
+            conn.execute(update(audit_head).values(seq=forged.seq, hash=forged.hash))
+        result = cli("audit", "verify")
+        assert result.exit_code == 65
+        assert f"record seq {forged.seq} has no mac: record forged" in result.stderr
+        ready = cli.broker.http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"] == "audit_integrity"
+
+    def test_issue11_export_ends_with_a_fresh_checkpoint(self, cli, tmp_path):
+        """An export has no unanchored tail: its last event is checkpointed."""
+        cli.broker.open_lease()
+        path = tmp_path / "a.jsonl"
+        assert cli("audit", "export", "-o", str(path)).exit_code == 0
+        objects = [json.loads(line) for line in path.read_text().splitlines()]
+        checkpoints = [o["checkpoint"] for o in objects if "checkpoint" in o]
+        events = [o["event"] for o in objects if "event" in o]
+        assert checkpoints[-1]["seq"] == events[-1]["seq"]
+        assert all("mac" in event for event in events)
+
+    def test_issue11_live_verify_uses_the_journal(self, cli):
+        """With the broker's journal the live log is compared with it too."""
+        cli.broker.open_lease()
+        journal = cli.broker.state_dir / "audit-checkpoints.jsonl"
+        result = cli("audit", "verify", "--anchors", str(journal))
+        assert result.exit_code == 0, result.output
+        assert "anchor journal" in result.stdout
+
+    def test_issue11_journal_ahead_of_the_log_exits_65(self, cli, tmp_path):
+        """A journal that anchored more than the log holds: rolled back, exit 65."""
+        cli.broker.open_lease()
+        journal = tmp_path / "audit-checkpoints.jsonl"
+        shutil.copy(cli.broker.state_dir / "audit-checkpoints.jsonl", journal)
+        runtime = cli.broker.runtime
+        anchors = AnchorJournal(
+            journal, runtime.anchoring.mac, clock=cli.broker.clock, on_failure=print
+        )
+        anchors.record_commit(10_000, "e" * 64, {"tasks": ["tsk_lost"]})
+        result = cli("audit", "verify", "--anchors", str(journal))
+        assert result.exit_code == 65
+        assert "behind the anchor journal (seq 10000)" in result.stderr
+
+    def test_reconcile_with_nothing_to_do(self, cli):
+        """A broker in step with its journal has nothing to reconcile."""
+        result = cli("audit", "reconcile")
+        assert result.exit_code == 0, result.output
+        assert "nothing to reconcile" in result.stdout
+        assert cli.json("audit", "reconcile")["reconciled"] is False
+
+    def test_checkpoint_now_route(self, cli):
+        """POST /v1/audit/checkpoints signs the head and returns it with the key."""
+        answer = cli.broker.http.post(
+            "/v1/audit/checkpoints",
+            headers={"Authorization": f"Bearer {cli.broker.admin_token}"},
+        )
+        assert answer.status_code == 200
+        body = answer.json()
+        with cli.broker.runtime.database.reading() as conn:
+            assert body["checkpoint"]["seq"] == audit_log.read_audit_head(conn)[0]
+        assert body["public_key"]["kty"] == "OKP"
+
+    def test_audit_routes_need_the_admin_role(self, cli):
+        """The introspection token may not checkpoint or reconcile."""
+        token = (cli.broker.state_dir / "introspect.token").read_text().strip()
+        for path in ("/v1/audit/checkpoints", "/v1/audit/reconcile"):
+            answer = cli.broker.http.post(
+                path, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 403

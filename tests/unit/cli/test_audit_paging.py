@@ -56,6 +56,18 @@ class PagedAuditAPI:
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one admin request."""
         self.requests.append(request)
+        if request.url.path == "/v1/audit/checkpoints" and request.method == "POST":
+            # "Checkpoint now": the broker signs its head.
+            last = self.records[-1]
+            if self.checkpoints[-1].seq != last.seq:
+                self.checkpoints.append(self.signer.sign(last.seq, last.hash, last.at))
+            return httpx.Response(
+                200,
+                json={
+                    "checkpoint": self.checkpoints[-1].to_json(),
+                    "public_key": self.signer.public_jwk,
+                },
+            )
         if request.url.path == "/v1/audit/checkpoints":
             return httpx.Response(
                 200,
@@ -94,11 +106,12 @@ class TestAuditPaging:
         result = local_cli("audit", "export", "-o", str(path), http=paged.client())
         assert result.exit_code == 0, result.output
         lines = path.read_text().splitlines()
-        assert len(lines) == 1 + 1 + EVENTS
+        assert len(lines) == 1 + 2 + EVENTS
         assert json.loads(lines[-1])["event"]["seq"] == EVENTS
+        assert json.loads(lines[2])["checkpoint"]["seq"] == EVENTS
         pages = [r.url.params["after"] for r in paged.requests if r.url.params]
         assert pages == ["0", "1000", "2000"]
-        assert f"exported {EVENTS} events and 1 checkpoints" in result.stderr
+        assert f"exported {EVENTS} events and 2 checkpoints" in result.stderr
 
     def test_export_verifies(self, local_cli, paged, tmp_path):
         """A multi-page export verifies against the fake's key."""
@@ -113,10 +126,14 @@ class TestAuditPaging:
         assert str(EVENTS) in result.stdout
 
     def test_verify_live_reads_every_page(self, local_cli, paged):
-        """Live verification covers every page and reports the unanchored tail."""
+        """Live verification asks for a checkpoint first and covers every page."""
         result = local_cli("audit", "verify", http=paged.client())
         assert result.exit_code == 0, result.output
-        assert f"{EVENTS - (EVENTS // 2 + 1)}" in result.stdout
+        assert [r.method for r in paged.requests[:2]] == ["POST", "GET"]
+        pages = [r.url.params["after"] for r in paged.requests if r.url.params]
+        assert pages == ["0", "1000", "2000"]
+        assert f"{EVENTS}" in result.stdout
+        assert "no anchor journal" in result.stderr
 
     def test_failed_export_leaves_no_file(self, local_cli, tmp_path):
         """A broker failure mid-export exits with its code and leaves no file."""

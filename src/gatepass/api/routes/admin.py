@@ -185,6 +185,26 @@ async def audit_checkpoints(
     )
 
 
+async def checkpoint_now(
+    request: Request, runtime: Runtime, _caller: Caller
+) -> Response:
+    """Sign a checkpoint over the current head now (or return the one there is)."""
+    await read_body(request, runtime.settings.server.max_body_bytes)
+    checkpoint = await runtime.anchoring.checkpoint_now()
+    return JSONResponse(
+        {
+            "checkpoint": None if checkpoint is None else checkpoint.to_json(),
+            "public_key": runtime.admin.signer.public_jwk,
+        }
+    )
+
+
+async def reconcile(request: Request, runtime: Runtime, caller: Caller) -> Response:
+    """Re-apply what the anchor journal holds and the database lacks; unseal."""
+    await read_body(request, runtime.settings.server.max_body_bytes)
+    return JSONResponse(await runtime.anchoring.reconcile(caller.actor))
+
+
 async def list_keys(_request: Request, runtime: Runtime, _caller: Caller) -> Response:
     """List signing keys."""
     return JSONResponse({"items": runtime.admin.key_list()})
@@ -215,6 +235,8 @@ admin_routes = [
     Route("/v1/policy/reload", _authenticated(policy_reload), methods=["POST"]),
     Route("/v1/audit/events", _authenticated(audit_events), methods=["GET"]),
     Route("/v1/audit/checkpoints", _authenticated(audit_checkpoints), methods=["GET"]),
+    Route("/v1/audit/checkpoints", _authenticated(checkpoint_now), methods=["POST"]),
+    Route("/v1/audit/reconcile", _authenticated(reconcile), methods=["POST"]),
     Route("/v1/keys", _authenticated(list_keys), methods=["GET"]),
     Route("/v1/keys/rotate", _authenticated(rotate_keys), methods=["POST"]),
 ]

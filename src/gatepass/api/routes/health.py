@@ -19,7 +19,7 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Answer 200 when the store answers and a policy set is loaded."""
+    """Answer 200 when the store answers, the broker is unsealed and has policies."""
     runtime: Runtime = request.app.state.runtime
     try:
         await runtime.database.read(lambda conn: conn.exec_driver_sql("SELECT 1"))
@@ -28,6 +28,12 @@ async def readyz(request: Request) -> Response:
             {"status": "unavailable", "reason": "store unavailable"},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    unready = runtime.seal.unready()
+    if unready is not None:
+        code, reason = unready
+        return JSONResponse(
+            {"status": "unavailable", "error": code, "reason": reason}, status_code=503
         )
     if runtime.broker.policies.current.policy_count == 0:
         return JSONResponse(
