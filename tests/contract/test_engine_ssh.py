@@ -31,14 +31,13 @@ from gatepass.engines import (
     IssueRequest,
     new_installation_id,
 )
-from gatepass.engines import ssh as ssh_engine
 from gatepass.engines.ssh import SSHEngine
+from gatepass.engines.ssh import krl as ssh_krl
 from gatepass.errors import (
     ConfigurationError,
     ConflictError,
     EngineError,
     InvalidRequestError,
-    InvalidScopeError,
 )
 from gatepass.ids import LeaseId, new_lease_id
 from gatepass.models import Target
@@ -170,8 +169,8 @@ class TestSettings:
     def test_minimal_settings_give_permit_pty_and_ed25519(self, tmp_path):
         """Only principals are required; extensions default to permit-pty."""
         engine = make_engine(tmp_path)
-        assert engine._settings.extensions == ["permit-pty"]
-        assert engine._settings.ca_algorithm == "ed25519"
+        assert engine.config.extensions == ("permit-pty",)
+        assert engine.config.ca_algorithm == "ed25519"
 
     @pytest.mark.parametrize(
         ("settings", "location"),
@@ -215,7 +214,7 @@ class TestSettings:
         engine = make_engine(
             tmp_path, {**SETTINGS, "source_address": ["::1", "10.0.0.0/8"]}
         )
-        assert engine._settings.source_address == ["::1/128", "10.0.0.0/8"]
+        assert engine.config.source_address == ("::1/128", "10.0.0.0/8")
 
     def test_construction_touches_no_file(self, tmp_path):
         """The CA key is created on first use, not when the engine is built."""
@@ -386,7 +385,7 @@ class TestIssue:
     @pytest.mark.parametrize("actions", [(), ("admin",)])
     def test_actions_without_principals_are_refused(self, engine, agent_key, actions):
         """A certificate never goes out without principals or for an unmapped action."""
-        with pytest.raises(InvalidScopeError):
+        with pytest.raises(EngineError, match="action"):
             asyncio.run(
                 engine.issue(make_request(public_line(agent_key), actions=actions))
             )
@@ -403,7 +402,7 @@ class TestIssue:
     )
     def test_unacceptable_expiry_is_refused(self, engine, agent_key, expires_at):
         """Expiry must be aware, in the future and within the target's max ttl."""
-        with pytest.raises(InvalidRequestError):
+        with pytest.raises(EngineError, match="expires_at"):
             asyncio.run(
                 engine.issue(
                     make_request(public_line(agent_key), expires_at=expires_at)
@@ -429,10 +428,10 @@ class TestIssue:
 class TestCAKey:
     """The CA key is generated once, sealed at rest and pinned to its algorithm."""
 
-    def test_the_sealed_key_is_not_plaintext_and_is_private(self, engine):
+    def test_the_sealed_key_is_not_plaintext_and_is_private(self, engine, tmp_path):
         """The sealed file has mode 0600 and holds no PEM."""
         asyncio.run(engine.check())
-        sealed = engine._sealed_path
+        sealed = tmp_path / "state" / "ssh-ca-bastion.sealed"
         assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
         content = sealed.read_bytes()
         assert b"PRIVATE KEY" not in content
@@ -626,19 +625,23 @@ class TestFailures:
         engine = make_engine(tmp_path / "state")
         fake_ssh_keygen(tmp_path / "bin", f"exec {require_tool('sleep')} 30")
         monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-        monkeypatch.setattr(ssh_engine, "SSH_KEYGEN_TIMEOUT_SECONDS", 0.2)
+        monkeypatch.setattr(ssh_krl, "SSH_KEYGEN_TIMEOUT_SECONDS", 0.2)
         with pytest.raises(EngineError, match="timed out"):
             asyncio.run(engine.check())
         assert not engine.krl_path.exists()
 
-    def test_a_corrupt_certificate_list_is_an_engine_error(self, engine):
+    def test_a_corrupt_certificate_list_is_an_engine_error(self, engine, tmp_path):
         """A damaged state file stops revocation loudly instead of forgetting leases."""
         asyncio.run(engine.check())
-        engine._certs_path.write_text("{not json", encoding="utf-8")
+        (tmp_path / "state" / "ssh-certs-bastion.json").write_text(
+            "{not json", encoding="utf-8"
+        )
         with pytest.raises(EngineError, match="corrupt"):
             asyncio.run(engine.revoke(new_lease_id()))
 
-    def test_concurrent_revocations_all_land_in_the_krl(self, engine, agent_key):
+    def test_concurrent_revocations_all_land_in_the_krl(
+        self, engine, agent_key, tmp_path
+    ):
         """Revocations racing in one event loop are serialised, none is lost."""
         line = public_line(agent_key)
 
@@ -651,7 +654,8 @@ class TestFailures:
         handles = asyncio.run(scenario())
         listing = keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
         assert all(f"id: {handle}" in listing for handle in handles)
-        assert stat.S_IMODE(engine._certs_path.stat().st_mode) == 0o600
+        certs = tmp_path / "state" / "ssh-certs-bastion.json"
+        assert stat.S_IMODE(certs.stat().st_mode) == 0o600
 
 
 @dataclass(frozen=True, slots=True)
