@@ -195,6 +195,7 @@ def parse_engine_table(
             ``targets.<name>.engine.<field>: <message>``, never a value.
     """
     path = engine_path(target.name)
+    problems: list[str] = []
     try:
         table = model.model_validate(dict(raw))
     except ValidationError as error:
@@ -206,7 +207,10 @@ def parse_engine_table(
             _located(path, detail["loc"], _message(str(detail["msg"])))
             for detail in details
         ]
-        raise ConfigurationError(_joined(problems)) from None
+    if problems:
+        # Raised outside the except block: pydantic's error holds the input
+        # values, so it must be neither the cause nor the context of this one.
+        raise ConfigurationError(_joined(problems))
     problems = _action_problems(f"{path}.{model.action_field}", table, target)
     if problems:
         raise ConfigurationError(_joined(problems))

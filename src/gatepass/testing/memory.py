@@ -9,6 +9,7 @@ test of the broker that uses it exercises real engine behaviour, not a mock's.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import ClassVar
@@ -30,6 +31,8 @@ class MemoryEngine:
         fail_revoke: raise EngineUnavailableError from revoke.
         during_issue: called inside issue, after the credential exists.
         revoked: every handle revoke was called with, in order.
+        passwords: the current secret of every credential, by handle (a
+            re-issue under the same name replaces it).
     """
 
     kind: ClassVar[str] = "memory"
@@ -41,6 +44,7 @@ class MemoryEngine:
         self.fail_revoke = False
         self.during_issue: Callable[[], None] | None = None
         self.revoked: list[str] = []
+        self.passwords: dict[str, Secret] = {}
 
     async def check(self) -> None:
         """Nothing to check."""
@@ -48,6 +52,9 @@ class MemoryEngine:
     async def issue(self, request: IssueRequest) -> IssuedCredential:
         """Create the credential, or fail as told."""
         self.credentials[request.name] = request.expires_at
+        # Fresh on every issue, as a real engine's: a retry replaces the secret.
+        password = Secret(f"pw-{request.name}-{secrets.token_urlsafe(8)}")
+        self.passwords[request.name] = password
         if self.during_issue is not None:
             self.during_issue()
         if self.fail_issue:
@@ -56,7 +63,7 @@ class MemoryEngine:
         return IssuedCredential(
             handle=request.name,
             expires_at=request.expires_at,
-            secret=Secret("pw-" + request.name),
+            secret=password,
             fields={"username": request.name},
         )
 
@@ -74,6 +81,7 @@ class MemoryEngine:
             msg = "target down"
             raise EngineUnavailableError(msg)
         self.credentials.pop(handle, None)
+        self.passwords.pop(handle, None)
         self.revoked.append(handle)
 
     async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
@@ -81,6 +89,7 @@ class MemoryEngine:
         gone = [h for h in self.credentials if h not in live_handles]
         for handle in gone:
             del self.credentials[handle]
+            self.passwords.pop(handle, None)
         return gone
 
     async def aclose(self) -> None:

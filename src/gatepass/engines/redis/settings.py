@@ -151,23 +151,12 @@ def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
     parsed = parse_engine_table(RedisSettings, target, settings)
     admin = parsed.admin(target.name)
     url = admin.value.reveal()
-    try:
-        parts = urlsplit(url)
-        url_host, url_port = parts.hostname, parts.port
-    except ValueError:
-        raise ConfigurationError(f"{admin.where}: not a valid url") from None
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigurationError(f"{admin.where}: scheme must be redis, rediss or unix")
-    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
-        raise ConfigurationError(f"{admin.where}: the path must be a db number")
-    try:
-        # Parsing only: a pool opens no connection until it is used. redis-py
-        # reads the query string too, and its messages quote the URL.
-        aioredis.ConnectionPool.from_url(url)
-    except ValueError:
-        raise ConfigurationError(
-            f"{admin.where}: the admin url is not usable"
-        ) from None
+    problem = _url_problem(url)
+    if problem is not None:
+        # Raised here, not in an except block: parse errors quote the URL.
+        raise ConfigurationError(f"{admin.where}: {problem}")
+    parts = urlsplit(url)
+    url_host, url_port = parts.hostname, parts.port
     host = parsed.host or url_host
     if not host:
         raise ConfigurationError(
@@ -190,3 +179,23 @@ def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
             for action, grant in parsed.grants.items()
         },
     )
+
+
+def _url_problem(url: str) -> str | None:
+    """Tell what makes ``url`` unusable as a Redis admin URL, or None."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return "not a valid url"
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        return "scheme must be redis, rediss or unix"
+    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
+        return "the path must be a db number"
+    try:
+        # Parsing only: a pool opens no connection until it is used. redis-py
+        # reads the query string too.
+        aioredis.ConnectionPool.from_url(url)
+    except ValueError:
+        return "the admin url is not usable"
+    return None
