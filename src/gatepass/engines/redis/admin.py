@@ -11,7 +11,7 @@ that never carry the admin URL or a password.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -31,7 +31,7 @@ __all__ = [
     "check_admin",
     "command",
     "delete_users",
-    "raise_engine_error",
+    "engine_error",
 ]
 
 # What ``check`` asks the server (ACL DRYRUN, nothing runs) to let the admin do.
@@ -51,24 +51,30 @@ REFUSED_COMMANDS: Final = tuple(
 )
 
 
-def raise_engine_error(
+def engine_error(
     operation: str, error: redis_errors.RedisError, *, redact: Sequence[str] = ()
-) -> NoReturn:
-    """Raise the gatepass error for a redis-py failure, without secrets or URLs."""
+) -> EngineError:
+    """
+    Return the gatepass error for a redis-py failure, without secrets or URLs.
+
+    The caller raises it *after* its ``except`` block, so that the driver's
+    exception (a pipeline's can quote the start of a password) is neither its
+    cause nor its context.
+    """
     # Order matters: AuthenticationError is a ConnectionError in redis-py.
     if isinstance(error, redis_errors.AuthenticationError):
-        raise EngineError(f"redis refused the admin credential during {operation}")
+        return EngineError(f"redis refused the admin credential during {operation}")
     if isinstance(
         error,
         redis_errors.ConnectionError
         | redis_errors.TimeoutError
         | redis_errors.BusyLoadingError,
     ):
-        raise EngineUnavailableError(
+        return EngineUnavailableError(
             f"redis is unreachable during {operation} ({type(error).__name__})"
         )
     if isinstance(error, redis_errors.NoPermissionError):
-        raise EngineError(f"the redis admin may not run {operation}")
+        return EngineError(f"the redis admin may not run {operation}")
     if isinstance(error, redis_errors.ResponseError):
         # Server replies name the offending ACL rule, which helps operators; they
         # never echo the admin URL, and the fresh password is redacted regardless.
@@ -82,8 +88,8 @@ def raise_engine_error(
             reply = server_reply
         for value in redact:
             reply = reply.replace(value, "**********")
-        raise EngineError(f"redis refused {operation}: {reply[:160].lower()}")
-    raise EngineError(f"redis failed during {operation} ({type(error).__name__})")
+        return EngineError(f"redis refused {operation}: {reply[:160].lower()}")
+    return EngineError(f"redis failed during {operation} ({type(error).__name__})")
 
 
 async def command(admin: aioredis.Redis, *args: str) -> Any:  # noqa: ANN401

@@ -26,12 +26,11 @@ Needs Redis 7 or later (ACL selectors, ``ACL DRYRUN``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -54,7 +53,7 @@ from gatepass.engines.redis.admin import (
     check_admin,
     command,
     delete_users,
-    raise_engine_error,
+    engine_error,
 )
 from gatepass.engines.redis.settings import RedisConfig, parse_settings
 from gatepass.engines.requests import check_actions, check_expiry
@@ -64,6 +63,8 @@ from gatepass.models import Target
 from gatepass.secret import Secret
 
 __all__ = ["RedisEngine"]
+
+T = TypeVar("T")
 
 # ``secrets.token_urlsafe(32)``: 256 bits, ``[A-Za-z0-9_-]`` only.
 _PASSWORD_BYTES: Final = 32
@@ -135,18 +136,33 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
         """Validate a ``redis`` table (:func:`.settings.parse_settings`)."""
         return parse_settings(target, settings)
 
-    @contextlib.asynccontextmanager
-    async def _connect(self) -> AsyncIterator[aioredis.Redis]:
-        # Each operation opens its own admin connection and closes it: credentials
-        # are issued and revoked once per lease, and a connection never outlives
-        # the event loop that opened it (the CLI and tests run one loop per call).
+    async def _call(
+        self,
+        operation: str,
+        work: Callable[[aioredis.Redis], Awaitable[T]],
+        *,
+        redact: Sequence[str] = (),
+    ) -> T:
+        """
+        Run ``work`` on a fresh admin connection, translating redis-py errors.
+
+        Each operation opens its own admin connection and closes it: credentials
+        are issued and revoked once per lease, and a connection never outlives
+        the event loop that opened it (the CLI and tests run one loop per call).
+        The replacement error is raised outside the ``except`` block, so the
+        driver's exception is neither its cause nor its context.
+        """
+        failure: EngineError
         client = aioredis.Redis.from_url(
             self._config.admin_url.reveal(), **self._options
         )
         try:
-            yield client
+            return await work(client)
+        except redis_errors.RedisError as error:
+            failure = engine_error(operation, error, redact=redact)
         finally:
             await client.aclose()
+        raise failure
 
     async def check(self) -> None:
         """
@@ -158,11 +174,7 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
                 a category or command this server does not know, or the server
                 lacks a command restricted grants are refused.
         """
-        try:
-            async with self._connect() as admin:
-                await check_admin(admin, self._config)
-        except redis_errors.RedisError as error:
-            raise_engine_error("check", error)
+        await self._call("check", lambda admin: check_admin(admin, self._config))
 
     async def issue(self, request: IssueRequest) -> IssuedCredential:
         """
@@ -198,8 +210,9 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
             "(" + " ".join(self._config.grants[action].rules()) + ")"
             for action in ordered[1:]
         ]
-        try:
-            async with self._connect() as admin, admin.pipeline() as pipe:
+
+        async def create(admin: aioredis.Redis) -> None:
+            async with admin.pipeline() as pipe:
                 # `reset` first: nothing is inherited from a half-made user of the
                 # same name, and its old passwords stop working.
                 pipe.execute_command(
@@ -219,8 +232,8 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
                 for reply in await pipe.execute(raise_on_error=False):
                     if isinstance(reply, redis_errors.RedisError):
                         raise reply
-        except redis_errors.RedisError as error:
-            raise_engine_error("acl setuser", error, redact=[password])
+
+        await self._call("acl setuser", create, redact=[password])
         return IssuedCredential(
             handle=name,
             expires_at=request.expires_at,
@@ -266,11 +279,11 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
             EngineUnavailableError: Redis cannot be reached.
         """
         names = self._names_of(handle)
-        try:
-            async with self._connect() as admin:
-                found = [await command(admin, "ACL", "GETUSER", n) for n in names]
-        except redis_errors.RedisError as error:
-            raise_engine_error("renew", error)
+
+        async def lookup(admin: aioredis.Redis) -> list[Any]:
+            return [await command(admin, "ACL", "GETUSER", n) for n in names]
+
+        found = await self._call("renew", lookup)
         if not any(found):
             msg = f"renew: user {names[0]} no longer exists"
             raise EngineError(msg)
@@ -291,11 +304,7 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
             EngineUnavailableError: Redis cannot be reached; the broker retries.
         """
         names = self._names_of(handle)
-        try:
-            async with self._connect() as admin:
-                await delete_users(admin, names)
-        except redis_errors.RedisError as error:
-            raise_engine_error("revoke", error)
+        await self._call("revoke", lambda admin: delete_users(admin, names))
 
     async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
         """
@@ -317,17 +326,15 @@ class RedisEngine(ConfiguredEngine[RedisConfig]):
             EngineUnavailableError: Redis cannot be reached.
             EngineError: Redis refused.
         """
-        try:
-            async with self._connect() as admin:
-                users = await command(admin, "ACL", "USERS")
-                stray = sorted(
-                    user for user in users if self._is_stray(user, live_handles)
-                )
-                for name in stray:
-                    await delete_users(admin, [name])
-        except redis_errors.RedisError as error:
-            raise_engine_error("reap", error)
-        return stray
+
+        async def remove_strays(admin: aioredis.Redis) -> list[str]:
+            users = await command(admin, "ACL", "USERS")
+            stray = sorted(user for user in users if self._is_stray(user, live_handles))
+            for name in stray:
+                await delete_users(admin, [name])
+            return stray
+
+        return await self._call("reap", remove_strays)
 
     async def aclose(self) -> None:
         """Release nothing: every operation closes its own admin connection."""
