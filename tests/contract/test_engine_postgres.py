@@ -33,8 +33,8 @@ from gatepass.engines import (
     installation_marker,
     new_installation_id,
 )
-from gatepass.engines import postgres as postgres_module
 from gatepass.engines.postgres import REAP_GRACE, PostgresEngine
+from gatepass.engines.postgres import engine as postgres_engine
 from gatepass.errors import (
     ConfigurationError,
     EngineError,
@@ -44,8 +44,7 @@ from gatepass.errors import (
 from gatepass.ids import new_lease_id
 from gatepass.models import Target
 from gatepass.sealing import Sealer
-
-from .engine_contract import (
+from gatepass.testing import (
     EngineProbe,
     LiveSession,
     SecretEngineContract,
@@ -815,7 +814,7 @@ class TestSettings:
             ({"schema": "app", "privileges": [], "tables": ["*"]}, "at least 1"),
             (
                 {"schema": "app", "privileges": ["SELECT"], "tables": ["*"], "x": 1},
-                "Extra",
+                "extra inputs",
             ),
         ],
     )
@@ -881,13 +880,13 @@ class TestSettings:
         engine = build(
             settings_with(host="db.example.com", port=6432, database="app_db")
         )
-        mount = engine._mount
+        mount = engine.config
         assert (mount.host, mount.port, mount.database) == (
             "db.example.com",
             6432,
             "app_db",
         )
-        defaults = build(settings_with())._mount
+        defaults = build(settings_with()).config
         assert (defaults.host, defaults.port, defaults.database) == (
             "127.0.0.1",
             1,
@@ -1058,7 +1057,7 @@ class TestCheckAndErrors:
     ) -> None:
         """check() names the missing CREATEROLE; a failed issue shows no password."""
         canary_password = "Canary-Password-9f8e7d6c5b4a"
-        monkeypatch.setattr(postgres_module, "_new_password", lambda: canary_password)
+        monkeypatch.setattr(postgres_engine, "_new_password", lambda: canary_password)
         clock = fresh_clock()
         engine = make_engine(
             "staging", clock=clock, admin_url=cluster.url("staging", user=WEAK_ADMIN)
@@ -1092,7 +1091,7 @@ class TestCheckAndErrors:
     ) -> None:
         """An admin unable to pass a privilege on fails check; issue leaves no role."""
         canary_password = "Canary-Password-1a2b3c4d5e6f"
-        monkeypatch.setattr(postgres_module, "_new_password", lambda: canary_password)
+        monkeypatch.setattr(postgres_engine, "_new_password", lambda: canary_password)
         clock = fresh_clock()
         grants = {
             "read": [{"schema": "locked", "privileges": ["SELECT"], "tables": [table]}],

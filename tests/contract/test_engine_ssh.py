@@ -31,18 +31,24 @@ from gatepass.engines import (
     IssueRequest,
     new_installation_id,
 )
-from gatepass.engines import ssh as ssh_engine
 from gatepass.engines.ssh import SSHEngine
+from gatepass.engines.ssh import krl as ssh_krl
 from gatepass.errors import (
     ConfigurationError,
     ConflictError,
     EngineError,
     InvalidRequestError,
-    InvalidScopeError,
 )
 from gatepass.ids import LeaseId, new_lease_id
 from gatepass.models import Target
 from gatepass.sealing import Sealer
+from gatepass.testing import (
+    EngineProbe,
+    LiveSession,
+    RequestFactory,
+    SecretEngineContract,
+    fresh_clock,
+)
 
 SETTINGS: dict[str, Any] = {"principals": {"read": ["readonly"], "write": ["deploy"]}}
 SEARCH_PATH = os.pathsep.join(
@@ -112,7 +118,7 @@ def public_line(key: Any) -> str:
     )
 
 
-def make_request(
+def make_ssh_request(
     public_key: str | None,
     *,
     actions: tuple[str, ...] = ("read",),
@@ -170,8 +176,8 @@ class TestSettings:
     def test_minimal_settings_give_permit_pty_and_ed25519(self, tmp_path):
         """Only principals are required; extensions default to permit-pty."""
         engine = make_engine(tmp_path)
-        assert engine._settings.extensions == ["permit-pty"]
-        assert engine._settings.ca_algorithm == "ed25519"
+        assert engine.config.extensions == ("permit-pty",)
+        assert engine.config.ca_algorithm == "ed25519"
 
     @pytest.mark.parametrize(
         ("settings", "location"),
@@ -215,7 +221,7 @@ class TestSettings:
         engine = make_engine(
             tmp_path, {**SETTINGS, "source_address": ["::1", "10.0.0.0/8"]}
         )
-        assert engine._settings.source_address == ["::1/128", "10.0.0.0/8"]
+        assert engine.config.source_address == ("::1/128", "10.0.0.0/8")
 
     def test_construction_touches_no_file(self, tmp_path):
         """The CA key is created on first use, not when the engine is built."""
@@ -236,7 +242,9 @@ class TestPublicKey:
     )
     def test_supported_keys_are_certified(self, engine, private_key):
         """Ed25519, ECDSA P-256 and RSA ≥ 3072 keys get a certificate of their type."""
-        credential = asyncio.run(engine.issue(make_request(public_line(private_key))))
+        credential = asyncio.run(
+            engine.issue(make_ssh_request(public_line(private_key)))
+        )
         key_type = public_line(private_key).split()[0]
         assert credential.fields["certificate"].startswith(
             f"{key_type}-cert-v01@openssh.com "
@@ -247,13 +255,13 @@ class TestPublicKey:
     ):
         """A key line as ``ssh-keygen`` writes it (with comment) is accepted."""
         line = f"{public_line(agent_key)} agent@host\n"
-        credential = asyncio.run(engine.issue(make_request(line)))
+        credential = asyncio.run(engine.issue(make_ssh_request(line)))
         assert "agent@host" not in credential.fields["certificate"]
 
     def test_a_missing_key_is_refused(self, engine):
         """An SSH target needs the agent's public key."""
         with pytest.raises(InvalidRequestError, match="public_key is required"):
-            asyncio.run(engine.issue(make_request(None)))
+            asyncio.run(engine.issue(make_ssh_request(None)))
 
     @pytest.mark.parametrize(
         "make_line",
@@ -282,7 +290,7 @@ class TestPublicKey:
         """Malformed lines are refused, and the detail never quotes the key."""
         good = public_line(agent_key)
         with pytest.raises(InvalidRequestError) as caught:
-            asyncio.run(engine.issue(make_request(make_line(good))))
+            asyncio.run(engine.issue(make_ssh_request(make_line(good))))
         assert good.split()[1][:16] not in caught.value.detail
 
     @pytest.mark.parametrize(
@@ -306,13 +314,15 @@ class TestPublicKey:
     def test_weak_or_unsupported_key_types_are_refused(self, engine, line):
         """DSA, RSA under 3072 bits and curves other than P-256 are refused."""
         with pytest.raises(InvalidRequestError):
-            asyncio.run(engine.issue(make_request(line())))
+            asyncio.run(engine.issue(make_ssh_request(line())))
 
     def test_a_certificate_is_not_accepted_as_a_key(self, engine, agent_key):
         """An agent cannot send a certificate to be re-certified."""
-        credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
+        credential = asyncio.run(engine.issue(make_ssh_request(public_line(agent_key))))
         with pytest.raises(InvalidRequestError):
-            asyncio.run(engine.issue(make_request(credential.fields["certificate"])))
+            asyncio.run(
+                engine.issue(make_ssh_request(credential.fields["certificate"]))
+            )
 
 
 class TestIssue:
@@ -331,7 +341,7 @@ class TestIssue:
                 "extensions": ["permit-pty", "permit-port-forwarding"],
             },
         )
-        request = make_request(public_line(agent_key), actions=("read", "write"))
+        request = make_ssh_request(public_line(agent_key), actions=("read", "write"))
         credential = asyncio.run(engine.issue(request))
         listing = keygen("-L", "-f", str(write_certificate(tmp_path, credential)))
         assert listing.returncode == 0, listing.stderr
@@ -353,7 +363,7 @@ class TestIssue:
 
     def test_the_credential_describes_the_certificate(self, engine, agent_key):
         """Handle and key id are the lease id; no secret; expiry ≤ requested."""
-        request = make_request(
+        request = make_ssh_request(
             public_line(agent_key), actions=("write", "read", "write")
         )
         credential = asyncio.run(engine.issue(request))
@@ -369,7 +379,7 @@ class TestIssue:
         """valid_after is now - 30 s from the injected clock, for clock skew."""
         clock = FrozenClock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
         engine = make_engine(tmp_path / "state", clock=clock)
-        request = make_request(
+        request = make_ssh_request(
             public_line(agent_key), expires_at=clock.now() + dt.timedelta(minutes=1)
         )
         credential = asyncio.run(engine.issue(request))
@@ -379,16 +389,16 @@ class TestIssue:
     def test_serials_are_random(self, engine, agent_key):
         """Two certificates never share a serial."""
         line = public_line(agent_key)
-        first = asyncio.run(engine.issue(make_request(line)))
-        second = asyncio.run(engine.issue(make_request(line)))
+        first = asyncio.run(engine.issue(make_ssh_request(line)))
+        second = asyncio.run(engine.issue(make_ssh_request(line)))
         assert first.fields["serial"] != second.fields["serial"]
 
     @pytest.mark.parametrize("actions", [(), ("admin",)])
     def test_actions_without_principals_are_refused(self, engine, agent_key, actions):
         """A certificate never goes out without principals or for an unmapped action."""
-        with pytest.raises(InvalidScopeError):
+        with pytest.raises(EngineError, match="action"):
             asyncio.run(
-                engine.issue(make_request(public_line(agent_key), actions=actions))
+                engine.issue(make_ssh_request(public_line(agent_key), actions=actions))
             )
 
     @pytest.mark.parametrize(
@@ -403,22 +413,24 @@ class TestIssue:
     )
     def test_unacceptable_expiry_is_refused(self, engine, agent_key, expires_at):
         """Expiry must be aware, in the future and within the target's max ttl."""
-        with pytest.raises(InvalidRequestError):
+        with pytest.raises(EngineError, match="expires_at"):
             asyncio.run(
                 engine.issue(
-                    make_request(public_line(agent_key), expires_at=expires_at)
+                    make_ssh_request(public_line(agent_key), expires_at=expires_at)
                 )
             )
 
     def test_a_malformed_lease_id_is_refused(self, engine, agent_key):
         """The key id ends up in the KRL spec, so it must be a well-formed lease id."""
-        request = make_request(public_line(agent_key), lease_id=LeaseId("lse_x\nid: *"))
+        request = make_ssh_request(
+            public_line(agent_key), lease_id=LeaseId("lse_x\nid: *")
+        )
         with pytest.raises(InvalidRequestError, match="lease id"):
             asyncio.run(engine.issue(request))
 
     def test_reissuing_a_lease_is_allowed_until_it_is_revoked(self, engine, agent_key):
         """Issue is retryable for one lease; after revocation it is a conflict."""
-        request = make_request(public_line(agent_key))
+        request = make_ssh_request(public_line(agent_key))
         asyncio.run(engine.issue(request))
         asyncio.run(engine.issue(request))
         asyncio.run(engine.revoke(request.lease_id))
@@ -429,10 +441,10 @@ class TestIssue:
 class TestCAKey:
     """The CA key is generated once, sealed at rest and pinned to its algorithm."""
 
-    def test_the_sealed_key_is_not_plaintext_and_is_private(self, engine):
+    def test_the_sealed_key_is_not_plaintext_and_is_private(self, engine, tmp_path):
         """The sealed file has mode 0600 and holds no PEM."""
         asyncio.run(engine.check())
-        sealed = engine._sealed_path
+        sealed = tmp_path / "state" / "ssh-ca-bastion.sealed"
         assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
         content = sealed.read_bytes()
         assert b"PRIVATE KEY" not in content
@@ -499,7 +511,7 @@ class TestRevocation:
 
     def test_a_revoked_certificate_is_in_the_krl(self, engine, agent_key, tmp_path):
         """After revoke, ssh-keygen -Q reports the certificate REVOKED."""
-        credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
+        credential = asyncio.run(engine.issue(make_ssh_request(public_line(agent_key))))
         certificate = write_certificate(tmp_path, credential)
         asyncio.run(engine.check())
         assert (
@@ -515,7 +527,7 @@ class TestRevocation:
 
     def test_revoke_is_idempotent(self, engine, agent_key):
         """Revoking twice leaves one entry and raises nothing."""
-        credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
+        credential = asyncio.run(engine.issue(make_ssh_request(public_line(agent_key))))
         asyncio.run(engine.revoke(credential.handle))
         asyncio.run(engine.revoke(credential.handle))
         listing = keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
@@ -541,8 +553,8 @@ class TestRevocation:
         clock = FrozenClock(SystemClock().now())
         engine = make_engine(tmp_path / "state", clock=clock)
         line = public_line(agent_key)
-        short = make_request(line, expires_at=clock.now() + dt.timedelta(minutes=1))
-        long = make_request(line, expires_at=clock.now() + dt.timedelta(minutes=10))
+        short = make_ssh_request(line, expires_at=clock.now() + dt.timedelta(minutes=1))
+        long = make_ssh_request(line, expires_at=clock.now() + dt.timedelta(minutes=10))
         for request in (short, long):
             asyncio.run(engine.issue(request))
         asyncio.run(engine.revoke(short.lease_id))
@@ -563,7 +575,9 @@ class TestReap:
         engine = make_engine(tmp_path / "state", clock=clock)
         line = public_line(agent_key)
         live, dead, expired = (
-            make_request(line, expires_at=clock.now() + dt.timedelta(minutes=minutes))
+            make_ssh_request(
+                line, expires_at=clock.now() + dt.timedelta(minutes=minutes)
+            )
             for minutes in (10, 10, 1)
         )
         for request in (live, dead, expired):
@@ -577,13 +591,13 @@ class TestReap:
 
     def test_reap_twice_returns_nothing_new(self, engine, agent_key):
         """A reaped certificate is not reported again."""
-        credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
+        credential = asyncio.run(engine.issue(make_ssh_request(public_line(agent_key))))
         assert asyncio.run(engine.reap(set())) == [credential.handle]
         assert asyncio.run(engine.reap(set())) == []
 
     def test_reap_skips_revoked_certificates(self, engine, agent_key):
         """A revoked certificate is not reported as reaped."""
-        credential = asyncio.run(engine.issue(make_request(public_line(agent_key))))
+        credential = asyncio.run(engine.issue(make_ssh_request(public_line(agent_key))))
         asyncio.run(engine.revoke(credential.handle))
         assert asyncio.run(engine.reap(set())) == []
 
@@ -626,24 +640,28 @@ class TestFailures:
         engine = make_engine(tmp_path / "state")
         fake_ssh_keygen(tmp_path / "bin", f"exec {require_tool('sleep')} 30")
         monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-        monkeypatch.setattr(ssh_engine, "SSH_KEYGEN_TIMEOUT_SECONDS", 0.2)
+        monkeypatch.setattr(ssh_krl, "SSH_KEYGEN_TIMEOUT_SECONDS", 0.2)
         with pytest.raises(EngineError, match="timed out"):
             asyncio.run(engine.check())
         assert not engine.krl_path.exists()
 
-    def test_a_corrupt_certificate_list_is_an_engine_error(self, engine):
+    def test_a_corrupt_certificate_list_is_an_engine_error(self, engine, tmp_path):
         """A damaged state file stops revocation loudly instead of forgetting leases."""
         asyncio.run(engine.check())
-        engine._certs_path.write_text("{not json", encoding="utf-8")
+        (tmp_path / "state" / "ssh-certs-bastion.json").write_text(
+            "{not json", encoding="utf-8"
+        )
         with pytest.raises(EngineError, match="corrupt"):
             asyncio.run(engine.revoke(new_lease_id()))
 
-    def test_concurrent_revocations_all_land_in_the_krl(self, engine, agent_key):
+    def test_concurrent_revocations_all_land_in_the_krl(
+        self, engine, agent_key, tmp_path
+    ):
         """Revocations racing in one event loop are serialised, none is lost."""
         line = public_line(agent_key)
 
         async def scenario() -> list[str]:
-            issued = [await engine.issue(make_request(line)) for _ in range(8)]
+            issued = [await engine.issue(make_ssh_request(line)) for _ in range(8)]
             handles = [credential.handle for credential in issued]
             await asyncio.gather(*(engine.revoke(handle) for handle in handles))
             return handles
@@ -651,7 +669,8 @@ class TestFailures:
         handles = asyncio.run(scenario())
         listing = keygen("-Q", "-l", "-f", str(engine.krl_path)).stdout
         assert all(f"id: {handle}" in listing for handle in handles)
-        assert stat.S_IMODE(engine._certs_path.stat().st_mode) == 0o600
+        certs = tmp_path / "state" / "ssh-certs-bastion.json"
+        assert stat.S_IMODE(certs.stat().st_mode) == 0o600
 
 
 @dataclass(frozen=True, slots=True)
@@ -822,7 +841,7 @@ class TestRealSSHD:
     def test_login_works_until_revoked(self, host, agent_key):
         """A readonly certificate logs in; after revoke the same one is refused."""
         credential = asyncio.run(
-            host.engine.issue(make_request(public_line(agent_key)))
+            host.engine.issue(make_ssh_request(public_line(agent_key)))
         )
         first = host.login(agent_key, credential)
         assert first.returncode == 0, f"{first.stderr}\n{host.log.read_text()}"
@@ -834,7 +853,7 @@ class TestRealSSHD:
 
     def test_a_principal_the_host_does_not_accept_is_refused(self, host, agent_key):
         """A deploy certificate cannot log in where only readonly is authorised."""
-        request = make_request(public_line(agent_key), actions=("write",))
+        request = make_ssh_request(public_line(agent_key), actions=("write",))
         credential = asyncio.run(host.engine.issue(request))
         result = host.login(agent_key, credential)
         assert result.returncode == 255
@@ -845,7 +864,7 @@ class TestRealSSHD:
         """A certificate whose window has passed cannot log in."""
         past = FrozenClock(SystemClock().now() - dt.timedelta(hours=2))
         engine = make_engine(tmp_path / "state", clock=past)
-        request = make_request(
+        request = make_ssh_request(
             public_line(agent_key), expires_at=past.now() + dt.timedelta(minutes=1)
         )
         credential = asyncio.run(engine.issue(request))
@@ -857,8 +876,91 @@ class TestRealSSHD:
     def test_reaped_certificates_are_refused(self, host, agent_key):
         """Reaping a dead lease cuts access on the host, live ones keep working."""
         line = public_line(agent_key)
-        live = asyncio.run(host.engine.issue(make_request(line)))
-        dead = asyncio.run(host.engine.issue(make_request(line)))
+        live = asyncio.run(host.engine.issue(make_ssh_request(line)))
+        dead = asyncio.run(host.engine.issue(make_ssh_request(line)))
         assert asyncio.run(host.engine.reap({live.handle})) == [dead.handle]
         assert host.login(agent_key, live).returncode == 0
         assert host.login(agent_key, dead).returncode == 255
+
+
+class SSHProbe:
+    """Asks ``ssh-keygen -Q`` about the KRL, as a host does at every login."""
+
+    def __init__(self, engine: SSHEngine, work: Path) -> None:
+        """Probe ``engine``'s KRL; certificates are written under ``work``."""
+        self.engine = engine
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+
+    def _krl(self) -> Path:
+        path = self.work / "pulled.krl"
+        path.write_bytes(self.engine.krl_bytes())
+        return path
+
+    async def can_login(self, credential: IssuedCredential) -> bool:
+        """Tell whether a host pulling the KRL now would accept the certificate."""
+        certificate = write_certificate(self.work, credential)
+        return keygen("-Q", "-f", str(self._krl()), str(certificate)).returncode == 0
+
+    async def exists(self, handle: str) -> bool:
+        """Tell whether an issued certificate of ``handle`` is still unrevoked."""
+        listing = keygen("-Q", "-l", "-f", str(self._krl())).stdout
+        return f"id: {handle}" not in listing
+
+    async def open_session(self, credential: IssuedCredential) -> LiveSession:
+        """Unused: sshd checks the KRL only at login (cuts_live_sessions is off)."""
+        raise NotImplementedError
+
+    async def create_foreign(self) -> list[str]:
+        """Create nothing: hosts hold no credential of the engine's to spare."""
+        return []
+
+    async def drop_foreign(self, names: list[str]) -> None:
+        """Nothing to drop."""
+
+
+@pytest.mark.slow
+class TestSSHEngineContract(SecretEngineContract):
+    """The shared engine contract, judged by the KRL that hosts pull."""
+
+    # A certificate cannot be deleted from a host, nor an open session cut.
+    cuts_live_sessions = False
+    ttl = dt.timedelta(minutes=10)
+    # Reaping skips certificates past their validity: stay inside it.
+    reap_after = dt.timedelta(minutes=1)
+    concurrency = 20
+
+    @pytest.fixture
+    def clock(self) -> FrozenClock:
+        """The engine's clock, starting now."""
+        return fresh_clock()
+
+    @pytest.fixture
+    def actions(self) -> tuple[str, ...]:
+        """The contract asks for read certificates."""
+        return ("read",)
+
+    @pytest.fixture
+    def make_request(
+        self, actions: tuple[str, ...], clock: FrozenClock
+    ) -> RequestFactory:
+        """Fresh requests carrying the agent's public key."""
+        line = public_line(ed25519.Ed25519PrivateKey.generate())
+
+        def make() -> IssueRequest:
+            return make_ssh_request(
+                line, actions=actions, expires_at=clock.now() + self.ttl
+            )
+
+        return make
+
+    @pytest.fixture
+    def engine(self, tmp_path: Path, clock: FrozenClock) -> SSHEngine:
+        """An engine over the test's state directory."""
+        require_tool("ssh-keygen")
+        return make_engine(tmp_path / "state", clock=clock)
+
+    @pytest.fixture
+    def probe(self, engine: SSHEngine, tmp_path: Path) -> EngineProbe:
+        """A probe of the same engine's KRL."""
+        return SSHProbe(engine, tmp_path / "probe")

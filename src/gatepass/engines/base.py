@@ -10,6 +10,12 @@ that no live lease accounts for (a crash between two steps, a broker down for da
 
 Engines know nothing of HTTP, policy or the store. Requests and results are frozen
 dataclasses so that new fields never break an engine.
+
+Every built-in engine has one constructor shape, ``XEngine(config: XConfig,
+context: EngineContext)``, where ``XConfig`` is its frozen, validated, typed
+configuration, and one factory, ``XEngine.from_target(target, settings,
+context)``, which parses the raw ``[targets.engine]`` table with the helpers of
+:mod:`gatepass.engines.settings`.
 """
 
 from __future__ import annotations
@@ -111,8 +117,19 @@ class SecretEngine(Protocol):
         Must be safe to call again for the same name after a failure (it replaces
         a half-made credential of that name).
 
+        Before anything reaches the target, the engine refuses a request the
+        broker should never have built, with :class:`EngineError` in every
+        engine: an ``expires_at`` that is naive, not in the future or (where the
+        engine enforces the target's ``max_ttl``) too far away, and actions that
+        are empty or unmapped (:mod:`gatepass.engines.requests`). The broker
+        validated the agent's scope and computed the expiry itself, so such a
+        request is a broker bug: a 4xx would tell the agent to fix a request it
+        cannot change.
+
         Raises:
-            EngineError: the target refused or failed.
+            EngineError: the target refused or failed, or the request is malformed.
+            InvalidRequestError: what the *agent* supplied is unacceptable (an SSH
+                public key).
         """
         ...
 

@@ -1,81 +1,13 @@
-"""A fake secret engine for broker tests: an in-memory target with failure switches."""
+"""
+Where broker tests found the fake engine before it moved to :mod:`gatepass.testing`.
+
+Kept only for ``tests/unit/broker/test_credentials.py`` (outside the engines room);
+import :class:`gatepass.testing.MemoryEngine` instead. Remove this module once that
+test imports it from there.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from collections.abc import Set as AbstractSet
-from typing import ClassVar
+from gatepass.testing import MemoryEngine
 
-from gatepass.engines import IssuedCredential, IssueRequest, SecretEngine
-from gatepass.errors import EngineError, EngineUnavailableError
-from gatepass.secret import Secret
-
-
-class MemoryEngine:
-    """
-    Holds credentials in a dict; can be told to fail issue or revoke.
-
-    Attributes:
-        credentials: the credentials the "target" holds, by handle.
-        fail_issue: raise EngineUnavailableError from issue.
-        fail_revoke: raise EngineUnavailableError from revoke.
-        during_issue: called inside issue, after the credential exists.
-    """
-
-    kind: ClassVar[str] = "memory"
-
-    def __init__(self) -> None:
-        """Start with an empty target."""
-        self.credentials: dict[str, dt.datetime] = {}
-        self.fail_issue = False
-        self.fail_revoke = False
-        self.during_issue: Callable[[], None] | None = None
-        self.revoked: list[str] = []
-
-    async def check(self) -> None:
-        """Nothing to check."""
-
-    async def issue(self, request: IssueRequest) -> IssuedCredential:
-        """Create the credential, or fail as told."""
-        self.credentials[request.name] = request.expires_at
-        if self.during_issue is not None:
-            self.during_issue()
-        if self.fail_issue:
-            msg = "target down"
-            raise EngineUnavailableError(msg)
-        return IssuedCredential(
-            handle=request.name,
-            expires_at=request.expires_at,
-            secret=Secret("pw-" + request.name),
-            fields={"username": request.name},
-        )
-
-    async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
-        """Move the credential's expiry."""
-        if handle not in self.credentials:
-            msg = "credential is gone"
-            raise EngineError(msg)
-        self.credentials[handle] = expires_at
-        return expires_at
-
-    async def revoke(self, handle: str) -> None:
-        """Remove the credential, or fail as told."""
-        if self.fail_revoke:
-            msg = "target down"
-            raise EngineUnavailableError(msg)
-        self.credentials.pop(handle, None)
-        self.revoked.append(handle)
-
-    async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
-        """Remove credentials no live lease accounts for."""
-        gone = [h for h in self.credentials if h not in live_handles]
-        for handle in gone:
-            del self.credentials[handle]
-        return gone
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-_: type[SecretEngine] = MemoryEngine
+__all__ = ["MemoryEngine"]

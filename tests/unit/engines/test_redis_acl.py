@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gatepass.clock import FrozenClock
 from gatepass.engines import EngineContext, installation_marker, new_installation_id
-from gatepass.engines.redis_acl import (
+from gatepass.engines.redis.acl import (
     CHANNEL_LISTING_REFUSALS,
     NO_ADMIN,
     SCOPE_REFUSALS,
@@ -22,7 +22,7 @@ from gatepass.engines.redis_acl import (
     parse_user_name,
     user_name,
 )
-from gatepass.engines.redis_config import parse_settings
+from gatepass.engines.redis.settings import parse_settings
 from gatepass.errors import ConfigurationError
 from gatepass.models import Target
 from gatepass.sealing import Sealer

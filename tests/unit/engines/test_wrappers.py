@@ -28,8 +28,7 @@ from gatepass.ids import new_lease_id
 from gatepass.models import Target
 from gatepass.observability import Metrics
 from gatepass.sealing import Sealer
-
-from .fakes import MemoryEngine
+from gatepass.testing import MemoryEngine
 
 CANARY = "postgresql://admin:s3cr3t-canary@db/x"
 

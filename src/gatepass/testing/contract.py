@@ -1,7 +1,9 @@
 """
 The behaviour every secret engine shows, as a base class engine tests subclass.
 
-A subclass provides four fixtures and inherits the tests::
+This module imports pytest: install gatepass with its ``dev`` extra (or pytest and
+anyio next to ``gatepass[server]``) to use it. A subclass provides four fixtures
+and inherits the tests::
 
     class TestMyEngine(SecretEngineContract):
         @pytest.fixture

@@ -12,7 +12,7 @@ revokes it or the reaper removes it; the lease's ``expires_at`` is enforced ther
 Every issued user also gets ``-@admin`` as its last rule, so no grant, however
 written, lets an agent run ``ACL``, ``CONFIG``, ``MODULE``, ``CLIENT KILL`` and the
 other administrative commands; a grant limited to some keys also gets the refusals
-of :mod:`gatepass.engines.redis_acl`, since Redis does not hold ``KEYS``, ``SCAN``
+of :mod:`gatepass.engines.redis.acl`, since Redis does not hold ``KEYS``, ``SCAN``
 and their kind to key patterns. Mounts are separated by their key and channel
 patterns: ACL users are server-wide and logical databases are not a boundary.
 
@@ -26,12 +26,11 @@ Needs Redis 7 or later (ACL selectors, ``ACL DRYRUN``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, ClassVar, Final, NoReturn
+from typing import Any, ClassVar, Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -45,118 +44,33 @@ from gatepass.engines.base import (
     credential_name,
 )
 from gatepass.engines.context import EngineContext
-from gatepass.engines.redis_acl import (
-    CHANNEL_LISTING_REFUSALS,
-    SCOPE_REFUSALS,
-    RedisGrant,
+from gatepass.engines.redis.acl import (
     UserName,
     parse_user_name,
     user_name,
 )
-from gatepass.engines.redis_config import (
-    RedisConfig,
-    RedisGrantSettings,
-    RedisSettings,
-    parse_settings,
+from gatepass.engines.redis.admin import (
+    check_admin,
+    command,
+    delete_users,
+    engine_error,
 )
-from gatepass.errors import (
-    ConfigurationError,
-    EngineError,
-    EngineUnavailableError,
-    InvalidRequestError,
-    InvalidScopeError,
-)
+from gatepass.engines.redis.settings import RedisConfig, parse_settings
+from gatepass.engines.requests import check_actions, check_expiry
+from gatepass.engines.settings import ConfiguredEngine
+from gatepass.errors import EngineError, InvalidRequestError
 from gatepass.models import Target
 from gatepass.secret import Secret
 
-__all__ = [
-    "RedisConfig",
-    "RedisEngine",
-    "RedisGrant",
-    "RedisGrantSettings",
-    "RedisSettings",
-    "parse_settings",
-]
+__all__ = ["RedisEngine"]
+
+T = TypeVar("T")
 
 # ``secrets.token_urlsafe(32)``: 256 bits, ``[A-Za-z0-9_-]`` only.
 _PASSWORD_BYTES: Final = 32
-# What ``check`` asks the server (ACL DRYRUN, nothing runs) to let the admin do.
-_PROBE_NAME: Final = user_name("a" * 10, "a" * 26)
-_ADMIN_COMMANDS: Final = (
-    ("acl", "setuser", _PROBE_NAME),
-    ("acl", "deluser", _PROBE_NAME),
-    ("acl", "users"),
-    ("client", "kill", "user", _PROBE_NAME),
-    ("multi",),
-    ("exec",),
-)
-# The commands named by the refusals every restricted grant gets; ``check`` makes
-# sure the server knows them, since ``ACL SETUSER`` fails on an unknown command.
-_REFUSED_COMMANDS: Final = tuple(
-    dict.fromkeys(rule[1:] for rule in SCOPE_REFUSALS + CHANNEL_LISTING_REFUSALS)
-)
 
 
-def _raise_engine_error(
-    operation: str, error: redis_errors.RedisError, *, redact: Sequence[str] = ()
-) -> NoReturn:
-    """Raise the gatepass error for a redis-py failure, without secrets or URLs."""
-    # Order matters: AuthenticationError is a ConnectionError in redis-py.
-    if isinstance(error, redis_errors.AuthenticationError):
-        raise EngineError(f"redis refused the admin credential during {operation}")
-    if isinstance(
-        error,
-        redis_errors.ConnectionError
-        | redis_errors.TimeoutError
-        | redis_errors.BusyLoadingError,
-    ):
-        raise EngineUnavailableError(
-            f"redis is unreachable during {operation} ({type(error).__name__})"
-        )
-    if isinstance(error, redis_errors.NoPermissionError):
-        raise EngineError(f"the redis admin may not run {operation}")
-    if isinstance(error, redis_errors.ResponseError):
-        # Server replies name the offending ACL rule, which helps operators; they
-        # never echo the admin URL, and the fresh password is redacted regardless.
-        reply = str(error).splitlines()[0] if str(error) else ""
-        # redis-py prefixes a pipeline's first error with the command and its
-        # arguments cut short ("Command # 1 (ACL SETUSER … >pass...) of pipeline
-        # caused error: …"): a cut password escapes the redaction below, so only
-        # the server's own reply is kept.
-        _, annotated, server_reply = reply.partition(" of pipeline caused error: ")
-        if annotated:
-            reply = server_reply
-        for value in redact:
-            reply = reply.replace(value, "**********")
-        raise EngineError(f"redis refused {operation}: {reply[:160].lower()}")
-    raise EngineError(f"redis failed during {operation} ({type(error).__name__})")
-
-
-async def _command(admin: aioredis.Redis, *args: str) -> Any:  # noqa: ANN401
-    # redis-py leaves `execute_command` unannotated; confine that to one place.
-    return await admin.execute_command(*args)  # type: ignore[no-untyped-call]
-
-
-async def _revoke(admin: aioredis.Redis, names: Sequence[str]) -> None:
-    """Kill the users' connections and delete them in one MULTI/EXEC block."""
-    async with admin.pipeline(transaction=True) as pipe:
-        # Inside MULTI/EXEC no client can authenticate between the kill and the
-        # delete. The kill fails with "no such user" once the user is gone.
-        for name in names:
-            pipe.execute_command("CLIENT", "KILL", "USER", name)
-        pipe.execute_command("ACL", "DELUSER", *names)
-        *killed, deleted = await pipe.execute(raise_on_error=False)
-    for reply in killed:
-        if (
-            isinstance(reply, redis_errors.RedisError)
-            and "no such user" not in str(reply).lower()
-        ):
-            raise reply
-    if isinstance(deleted, redis_errors.RedisError):
-        raise deleted
-
-
-class RedisEngine:
+class RedisEngine(ConfiguredEngine[RedisConfig]):
     """
     Mint Redis ACL users for one mount.
 
@@ -168,8 +82,8 @@ class RedisEngine:
     kind: ClassVar[str] = "redis"
 
     def __init__(self, config: RedisConfig, context: EngineContext) -> None:
-        """Check the admin URL parses; nothing connects until the first call."""
-        self._config = config
+        """Keep the configuration; nothing connects until the first call."""
+        super().__init__(config, context)
         self._clock = context.clock
         self._marker = context.marker
         timeout = config.timeout.total_seconds()
@@ -181,13 +95,6 @@ class RedisEngine:
             # One quick retry absorbs a connection the server dropped mid-call.
             "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
         }
-        try:
-            # Parsing only: a pool opens no connection until it is used.
-            aioredis.ConnectionPool.from_url(config.admin_url.reveal(), **self._options)
-        except ValueError:
-            raise ConfigurationError(
-                f"targets.{config.target}.engine: the admin url is not usable"
-            ) from None
 
     def _names_of(self, handle: str) -> list[str]:
         """
@@ -225,46 +132,37 @@ class RedisEngine:
         )
 
     @classmethod
-    def from_target(
-        cls, target: Target, settings: Mapping[str, Any], context: EngineContext
-    ) -> RedisEngine:
+    def parse_settings(cls, target: Target, settings: Mapping[str, Any]) -> RedisConfig:
+        """Validate a ``redis`` table (:func:`.settings.parse_settings`)."""
+        return parse_settings(target, settings)
+
+    async def _call(
+        self,
+        operation: str,
+        work: Callable[[aioredis.Redis], Awaitable[T]],
+        *,
+        redact: Sequence[str] = (),
+    ) -> T:
         """
-        Build the engine of a ``redis`` target.
+        Run ``work`` on a fresh admin connection, translating redis-py errors.
 
-        Args:
-            target: the target.
-            settings: its ``[targets.engine]`` table.
-            context: shared engine facilities.
-
-        Returns:
-            The engine, not yet connected.
-
-        Raises:
-            ConfigurationError: the table is invalid.
+        Each operation opens its own admin connection and closes it: credentials
+        are issued and revoked once per lease, and a connection never outlives
+        the event loop that opened it (the CLI and tests run one loop per call).
+        The replacement error is raised outside the ``except`` block, so the
+        driver's exception is neither its cause nor its context.
         """
-        return cls(parse_settings(target, settings), context)
-
-    @property
-    def config(self) -> RedisConfig:
-        """The validated mount."""
-        return self._config
-
-    def __repr__(self) -> str:
-        """Name the target only; the admin URL may carry a password."""
-        return f"RedisEngine(target={self._config.target!r})"
-
-    @contextlib.asynccontextmanager
-    async def _connect(self) -> AsyncIterator[aioredis.Redis]:
-        # Each operation opens its own admin connection and closes it: credentials
-        # are issued and revoked once per lease, and a connection never outlives
-        # the event loop that opened it (the CLI and tests run one loop per call).
+        failure: EngineError
         client = aioredis.Redis.from_url(
             self._config.admin_url.reveal(), **self._options
         )
         try:
-            yield client
+            return await work(client)
+        except redis_errors.RedisError as error:
+            failure = engine_error(operation, error, redact=redact)
         finally:
             await client.aclose()
+        raise failure
 
     async def check(self) -> None:
         """
@@ -276,44 +174,7 @@ class RedisEngine:
                 a category or command this server does not know, or the server
                 lacks a command restricted grants are refused.
         """
-        try:
-            async with self._connect() as admin:
-                await self._check_admin(admin)
-        except redis_errors.RedisError as error:
-            _raise_engine_error("check", error)
-
-    async def _check_admin(self, admin: aioredis.Redis) -> None:
-        whoami = str(await _command(admin, "ACL", "WHOAMI"))
-        for command in _ADMIN_COMMANDS:
-            verdict = await _command(admin, "ACL", "DRYRUN", whoami, *command)
-            if verdict != "OK":
-                raise EngineError(
-                    f"the redis admin may not run {' '.join(command[:2])}"
-                )
-        infos = await _command(admin, "COMMAND INFO", *_REFUSED_COMMANDS)
-        for refused, info in zip(_REFUSED_COMMANDS, infos, strict=True):
-            if info is None:
-                raise EngineError(
-                    f"redis has no command {refused}, which gatepass refuses to "
-                    "restricted grants (needs redis 7 or later)"
-                )
-        known = set(await _command(admin, "ACL", "CAT"))
-        for action, grant in self._config.grants.items():
-            await self._check_grant(admin, action, grant, known)
-
-    async def _check_grant(
-        self, admin: aioredis.Redis, action: str, grant: RedisGrant, known: set[str]
-    ) -> None:
-        where = f"targets.{self._config.target}.engine.grants.{action}"
-        for rule in grant.categories:
-            if rule[2:] not in known:
-                raise EngineError(f"{where}.categories: redis has no category {rule}")
-        for rule in grant.commands:
-            # "COMMAND INFO" as one name skips redis-py's reply parser, which
-            # fails on the nil an unknown command yields.
-            info = await _command(admin, "COMMAND INFO", rule[1:])
-            if not info or info[0] is None:
-                raise EngineError(f"{where}.commands: redis has no command {rule[1:]}")
+        await self._call("check", lambda admin: check_admin(admin, self._config))
 
     async def issue(self, request: IssueRequest) -> IssuedCredential:
         """
@@ -333,9 +194,9 @@ class RedisEngine:
             port and username as fields.
 
         Raises:
-            InvalidRequestError: the name or the expiry is unacceptable.
-            InvalidScopeError: an action has no grants on this target.
-            EngineError: Redis refused.
+            InvalidRequestError: the name is not the lease's gatepass name.
+            EngineError: Redis refused, or the expiry or the actions are
+                unacceptable (:mod:`gatepass.engines.requests`).
             EngineUnavailableError: Redis cannot be reached.
         """
         name = self._user_of(request)
@@ -349,8 +210,9 @@ class RedisEngine:
             "(" + " ".join(self._config.grants[action].rules()) + ")"
             for action in ordered[1:]
         ]
-        try:
-            async with self._connect() as admin, admin.pipeline() as pipe:
+
+        async def create(admin: aioredis.Redis) -> None:
+            async with admin.pipeline() as pipe:
                 # `reset` first: nothing is inherited from a half-made user of the
                 # same name, and its old passwords stop working.
                 pipe.execute_command(
@@ -370,8 +232,8 @@ class RedisEngine:
                 for reply in await pipe.execute(raise_on_error=False):
                     if isinstance(reply, redis_errors.RedisError):
                         raise reply
-        except redis_errors.RedisError as error:
-            _raise_engine_error("acl setuser", error, redact=[password])
+
+        await self._call("acl setuser", create, redact=[password])
         return IssuedCredential(
             handle=name,
             expires_at=request.expires_at,
@@ -388,26 +250,19 @@ class RedisEngine:
         Check a request before anything reaches Redis; return the user to create.
 
         Raises:
-            InvalidRequestError: the name or the expiry is unacceptable.
-            InvalidScopeError: an action has no grants on this target.
+            InvalidRequestError: the name is not the lease's gatepass name.
+            EngineError: the expiry or the actions are unacceptable
+                (:mod:`gatepass.engines.requests`).
         """
         parsed = parse_user_name(request.name)
         if parsed is None or parsed.marker is not None:
             raise InvalidRequestError("not a gatepass redis credential name")
         if request.name != credential_name(request.lease_id):
             raise InvalidRequestError("the name does not belong to the lease")
-        now = self._clock.now()
-        if request.expires_at.utcoffset() is None:
-            raise InvalidRequestError("expires_at must be timezone-aware")
-        if request.expires_at <= now:
-            raise InvalidRequestError("expires_at is not in the future")
-        if request.expires_at - now > self._config.max_ttl:
-            raise InvalidRequestError("expires_at exceeds the target's max ttl")
-        if not request.actions:
-            raise InvalidScopeError("no action requested")
-        for action in request.actions:
-            if action not in self._config.grants:
-                raise InvalidScopeError(f"action {action!r} has no redis grants")
+        check_expiry(
+            request.expires_at, now=self._clock.now(), max_ttl=self._config.max_ttl
+        )
+        check_actions(request.actions, self._config.grants)
         return user_name(self._marker, parsed.body)
 
     async def renew(self, handle: str, expires_at: dt.datetime) -> dt.datetime:
@@ -424,11 +279,11 @@ class RedisEngine:
             EngineUnavailableError: Redis cannot be reached.
         """
         names = self._names_of(handle)
-        try:
-            async with self._connect() as admin:
-                found = [await _command(admin, "ACL", "GETUSER", n) for n in names]
-        except redis_errors.RedisError as error:
-            _raise_engine_error("renew", error)
+
+        async def lookup(admin: aioredis.Redis) -> list[Any]:
+            return [await command(admin, "ACL", "GETUSER", n) for n in names]
+
+        found = await self._call("renew", lookup)
         if not any(found):
             msg = f"renew: user {names[0]} no longer exists"
             raise EngineError(msg)
@@ -449,11 +304,7 @@ class RedisEngine:
             EngineUnavailableError: Redis cannot be reached; the broker retries.
         """
         names = self._names_of(handle)
-        try:
-            async with self._connect() as admin:
-                await _revoke(admin, names)
-        except redis_errors.RedisError as error:
-            _raise_engine_error("revoke", error)
+        await self._call("revoke", lambda admin: delete_users(admin, names))
 
     async def reap(self, live_handles: AbstractSet[str]) -> list[str]:
         """
@@ -475,17 +326,15 @@ class RedisEngine:
             EngineUnavailableError: Redis cannot be reached.
             EngineError: Redis refused.
         """
-        try:
-            async with self._connect() as admin:
-                users = await _command(admin, "ACL", "USERS")
-                stray = sorted(
-                    user for user in users if self._is_stray(user, live_handles)
-                )
-                for name in stray:
-                    await _revoke(admin, [name])
-        except redis_errors.RedisError as error:
-            _raise_engine_error("reap", error)
-        return stray
+
+        async def remove_strays(admin: aioredis.Redis) -> list[str]:
+            users = await command(admin, "ACL", "USERS")
+            stray = sorted(user for user in users if self._is_stray(user, live_handles))
+            for name in stray:
+                await delete_users(admin, [name])
+            return stray
+
+        return await self._call("reap", remove_strays)
 
     async def aclose(self) -> None:
         """Release nothing: every operation closes its own admin connection."""

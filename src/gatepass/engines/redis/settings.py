@@ -10,27 +10,25 @@ parentheses, ``+@category`` / ``-@category`` and ``+command`` / ``-command``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gatepass.engines.redis_acl import (
+from gatepass.engines.redis.acl import (
     ALL_PATTERN,
     RedisGrant,
     may_match_keyspace_channel,
+)
+from gatepass.engines.settings import (
+    AdminURLTable,
+    engine_path,
+    matching,
+    parse_engine_table,
 )
 from gatepass.errors import ConfigurationError
 from gatepass.models import Target
@@ -52,23 +50,13 @@ _CATEGORY: Final = re.compile(r"[+-]@[a-z]{1,32}")
 # (``client|no-evict``), hence slightly wider than ``[a-z|]+``.
 _COMMAND: Final = re.compile(r"[+-][a-z][a-z_]{0,63}(?:\|[a-z][a-z_-]{0,63})?")
 _HOST: Final = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
-_ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-
-
-def _matching(pattern: re.Pattern[str], problem: str) -> AfterValidator:
-    def validate(value: str) -> str:
-        if pattern.fullmatch(value) is None:
-            raise ValueError(problem)
-        return value
-
-    return AfterValidator(validate)
 
 
 # Lengths are checked before the expression runs, so a 10 kB pattern costs nothing.
 _Glob = Annotated[
     str,
     Field(min_length=1, max_length=256),
-    _matching(
+    matching(
         _GLOB,
         "must be 1-256 printable ASCII characters without whitespace, quotes, "
         "backslashes or parentheses",
@@ -77,12 +65,12 @@ _Glob = Annotated[
 _Category = Annotated[
     str,
     Field(max_length=34),
-    _matching(_CATEGORY, "must look like +@read or -@dangerous"),
+    matching(_CATEGORY, "must look like +@read or -@dangerous"),
 ]
 _Command = Annotated[
     str,
     Field(max_length=130),
-    _matching(_COMMAND, "must look like +get, -keys or +client|setname"),
+    matching(_COMMAND, "must look like +get, -keys or +client|setname"),
 ]
 
 
@@ -115,28 +103,23 @@ class RedisGrantSettings(BaseModel):
         return self
 
 
-class RedisSettings(BaseModel):
-    """The ``[targets.engine]`` table of a ``redis`` target."""
+class RedisSettings(AdminURLTable):
+    """
+    The ``[targets.engine]`` table of a ``redis`` target.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Attributes:
+        host: the host handed to agents (default: the admin URL's).
+        port: the port handed to agents (default: the admin URL's, else 6379).
+        timeout_seconds: connect and command timeout of admin calls.
+        grants: the ACL rules of every action.
+    """
 
-    admin_url: SecretStr | None = None
-    admin_url_env: (
-        Annotated[str, _matching(_ENV_NAME, "must be an environment variable name")]
-        | None
-    ) = None
-    host: Annotated[str, _matching(_HOST, "must be a host name or address")] | None = (
+    host: Annotated[str, matching(_HOST, "must be a host name or address")] | None = (
         None
     )
     port: int | None = Field(default=None, ge=1, le=65535)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     grants: dict[str, RedisGrantSettings]
-
-    @model_validator(mode="after")
-    def _one_admin_url(self) -> RedisSettings:
-        if (self.admin_url is None) == (self.admin_url_env is None):
-            raise ValueError("set exactly one of admin_url and admin_url_env")
-        return self
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,70 +146,25 @@ class RedisConfig:
     grants: Mapping[str, RedisGrant]
 
 
-def _configuration_error(target: str, error: ValidationError) -> ConfigurationError:
-    # include_input=False: the offending value may be the admin URL itself.
-    first = error.errors(include_url=False, include_input=False, include_context=False)
-    detail = first[0]
-    where = ".".join(str(part) for part in detail["loc"])
-    prefix = f"targets.{target}.engine" + (f".{where}" if where else "")
-    message = str(detail["msg"]).removeprefix("Value error, ").lower()
-    return ConfigurationError(f"{prefix}: {message}")
-
-
 def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
-    """
-    Validate a ``[targets.engine]`` table.
-
-    Args:
-        target: the target the table belongs to.
-        settings: the raw table.
-
-    Returns:
-        The typed configuration.
-
-    Raises:
-        ConfigurationError: naming the offending field, never its value.
-    """
-    prefix = f"targets.{target.name}.engine"
-    try:
-        parsed = RedisSettings.model_validate(dict(settings))
-    except ValidationError as error:
-        raise _configuration_error(target.name, error) from None
-    if parsed.admin_url_env is not None:
-        url = os.environ.get(parsed.admin_url_env, "")
-        if not url:
-            raise ConfigurationError(
-                f"{prefix}.admin_url_env: {parsed.admin_url_env} is not set"
-            )
-        field = "admin_url_env"
-    else:
-        url = parsed.admin_url.get_secret_value() if parsed.admin_url else ""
-        field = "admin_url"
-    try:
-        parts = urlsplit(url)
-        url_host, url_port = parts.hostname, parts.port
-    except ValueError:
-        raise ConfigurationError(f"{prefix}.{field}: not a valid url") from None
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigurationError(
-            f"{prefix}.{field}: scheme must be redis, rediss or unix"
-        )
-    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
-        raise ConfigurationError(f"{prefix}.{field}: the path must be a db number")
+    """Validate a ``redis`` table; its admin URL is parsed, never connected to."""
+    parsed = parse_engine_table(RedisSettings, target, settings)
+    admin = parsed.admin(target.name)
+    url = admin.value.reveal()
+    problem = _url_problem(url)
+    if problem is not None:
+        # Raised here, not in an except block: parse errors quote the URL.
+        raise ConfigurationError(f"{admin.where}: {problem}")
+    parts = urlsplit(url)
+    url_host, url_port = parts.hostname, parts.port
     host = parsed.host or url_host
     if not host:
-        raise ConfigurationError(f"{prefix}.host: required when the url has no host")
-    missing = [action for action in target.actions if action not in parsed.grants]
-    if missing:
-        raise ConfigurationError(f"{prefix}.grants: no grants for action {missing[0]}")
-    unknown = sorted(set(parsed.grants) - set(target.actions))
-    if unknown:
         raise ConfigurationError(
-            f"{prefix}.grants.{unknown[0]}: the target offers no such action"
+            f"{engine_path(target.name)}.host: required when the url has no host"
         )
     return RedisConfig(
         target=target.name,
-        admin_url=Secret(url),
+        admin_url=admin.value,
         host=host,
         port=parsed.port or url_port or 6379,
         max_ttl=target.max_ttl,
@@ -241,3 +179,23 @@ def parse_settings(target: Target, settings: Mapping[str, Any]) -> RedisConfig:
             for action, grant in parsed.grants.items()
         },
     )
+
+
+def _url_problem(url: str) -> str | None:
+    """Tell what makes ``url`` unusable as a Redis admin URL, or None."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return "not a valid url"
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        return "scheme must be redis, rediss or unix"
+    if parts.scheme != "unix" and not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
+        return "the path must be a db number"
+    try:
+        # Parsing only: a pool opens no connection until it is used. redis-py
+        # reads the query string too.
+        aioredis.ConnectionPool.from_url(url)
+    except ValueError:
+        return "the admin url is not usable"
+    return None
