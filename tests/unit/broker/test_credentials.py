@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.engines.fakes import MemoryEngine
+from gatepass.testing import MemoryEngine
 
 from gatepass.broker import build_runtime
 from gatepass.clock import FrozenClock
