@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatepass.testing import MemoryEngine
 
 from gatepass.broker import build_runtime
 from gatepass.clock import FrozenClock
@@ -30,6 +29,7 @@ from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 from gatepass.store.tables import leases as lease_table
+from gatepass.testing import MemoryEngine
 from gatepass.tokens import DPoPKey
 
 from .conftest import ISSUER, REPO, START, Harness
