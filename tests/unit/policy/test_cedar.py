@@ -4,7 +4,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gatepass.policy import CedarPolicySet, Decision, PolicyEngine, PolicyRequest
-from gatepass.policy.cedar import _ENTITY_CACHE_SIZE, _prepare
+from gatepass.policy.model import ENTITY_CACHE_SIZE as _ENTITY_CACHE_SIZE
+from gatepass.policy.model import prepare as _prepare
 
 RequestFactory = Callable[..., PolicyRequest]
 DirFactory = Callable[..., Path]
