@@ -163,7 +163,7 @@ class CedarPolicySet:
                 batch.append(prepare(index, request, self._fits(request.action)))
             except (TypeError, ValueError, OverflowError) as exc:
                 decisions[index] = _error_decision(f"invalid request: {exc}")
-        for group in _consistent_groups(batch):
+        for group in _entity_groups(batch):
             for prepared, decision in self._evaluate(group):
                 decisions[prepared.index] = decision
         return [
@@ -327,30 +327,22 @@ def _error_decision(error: str) -> Decision:
     return Decision(allowed=False, errors=(error[:_ERROR_LIMIT],))
 
 
-def _consistent_groups(batch: list[Prepared]) -> list[list[Prepared]]:
+def _entity_groups(batch: list[Prepared]) -> list[list[Prepared]]:
     """
-    Split a batch so that no entity id appears with two different descriptions.
+    Split a batch into groups of requests about the same agent and target.
 
-    Cedar takes one entity set per batch; two requests that describe the same
-    agent id differently (labels changed between them) cannot share one.
+    Cedar takes one entity set per call, and a policy can read any entity in it
+    by name (``Gatepass::Agent::"a1".tenant``): a request that shared a call with
+    another agent's request would find that agent, where alone the policy fails
+    (and denies). So only requests with identical entities share a call, and a
+    batch decides exactly as its requests one by one (issue 15: found by the
+    differential test). Two descriptions of one agent id (labels changed between
+    them) are different entities and so never share a call either.
     """
-    if len(batch) <= 1:
-        return [batch] if batch else []
-    groups: list[list[Prepared]] = []
-    current: list[Prepared] = []
-    seen: dict[str, Description] = {}
+    groups: dict[tuple[Description, ...], list[Prepared]] = {}
     for prepared in batch:
-        conflict = any(
-            seen.get(key, entity) != entity for key, entity in prepared.entities.items()
-        )
-        if conflict:
-            groups.append(current)
-            current, seen = [], {}
-        current.append(prepared)
-        seen.update(prepared.entities)
-    if current:
-        groups.append(current)
-    return groups
+        groups.setdefault(tuple(prepared.entities.values()), []).append(prepared)
+    return list(groups.values())
 
 
 _: type[PolicyEngine] = CedarPolicySet
