@@ -116,13 +116,14 @@ class CedarPolicySet:
         # grows, one atomic set.add at a time, so sharing it between threads is safe.
         self._fitting: set[str] = set()
         self._no_policies = cedarpy.PolicySet.from_str("")
-        probe = self.decide([PROBE])[0]
-        if probe.errors:
+        problems = self._schema_problems()
+        if problems:
             raise ConfigurationError(
                 f"{directory}: the schema does not fit gatepass's request model "
                 f"(agents with tags, targets, the {OPEN_TASK} action and the task "
-                f"and time context): {'; '.join(probe.errors)}"
+                f"and time context): {'; '.join(problems)}"
             )
+        self._fits(OPEN_TASK)
 
     # Passed to PolicySlicer; tests widen them so that every request is sliced.
     _slice_share: ClassVar[float] = MAX_SHARE
@@ -237,6 +238,25 @@ class CedarPolicySet:
                 self._entities.pop(next(iter(self._entities)), None)
             self._entities[key] = handle
         return handle
+
+    def _schema_problems(self) -> list[str]:
+        """
+        Return why the schema cannot take gatepass's requests; empty when it can.
+
+        Asked with no policies, so that only the request and its entities can
+        fail: a policy that fails for the probe request is no schema problem.
+        """
+        prepared = prepare(0, PROBE, fits=False)
+        try:
+            result = cedarpy.is_authorized(
+                prepared.request,
+                self._no_policies,
+                self._entities_for([prepared]),
+                schema=self._schema,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever cedarpy raises is the answer
+            return [f"cedar: {str(exc) or type(exc).__name__}"[:_ERROR_LIMIT]]
+        return [self._readable(error) for error in result.diagnostics.errors]
 
     def _fits(self, action: object) -> bool:
         """
