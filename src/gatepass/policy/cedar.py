@@ -14,6 +14,11 @@ The Cedar model lives in the ``Gatepass`` namespace:
 
 Any evaluation error is a deny: Cedar skips a policy that errors, so an erroring
 ``forbid`` would otherwise not block (DESIGN.md, promise 3).
+
+Each request is evaluated against only the policies that can apply to it: the
+index of ``policy/slicing.py``, built at load, picks them, and ``policy/shapes.py``
+argues why the answer (decision, deciding ids, errors) is the whole set's. The
+request model itself lives in ``policy/model.py``.
 """
 
 from __future__ import annotations

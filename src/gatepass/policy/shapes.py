@@ -104,6 +104,7 @@ _SAFE_OPERANDS: dict[str, tuple[str, ...]] = {
 }
 _VARIABLES = frozenset({"principal", "action", "resource", "context"})
 _SCOPE_DIMENSIONS = {"principal": PRINCIPAL, "resource": RESOURCE}
+_ENTITY_DIMENSIONS = {**_SCOPE_DIMENSIONS, "action": ACTION}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,25 +155,27 @@ def constraints_of(policy: Mapping[str, object]) -> tuple[Constraint, ...]:
     return tuple(found)
 
 
-def _conjuncts(conditions: object) -> Iterator[object]:
-    """Yield a policy's conditions as the conjuncts Cedar evaluates, in order."""
+def _conjuncts(conditions: object) -> list[object]:
+    """
+    Return a policy's conditions as the conjuncts Cedar evaluates, in order.
+
+    Anything not in the shape Cedar documents becomes a None conjunct, which is
+    not safe, so the indexing stops there.
+    """
     if not isinstance(conditions, list):
-        # Not the shape Cedar documents: one unknown conjunct stops the indexing.
-        yield None
-        return
+        return [None]
+    found: list[object] = []
     for condition in conditions:
-        if not isinstance(condition, dict):
-            yield None
-            return
-        body, kind = condition.get("body"), condition.get("kind")
+        kind = condition.get("kind") if isinstance(condition, dict) else None
         if kind == "when":
-            yield from _flatten_and(body)
+            found.extend(_flatten_and(condition.get("body")))
         elif kind == "unless":
             # unless { e } is !e: one conjunct, never a key.
-            yield {"!": {"arg": body}}
+            found.append({"!": {"arg": condition.get("body")}})
         else:
-            yield None
-            return
+            found.append(None)
+            break
+    return found
 
 
 def _flatten_and(expression: object) -> Iterator[object]:
@@ -212,11 +215,10 @@ def _equality_key(side: object, other: object) -> Constraint | None:
     value = _string(other)
     if dimension is not None and value is not None:
         return Constraint(dimension, frozenset({value}))
-    variable = _variable(side)
+    dimension = _ENTITY_DIMENSIONS.get(_variable(side) or "")
     uid = _entity_literal(other)
-    entity_dimensions = {**_SCOPE_DIMENSIONS, "action": ACTION}
-    if variable in entity_dimensions and uid is not None:
-        return Constraint(entity_dimensions[variable], frozenset({uid}))
+    if dimension is not None and uid is not None:
+        return Constraint(dimension, frozenset({uid}))
     return None
 
 

@@ -241,16 +241,16 @@ class PolicySlicer:
                 self._cache.move_to_end(selection)
                 return cached
         # Parsed outside the lock: two threads that miss together both parse, and
-        # the second result replaces the first, which is only wasted work.
+        # both get the first one cached; the other parse is only wasted work.
         handle = cedarpy.PolicySet.from_json_str(self._document(selection))
         with self._lock:
-            if selection not in self._cache:
+            kept = self._cache.setdefault(selection, handle)
+            if kept is handle:
                 self._cached_policies += len(selection)
-            self._cache[selection] = handle
-            while self._cached_policies > _CACHE_POLICIES and len(self._cache) > 1:
-                evicted, _ = self._cache.popitem(last=False)
-                self._cached_policies -= len(evicted)
-        return handle
+                while self._cached_policies > _CACHE_POLICIES and len(self._cache) > 1:
+                    evicted, _ = self._cache.popitem(last=False)
+                    self._cached_policies -= len(evicted)
+        return kept
 
     @property
     def cached_slices(self) -> int:

@@ -293,3 +293,121 @@ class TestUnknownShapes:
         assert repr(on("resource.risk", "medium", "low")) == (
             "Constraint(resource.risk: 'low', 'medium')"
         )
+
+
+def attribute(*path: str) -> dict[str, Any]:
+    """``principal.tenant`` and the like in Cedar's JSON format."""
+    node: dict[str, Any] = {"Var": path[0]}
+    for name in path[1:]:
+        node = {".": {"left": node, "attr": name}}
+    return node
+
+
+def policy_with(**parts: Any) -> dict[str, Any]:
+    """An unconstrained policy in Cedar's JSON format, with some parts replaced."""
+    return {
+        "effect": "permit",
+        "principal": {"op": "All"},
+        "action": {"op": "All"},
+        "resource": {"op": "All"},
+        "conditions": [],
+        **parts,
+    }
+
+
+def when(*conjuncts: Any) -> list[dict[str, Any]]:
+    """One when clause joining the conjuncts with &&."""
+    body = conjuncts[0]
+    for conjunct in conjuncts[1:]:
+        body = {"&&": {"left": body, "right": conjunct}}
+    return [{"kind": "when", "body": body}]
+
+
+TENANT_KEY = {"==": {"left": attribute("resource", "tenant"), "right": {"Value": "t"}}}
+ENTITY = {"type": AGENT, "id": "a"}
+PRINCIPAL_VAR = {"Var": "principal"}
+
+
+class TestMalformedJSON:
+    """Nodes Cedar does not produce are never trusted: they index nothing."""
+
+    @pytest.mark.parametrize(
+        ("parts", "expected"),
+        [
+            ({"principal": None}, ()),
+            ({"principal": {"op": "==", "entity": {"type": AGENT, "id": 5}}}, ()),
+            ({"principal": {"op": "==", "entity": {"__entity": ENTITY}}}, "a"),
+            ({"principal": {"op": "is", "entity_type": AGENT, "in": "x"}}, ()),
+            ({"action": None}, ()),
+            ({"action": {"op": "in", "entities": "read"}}, ()),
+            ({"action": {"op": "in", "entities": [ENTITY, {"id": "x"}]}}, ()),
+            ({"action": {"op": "in", "entity": ENTITY}}, "group"),
+            ({"conditions": [5]}, ()),
+        ],
+    )
+    def test_scopes_and_clauses(self, parts: dict[str, Any], expected: object) -> None:
+        """Odd scopes and clauses constrain nothing; Cedar's escapes are read."""
+        found = constraints_of(policy_with(**parts))
+        if expected == "a":
+            assert found == (uid(PRINCIPAL, AGENT, "a"),)
+        elif expected == "group":
+            assert found == (Constraint(ACTION_GROUP, frozenset({(AGENT, "a")})),)
+        else:
+            assert found == expected
+
+    @pytest.mark.parametrize(
+        "conjunct",
+        [
+            {
+                "contains": {
+                    "left": {"Set": [{"Var": "principal"}]},
+                    "right": PRINCIPAL_VAR,
+                }
+            },
+            {
+                "contains": {
+                    "left": {"Set": [{"Value": "a"}]},
+                    "right": attribute("context", "time", "hour"),
+                }
+            },
+            {
+                "contains": {
+                    "left": {"Set": [{"Value": 1}]},
+                    "right": attribute("resource", "tenant"),
+                }
+            },
+            {"contains": {"left": {"Var": "context"}, "right": {"Var": "principal"}}},
+        ],
+    )
+    def test_contains_that_is_no_key_is_passed_over(
+        self, conjunct: dict[str, Any]
+    ) -> None:
+        """A contains over non-literals, numbers or other paths is safe, not a key."""
+        found = constraints_of(policy_with(conditions=when(conjunct, TENANT_KEY)))
+        assert found == (on("resource.tenant", "t"),)
+
+    @pytest.mark.parametrize(
+        "conjunct",
+        [
+            {"Set": "not a list"},
+            {"contains": {"left": 5, "right": attribute("resource", "tenant")}},
+            {"==": {"left": 5, "right": 6}},
+            {"==": {"left": {"Var": "principal"}, "right": 5}},
+            {"==": {"left": {".": {"left": {"Var": "resource"}, "attr": 5}}}},
+            {"Value": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}},
+            {"Var": "somewhere"},
+            {"!": "not an expression"},
+        ],
+    )
+    def test_conjuncts_that_are_not_understood_stop_indexing(
+        self, conjunct: dict[str, Any]
+    ) -> None:
+        """A conjunct the index cannot read hides the tenant key after it."""
+        assert constraints_of(policy_with(conditions=when(conjunct, TENANT_KEY))) == ()
+
+    def test_is_in_inside_a_condition_is_safe(self) -> None:
+        """`resource is T in E` cannot fail: the key after it counts."""
+        assert shape(
+            "permit (principal, action, resource) when { resource is Gatepass::Target "
+            'in Gatepass::Target::"x" && resource.tenant == "t" };'
+        ) == (on("resource.tenant", "t"),)

@@ -363,3 +363,63 @@ class TestSlicingSwitch:
         assert holder.reload().changed
         assert selected(holder.current, question) == ["cross-tenant", "t3-read"]
         assert holder.current.decide([question])[0].policy_ids == ("t3-read",)
+
+
+class TestUnusualPaths:
+    """The paths a healthy broker rarely takes still decide as the whole set."""
+
+    def test_unencodable_action_denies_only_its_request(
+        self, sliced: CedarPolicySet
+    ) -> None:
+        """An action cedarpy cannot encode fails alone; its batch mate is decided."""
+        good, bad = request(), request(action="re\ud800d")
+        decisions = sliced.decide([good, bad])
+        assert decisions[0] == sliced.decide([good])[0]
+        assert decisions[0].allowed
+        assert not decisions[1].allowed
+        assert decisions[1].errors
+
+    def test_action_that_is_no_string_denies(self, sliced: CedarPolicySet) -> None:
+        """A non-string action never fits the schema and is denied."""
+        odd = dataclasses.replace(request(), action=7)  # type: ignore[arg-type]
+        [decision] = sliced.decide([odd])
+        assert not decision.allowed
+        assert decision.errors
+
+    def test_action_whose_groups_are_unknown_is_decided_whole(
+        self, sliced: CedarPolicySet, whole: CedarPolicySet
+    ) -> None:
+        """If the group probe has not answered, the whole set decides."""
+        sliced.decide([request()])
+        assert sliced._slicer is not None
+        sliced._slicer._groups_of.clear()
+        assert sliced.decide([request()]) == whole.decide([request()])
+
+    def test_group_probe_that_fails_learns_nothing(
+        self, sliced: CedarPolicySet
+    ) -> None:
+        """A probe Cedar cannot answer leaves the action unlearnt, never groupless."""
+        slicer = sliced._slicer
+        assert slicer is not None
+        prepared = prepare(0, request(action="list"), fits=False)
+        entities = sliced._entities_for([prepared])
+        broken = {**prepared.request, "context": "{"}
+        slicer.learn_action("list", broken, entities)
+        assert (ACTION_TYPE, "list") not in slicer._groups_of
+
+    def test_racing_parses_share_the_first_set(self, directory: Path) -> None:
+        """Two misses of one selection keep one set and count its policies once."""
+
+        class Racing(PolicySlicer):
+            raced = False
+
+            def _document(self, selection: tuple[int, ...]) -> str:
+                if not self.raced:
+                    self.raced = True
+                    self.winner = self.policy_set(selection)
+                return super()._document(selection)
+
+        slicer = Racing(read_sources(directory).policy_json, max_share=1.0)
+        assert slicer.policy_set((0, 1)) is slicer.winner
+        assert slicer._cached_policies == 2
+        assert slicer.cached_slices == 1
