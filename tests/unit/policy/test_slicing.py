@@ -315,16 +315,21 @@ class TestSliceSets:
     def test_slice_larger_than_its_share_uses_the_whole_set(
         self, directory: Path
     ) -> None:
-        """By default a slice of more than half the set is not built."""
-        slicer = PolicySlicer(read_sources(directory).policy_json)
-        assert slicer.policy_set((0, 1, 2, 3)) is not None
-        assert slicer.policy_set((0, 1, 2, 3, 4)) is None
+        """A slice above its share of the set, or above the cap, is not built."""
+        policies = read_sources(directory).policy_json  # 8 policies
+        assert PolicySlicer(policies, max_share=0.5).policy_set((0, 1, 2, 3))
+        assert PolicySlicer(policies, max_share=0.5).policy_set((0, 1, 2, 3, 4)) is None
         assert (
-            PolicySlicer(read_sources(directory).policy_json, max_slice=2).policy_set(
-                (0, 1, 2)
-            )
+            PolicySlicer(policies, max_share=1.0, max_slice=2).policy_set((0, 1, 2))
             is None
         )
+
+    def test_default_share_never_parses_more_than_one_whole_evaluation(
+        self, directory: Path
+    ) -> None:
+        """By default a slice holds at most 1/25 of the set: none of 8 policies."""
+        slicer = PolicySlicer(read_sources(directory).policy_json)
+        assert slicer.policy_set((0,)) is None
 
     def test_unlearnt_action_has_no_selection(self, directory: Path) -> None:
         """Until Cedar has said which groups an action is in, nothing is sliced."""
