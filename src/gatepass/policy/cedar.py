@@ -105,7 +105,7 @@ class CedarPolicySet:
         consistent = (
             len(sources.policy_json) == self.policy_count == len(self._policy_set)
         )
-        self._slicer = (
+        slicer = (
             PolicySlicer(
                 sources.policy_json,
                 max_share=self._slice_share,
@@ -114,6 +114,8 @@ class CedarPolicySet:
             if slicing and consistent
             else None
         )
+        # A set too small to ever be sliced skips the selection on every request.
+        self._slicer = slicer if slicer is not None and slicer.max_size else None
         self._entities: dict[tuple[Description, ...], cedarpy.Entities] = {}
         self._entities_lock = threading.Lock()
         # Actions whose requests the schema accepts (see _fits); bounded by the

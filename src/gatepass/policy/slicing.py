@@ -256,6 +256,11 @@ class PolicySlicer:
         return kept
 
     @property
+    def max_size(self) -> int:
+        """The most policies a slice may hold; 0 when this set is never sliced."""
+        return self._max_size
+
+    @property
     def cached_slices(self) -> int:
         """How many slice sets the cache holds."""
         return len(self._cache)

@@ -344,6 +344,10 @@ class TestSlicingSwitch:
         """slicing=False decides with the whole set only."""
         assert CedarPolicySet.from_directory(directory, slicing=False)._slicer is None
 
+    def test_small_set_is_never_sliced(self, quickstart: CedarPolicySet) -> None:
+        """Six policies are under 25: no slice could pay, so no index is kept."""
+        assert quickstart._slicer is None
+
     def test_inconsistent_sources_decide_with_the_whole_set(
         self, directory: Path, whole: CedarPolicySet
     ) -> None:
@@ -356,7 +360,15 @@ class TestSlicingSwitch:
 
     def test_reload_indexes_the_new_set(self, make_policy_dir: DirFactory) -> None:
         """After a hot reload the new policies are indexed and decide."""
-        directory = make_policy_dir({"policies.cedar": POLICIES}, schema=SCHEMA)
+        # Enough policies for the default share to keep an index (over 25).
+        fillers = "\n".join(
+            "permit (principal, action, resource) when "
+            f'{{ resource.tenant == "f{n}" }};'
+            for n in range(40)
+        )
+        directory = make_policy_dir(
+            {"policies.cedar": POLICIES, "fillers.cedar": fillers}, schema=SCHEMA
+        )
         holder = PolicyHolder(directory, clock=FrozenClock())
         question = request(agent="a3", tenant="t3")
         assert not holder.current.decide([question])[0].allowed
@@ -367,6 +379,7 @@ class TestSlicingSwitch:
         )
         assert holder.reload().changed
         assert selected(holder.current, question) == ["cross-tenant", "t3-read"]
+        assert holder.current._slicer is not None
         assert holder.current.decide([question])[0].policy_ids == ("t3-read",)
 
 
