@@ -184,7 +184,7 @@ class CedarPolicySet:
         # Cedar validates each request against the schema it is given: the action
         # must be declared for Agent and Target, and the context must have the
         # declared shape and types; a request that fails is an error, so a deny.
-        # That costs ~15-20 us per request, so it is skipped only when _prepare
+        # That costs ~15-20 us per request, so it is skipped only when prepare
         # has established the same: the action passed that validation with a
         # context of the same shape (_fits), and every context value has the
         # declared type. Anything else is validated by Cedar as before. Entities
@@ -228,7 +228,13 @@ class CedarPolicySet:
         )
         if selection is None:
             return self._policy_set
-        return self._slicer.policy_set(selection) or self._policy_set
+        try:
+            sliced = self._slicer.policy_set(selection)
+        # A slice is Cedar's own JSON of policies it parsed, so this should never
+        # fail; if it did, the whole set still gives the right answer.
+        except Exception:  # noqa: BLE001
+            return self._policy_set
+        return sliced or self._policy_set
 
     def _entities_for(self, group: list[Prepared]) -> cedarpy.Entities:
         unique: dict[str, Description] = {}

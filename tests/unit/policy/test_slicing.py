@@ -425,6 +425,17 @@ class TestUnusualPaths:
         slicer.learn_action("list", broken, entities)
         assert (ACTION_TYPE, "list") not in slicer._groups_of
 
+    def test_slice_that_cannot_be_built_falls_back_to_the_whole_set(
+        self,
+        sliced: CedarPolicySet,
+        whole: CedarPolicySet,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Should parsing a slice ever fail, the whole set decides, not an error."""
+        assert sliced._slicer is not None
+        monkeypatch.setattr(sliced._slicer, "_fragments", ("not json",) * 8)
+        assert sliced.decide([request()]) == whole.decide([request()])
+
     def test_racing_parses_share_the_first_set(self, directory: Path) -> None:
         """Two misses of one selection keep one set and count its policies once."""
 
