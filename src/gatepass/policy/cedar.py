@@ -14,92 +14,48 @@ The Cedar model lives in the ``Gatepass`` namespace:
 
 Any evaluation error is a deny: Cedar skips a policy that errors, so an erroring
 ``forbid`` would otherwise not block (DESIGN.md, promise 3).
+
+Each request is evaluated against only the policies that can apply to it: the
+index of ``policy/slicing.py``, built at load, picks them, and ``policy/shapes.py``
+argues why the answer (decision, deciding ids, errors) is the whole set's. The
+request model itself lives in ``policy/model.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import functools
-import json
 import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import cedarpy
 
-from gatepass.clock import to_epoch
 from gatepass.errors import ConfigurationError
-from gatepass.policy.facts import (
-    OPEN_TASK,
-    AgentFacts,
-    Decision,
-    PolicyEngine,
-    PolicyRequest,
-    TargetFacts,
-    TaskFacts,
+from gatepass.policy.facts import OPEN_TASK, Decision, PolicyEngine, PolicyRequest
+from gatepass.policy.model import (
+    ACTION_TYPE,
+    AGENT_TYPE,
+    ENTITY_CACHE_SIZE,
+    PROBE,
+    TARGET_TYPE,
+    Description,
+    Prepared,
+    entity_json,
+    prepare,
 )
+from gatepass.policy.slicing import MAX_SHARE, MAX_SLICE, PolicySlicer
 from gatepass.policy.sources import PolicyInfo, PolicySources, read_sources
 
 __all__ = ["ACTION_TYPE", "AGENT_TYPE", "TARGET_TYPE", "CedarPolicySet"]
 
-AGENT_TYPE = "Gatepass::Agent"
-"""The Cedar entity type of principals."""
-TARGET_TYPE = "Gatepass::Target"
-"""The Cedar entity type of resources."""
-ACTION_TYPE = "Gatepass::Action"
-"""The Cedar entity type of actions."""
-
-# Entity sets are validated against the schema when parsed; the same agent and
-# target pairs recur, so the parsed handles are kept, keyed by the facts' values.
-_ENTITY_CACHE_SIZE = 1024
-# Cedar's Long is a signed 64-bit integer.
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-_STR = frozenset({str})
 # Cedar's error text can quote whole entity documents; keep decisions readable.
 _ERROR_LIMIT = 500
 # Cedar quotes a policy's positional id in backticks: "policy `policy3`".
 _POSITIONAL_ID = re.compile(r"`(policy\d+)`")
-
-_PROBE = PolicyRequest(
-    agent=AgentFacts(id="probe", name="probe", tenant="probe", labels={"a": "b"}),
-    action=OPEN_TASK,
-    target=TargetFacts(
-        name="probe",
-        uri="probe",
-        kind="probe",
-        environment="probe",
-        tenant="probe",
-        risk="probe",
-    ),
-    task=TaskFacts(
-        purpose="probe",
-        intent="probe",
-        environment="probe",
-        tenant="probe",
-        age_seconds=0,
-    ),
-    now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-)
-
-
-# What an entity is described by: its kind ("A" agent, "T" target) and every value
-# that goes into its JSON. Equal descriptions give identical JSON, so a description
-# keys the parsed entity handles without serialising anything per request.
-_Description = tuple[object, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Prepared:
-    """One request in cedarpy's shape, with the two entities it needs."""
-
-    index: int
-    request: dict[str, object]
-    entities: dict[str, _Description]  # uid key -> entity description
-    # True when the action is known to fit the schema and the context is built from
-    # values of the schema's types, so Cedar need not validate the request again.
-    checked: bool
+# Sorts errors that name no policy (a request Cedar could not build) first.
+_NO_POSITION = -1
 
 
 class CedarPolicySet:
@@ -107,7 +63,8 @@ class CedarPolicySet:
     A checked Cedar policy directory, parsed once into cedarpy handles.
 
     Build it with :meth:`from_directory`. Instances are immutable and safe to share
-    between threads.
+    between threads. Each request is evaluated against only the policies that can
+    apply to it (``policy/slicing.py``); the answers are those of the whole set.
 
     Attributes:
         directory: where the policies were read from.
@@ -116,13 +73,17 @@ class CedarPolicySet:
         policies: what is known about each policy, in evaluation order.
     """
 
-    def __init__(self, sources: PolicySources, *, directory: Path) -> None:
+    def __init__(
+        self, sources: PolicySources, *, directory: Path, slicing: bool = True
+    ) -> None:
         """
         Parse checked sources into handles; use :meth:`from_directory` instead.
 
         Args:
             sources: the checked sources.
             directory: where they came from, for messages.
+            slicing: evaluate each request against the policies that can apply to
+                it (the default); False evaluates every policy every time.
 
         Raises:
             ConfigurationError: the schema does not describe gatepass's entities,
@@ -137,28 +98,52 @@ class CedarPolicySet:
         self._by_position = {
             f"policy{index}": info for index, info in enumerate(sources.policies)
         }
-        self._entities: dict[tuple[_Description, ...], cedarpy.Entities] = {}
+        self._rank = {f"policy{index}": index for index in range(self.policy_count)}
+        # Slices carry the policies' positional ids in this set, so the JSON and
+        # the text must hold the same policies in the same order; when they do not
+        # (they always should), every request is decided by the whole set.
+        consistent = (
+            len(sources.policy_json) == self.policy_count == len(self._policy_set)
+        )
+        slicer = (
+            PolicySlicer(
+                sources.policy_json,
+                max_share=self._slice_share,
+                max_slice=self._slice_size,
+            )
+            if slicing and consistent
+            else None
+        )
+        # A set too small to ever be sliced skips the selection on every request.
+        self._slicer = slicer if slicer is not None and slicer.max_size else None
+        self._entities: dict[tuple[Description, ...], cedarpy.Entities] = {}
         self._entities_lock = threading.Lock()
         # Actions whose requests the schema accepts (see _fits); bounded by the
         # actions the schema declares, since only those can ever be added. It only
         # grows, one atomic set.add at a time, so sharing it between threads is safe.
         self._fitting: set[str] = set()
         self._no_policies = cedarpy.PolicySet.from_str("")
-        probe = self.decide([_PROBE])[0]
-        if probe.errors:
+        problems = self._schema_problems()
+        if problems:
             raise ConfigurationError(
                 f"{directory}: the schema does not fit gatepass's request model "
                 f"(agents with tags, targets, the {OPEN_TASK} action and the task "
-                f"and time context): {'; '.join(probe.errors)}"
+                f"and time context): {'; '.join(problems)}"
             )
+        self._fits(OPEN_TASK)
+
+    # Passed to PolicySlicer; tests widen them so that every request is sliced.
+    _slice_share: ClassVar[float] = MAX_SHARE
+    _slice_size: ClassVar[int] = MAX_SLICE
 
     @classmethod
-    def from_directory(cls, path: Path) -> CedarPolicySet:
+    def from_directory(cls, path: Path, *, slicing: bool = True) -> CedarPolicySet:
         """
         Load, parse and validate a policy directory.
 
         Args:
             path: a directory with ``schema.cedarschema`` and ``*.cedar`` files.
+            slicing: see :class:`CedarPolicySet`.
 
         Returns:
             The loaded policy set.
@@ -167,7 +152,7 @@ class CedarPolicySet:
             ConfigurationError: anything is wrong with the directory; the message
                 names the file and, where known, the line.
         """
-        return cls(read_sources(path), directory=path)
+        return cls(read_sources(path), directory=path, slicing=slicing)
 
     def decide(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
         """
@@ -180,13 +165,13 @@ class CedarPolicySet:
             One decision per request, in the same order.
         """
         decisions: list[Decision | None] = [None] * len(requests)
-        batch: list[_Prepared] = []
+        batch: list[Prepared] = []
         for index, request in enumerate(requests):
             try:
-                batch.append(_prepare(index, request, self._fits(request.action)))
+                batch.append(prepare(index, request, self._fits(request.action)))
             except (TypeError, ValueError, OverflowError) as exc:
                 decisions[index] = _error_decision(f"invalid request: {exc}")
-        for group in _consistent_groups(batch):
+        for group in _entity_groups(batch):
             for prepared, decision in self._evaluate(group):
                 decisions[prepared.index] = decision
         return [
@@ -194,12 +179,12 @@ class CedarPolicySet:
             for decision in decisions
         ]
 
-    def _evaluate(self, group: list[_Prepared]) -> list[tuple[_Prepared, Decision]]:
+    def _evaluate(self, group: list[Prepared]) -> list[tuple[Prepared, Decision]]:
         """Run one cedarpy batch; on failure, retry alone so errors stay precise."""
         # Cedar validates each request against the schema it is given: the action
         # must be declared for Agent and Target, and the context must have the
         # declared shape and types; a request that fails is an error, so a deny.
-        # That costs ~15-20 us per request, so it is skipped only when _prepare
+        # That costs ~15-20 us per request, so it is skipped only when prepare
         # has established the same: the action passed that validation with a
         # context of the same shape (_fits), and every context value has the
         # declared type. Anything else is validated by Cedar as before. Entities
@@ -209,7 +194,7 @@ class CedarPolicySet:
             entities = self._entities_for(group)
             results = cedarpy.is_authorized_batch(
                 [prepared.request for prepared in group],
-                self._policy_set,
+                self._policies_for(group) if checked else self._policy_set,
                 entities,
                 schema=None if checked else self._schema,
             )
@@ -228,21 +213,63 @@ class CedarPolicySet:
             for prepared, result in zip(group, results, strict=True)
         ]
 
-    def _entities_for(self, group: list[_Prepared]) -> cedarpy.Entities:
-        unique: dict[str, _Description] = {}
+    def _policies_for(self, group: list[Prepared]) -> cedarpy.PolicySet:
+        """
+        Return the policies that can apply to any request of a checked group.
+
+        Only checked requests are sliced: their facts are exact strings, compared
+        in the index as Cedar compares them. The rest are rare (they are refused by
+        Cedar's schema check, mostly) and are decided by the whole set.
+        """
+        if self._slicer is None:
+            return self._policy_set
+        selection = self._slicer.select(
+            [prepared.keys for prepared in group if prepared.keys is not None]
+        )
+        if selection is None:
+            return self._policy_set
+        try:
+            sliced = self._slicer.policy_set(selection)
+        # A slice is Cedar's own JSON of policies it parsed, so this should never
+        # fail; if it did, the whole set still gives the right answer.
+        except Exception:  # noqa: BLE001
+            return self._policy_set
+        return sliced or self._policy_set
+
+    def _entities_for(self, group: list[Prepared]) -> cedarpy.Entities:
+        unique: dict[str, Description] = {}
         for prepared in group:
             unique.update(prepared.entities)
         key = tuple(unique.values())
         cached = self._entities.get(key)
         if cached is not None:
             return cached
-        document = "[" + ",".join(map(_entity_json, key)) + "]"
+        document = "[" + ",".join(map(entity_json, key)) + "]"
         handle = cedarpy.Entities.from_json_str(document, self._schema)
         with self._entities_lock:
-            if self._entities and len(self._entities) >= _ENTITY_CACHE_SIZE:
+            if self._entities and len(self._entities) >= ENTITY_CACHE_SIZE:
                 self._entities.pop(next(iter(self._entities)), None)
             self._entities[key] = handle
         return handle
+
+    def _schema_problems(self) -> list[str]:
+        """
+        Return why the schema cannot take gatepass's requests; empty when it can.
+
+        Asked with no policies, so that only the request and its entities can
+        fail: a policy that fails for the probe request is no schema problem.
+        """
+        prepared = prepare(0, PROBE, fits=False)
+        try:
+            result = cedarpy.is_authorized(
+                prepared.request,
+                self._no_policies,
+                self._entities_for([prepared]),
+                schema=self._schema,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever cedarpy raises is the answer
+            return [f"cedar: {str(exc) or type(exc).__name__}"[:_ERROR_LIMIT]]
+        return [self._readable(error) for error in result.diagnostics.errors]
 
     def _fits(self, action: object) -> bool:
         """
@@ -257,25 +284,32 @@ class CedarPolicySet:
             return True
         if not isinstance(action, str):
             return False
-        probe = dataclasses.replace(_PROBE, action=action)
+        probe = dataclasses.replace(PROBE, action=action)
         try:
-            prepared = _prepare(0, probe, fits=False)
+            prepared = prepare(0, probe, fits=False)
+            entities = self._entities_for([prepared])
             result = cedarpy.is_authorized(
-                prepared.request,
-                self._no_policies,
-                self._entities_for([prepared]),
-                schema=self._schema,
+                prepared.request, self._no_policies, entities, schema=self._schema
             )
+            if result.diagnostics.errors:
+                return False
+            if self._slicer is not None:
+                # Learnt before the action counts as fitting, so that a checked
+                # request's action groups are known (or it is decided whole).
+                self._slicer.learn_action(action, prepared.request, entities)
         except Exception:  # noqa: BLE001 - anything cedarpy raises means "no"
-            return False
-        if result.diagnostics.errors:
             return False
         self._fitting.add(action)
         return True
 
     def _decision(self, result: cedarpy.AuthzResult) -> Decision:
-        errors = tuple(self._readable(error) for error in result.diagnostics.errors)
-        deciding = [self._info(reason) for reason in result.diagnostics.reasons]
+        # Cedar reports the deciding policies as a set, in no fixed order, and a
+        # slice may list errors in another order than the whole set: both are put
+        # in load order, so that a decision reads the same however it was reached.
+        raw_errors = sorted(result.diagnostics.errors, key=self._error_rank)
+        errors = tuple(self._readable(error) for error in raw_errors)
+        reasons = sorted(result.diagnostics.reasons, key=self._reason_rank)
+        deciding = [self._info(reason) for reason in reasons]
         policy_ids = tuple(info.display_id for info in deciding)
         if errors:
             # An error may have hidden a forbid: deny, and do not cite permits as
@@ -288,6 +322,15 @@ class CedarPolicySet:
         return Decision(
             allowed=True, ttl_cap=min(caps) if caps else None, policy_ids=policy_ids
         )
+
+    def _reason_rank(self, positional_id: str) -> tuple[int, str]:
+        return (self._rank.get(positional_id, self.policy_count), positional_id)
+
+    def _error_rank(self, error: str) -> int:
+        match = _POSITIONAL_ID.search(error)
+        if match is None:
+            return _NO_POSITION
+        return self._rank.get(match.group(1), self.policy_count)
 
     def _info(self, positional_id: str) -> PolicyInfo:
         info = self._by_position.get(positional_id)
@@ -317,154 +360,22 @@ def _error_decision(error: str) -> Decision:
     return Decision(allowed=False, errors=(error[:_ERROR_LIMIT],))
 
 
-def _prepare(index: int, request: PolicyRequest, fits: bool) -> _Prepared:
+def _entity_groups(batch: list[Prepared]) -> list[list[Prepared]]:
     """
-    Build cedarpy's request and describe its two entities; raise on unusable facts.
+    Split a batch into groups of requests about the same agent and target.
 
-    Args:
-        index: the request's position in the batch.
-        request: the question.
-        fits: whether the schema is known to accept requests for this action.
+    Cedar takes one entity set per call, and a policy can read any entity in it
+    by name (``Gatepass::Agent::"a1".tenant``): a request that shared a call with
+    another agent's request would find that agent, where alone the policy fails
+    (and denies). So only requests with identical entities share a call, and a
+    batch decides exactly as its requests one by one (issue 15: found by the
+    differential test). Two descriptions of one agent id (labels changed between
+    them) are different entities and so never share a call either.
     """
-    agent, target, task, now = request.agent, request.target, request.task, request.now
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    utc = now.astimezone(dt.UTC)
-    labels = tuple(agent.labels.items())
-    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels)
-    target_entity = (
-        "T",
-        target.name,
-        target.uri,
-        target.kind,
-        target.environment,
-        target.tenant,
-        target.risk,
-    )
-    # The descriptions key the cache of schema-validated entity handles, so they
-    # must compare equal only when their JSON is identical: strings only (1, 1.0
-    # and True are equal as keys but not as JSON).
-    if not _all_str(
-        agent.id, agent.name, agent.tenant, *(part for pair in labels for part in pair)
-    ) or not _all_str(*target_entity):
-        raise TypeError("agent and target facts must be strings")
-    age = task.age_seconds
-    checked = (
-        fits
-        and _all_str(task.purpose, task.intent, task.environment, task.tenant)
-        and type(age) is int
-        and _LONG_MIN <= age <= _LONG_MAX
-    )
-    hour, weekday, epoch = utc.hour, utc.isoweekday(), to_epoch(utc)
-    if checked:
-        # Only the age and the time change between a task's requests: the rest of
-        # the JSON is serialised once per task. All three are ints here.
-        prefix = _task_prefix(task.purpose, task.intent, task.environment, task.tenant)
-        context = (
-            f'{prefix}{age}}}, "time": '
-            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}}}'
-        )
-    else:
-        # cedarpy would json.dumps a dict context itself; passing the string saves
-        # a copy of the request dict.
-        context = json.dumps(
-            {
-                "task": {
-                    "purpose": task.purpose,
-                    "intent": task.intent,
-                    "environment": task.environment,
-                    "tenant": task.tenant,
-                    "age_seconds": age,
-                },
-                "time": {"hour": hour, "weekday": weekday, "epoch": epoch},
-            }
-        )
-    return _Prepared(
-        index=index,
-        request={
-            "principal": {"type": AGENT_TYPE, "id": agent.id},
-            "action": {"type": ACTION_TYPE, "id": request.action},
-            "resource": {"type": TARGET_TYPE, "id": target.name},
-            "context": context,
-        },
-        entities={f"A\0{agent.id}": agent_entity, f"T\0{target.name}": target_entity},
-        checked=checked,
-    )
-
-
-def _all_str(*values: object) -> bool:
-    return set(map(type, values)) <= _STR
-
-
-@functools.lru_cache(maxsize=_ENTITY_CACHE_SIZE)
-def _task_prefix(purpose: str, intent: str, environment: str, tenant: str) -> str:
-    """Return a context's JSON up to the task's age, which ends it (strings only)."""
-    text = json.dumps(
-        {
-            "task": {
-                "purpose": purpose,
-                "intent": intent,
-                "environment": environment,
-                "tenant": tenant,
-                "age_seconds": 0,
-            }
-        }
-    )
-    return text.removesuffix("0}}")
-
-
-def _entity_json(description: _Description) -> str:
-    """Return the Cedar JSON of an agent or target described by ``_prepare``."""
-    if description[0] == "A":
-        _, agent_id, name, tenant, labels = description
-        return json.dumps(
-            {
-                "uid": {"type": AGENT_TYPE, "id": agent_id},
-                "attrs": {"name": name, "tenant": tenant},
-                "parents": [],
-                "tags": dict(labels),  # type: ignore[call-overload]
-            }
-        )
-    _, target_name, uri, kind, environment, tenant, risk = description
-    return json.dumps(
-        {
-            "uid": {"type": TARGET_TYPE, "id": target_name},
-            "attrs": {
-                "uri": uri,
-                "kind": kind,
-                "environment": environment,
-                "tenant": tenant,
-                "risk": risk,
-            },
-            "parents": [],
-        }
-    )
-
-
-def _consistent_groups(batch: list[_Prepared]) -> list[list[_Prepared]]:
-    """
-    Split a batch so that no entity id appears with two different descriptions.
-
-    Cedar takes one entity set per batch; two requests that describe the same
-    agent id differently (labels changed between them) cannot share one.
-    """
-    if len(batch) <= 1:
-        return [batch] if batch else []
-    groups: list[list[_Prepared]] = []
-    current: list[_Prepared] = []
-    seen: dict[str, _Description] = {}
+    groups: dict[tuple[Description, ...], list[Prepared]] = {}
     for prepared in batch:
-        conflict = any(
-            seen.get(key, entity) != entity for key, entity in prepared.entities.items()
-        )
-        if conflict:
-            groups.append(current)
-            current, seen = [], {}
-        current.append(prepared)
-        seen.update(prepared.entities)
-    if current:
-        groups.append(current)
-    return groups
+        groups.setdefault(tuple(prepared.entities.values()), []).append(prepared)
+    return list(groups.values())
 
 
 _: type[PolicyEngine] = CedarPolicySet

@@ -120,8 +120,9 @@ class Decision:
             request; None when denied or when none of them carries one.
         policy_ids: the ``@id`` of each deciding policy (the permits of an allow,
             the forbids of a deny; empty for a default deny), or ``<file>:<index>``
-            for a policy without ``@id``.
-        errors: evaluation errors; any error makes the decision a deny.
+            for a policy without ``@id``; in the order the policies were loaded.
+        errors: evaluation errors; any error makes the decision a deny. Errors
+            naming a policy come in load order too.
     """
 
     allowed: bool

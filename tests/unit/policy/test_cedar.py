@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gatepass.policy import CedarPolicySet, Decision, PolicyEngine, PolicyRequest
-from gatepass.policy.cedar import _ENTITY_CACHE_SIZE, _prepare
+from gatepass.policy.model import ENTITY_CACHE_SIZE, prepare
 
 RequestFactory = Callable[..., PolicyRequest]
 DirFactory = Callable[..., Path]
@@ -107,6 +107,26 @@ class TestQuickstartDecisions:
             ]
         )
         assert [d.allowed for d in decisions] == [True, False, True]
+
+    def test_issue15_batch_mates_do_not_lend_their_entities(
+        self, make_policy_dir: DirFactory, make_request: RequestFactory
+    ) -> None:
+        """A policy reading another agent by name fails alone, and so in a batch."""
+        directory = make_policy_dir(
+            {
+                "p.cedar": PERMIT_READ + '@id("names-another-agent")\n'
+                "forbid (principal, action, resource) when "
+                '{ Gatepass::Agent::"agt_other".tenant == "elsewhere" };'
+            }
+        )
+        # Loads: the policy failing for the load-time probe is no schema problem.
+        policy_set = CedarPolicySet.from_directory(directory)
+        mine, other = make_request(), make_request(agent={"id": "agt_other"})
+        [alone] = policy_set.decide([mine])
+        assert not alone.allowed
+        assert "does not exist" in alone.errors[0]
+        assert policy_set.decide([mine, other]) == [alone, *policy_set.decide([other])]
+        assert policy_set.decide([other])[0].allowed
 
     def test_is_a_policy_engine(self, quickstart: CedarPolicySet) -> None:
         """The set exposes the PolicyEngine attributes."""
@@ -246,9 +266,9 @@ class TestErrorsDeny:
         policy_set.decide([make_request()])
         policy_set.decide([make_request()])
         assert len(policy_set._entities) == 2  # the load-time probe and the agent
-        for number in range(_ENTITY_CACHE_SIZE + 5):
+        for number in range(ENTITY_CACHE_SIZE + 5):
             policy_set.decide([make_request(agent={"id": f"agt_{number}"})])
-        assert len(policy_set._entities) == _ENTITY_CACHE_SIZE
+        assert len(policy_set._entities) == ENTITY_CACHE_SIZE
 
 
 # The quickstart schema plus an action group and an action whose context differs.
@@ -360,8 +380,8 @@ class TestRequestValidation:
     ) -> None:
         """The per-task JSON prefix gives the same context as serialising it whole."""
         request = make_request(task={"intent": 'quotes " and \\ and \u2603'})
-        fast = _prepare(0, request, fits=True)
-        slow = _prepare(0, request, fits=False)
+        fast = prepare(0, request, fits=True)
+        slow = prepare(0, request, fits=False)
         assert fast.checked
         assert not slow.checked
         assert isinstance(fast.request["context"], str)

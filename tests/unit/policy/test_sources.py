@@ -3,10 +3,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatepass.errors import ConfigurationError
 from gatepass.policy import CedarPolicySet
-from gatepass.policy.sources import statement_lines
+from gatepass.policy.sources import _statement_offsets, statement_lines
 
 DirFactory = Callable[..., Path]
 
@@ -216,3 +218,11 @@ class TestStatementLines:
     def test_unterminated_string_ends_the_text(self) -> None:
         """An unterminated string runs to the end without looping."""
         assert statement_lines('permit "abc') == [1]
+
+    @given(st.text(alphabet='p;"\n/ \\x', max_size=60))
+    def test_lines_are_those_counted_from_the_start(self, text: str) -> None:
+        """Counting newlines once, statement to statement, gives each start's line."""
+        expected = [
+            text.count("\n", 0, start) + 1 for start in _statement_offsets(text)
+        ]
+        assert statement_lines(text) == expected
