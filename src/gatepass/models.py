@@ -17,12 +17,27 @@ from gatepass.ids import AgentId, LeaseId, TaskId
 __all__ = [
     "Agent",
     "AgentStatus",
+    "ApiRole",
     "Lease",
     "LeaseState",
     "Target",
     "Task",
     "TaskState",
 ]
+
+
+class ApiRole(enum.StrEnum):
+    """
+    What an API token may do.
+
+    ``admin``: everything. ``introspect``: RFC 7662 introspection (resource
+    servers). ``proxy``: introspection, the revocation stream and submitting
+    proxied-call audit records (the credential-injecting proxy).
+    """
+
+    ADMIN = "admin"
+    INTROSPECT = "introspect"
+    PROXY = "proxy"
 
 
 class AgentStatus(enum.StrEnum):

@@ -183,15 +183,15 @@ def make_orphan(runtime: Runtime) -> str:
         name=credential_name(lease_id),
         actions=("read",),
         principal="agt_orphan",
-        expires_at=runtime.broker.clock.now() + dt.timedelta(minutes=5),
+        expires_at=runtime.context.clock.now() + dt.timedelta(minutes=5),
     )
-    engine = runtime.broker.engines[TARGET]
+    engine = runtime.context.engines[TARGET]
     return anyio.run(engine.issue, request).handle
 
 
 def reap(runtime: Runtime) -> list[str]:
     """Run one reaper pass of the broker; return the users it removed."""
-    return anyio.run(runtime.revocations.reap).get(TARGET, [])
+    return anyio.run(runtime.broker.revocations.reap).get(TARGET, [])
 
 
 @pytest.fixture

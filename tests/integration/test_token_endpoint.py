@@ -77,7 +77,7 @@ class TestHappyPath:
         claims = introspect.json()
         assert claims["active"] is True
         assert (
-            claims["aud"] == live_broker.runtime.broker.catalog.resolve("tickets").uri
+            claims["aud"] == live_broker.runtime.context.catalog.resolve("tickets").uri
         )
         assert claims["cnf"] == {"jkt": agent.key.jkt}
         close_url = f"{live_broker.url}/v1/tasks/{task['task_id']}/close"
@@ -431,7 +431,7 @@ class TestTargetsAndScopes:
         self, live_broker: LiveBroker, agent: ProtocolAgent
     ) -> None:
         """Allow and deny records name the digest of the policy set that decided."""
-        digest = live_broker.runtime.broker.policies.current.digest
+        digest = live_broker.runtime.context.policies.current.digest
         task = agent.open_task(purpose="reporting")
         opened = last_audit(live_broker)
         assert opened["kind"] == "task.open"

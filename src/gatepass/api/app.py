@@ -95,16 +95,6 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _check_engines(runtime: Runtime) -> None:
-    # A target that is down at start is reported, not fatal: the broker serves
-    # every other target, and revocations to this one are retried until it is back.
-    for name, engine in runtime.broker.engines.items():
-        try:
-            await engine.check()
-        except GatepassError as error:
-            _log.error("engine check failed", target=name, detail=error.detail)
-
-
 def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
     """
     Build the ASGI application around a runtime.
@@ -114,20 +104,25 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
         background_jobs: run sweeping, checkpoints and policy reload in the app's
             lifespan (tests that drive time by hand turn this off).
     """
+    broker = runtime.broker
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await _check_engines(runtime)
+        await broker.health.check_engines()
         if not background_jobs:
             yield
             return
         async with anyio.create_task_group() as group:
-            group.start_soon(run_jobs, runtime)
+            group.start_soon(run_jobs, broker)
             yield
             group.cancel_scope.cancel()
-        await runtime.admin.checkpoint()
-        for engine in runtime.broker.engines.values():
-            await engine.aclose()
+        try:
+            await broker.audit.checkpoint()
+        except GatepassError as error:
+            # A broker stopping with its store down, or with the audit alarm up,
+            # still stops; the next start checkpoints (or seals) as it should.
+            _log.error("checkpoint at shutdown failed", detail=error.detail)
+        await broker.health.close_engines()
 
     app = Starlette(
         routes=[
@@ -144,7 +139,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
         },
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
+    app.state.broker = broker
     app.state.token_gate = asyncio.Semaphore(
         runtime.settings.server.max_inflight_token_requests
     )

@@ -37,7 +37,14 @@ from gatepass.audit.comparison import (
     ForkedSegment,
     compare,
 )
-from gatepass.audit.entry import OUTCOMES, REDACTED, AuditEntry, looks_like_jwt, scrub
+from gatepass.audit.entry import (
+    OUTCOMES,
+    REDACTED,
+    AuditEntry,
+    Outcome,
+    looks_like_jwt,
+    scrub,
+)
 from gatepass.audit.export import AuditExport, export_lines, read_export, verify_export
 from gatepass.audit.journal import (
     JOURNAL_FILE,
@@ -69,6 +76,7 @@ __all__ = [
     "Comparison",
     "ForkedSegment",
     "Journal",
+    "Outcome",
     "Segment",
     "SegmentRef",
     "VerifyReport",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,10 +29,27 @@ from typing import Any, Final
 
 from gatepass.audit.canonical import canonical_bytes
 
-__all__ = ["OUTCOMES", "REDACTED", "AuditEntry", "looks_like_jwt", "scrub"]
+__all__ = ["OUTCOMES", "REDACTED", "AuditEntry", "Outcome", "looks_like_jwt", "scrub"]
 
 REDACTED: Final = "[redacted]"
-OUTCOMES: Final = frozenset({"allow", "deny", "error", "ok"})
+
+
+class Outcome(enum.StrEnum):
+    """
+    How an audited event ended.
+
+    ``allow`` and ``deny`` are decisions (a policy, an approval, a check said yes or
+    no); ``ok`` and ``error`` are actions (a task closed, a revocation confirmed, or
+    a failure on the broker's side).
+    """
+
+    ALLOW = "allow"
+    DENY = "deny"
+    OK = "ok"
+    ERROR = "error"
+
+
+OUTCOMES: Final = frozenset(outcome.value for outcome in Outcome)
 
 _SECRET_KEY = re.compile(
     r"secret|password|passwd|token|authorization|assertion|proof|private"

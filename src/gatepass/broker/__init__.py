@@ -1,41 +1,57 @@
 """
 The broker's use cases, composed from identity, policy, tokens, audit and store.
 
-``build_runtime(settings)`` assembles a ready broker; ``Broker`` serves agents and
-``Admin`` serves operators.
+``build_runtime(settings)`` assembles a ready broker; its :class:`Broker` holds one
+object per use case (``broker.tokens.exchange``, ``broker.closing.close_task``,
+``broker.agents.add``...), each built over one frozen :class:`BrokerContext`. The
+faces (``gatepass.api``, ``gatepass.cli``) import only this package.
 """
 
 from __future__ import annotations
 
-from gatepass.broker.admin import Admin, Caller
-from gatepass.broker.bootstrap import Runtime, build_runtime, write_secret_file
+from gatepass.broker.audit_log import ProxyCall
+from gatepass.broker.bootstrap import build_runtime, write_secret_file
+from gatepass.broker.callers import ADMIN_ONLY, Caller
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.context import BrokerContext
+from gatepass.broker.facade import Broker, Runtime
+from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
-from gatepass.broker.service import (
-    ACCESS_TOKEN_TYP,
-    OPEN_TASK_ACTION,
-    TASK_TOKEN_TYP,
-    Broker,
+from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.requests import (
+    AccessTokenRequest,
+    AgentRegistration,
+    CredentialRequest,
     Introspection,
-    LiveKeys,
+    OpenTaskRequest,
+    RevocationRequest,
+    TaskDetails,
     TokenResponse,
 )
-from gatepass.broker.status import TokenStatus
+from gatepass.broker.task_access import PresentedTaskToken
+from gatepass.broker.trail import Attempt
 
 __all__ = [
-    "ACCESS_TOKEN_TYP",
-    "OPEN_TASK_ACTION",
-    "TASK_TOKEN_TYP",
-    "Admin",
+    "ADMIN_ONLY",
+    "AccessTokenRequest",
+    "AgentRegistration",
+    "Attempt",
     "Broker",
+    "BrokerContext",
     "Caller",
+    "CredentialRequest",
     "Introspection",
     "LiveKeys",
+    "OpenTaskRequest",
+    "PresentedTaskToken",
+    "ProxyCall",
+    "Readiness",
+    "RevocationRequest",
     "Runtime",
     "TargetCatalog",
+    "TaskDetails",
     "TokenResponse",
-    "TokenStatus",
     "build_runtime",
     "idempotency_key_from_headers",
     "run_jobs",

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection
 
 from gatepass.audit import (
     AnchorJournal,
@@ -28,19 +27,20 @@ from gatepass.audit import (
     AuditSigner,
     Checkpoint,
     Comparison,
+    Outcome,
     compare,
     load_public_keys,
     read_journal,
     verify_checkpoint,
     verify_log,
 )
-from gatepass.broker.core import BrokerCore
+from gatepass.broker.context import BrokerContext
 from gatepass.broker.reconcile import Reconciler
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.seal import Seal
 from gatepass.errors import AuditIntegrityError
 from gatepass.observability import get_logger
-from gatepass.store import anchors, audit_log
+from gatepass.store import Connection, anchors, audit_log
 
 __all__ = ["AuditAnchoring"]
 
@@ -52,7 +52,7 @@ class AuditAnchoring:
     Keep the audit log anchored outside the database.
 
     Args:
-        broker: the broker whose store, clock and seal these are.
+        context: the broker's collaborators (store, clock, seal, trail).
         signer: the audit key.
         mac: the record and journal MAC keys derived from it.
         journal: the anchor journal.
@@ -61,7 +61,7 @@ class AuditAnchoring:
 
     def __init__(
         self,
-        broker: BrokerCore,
+        context: BrokerContext,
         *,
         signer: AuditSigner,
         mac: AuditMac,
@@ -69,7 +69,7 @@ class AuditAnchoring:
         revocations: RevocationWorker,
     ) -> None:
         """Keep the collaborators."""
-        self.broker = broker
+        self.context = context
         self.signer = signer
         self.mac = mac
         self.journal = journal
@@ -81,14 +81,14 @@ class AuditAnchoring:
     @property
     def seal(self) -> Seal:
         """The broker's seal."""
-        return self.broker.seal
+        return self.context.seal
 
     def entry(
-        self, kind: str, outcome: str, actor: str, data: dict[str, Any]
+        self, kind: str, outcome: Outcome, actor: str, data: dict[str, Any]
     ) -> AuditEntry:
         """Return an audit entry about the log itself, timed by the broker's clock."""
         return AuditEntry(
-            at=self.broker.clock.now(),
+            at=self.context.clock.now(),
             kind=kind,
             outcome=outcome,
             actor=actor,
@@ -116,18 +116,22 @@ class AuditAnchoring:
         comparison = self.compare()
         if not comparison.agrees:
             self.seal.close(str(comparison.problem), ended=comparison.ended_live)
-            self._record_sync("audit.sealed", "error", {"reason": comparison.problem})
+            self._record_sync(
+                "audit.sealed", Outcome.ERROR, {"reason": comparison.problem}
+            )
         try:
-            with self.broker.database.reading() as conn:
+            with self.context.database.reading() as conn:
                 self._verify_tail(conn, through=anchors.SqlChainView(conn).head()[0])
         except AuditIntegrityError as error:
             self.seal.raise_alarm(error.detail)
-            self._record_sync("audit.integrity", "error", {"detail": error.detail})
+            self._record_sync(
+                "audit.integrity", Outcome.ERROR, {"detail": error.detail}
+            )
         return comparison
 
-    def _record_sync(self, kind: str, outcome: str, data: dict[str, Any]) -> None:
+    def _record_sync(self, kind: str, outcome: Outcome, data: dict[str, Any]) -> None:
         entry = self.entry(kind, outcome, "system", data)
-        with self.broker.database.transaction() as conn:
+        with self.context.database.transaction() as conn:
             audit_log.append_audit(conn, entry)
 
     def compare(self) -> Comparison:
@@ -142,7 +146,7 @@ class AuditAnchoring:
             journal = read_journal(self.journal.path, mac=self.mac)
         except (AuditIntegrityError, OSError) as error:
             detail = getattr(error, "detail", type(error).__name__)
-            with self.broker.database.reading() as conn:
+            with self.context.database.reading() as conn:
                 head = anchors.SqlChainView(conn).head()[0]
             return Comparison(
                 problem=f"the anchor journal cannot be trusted: {detail}",
@@ -151,12 +155,12 @@ class AuditAnchoring:
             )
         if journal.missing is not None:
             _log.warning("anchor journal segment missing", segment=journal.missing)
-        with self.broker.database.reading() as conn:
+        with self.context.database.reading() as conn:
             return compare(journal, anchors.SqlChainView(conn))
 
     def _key_legacy_records(self) -> None:
         """MAC the records written before schema 3, once their chain verified."""
-        database = self.broker.database
+        database = self.context.database
         with database.reading() as conn:
             first = audit_log.first_unkeyed_seq(conn)
             through = audit_log.unkeyed_through(conn)
@@ -184,7 +188,7 @@ class AuditAnchoring:
                     conn,
                     self.entry(
                         "audit.migrate",
-                        "ok",
+                        Outcome.OK,
                         "system",
                         {"keyed": len(keyed), "unanchored": report.unanchored_tail},
                     ),
@@ -229,7 +233,7 @@ class AuditAnchoring:
             AuditIntegrityError: a record since the last checkpoint failed its
                 chain or MAC check; nothing was signed.
         """
-        seq, head = await self.broker.database.read(audit_log.read_audit_head)
+        seq, head = await self.context.database.read(audit_log.read_audit_head)
         if seq == 0 or (self._verified is not None and self._verified[0] == seq):
             return None
         checkpoint, created = await self._sign(seq, head)
@@ -245,7 +249,7 @@ class AuditAnchoring:
         Raises:
             AuditIntegrityError: as for :meth:`checkpoint`.
         """
-        seq, head = await self.broker.database.read(audit_log.read_audit_head)
+        seq, head = await self.context.database.read(audit_log.read_audit_head)
         if seq == 0:
             return None
         checkpoint, _ = await self._sign(seq, head)
@@ -269,7 +273,7 @@ class AuditAnchoring:
         running broker, leaves the record this broker last checkpointed missing or
         different. The journal comparison then names what was lost.
         """
-        if self.seal.sealed or not await self.broker.database.read(self._went_back):
+        if self.seal.sealed or not await self.context.database.read(self._went_back):
             return
         comparison = await anyio.to_thread.run_sync(self.compare)
         reason = comparison.problem or (
@@ -278,12 +282,12 @@ class AuditAnchoring:
         )
         self.seal.close(f"{reason} (found while running)", ended=comparison.ended_live)
         self._verified = None
-        await self.broker.audit(
-            self.entry("audit.sealed", "error", "system", {"reason": reason})
+        await self.context.trail.append(
+            self.entry("audit.sealed", Outcome.ERROR, "system", {"reason": reason})
         )
 
     async def _sign(self, seq: int, head: str) -> tuple[Checkpoint, bool]:
-        database = self.broker.database
+        database = self.context.database
         async with self._lock:
             await self._seal_if_went_back()
             existing = await database.read(lambda c: audit_log.get_checkpoint(c, seq))
@@ -300,7 +304,7 @@ class AuditAnchoring:
             except AuditIntegrityError as error:
                 await self._refuse(error)
                 raise
-            checkpoint = self.signer.sign(seq, head, self.broker.clock.now())
+            checkpoint = self.signer.sign(seq, head, self.context.clock.now())
 
             def record(conn: Connection) -> bool:
                 if audit_log.has_checkpoint(conn, seq):
@@ -320,9 +324,9 @@ class AuditAnchoring:
         self.seal.raise_alarm(error.detail)
         if first:
             # One record per distinct failure, not one every checkpoint interval.
-            await self.broker.audit(
+            await self.context.trail.append(
                 self.entry(
-                    "audit.integrity", "error", "system", {"detail": error.detail}
+                    "audit.integrity", Outcome.ERROR, "system", {"detail": error.detail}
                 )
             )
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from gatepass.broker.bootstrap import Runtime
+from gatepass.broker.facade import Broker
 from gatepass.errors import GatepassError
 from gatepass.observability import get_logger
 
@@ -38,38 +38,37 @@ async def _every(
             _log.error("job crashed", job=name, error=type(error).__name__)
 
 
-async def _reload_if_changed(runtime: Runtime) -> None:
-    if runtime.broker.policies.changed_on_disk():
-        try:
-            await runtime.admin.reload_policy("system")
-        except GatepassError as error:
-            _log.error("policy reload refused", detail=error.detail)
+async def _reload_if_changed(broker: Broker) -> None:
+    try:
+        await broker.policy.reload_if_changed()
+    except GatepassError as error:
+        _log.error("policy reload refused", detail=error.detail)
 
 
-async def run_jobs(runtime: Runtime) -> None:
+async def run_jobs(broker: Broker) -> None:
     """
     Run every background job until cancelled.
 
     Args:
-        runtime: the broker to maintain.
+        broker: the broker to maintain.
     """
-    settings = runtime.settings
+    settings = broker.settings
     async with anyio.create_task_group() as group:
-        group.start_soon(_every, 2.0, "sweep", runtime.broker.sweep)
+        group.start_soon(_every, 2.0, "sweep", broker.sweeper.sweep)
         group.start_soon(
             _every,
             float(settings.audit.checkpoint_interval_seconds),
             "checkpoint",
-            runtime.admin.checkpoint,
+            broker.audit.checkpoint,
         )
-        group.start_soon(_every, 30.0, "keys", runtime.admin.refresh_keys)
-        if runtime.broker.engines:
-            group.start_soon(_every, 2.0, "revocations", runtime.revocations.run)
+        group.start_soon(_every, 30.0, "keys", broker.keys.refresh)
+        if settings.targets and any(t.kind != "http" for t in settings.targets):
+            group.start_soon(_every, 2.0, "revocations", broker.revocations.run)
             group.start_soon(
                 _every,
                 float(settings.engines.reap_interval_seconds),
                 "reap",
-                runtime.revocations.reap,
+                broker.revocations.reap,
             )
         interval = settings.policy.reload_interval_seconds
         if interval > 0:
@@ -77,5 +76,5 @@ async def run_jobs(runtime: Runtime) -> None:
                 _every,
                 float(interval) if interval else math.inf,
                 "policy",
-                lambda: _reload_if_changed(runtime),
+                lambda: _reload_if_changed(broker),
             )

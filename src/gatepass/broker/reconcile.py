@@ -28,15 +28,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from sqlalchemy import Connection
 
-from gatepass.audit import ROLLBACK_KIND, Comparison
+from gatepass.audit import ROLLBACK_KIND, Comparison, Outcome
 from gatepass.broker.revocations import RevocationWorker
+from gatepass.broker.trail import AuditRecorder
 from gatepass.errors import AuditIntegrityError, SealedError
 from gatepass.models import AgentStatus
 from gatepass.observability import get_logger
+from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
-from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
@@ -137,8 +137,8 @@ class Reconciler:
                 segments.append(closed)
             segments.extend(item.to_json() for item in comparison.unacknowledged)
         reapplied = await self._reapply(comparison, actor, segments, forked=forked)
-        anchoring.broker.notify_revocations()
-        await anchoring.broker.run_revocations()
+        anchoring.context.signals.revoked()
+        await self._revocations.run()
         reaped = await self._revocations.reap()
         checkpoint = await anchoring.checkpoint_now()
         after = await anyio.to_thread.run_sync(anchoring.compare)
@@ -169,8 +169,10 @@ class Reconciler:
                     f"the anchor journal still cannot be written "
                     f"({type(error).__name__}); the broker stays sealed"
                 ) from error
-            await anchoring.broker.audit(
-                anchoring.entry("audit.unseal", "ok", "system", {"was": was or ""})
+            await anchoring.context.trail.append(
+                anchoring.entry(
+                    "audit.unseal", Outcome.OK, "system", {"was": was or ""}
+                )
             )
             anchoring.seal.open()
         return {
@@ -194,9 +196,9 @@ class Reconciler:
     ) -> dict[str, Any]:
         anchoring = self._anchoring
         ended: Mapping[str, frozenset[str]] = comparison.ended_live
-        now = anchoring.broker.clock.now()
+        now = anchoring.context.clock.now()
 
-        def apply(conn: Connection) -> dict[str, list[str]]:
+        def apply(conn: Connection, audit: AuditRecorder) -> dict[str, list[str]]:
             done = _reapply_endings(conn, ended, now)
             data: dict[str, Any] = {
                 "problem": comparison.problem,
@@ -208,14 +210,13 @@ class Reconciler:
             if forked:
                 data["segments"] = segments
             kind = ROLLBACK_KIND if forked else "audit.reconcile"
-            audit_log.append_audit(conn, anchoring.entry(kind, "ok", actor, data))
+            audit.append(conn, anchoring.entry(kind, Outcome.OK, actor, data))
             return done
 
-        done = await anchoring.broker.database.write(apply)
-        for task_id in done["tasks"]:
-            anchoring.broker.forget_task(task_id)
+        done = await anchoring.context.trail.write(apply)
+        anchoring.context.directory.forget_tasks(done["tasks"])
         for agent_id in done["agents"]:
-            anchoring.broker.forget_agent(agent_id)
+            anchoring.context.directory.forget_agent(agent_id)
         _log.warning(
             "audit reconciled",
             forked=forked,

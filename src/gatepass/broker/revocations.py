@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 import anyio
-from sqlalchemy import Connection
 
-from gatepass.audit import AuditEntry
-from gatepass.broker.core import BrokerCore
+from gatepass.audit import AuditEntry, Outcome
+from gatepass.broker.context import BrokerContext
+from gatepass.broker.trail import AuditRecorder
 from gatepass.errors import GatepassError
 from gatepass.models import Lease
 from gatepass.observability import get_logger
-from gatepass.store import audit_log
+from gatepass.store import Connection
 from gatepass.store import leases as lease_rows
 
 __all__ = ["RevocationWorker", "backoff"]
@@ -46,17 +46,19 @@ class RevocationWorker:
     Drive ``revoking`` leases to ``revoked`` and reap orphans.
 
     Args:
-        broker: the broker whose engines and store these are.
+        context: the broker's collaborators (engines, store, signals).
+        stale_after: how old a pending lease must be to count as an issuance
+            that crashed (the engine call timeout plus a margin).
     """
 
     def __init__(
         self,
-        broker: BrokerCore,
+        context: BrokerContext,
         *,
         stale_after: dt.timedelta = dt.timedelta(seconds=15),
     ) -> None:
-        """Keep the broker; one pass runs at a time."""
-        self._broker = broker
+        """Keep the context; one pass runs at a time."""
+        self._broker = context
         self._lock = anyio.Lock()
         self._stale_after = stale_after
 
@@ -64,7 +66,7 @@ class RevocationWorker:
         return AuditEntry(
             at=self._broker.clock.now(),
             kind=kind,
-            outcome="ok",
+            outcome=Outcome.OK,
             actor="system",
             subject=subject,
             data=data,
@@ -78,6 +80,9 @@ class RevocationWorker:
             How many leases were confirmed revoked.
         """
         broker = self._broker
+        if not broker.engines:
+            # Access tokens are revoked by marking their lease: nothing to drive.
+            return 0
         async with self._lock:
             now = broker.clock.now()
             due: list[Lease] = await broker.database.read(
@@ -85,7 +90,7 @@ class RevocationWorker:
             )
             confirmed = 0
             for lease in due:
-                if lease.id in broker.issuing:
+                if lease.id in broker.signals.issuing:
                     continue
                 if await self._revoke(lease):
                     confirmed += 1
@@ -110,11 +115,11 @@ class RevocationWorker:
             "lease.revoked", lease.id, {"target": lease.target, "kind": lease.kind}
         )
 
-        def confirm(conn: Connection) -> None:
+        def confirm(conn: Connection, audit: AuditRecorder) -> None:
             if lease_rows.mark_revoked(conn, lease.id, broker.clock.now()):
-                audit_log.append_audit(conn, entry)
+                audit.append(conn, entry)
 
-        await broker.database.write(confirm)
+        await broker.trail.write(confirm)
         broker.metrics.revocations.labels(reason="engine_confirmed").inc()
         return True
 
@@ -180,12 +185,8 @@ class RevocationWorker:
                     entry = self._entry(
                         "credential.reap", target, {"removed": gone[:100]}
                     )
-                    await broker.database.write(_append(entry))
+                    await broker.trail.append(entry)
         return removed
-
-
-def _append(entry: AuditEntry) -> Callable[[Connection], object]:
-    return lambda conn: audit_log.append_audit(conn, entry)
 
 
 class _LiveHandles(AbstractSet[str]):

@@ -37,6 +37,11 @@ from gatepass.identity.registration import (
     check_federated_agent,
     federated_agent_fields,
 )
+from gatepass.identity.settings import (
+    ClaimRuleSettings,
+    IdentitySettings,
+    IssuerSettings,
+)
 from gatepass.identity.spiffe import SpiffeId, parse_spiffe_id
 from gatepass.identity.workload import (
     JWT_TOKEN_TYPE,
@@ -56,12 +61,15 @@ __all__ = [
     "AddressPolicy",
     "AgentAssertionVerifier",
     "AgentDirectory",
+    "ClaimRuleSettings",
     "DocumentFetcher",
     "FederatedAgentFields",
     "FederatedIdentity",
     "FederatedVerifier",
     "FetchLimits",
+    "IdentitySettings",
     "IssuerHealth",
+    "IssuerSettings",
     "ReplayCache",
     "Resolver",
     "SpiffeId",

@@ -33,7 +33,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import httpcore
@@ -48,6 +48,7 @@ from gatepass.identity.issuers import (
 )
 from gatepass.identity.keycache import IssuerHealth
 from gatepass.identity.rules import map_claims
+from gatepass.identity.settings import IdentitySettings
 from gatepass.identity.spiffe import SpiffeId, parse_spiffe_id
 from gatepass.identity.workload import JWT_TOKEN_TYPE
 from gatepass.single_use import ReplayCache, SingleUse
@@ -58,9 +59,6 @@ from gatepass.tokens import (
     parse_compact,
     verify_signature,
 )
-
-if TYPE_CHECKING:
-    from gatepass.config import IdentitySettings
 
 __all__ = [
     "FEDERATED_TOKEN_TYPES",

@@ -13,7 +13,7 @@ import functools
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import httpcore
 
@@ -23,13 +23,8 @@ from gatepass.identity.fetch import DocumentFetcher, FetchLimits
 from gatepass.identity.keycache import IssuerKeys, read_key_file
 from gatepass.identity.keysets import parse_key_set
 from gatepass.identity.rules import ClaimRule
+from gatepass.identity.settings import IdentitySettings, IssuerSettings
 from gatepass.tokens import canonical_algorithm
-
-if TYPE_CHECKING:
-    # Only for annotations: gatepass.config imports parts of this package to
-    # validate the [identity] section, so importing it here at run time would
-    # make a cycle.
-    from gatepass.config import IdentitySettings, IssuerSettings
 
 __all__ = ["OIDC_METHOD", "SPIFFE_METHOD", "TrustedIssuer", "build_issuers"]
 

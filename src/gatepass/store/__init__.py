@@ -3,10 +3,13 @@ The store: SQLAlchemy Core persistence on SQLite (embedded) and PostgreSQL.
 
 Each aggregate has one module of plain functions taking a ``Connection``, so a use
 case composes several of them in one transaction (a lease, its audit record and the
-task check commit together). Only this package imports SQLAlchemy.
+task check commit together). Only this package imports SQLAlchemy; callers that
+compose store functions in a transaction name its type ``gatepass.store.Connection``.
 """
 
 from __future__ import annotations
+
+from sqlalchemy import Connection
 
 from gatepass.store import (
     agents,
@@ -26,6 +29,7 @@ from gatepass.store.replay import SqlReplayCache
 
 __all__ = [
     "ApiRole",
+    "Connection",
     "Database",
     "SqlReplayCache",
     "agents",

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 from sqlalchemy import Connection, select
 
+from gatepass.models import ApiRole
 from gatepass.store.tables import api_tokens
 
 __all__ = ["ApiRole", "count_api_tokens", "find_api_token", "insert_api_token"]
-
-
-class ApiRole(enum.StrEnum):
-    """
-    What an API token may do.
-
-    ``admin``: everything. ``introspect``: RFC 7662 introspection (resource
-    servers). ``proxy``: introspection, the revocation stream and submitting
-    proxied-call audit records (the credential-injecting proxy).
-    """
-
-    ADMIN = "admin"
-    INTROSPECT = "introspect"
-    PROXY = "proxy"
 
 
 def insert_api_token(

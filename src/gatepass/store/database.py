@@ -263,6 +263,15 @@ class Database:
 
         return await anyio.to_thread.run_sync(run, limiter=self._read_limiter)
 
+    async def check(self) -> None:
+        """
+        Check that the database answers, without blocking the event loop.
+
+        Raises:
+            StoreError: it does not.
+        """
+        await self.read(lambda conn: conn.exec_driver_sql("SELECT 1"))
+
     def ping(self) -> None:
         """
         Check that the database answers.

@@ -43,6 +43,8 @@ from gatepass.tokens.jws import (
     algorithm_matches,
     canonical_algorithm,
     parse_compact,
+    unverified_claims,
+    unverified_issuer,
     verify_signature,
 )
 from gatepass.tokens.keys import (
@@ -108,5 +110,7 @@ __all__ = [
     "public_key_from_jwk",
     "rotate",
     "thumbprint",
+    "unverified_claims",
+    "unverified_issuer",
     "verify_signature",
 ]

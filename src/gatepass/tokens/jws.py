@@ -287,3 +287,41 @@ def is_numeric_date(value: object) -> bool:
     if isinstance(value, int):
         return True
     return isinstance(value, float) and math.isfinite(value)
+
+
+def unverified_issuer(token: str) -> str | None:
+    """
+    Read a token's ``iss`` without verifying it, only to choose whose key verifies.
+
+    Parsing is as strict as verification (canonical base64url, JSON objects), so a
+    token that could be read two ways is never routed one way and verified another.
+    Nothing read here is trusted.
+
+    Returns:
+        The ``iss`` claim, or None when the token is malformed or has none.
+    """
+    typ_and_claims = unverified_claims(token)
+    if typ_and_claims is None:
+        return None
+    issuer = typ_and_claims[1].get("iss")
+    return issuer if isinstance(issuer, str) else None
+
+
+def unverified_claims(token: str) -> tuple[str | None, dict[str, Any]] | None:
+    """
+    Read a token's header ``typ`` and its claims without verifying them.
+
+    For routing only (which verifier, which audience): nothing read here is
+    trusted until the token verifies.
+
+    Returns:
+        ``(typ, claims)``, or None when the token is not a canonical compact JWS
+        with a JSON object payload.
+    """
+    try:
+        parsed = parse_compact(token)
+        claims = parsed.claims()
+    except ValueError:
+        return None
+    typ = parsed.header.get("typ")
+    return (typ if isinstance(typ, str) else None), claims

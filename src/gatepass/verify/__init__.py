@@ -26,6 +26,7 @@ from gatepass.verify.headers import (
     dpop_access_token,
     header_values,
     presented_credentials,
+    single_dpop_proof,
 )
 from gatepass.verify.introspection import Introspector
 from gatepass.verify.middleware import (
@@ -53,6 +54,7 @@ __all__ = [
     "presented_credentials",
     "refusal_status",
     "require_scope",
+    "single_dpop_proof",
     "verified_access",
     "www_authenticate",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "dpop_access_token",
     "header_values",
     "presented_credentials",
+    "single_dpop_proof",
 ]
 
 Header = tuple[bytes, bytes]
@@ -71,6 +72,21 @@ def header_values(headers: Iterable[Header], name: bytes) -> list[str]:
         The values, decoded as latin-1 (RFC 9110 §5.5: field values are octets).
     """
     return [value.decode("latin-1") for key, value in headers if key.lower() == name]
+
+
+def single_dpop_proof(values: list[str]) -> str | None:
+    """
+    Return the request's one ``DPoP`` header value, or None when it sent none.
+
+    Args:
+        values: every ``DPoP`` header value of the request.
+
+    Raises:
+        DPoPProofError: the request sent more than one (RFC 9449 §4.3 item 1).
+    """
+    if len(values) > 1:
+        raise DPoPProofError("more than one dpop header")
+    return values[0] if values else None
 
 
 def dpop_access_token(authorization: str | None) -> str:
@@ -130,10 +146,5 @@ def presented_credentials(headers: Iterable[Header]) -> PresentedCredentials:
     if len(authorization) > 1:
         # RFC 6750 §3.1: a request that repeats a parameter is invalid_request.
         raise InvalidRequestError("more than one authorization header")
-    if len(proofs) > 1:
-        # RFC 9449 §4.3 item 1: not more than one DPoP header.
-        raise DPoPProofError("more than one dpop header")
-    return PresentedCredentials(
-        token=dpop_access_token(authorization[0]),
-        proof=proofs[0] if proofs else None,
-    )
+    proof = single_dpop_proof(proofs)
+    return PresentedCredentials(token=dpop_access_token(authorization[0]), proof=proof)

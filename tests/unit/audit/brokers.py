@@ -23,8 +23,9 @@ from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner, Result
 
 from gatepass.api import create_app
+from gatepass.api.forms import parse_form, parse_token_exchange
 from gatepass.audit import AuditRecord
-from gatepass.broker import Runtime, build_runtime
+from gatepass.broker import RevocationRequest, Runtime, build_runtime
 from gatepass.cli import app as cli_app
 from gatepass.cli.client import Connector
 from gatepass.clock import FrozenClock
@@ -58,8 +59,9 @@ class Broker:
 
     def _token(self, key: DPoPKey, form: dict[str, str]) -> dict[str, Any]:
         proof = key.proof("POST", f"{ISSUER}/token", now=self.clock.now())
+        exchange = parse_token_exchange(parse_form(urlencode(form).encode()))
         answer = self.run(
-            self.runtime.broker.token, urlencode(form).encode(), dpop_proof=proof
+            self.runtime.broker.tokens.exchange, exchange, dpop_proof=proof
         )
         body: dict[str, Any] = answer.body
         return body
@@ -107,14 +109,14 @@ class Broker:
 
     def introspect(self, token: str) -> bool:
         """Return the ``active`` answer of RFC 7662 introspection."""
-        answer = self.run(
-            self.runtime.status.introspect, urlencode({"token": token}).encode()
-        )
+        answer = self.run(self.runtime.broker.token_status.introspect, token)
         return bool(answer.body["active"])
 
     def revoke(self, token: str) -> None:
         """Revoke a token (RFC 7009)."""
-        self.run(self.runtime.status.revoke_token, urlencode({"token": token}).encode())
+        self.run(
+            self.runtime.broker.token_status.revoke, RevocationRequest(token=token)
+        )
 
     @property
     def db_path(self) -> Path:
@@ -204,11 +206,11 @@ def issue(broker: Broker, tasks: int, tokens_per_task: int) -> list[dict[str, An
 
 def seal_expected(broker: Broker, match: str) -> None:
     """Assert the broker is sealed, unready, and says ``match`` in its reason."""
-    seal = broker.runtime.seal
+    seal = broker.runtime.context.seal
     assert seal.sealed
     assert seal.reason is not None
     assert match in seal.reason
-    assert broker.runtime.seal.unready() is not None
+    assert broker.runtime.context.seal.unready() is not None
 
 
 def audit_cli(broker: Broker, *args: str) -> Result:

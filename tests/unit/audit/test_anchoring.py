@@ -35,7 +35,7 @@ class TestRollback:
         """Revocations lost with a snapshot stay revoked; reconcile re-applies them."""
         broker = brokers.start()
         issued = issue(broker, tasks=7, tokens_per_task=2)
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         snapshot = tmp_path / "snapshot.db"
         broker.snapshot(snapshot)
         tokens = [token for item in issued for token in item["tokens"]]
@@ -62,7 +62,7 @@ class TestRollback:
         assert summary["reapplied"]["tasks"] == 5
         # The tokens of the two tasks that stay open; closing the others ended theirs.
         assert summary["reapplied"]["leases"] == 4
-        assert not broker.runtime.seal.sealed
+        assert not broker.runtime.context.seal.sealed
         assert not any(broker.introspect(token) for token in revoked)
         with broker.runtime.database.reading() as conn:
             for task in closed:
@@ -86,7 +86,7 @@ class TestRollback:
         journal = read_journal(brokers.state / "audit-checkpoints.jsonl")
         assert len(journal.segments) == 2
         broker = brokers.start()
-        assert not broker.runtime.seal.sealed
+        assert not broker.runtime.context.seal.sealed
 
     def test_issue11_deleted_newest_records_and_checkpoints_seal(
         self, brokers: Brokers
@@ -94,12 +94,12 @@ class TestRollback:
         """Deleting the newest records and their checkpoints is seen at start."""
         broker = brokers.start()
         issue(broker, tasks=2, tokens_per_task=1)
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.reading() as conn:
             keep, keep_hash = audit_log.read_audit_head(conn)
         item = issue(broker, tasks=1, tokens_per_task=1)[0]
         broker.revoke(item["task"]["access_token"])
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.transaction() as conn:
             conn.execute(delete(audit_events).where(audit_events.c.seq > keep))
             conn.execute(
@@ -119,12 +119,12 @@ class TestRollback:
         """A failover that lost commits is found by the next checkpoint."""
         broker = brokers.start()
         issue(broker, tasks=1, tokens_per_task=1)
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.reading() as conn:
             keep, keep_hash = audit_log.read_audit_head(conn)
         item = issue(broker, tasks=1, tokens_per_task=1)[0]
         broker.revoke(item["tokens"][0])
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.transaction() as conn:
             conn.execute(delete(audit_events).where(audit_events.c.seq > keep))
             conn.execute(
@@ -136,7 +136,7 @@ class TestRollback:
                 .where(leases_table.c.task_id == item["task"]["task_id"])
                 .values(state="active", revoked_at=None)
             )
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         seal_expected(broker, "(found while running)")
         assert not broker.introspect(item["tokens"][0])
 
@@ -144,12 +144,12 @@ class TestRollback:
         """Rewriting from a seq, rehashing and dropping later checkpoints seals."""
         broker = brokers.start()
         issue(broker, tasks=2, tokens_per_task=1)
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.reading() as conn:
             fork = audit_log.read_audit_head(conn)[0]
         item = issue(broker, tasks=1, tokens_per_task=1)[0]
         broker.revoke(item["task"]["access_token"])
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.transaction() as conn:
             records = list(audit_log.iter_audit(conn, after=0))
             conn.execute(delete(audit_events).where(audit_events.c.seq > fork))
@@ -190,7 +190,7 @@ class TestForgedRecord:
     ) -> None:
         """The checkpoint is refused naming the seq, with the alarm raised."""
         broker = brokers.start()
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         with broker.runtime.database.transaction() as conn:
             seq, head = audit_log.read_audit_head(conn)
             entry = AuditEntry(
@@ -206,7 +206,7 @@ class TestForgedRecord:
             AuditIntegrityError, match=f"^record seq {forged.seq} has no mac"
         ):
             broker.run(broker.runtime.anchoring.checkpoint_now)
-        assert broker.runtime.seal.unready() == (
+        assert broker.runtime.context.seal.unready() == (
             "audit_integrity",
             f"record seq {forged.seq} has no mac: record forged",
         )
@@ -218,7 +218,7 @@ class TestForgedRecord:
     def test_issue11_forged_record_is_found_at_start(self, brokers: Brokers) -> None:
         """A record forged while the broker was down raises the alarm at start."""
         broker = brokers.start()
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         brokers.stop()
         with broker.runtime.database.transaction() as conn:
             seq, head = audit_log.read_audit_head(conn)
@@ -230,6 +230,6 @@ class TestForgedRecord:
             conn.execute(update(audit_head).values(seq=forged.seq, hash=forged.hash))
         broker.runtime.database.dispose()
         broker = brokers.start()
-        assert broker.runtime.seal.alarm == (
+        assert broker.runtime.context.seal.alarm == (
             f"record seq {forged.seq} mac does not verify: record forged"
         )

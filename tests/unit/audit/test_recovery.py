@@ -44,7 +44,7 @@ class TestJournalFailure:
         journal.rmdir()
         summary = broker.run(broker.runtime.anchoring.reconcile, "admin:test")
         assert summary["reconciled"] is True
-        assert not broker.runtime.seal.sealed
+        assert not broker.runtime.context.seal.sealed
         broker.open_task(DPoPKey.generate())
 
 
@@ -124,7 +124,7 @@ class TestMigration:
         """Old records get MACs after their chain verified; checkpoints work."""
         broker = brokers.start()
         issue(broker, tasks=1, tokens_per_task=1)
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         self._downgrade(broker)
         broker = brokers.start()
         with broker.runtime.database.reading() as conn:
@@ -134,7 +134,7 @@ class TestMigration:
             assert audit_log.first_unkeyed_seq(conn) is None
             assert audit_log.last_audit(conn, 1)[0].kind == "audit.migrate"
         assert bytes(version) == b"3"
-        assert broker.runtime.seal.unready() is None
+        assert broker.runtime.context.seal.unready() is None
         assert broker.run(broker.runtime.anchoring.checkpoint_now) is not None
 
     def test_unkeyed_record_after_the_upgrade_is_not_keyed(
@@ -142,7 +142,7 @@ class TestMigration:
     ) -> None:
         """A record without a MAC written after the upgrade stays unvouched."""
         broker = brokers.start()
-        broker.run(broker.runtime.admin.checkpoint)
+        broker.run(broker.runtime.broker.audit.checkpoint)
         self._downgrade(broker)
         broker = brokers.start()
         with broker.runtime.database.transaction() as conn:
@@ -154,7 +154,7 @@ class TestMigration:
             conn.execute(update(audit_head).values(seq=forged.seq, hash=forged.hash))
         broker = brokers.start()
         assert (
-            broker.runtime.seal.alarm
+            broker.runtime.context.seal.alarm
             == f"record seq {forged.seq} has no mac: record forged"
         )
         with broker.runtime.database.reading() as conn:

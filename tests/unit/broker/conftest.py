@@ -9,15 +9,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
 import pytest
 
-from gatepass.broker import Runtime, build_runtime
+from gatepass.broker import (
+    AccessTokenRequest,
+    Broker,
+    OpenTaskRequest,
+    Runtime,
+    TaskDetails,
+    build_runtime,
+)
 from gatepass.clock import FrozenClock
 from gatepass.config import Settings
-from gatepass.tokens import DPoPKey, create_assertion, load_private_key
+from gatepass.tokens import (
+    JWT_TOKEN_TYPE,
+    DPoPKey,
+    create_assertion,
+    load_private_key,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 ISSUER = "http://broker.test"
@@ -37,6 +48,11 @@ class Harness:
         """Run a broker coroutine to completion."""
         return anyio.run(lambda: coroutine_function(*args, **kwargs))
 
+    @property
+    def broker(self) -> Broker:
+        """The broker's use cases."""
+        return self.runtime.broker
+
     def open_task(self, key: DPoPKey, **details: Any) -> dict[str, Any]:
         """Open a task for the demo agent; return the token response body."""
         private_key, _, algorithm = load_private_key(self.identity["private_jwk"])
@@ -47,24 +63,23 @@ class Harness:
             audience=ISSUER,
             now=self.clock.now(),
         )
-        task = {
-            "type": "agent_task",
-            "intent": "triage",
-            "purpose": "support-triage",
-            "environment": "dev",
-            "targets": ["tickets"],
-            **details,
-        }
-        body = urlencode(
-            {
-                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-                "subject_token": assertion,
-                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-                "authorization_details": json.dumps([task]),
-            }
-        ).encode()
+        max_ttl = details.pop("max_ttl_seconds", None)
+        request = OpenTaskRequest(
+            subject_token=assertion,
+            subject_token_type=JWT_TOKEN_TYPE,
+            details=TaskDetails(
+                intent=details.pop("intent", "triage"),
+                purpose=details.pop("purpose", "support-triage"),
+                environment=details.pop("environment", "dev"),
+                tenant=details.pop("tenant", None),
+                targets=tuple(details.pop("targets", ["tickets"])),
+                max_ttl=None if max_ttl is None else dt.timedelta(seconds=max_ttl),
+            ),
+            client_id=None,
+        )
+        assert not details, f"unknown task details {sorted(details)}"
         proof = key.proof("POST", f"{ISSUER}/token", now=self.clock.now())
-        answer = self.run(self.runtime.broker.token, body, dpop_proof=proof)
+        answer = self.run(self.broker.tokens.exchange, request, dpop_proof=proof)
         result: dict[str, Any] = answer.body
         return result
 
@@ -72,17 +87,14 @@ class Harness:
         self, key: DPoPKey, task_token: str, scope: str = "read"
     ) -> dict[str, Any]:
         """Exchange a task token for an access token to the tickets target."""
-        body = urlencode(
-            {
-                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-                "subject_token": task_token,
-                "subject_token_type": "urn:ietf:params:oauth:token-type:txn_token",
-                "resource": "tickets",
-                "scope": scope,
-            }
-        ).encode()
+        request = AccessTokenRequest(
+            subject_token=task_token,
+            resource="tickets",
+            actions=tuple(scope.split()),
+            client_id=None,
+        )
         proof = key.proof("POST", f"{ISSUER}/token", now=self.clock.now())
-        answer = self.run(self.runtime.broker.token, body, dpop_proof=proof)
+        answer = self.run(self.broker.tokens.exchange, request, dpop_proof=proof)
         result: dict[str, Any] = answer.body
         return result
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from gatepass.broker import build_runtime
+from gatepass.api.inputs import credential_request
+from gatepass.broker import PresentedTaskToken, build_runtime
 from gatepass.clock import FrozenClock
 from gatepass.config import Settings
-from gatepass.engines.wrappers import GuardedEngine
 from gatepass.errors import (
     ConflictError,
     EngineUnavailableError,
@@ -75,11 +75,8 @@ def vault(tmp_path: Path) -> Iterator[tuple[Harness, MemoryEngine]]:
         }
     )
     clock = FrozenClock(START)
-    runtime = build_runtime(settings, clock=clock)
     engine = MemoryEngine()
-    runtime.broker.engines = {
-        "vault": GuardedEngine(engine, target="vault", metrics=runtime.metrics)
-    }
+    runtime = build_runtime(settings, clock=clock, engines={"vault": engine})
     identity = json.loads((tmp_path / "state" / "demo-agent.json").read_text())
     try:
         yield Harness(runtime, clock, identity, policy_dir), engine
@@ -100,12 +97,13 @@ def request_credential(
         proof = key.proof(
             "POST", CREDENTIALS_URL, access_token=task_token, now=harness.clock.now()
         )
+    presented = PresentedTaskToken(
+        authorization=f"DPoP {task_token}", dpop_proof=proof, url=CREDENTIALS_URL
+    )
+    # Parsed at the edge, as the API does, then handed to the use case.
+    wanted = credential_request(payload, idempotency_key=None)
     answer: dict[str, Any] = harness.run(
-        harness.runtime.credentials.issue,
-        authorization=f"DPoP {task_token}",
-        dpop_proof=proof,
-        url=CREDENTIALS_URL,
-        payload=payload,
+        harness.broker.issue_credential, wanted, presented
     )
     return answer
 
@@ -143,7 +141,7 @@ class TestIssue:
         assert kinds.index("credential.intent") < kinds.index("credential.issue")
         assert "pw-gp_" not in json.dumps(kinds)
         harness.run(
-            harness.runtime.broker.close_task,
+            harness.broker.closing.close_task,
             task["task_id"],
             actor="test",
             reason="done",
@@ -167,14 +165,16 @@ class TestIssue:
             )
         with pytest.raises(TokenError):
             harness.run(
-                harness.runtime.credentials.issue,
-                authorization=None,
-                dpop_proof=None,
-                url=CREDENTIALS_URL,
-                payload={"target": "vault", "scope": "read"},
+                harness.broker.issue_credential,
+                credential_request(
+                    {"target": "vault", "scope": "read"}, idempotency_key=None
+                ),
+                PresentedTaskToken(
+                    authorization=None, dpop_proof=None, url=CREDENTIALS_URL
+                ),
             )
         harness.run(
-            harness.runtime.broker.close_task, task["task_id"], actor="t", reason="x"
+            harness.broker.closing.close_task, task["task_id"], actor="t", reason="x"
         )
         with pytest.raises(TokenRevokedError):
             request_credential(
@@ -234,7 +234,7 @@ class TestRevocationRetries:
         )
         engine.fail_revoke = True
         harness.run(
-            harness.runtime.broker.close_task, task["task_id"], actor="t", reason="x"
+            harness.broker.closing.close_task, task["task_id"], actor="t", reason="x"
         )
         lease = lease_of(harness, answer["lease_id"])
         assert lease.state is LeaseState.REVOKING
@@ -242,10 +242,10 @@ class TestRevocationRetries:
         assert lease.last_error
         # Not due yet: nothing happens until the backoff passed.
         engine.fail_revoke = False
-        harness.run(harness.runtime.revocations.run)
+        harness.run(harness.broker.revocations.run)
         assert lease_of(harness, answer["lease_id"]).state is LeaseState.REVOKING
         harness.clock.advance(dt.timedelta(seconds=3))
-        harness.run(harness.runtime.revocations.run)
+        harness.run(harness.broker.revocations.run)
         assert lease_of(harness, answer["lease_id"]).state is LeaseState.REVOKED
         assert engine.credentials == {}
 
@@ -260,7 +260,7 @@ class TestRevocationRetries:
             harness, key, task["access_token"], {"target": "vault", "scope": "read"}
         )
         harness.clock.advance(answer["expires_in"] + 1)
-        harness.run(harness.runtime.broker.sweep)
+        harness.run(harness.broker.sweeper.sweep)
         assert lease_of(harness, answer["lease_id"]).state is LeaseState.REVOKED
         assert engine.credentials == {}
 
@@ -279,7 +279,7 @@ class TestReaper:
             harness, key, task["access_token"], {"target": "vault", "scope": "read"}
         )
         engine.credentials["gp_strayaaaaaaaaaaaaaaaaaaaaaa"] = START
-        removed = harness.run(harness.runtime.revocations.reap)
+        removed = harness.run(harness.broker.revocations.reap)
         assert removed == {"vault": ["gp_strayaaaaaaaaaaaaaaaaaaaaaa"]}
         handle = lease_of(harness, live["lease_id"]).handle
         assert handle in engine.credentials
@@ -290,7 +290,7 @@ class TestReaper:
                 .values(state="pending")
             )
         harness.clock.advance(dt.timedelta(seconds=60))
-        harness.run(harness.runtime.revocations.reap)
+        harness.run(harness.broker.revocations.reap)
         assert lease_of(harness, live["lease_id"]).state is LeaseState.REVOKED
         assert engine.credentials == {}
 
@@ -301,16 +301,14 @@ class TestRenew:
     def renew(self, harness: Harness, key: DPoPKey, token: str, lease_id: str) -> Any:
         """Call the renew use case as the API does."""
         url = f"{ISSUER}/v1/credentials/{lease_id}/renew"
-        return harness.run(
-            lambda: harness.runtime.credentials.renew(
-                lease_id,
-                authorization=f"DPoP {token}",
-                dpop_proof=key.proof(
-                    "POST", url, access_token=token, now=harness.clock.now()
-                ),
-                url=url,
-            )
+        presented = PresentedTaskToken(
+            authorization=f"DPoP {token}",
+            dpop_proof=key.proof(
+                "POST", url, access_token=token, now=harness.clock.now()
+            ),
+            url=url,
         )
+        return harness.run(harness.broker.renew_credential, lease_id, presented)
 
     def test_renew_extends(self, vault: tuple[Harness, MemoryEngine]) -> None:
         """Renewing moves the lease and the credential to a fresh TTL."""
@@ -340,7 +338,7 @@ class TestRenew:
         with pytest.raises(NotFoundError):
             self.renew(harness, other_key, other["access_token"], issued["lease_id"])
         harness.run(
-            harness.runtime.broker.revoke_lease,
+            harness.broker.closing.revoke_lease,
             issued["lease_id"],
             actor="t",
             reason="x",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gatepass.broker import Caller
 from gatepass.errors import ConflictError, InvalidGrantError, NotFoundError
 from gatepass.models import LeaseState, TaskState
-from gatepass.store import audit_log, leases, tasks
+from gatepass.store import ApiRole, audit_log, leases, tasks
 from gatepass.tokens import DPoPKey
 
 from .conftest import Harness
@@ -51,7 +52,7 @@ class TestSweep:
         task = harness.open_task(key, max_ttl_seconds=120)
         granted = harness.access_token(key, task["access_token"])
         harness.clock.advance(121)
-        expired, _ = harness.run(harness.runtime.broker.sweep)
+        expired, _ = harness.run(harness.broker.sweeper.sweep)
         assert expired == [task["task_id"]]
         assert lease_state(harness, granted["lease_id"]) is LeaseState.REVOKED
         with pytest.raises(InvalidGrantError):
@@ -63,7 +64,7 @@ class TestSweep:
         task = harness.open_task(key, max_ttl_seconds=3600)
         granted = harness.access_token(key, task["access_token"])
         harness.clock.advance(granted["expires_in"] + 1)
-        expired, count = harness.run(harness.runtime.broker.sweep)
+        expired, count = harness.run(harness.broker.sweeper.sweep)
         assert expired == []
         assert count == 1
         assert lease_state(harness, granted["lease_id"]) is LeaseState.EXPIRED
@@ -76,15 +77,15 @@ class TestClosing:
         """A second close is a conflict; an unknown task is not found."""
         key = DPoPKey.generate()
         task = harness.open_task(key)
-        broker = harness.runtime.broker
+        closing = harness.broker.closing
         closed = harness.run(
-            broker.close_task, task["task_id"], actor="test", reason="done"
+            closing.close_task, task["task_id"], actor="test", reason="done"
         )
         assert closed.state is TaskState.CLOSED
         with pytest.raises(ConflictError):
-            harness.run(broker.close_task, task["task_id"], actor="test", reason="x")
+            harness.run(closing.close_task, task["task_id"], actor="test", reason="x")
         with pytest.raises(NotFoundError):
-            harness.run(broker.close_task, "tsk_missing", actor="test", reason="x")
+            harness.run(closing.close_task, "tsk_missing", actor="test", reason="x")
 
     def test_race_close_wins(self, harness: Harness) -> None:
         """A task closed behind the cache's back refuses the next issuance."""
@@ -114,18 +115,18 @@ class TestPolicyReload:
         start = text.index('@id("triage-writes-dev")')
         end = text.index("};", start) + 2
         support.write_text(text[:start] + text[end:])
-        status = harness.run(harness.runtime.admin.reload_policy, "test")
+        status = harness.run(harness.broker.policy.reload, "test")
         assert status["revoked_leases"] == [write["lease_id"]]
         assert lease_state(harness, read["lease_id"]) is LeaseState.ACTIVE
         assert lease_state(harness, write["lease_id"]) is LeaseState.REVOKED
 
     def test_broken_policy_keeps_old_set(self, harness: Harness) -> None:
         """A broken policy file is refused, audited, and the old set stays live."""
-        before = harness.runtime.broker.policies.current.digest
+        before = harness.runtime.context.policies.current.digest
         (harness.policy_dir / "broken.cedar").write_text("permit (principal, ")
         with pytest.raises(Exception, match="policy set refused"):
-            harness.run(harness.runtime.admin.reload_policy, "test")
-        assert harness.runtime.broker.policies.current.digest == before
+            harness.run(harness.broker.policy.reload, "test")
+        assert harness.runtime.context.policies.current.digest == before
         with harness.runtime.database.reading() as conn:
             seq, _ = audit_log.read_audit_head(conn)
             last = list(audit_log.iter_audit(conn, after=seq - 1))[-1]
@@ -140,22 +141,22 @@ class TestKeysAndAudit:
         """A task token signed before rotation still works after it."""
         key = DPoPKey.generate()
         task = harness.open_task(key)
-        admin = harness.runtime.admin
         caller = admin_caller()
-        keys_after = harness.run(admin.rotate_keys, caller)
+        keys_after = harness.run(harness.broker.keys.rotate, caller)
         states = sorted(k["state"] for k in keys_after)
         assert states == ["current", "next", "retired"]
-        harness.runtime.broker._task_tokens.clear()
+        # Verify the task token again, with the rotated ring.
+        harness.runtime.context.task_access.forget_all()
         assert harness.access_token(key, task["access_token"])["scope"] == "read"
 
     def test_checkpoint_only_when_chain_moved(self, harness: Harness) -> None:
         """A checkpoint is written when the head moved, and not again until it moves."""
-        admin = harness.runtime.admin
-        first = harness.run(admin.checkpoint)
+        audit = harness.broker.audit
+        first = harness.run(audit.checkpoint)
         assert first is not None
-        assert harness.run(admin.checkpoint) is None
+        assert harness.run(audit.checkpoint) is None
         harness.open_task(DPoPKey.generate())
-        second = harness.run(admin.checkpoint)
+        second = harness.run(audit.checkpoint)
         assert second is not None
         assert second.seq > first.seq
         lines = harness.runtime.settings.server.state_dir / "audit-checkpoints.jsonl"
@@ -163,9 +164,6 @@ class TestKeysAndAudit:
         assert len([line for line in written if line.startswith('{"checkpoint"')]) == 2
 
 
-def admin_caller() -> object:
+def admin_caller() -> Caller:
     """Return an admin caller for use-case calls."""
-    from gatepass.broker import Caller  # noqa: PLC0415
-    from gatepass.store import ApiRole  # noqa: PLC0415
-
     return Caller("tok_test", ApiRole.ADMIN)

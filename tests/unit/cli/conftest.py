@@ -66,7 +66,7 @@ class LiveBroker:
 
     def checkpoint(self) -> None:
         """Sign the audit chain head now, as the background job would."""
-        anyio.run(self.runtime.admin.checkpoint)
+        anyio.run(self.runtime.broker.audit.checkpoint)
 
     def open_lease(self) -> tuple[str, str]:
         """Open a task as the demo agent and get a read lease on tickets."""

@@ -269,7 +269,7 @@ class TestIssue13TailEscaping:
             subject="tsk_hostile",
             data={"intent": HOSTILE},
         )
-        anyio.run(cli.broker.runtime.broker.audit, entry)
+        anyio.run(cli.broker.runtime.context.trail.append, entry)
 
     def test_issue13_controls_and_bidi_are_escaped(self, cli):
         """Separators, bidi controls, ANSI, C0/C1 and zero-width chars print escaped."""
@@ -294,7 +294,7 @@ class TestIssue13TailEscaping:
             actor="agt_plain",
             data={"intent": "réparer les tickets, 東京"},
         )
-        anyio.run(cli.broker.runtime.broker.audit, entry)
+        anyio.run(cli.broker.runtime.context.trail.append, entry)
         result = cli("audit", "tail", "--limit", "1")
         assert "réparer les tickets, 東京" in result.stdout
 

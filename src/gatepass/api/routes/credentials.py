@@ -1,4 +1,4 @@
-"""Engine-backed credentials: ``POST /v1/credentials`` and the SSH KRL hosts pull."""
+"""Engine-backed credentials: ``POST /v1/credentials``, renewal, and the SSH KRL."""
 
 from __future__ import annotations
 
@@ -8,33 +8,35 @@ from starlette.routing import Route
 
 from gatepass.api.bodies import read_body, read_json
 from gatepass.api.errors import NO_STORE
-from gatepass.broker import Runtime, idempotency_key_from_headers
-from gatepass.errors import DPoPProofError, GatepassError, NotFoundError
+from gatepass.api.inputs import credential_request
+from gatepass.broker import Broker, PresentedTaskToken, idempotency_key_from_headers
+from gatepass.errors import GatepassError
+from gatepass.verify import header_values, single_dpop_proof
 
 __all__ = ["credential_routes"]
 
 
+def _presented(request: Request, broker: Broker, path: str) -> PresentedTaskToken:
+    """The task token and proof of the request; the ``htu`` built from the issuer."""
+    return PresentedTaskToken(
+        authorization=request.headers.get("authorization"),
+        dpop_proof=single_dpop_proof(header_values(request.scope["headers"], b"dpop")),
+        url=f"{broker.settings.server.issuer}{path}",
+    )
+
+
 async def issue_credential(request: Request) -> Response:
     """Mint a PostgreSQL role, Redis user or SSH certificate for the task."""
-    runtime: Runtime = request.app.state.runtime
-    url = f"{runtime.settings.server.issuer}/v1/credentials"
-    proofs = request.headers.getlist("dpop")
+    broker: Broker = request.app.state.broker
     try:
-        if len(proofs) > 1:
-            # RFC 9449 §4.3 item 1: exactly one DPoP header.
-            raise DPoPProofError("more than one dpop header")
+        presented = _presented(request, broker, "/v1/credentials")
         key = idempotency_key_from_headers(request.headers.getlist("idempotency-key"))
-        payload = await read_json(request, runtime.settings.server.max_body_bytes)
+        payload = await read_json(request, broker.settings.server.max_body_bytes)
+        wanted = credential_request(payload, idempotency_key=key)
     except GatepassError as error:
-        await runtime.broker.record_rejection("credential.issue", error)
+        await broker.audit.reject("credential.issue", error)
         raise
-    answer = await runtime.credentials.issue(
-        authorization=request.headers.get("authorization"),
-        dpop_proof=proofs[0] if proofs else None,
-        url=url,
-        payload=payload,
-        idempotency_key=key,
-    )
+    answer = await broker.issue_credential(wanted, presented)
     if answer.get("idempotent_replay"):
         # The same lease as the first answer, without its secret.
         headers = {**NO_STORE, "Idempotent-Replayed": "true"}
@@ -44,33 +46,22 @@ async def issue_credential(request: Request) -> Response:
 
 async def renew_credential(request: Request) -> Response:
     """Extend a live engine credential of the task."""
-    runtime: Runtime = request.app.state.runtime
+    broker: Broker = request.app.state.broker
     lease_id = str(request.path_params["lease_id"])
-    url = f"{runtime.settings.server.issuer}/v1/credentials/{lease_id}/renew"
-    proofs = request.headers.getlist("dpop")
-    if len(proofs) > 1:
-        error = DPoPProofError("more than one dpop header")
-        await runtime.broker.record_rejection("credential.renew", error)
-        raise error
-    await read_body(request, runtime.settings.server.max_body_bytes)
-    answer = await runtime.credentials.renew(
-        lease_id,
-        authorization=request.headers.get("authorization"),
-        dpop_proof=proofs[0] if proofs else None,
-        url=url,
-    )
+    try:
+        presented = _presented(request, broker, f"/v1/credentials/{lease_id}/renew")
+    except GatepassError as error:
+        await broker.audit.reject("credential.renew", error)
+        raise
+    await read_body(request, broker.settings.server.max_body_bytes)
+    answer = await broker.renew_credential(lease_id, presented)
     return JSONResponse(answer, headers=NO_STORE)
 
 
 async def ssh_krl(request: Request) -> Response:
     """Serve the key revocation list of an SSH target (public: hosts pull it)."""
-    runtime: Runtime = request.app.state.runtime
-    name = str(request.path_params["target"])
-    guarded = runtime.broker.engines.get(name)
-    krl = getattr(guarded.engine, "krl_bytes", None) if guarded else None
-    if krl is None:
-        raise NotFoundError("no ssh target of that name")
-    body: bytes = krl()
+    broker: Broker = request.app.state.broker
+    body = broker.reads.krl(str(request.path_params["target"]))
     return Response(
         body,
         media_type="application/octet-stream",

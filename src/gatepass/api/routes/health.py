@@ -7,8 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gatepass.api.errors import RETRY_AFTER_SECONDS
-from gatepass.broker import Runtime
-from gatepass.errors import StoreError
+from gatepass.broker import Broker
 
 __all__ = ["health_routes"]
 
@@ -20,32 +19,23 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Answer 200 when the store answers, the broker is unsealed and has policies."""
-    runtime: Runtime = request.app.state.runtime
-    try:
-        await runtime.database.read(lambda conn: conn.exec_driver_sql("SELECT 1"))
-    except StoreError:
-        return JSONResponse(
-            {"status": "unavailable", "reason": "store unavailable"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-    unready = runtime.seal.unready()
-    if unready is not None:
-        code, reason = unready
-        return JSONResponse(
-            {"status": "unavailable", "error": code, "reason": reason}, status_code=503
-        )
-    if runtime.broker.policies.current.policy_count == 0:
-        return JSONResponse(
-            {"status": "unavailable", "reason": "no policies loaded"}, status_code=503
-        )
-    return JSONResponse({"status": "ready"})
+    broker: Broker = request.app.state.broker
+    readiness = await broker.health.readiness()
+    if readiness.ready:
+        return JSONResponse({"status": "ready"})
+    body: dict[str, str] = {"status": "unavailable", "reason": readiness.reason or ""}
+    headers: dict[str, str] = {}
+    if readiness.error == "store_unavailable":
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    elif readiness.error in {"sealed", "audit_integrity"}:
+        body["error"] = readiness.error
+    return JSONResponse(body, status_code=503, headers=headers)
 
 
 async def metrics(request: Request) -> Response:
     """Serve Prometheus metrics."""
-    runtime: Runtime = request.app.state.runtime
-    body, content_type = runtime.metrics.render()
+    broker: Broker = request.app.state.broker
+    body, content_type = broker.health.metrics()
     return Response(body, media_type=content_type)
 
 

@@ -2,7 +2,8 @@
 The OAuth face of the broker.
 
 Metadata (RFC 8414), JWKS, the token endpoint (RFC 8693 + RFC 9449), introspection
-(RFC 7662) and revocation (RFC 7009).
+(RFC 7662), revocation (RFC 7009) and closing a task. Bodies are parsed here, at
+the edge (``api/forms.py``, ``api/inputs.py``); the broker receives typed requests.
 """
 
 from __future__ import annotations
@@ -13,81 +14,79 @@ from starlette.routing import Route
 
 from gatepass.api.bodies import read_body, read_form_body, read_json
 from gatepass.api.errors import NO_STORE, error_response
+from gatepass.api.forms import (
+    parse_form,
+    parse_introspection,
+    parse_revocation,
+    parse_token_exchange,
+)
+from gatepass.api.inputs import close_reason
 from gatepass.api.shapes import task_json
-from gatepass.broker import Runtime
-from gatepass.errors import DPoPProofError, GatepassError, InvalidRequestError
-from gatepass.store import ApiRole
+from gatepass.broker import Broker, PresentedTaskToken
+from gatepass.errors import GatepassError
+from gatepass.models import ApiRole
+from gatepass.tokens import DPOP_ALGORITHMS, TOKEN_EXCHANGE
+from gatepass.verify import header_values, single_dpop_proof
 
 __all__ = ["oauth_routes"]
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+_INTROSPECTION_ROLES = frozenset({ApiRole.ADMIN, ApiRole.INTROSPECT, ApiRole.PROXY})
 
 
-def metadata_document(runtime: Runtime) -> dict[str, object]:
+def _broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
+
+
+def metadata_document(broker: Broker) -> dict[str, object]:
     """Return the RFC 8414 authorization server metadata."""
-    issuer = runtime.settings.server.issuer
+    issuer = broker.settings.server.issuer
     return {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/jwks.json",
         "introspection_endpoint": f"{issuer}/introspect",
         "revocation_endpoint": f"{issuer}/revoke",
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "grant_types_supported": [TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": ["none"],
-        "dpop_signing_alg_values_supported": [
-            "ES256",
-            "ES384",
-            "EdDSA",
-            "PS256",
-            "RS256",
-        ],
+        "dpop_signing_alg_values_supported": sorted(DPOP_ALGORITHMS),
         "authorization_details_types_supported": ["agent_task"],
-        "scopes_supported": runtime.broker.catalog.scopes(),
+        "scopes_supported": broker.catalog.scopes(),
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": [],
-        "service_documentation": "https://github.com/gatepass/gatepass/blob/main/docs/api.md",
+        "service_documentation": broker.settings.server.service_documentation,
     }
 
 
 async def metadata(request: Request) -> Response:
     """Serve ``/.well-known/oauth-authorization-server``."""
-    return JSONResponse(metadata_document(_runtime(request)))
+    return JSONResponse(metadata_document(_broker(request)))
 
 
 async def jwks(request: Request) -> Response:
     """Serve the public signing keys, the next key included."""
-    ring = _runtime(request).broker.issuer.ring
-    return JSONResponse(ring.jwks(), headers={"Cache-Control": "max-age=60"})
-
-
-def _single_dpop(request: Request) -> str | None:
-    proofs = request.headers.getlist("dpop")
-    if len(proofs) > 1:
-        # RFC 9449 §4.3 item 1: exactly one DPoP header.
-        raise DPoPProofError("more than one dpop header")
-    return proofs[0] if proofs else None
+    return JSONResponse(
+        _broker(request).keys.jwks(), headers={"Cache-Control": "max-age=60"}
+    )
 
 
 async def token(request: Request) -> Response:
     """Serve the token endpoint: open a task or issue an access token."""
-    runtime = _runtime(request)
-    broker = runtime.broker
+    broker = _broker(request)
     try:
-        body = await read_form_body(request, runtime.settings.server.max_body_bytes)
-        proof = _single_dpop(request)
+        body = await read_form_body(request, broker.settings.server.max_body_bytes)
+        proof = single_dpop_proof(header_values(request.scope["headers"], b"dpop"))
+        exchange = parse_token_exchange(parse_form(body))
     except GatepassError as error:
-        await broker.record_rejection("token.request", error)
+        await broker.tokens.reject(error)
         return error_response(error)
     try:
         # A FIFO gate: at most a few token requests interleave inside the broker.
         # Without it a saturated event loop shares the CPU among every open
         # request, which keeps the mean latency but stretches the tail several-fold.
         async with request.app.state.token_gate:
-            answer = await broker.token(body, dpop_proof=proof)
+            answer = await broker.tokens.exchange(exchange, dpop_proof=proof)
     except GatepassError as error:
         return error_response(error)
     return JSONResponse(answer.body, headers=NO_STORE)
@@ -95,62 +94,55 @@ async def token(request: Request) -> Response:
 
 async def introspect(request: Request) -> Response:
     """Serve RFC 7662 introspection for resource servers holding an api token."""
-    runtime = _runtime(request)
-    await runtime.admin.authenticate(
-        request.headers.get("authorization"),
-        roles=frozenset({ApiRole.ADMIN, ApiRole.INTROSPECT, ApiRole.PROXY}),
+    broker = _broker(request)
+    await broker.callers.authenticate(
+        request.headers.get("authorization"), roles=_INTROSPECTION_ROLES
     )
-    body = await read_form_body(request, runtime.settings.server.max_body_bytes)
-    answer = await runtime.status.introspect(body)
+    body = await read_form_body(request, broker.settings.server.max_body_bytes)
+    answer = await broker.token_status.introspect(parse_introspection(body))
     return JSONResponse(answer.body, headers=NO_STORE)
 
 
 async def revoke(request: Request) -> Response:
     """Serve RFC 7009 revocation."""
-    runtime = _runtime(request)
+    broker = _broker(request)
     try:
-        body = await read_form_body(request, runtime.settings.server.max_body_bytes)
+        body = await read_form_body(request, broker.settings.server.max_body_bytes)
+        revocation = parse_revocation(body)
     except GatepassError as error:
-        await runtime.broker.record_rejection("token.revoke", error)
+        await broker.token_status.reject(error)
         raise
-    await runtime.status.revoke_token(body)
+    await broker.token_status.revoke(revocation)
     return Response(status_code=200, headers=NO_STORE)
 
 
 async def close_task(request: Request) -> Response:
     """Serve ``POST /v1/tasks/{id}/close`` for the agent (DPoP) or an admin."""
-    runtime = _runtime(request)
-    task_id = request.path_params["task_id"]
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "dpop":
-        await read_body(request, runtime.settings.server.max_body_bytes)
-        url = f"{runtime.settings.server.issuer}/v1/tasks/{task_id}/close"
-        task = await runtime.broker.close_task_as_agent(
-            task_id,
-            access_token=credential.strip(),
-            dpop_proof=_single_dpop(request),
-            url=url,
+    broker = _broker(request)
+    limit = broker.settings.server.max_body_bytes
+    task_id = str(request.path_params["task_id"])
+    authorization = request.headers.get("authorization", "")
+    if authorization.partition(" ")[0].lower() == "dpop":
+        await read_body(request, limit)
+        presented = PresentedTaskToken(
+            authorization=authorization,
+            dpop_proof=single_dpop_proof(
+                header_values(request.scope["headers"], b"dpop")
+            ),
+            url=f"{broker.settings.server.issuer}/v1/tasks/{task_id}/close",
         )
+        task = await broker.closing.close_as_agent(task_id, presented)
     else:
-        caller = await runtime.admin.authenticate(request.headers.get("authorization"))
-        task = await runtime.broker.close_task(
-            task_id, actor=caller.actor, reason=await _close_reason(request, runtime)
+        caller = await broker.callers.authenticate(authorization)
+        if request.headers.get("content-type"):
+            reason = close_reason(await read_json(request, limit))
+        else:
+            await read_body(request, limit)
+            reason = "closed by admin"
+        task = await broker.closing.close_task(
+            task_id, actor=caller.actor, reason=reason
         )
     return JSONResponse(task_json(task))
-
-
-async def _close_reason(request: Request, runtime: Runtime) -> str:
-    """Return the admin's ``{"reason": ...}`` (optional, at most 200 characters)."""
-    if not request.headers.get("content-type"):
-        await read_body(request, runtime.settings.server.max_body_bytes)
-        return "closed by admin"
-    payload = await read_json(request, runtime.settings.server.max_body_bytes)
-    reason = (
-        payload.get("reason", "closed by admin") if isinstance(payload, dict) else None
-    )
-    if not isinstance(reason, str) or not 0 < len(reason) <= 200:
-        raise InvalidRequestError("reason must be a string of 1 to 200 characters")
-    return reason
 
 
 oauth_routes = [

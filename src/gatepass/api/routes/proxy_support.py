@@ -11,45 +11,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatepass.api.bodies import read_json
-from gatepass.audit import AuditEntry
-from gatepass.broker import Runtime
+from gatepass.api.inputs import proxy_calls
+from gatepass.broker import Broker
 from gatepass.errors import InvalidRequestError
-from gatepass.models import Lease
-from gatepass.store import ApiRole, audit_log
-from gatepass.store import leases as lease_rows
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
+from gatepass.models import ApiRole, Lease
 
 __all__ = ["proxy_support_routes"]
 
 _STREAM_ROLES = frozenset({ApiRole.ADMIN, ApiRole.PROXY, ApiRole.INTROSPECT})
+_AUDIT_ROLES = frozenset({ApiRole.PROXY, ApiRole.ADMIN})
 _POLL_SECONDS = 1.0
 _KEEPALIVE_EVERY = 15
-_MAX_EVENTS = 500
-_EVENT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "jti": str,
-    "task_id": str,
-    "agent_id": str,
-    "route": str,
-    "method": str,
-    "path": str,
-    "status": int,
-    "bytes_in": int,
-    "bytes_out": int,
-    "latency_ms": (int, float),
-    "outcome": str,
-    "error": str,
-}
-_OUTCOMES = frozenset({"ok", "deny", "error"})
 
 
 def _since(request: Request, now: dt.datetime) -> dt.datetime:
@@ -65,10 +44,6 @@ def _since(request: Request, now: dt.datetime) -> dt.datetime:
     return moment
 
 
-def _revoked_since(cursor: dt.datetime) -> Callable[[Connection], list[Lease]]:
-    return lambda conn: lease_rows.revoked_since(conn, cursor, limit=_MAX_EVENTS)
-
-
 def _event(lease: Lease) -> str:
     revoked_at = (lease.revoked_at or lease.issued_at).isoformat()
     data = {"handle": lease.handle, "task_id": lease.task_id, "revoked_at": revoked_at}
@@ -77,19 +52,19 @@ def _event(lease: Lease) -> str:
 
 async def revocation_stream(request: Request) -> Response:
     """Stream revoked access tokens (their ``jti``) as Server-Sent Events."""
-    runtime: Runtime = request.app.state.runtime
-    await runtime.admin.authenticate(
+    broker: Broker = request.app.state.broker
+    await broker.callers.authenticate(
         request.headers.get("authorization"), roles=_STREAM_ROLES
     )
-    broker = runtime.broker
-    cursor = _since(request, broker.clock.now())
+    feed = broker.feed
+    cursor = _since(request, feed.now())
 
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
         quiet = 0
         yield ": gatepass revocations\n\n"
         while True:
-            found = await broker.database.read(_revoked_since(cursor))
+            found = await feed.revoked_since(cursor)
             for lease in found:
                 yield _event(lease)
                 cursor = max(cursor, lease.revoked_at or cursor)
@@ -99,7 +74,7 @@ async def revocation_stream(request: Request) -> Response:
             quiet += 1
             if quiet % _KEEPALIVE_EVERY == 0:
                 yield ": keepalive\n\n"
-            await broker.wait_for_revocations(_POLL_SECONDS)
+            await feed.wait(_POLL_SECONDS)
 
     return StreamingResponse(
         events(),
@@ -108,57 +83,15 @@ async def revocation_stream(request: Request) -> Response:
     )
 
 
-def _validate_events(payload: object) -> list[dict[str, Any]]:
-    if not isinstance(payload, dict) or set(payload) != {"events"}:
-        raise InvalidRequestError('body must be {"events": [...]}')
-    events = payload["events"]
-    if not isinstance(events, list) or not 1 <= len(events) <= _MAX_EVENTS:
-        raise InvalidRequestError(f"events must be a list of 1 to {_MAX_EVENTS}")
-    clean: list[dict[str, Any]] = []
-    for event in events:
-        if not isinstance(event, dict) or not set(event) <= set(_EVENT_FIELDS):
-            raise InvalidRequestError("an event has unknown or malformed fields")
-        for name, value in event.items():
-            kind = _EVENT_FIELDS[name]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise InvalidRequestError(f"event field {name} has the wrong type")
-            if isinstance(value, str) and len(value) > 512:
-                raise InvalidRequestError(f"event field {name} is too long")
-        if event.get("outcome", "ok") not in _OUTCOMES:
-            raise InvalidRequestError("event outcome must be ok, deny or error")
-        clean.append({k: v for k, v in event.items() if v != ""})
-    return clean
-
-
 async def proxy_audit(request: Request) -> Response:
     """Append the proxy's records of proxied calls to the audit log."""
-    runtime: Runtime = request.app.state.runtime
-    caller = await runtime.admin.authenticate(
-        request.headers.get("authorization"),
-        roles=frozenset({ApiRole.PROXY, ApiRole.ADMIN}),
+    broker: Broker = request.app.state.broker
+    caller = await broker.callers.authenticate(
+        request.headers.get("authorization"), roles=_AUDIT_ROLES
     )
-    events = _validate_events(
-        await read_json(request, runtime.settings.server.max_body_bytes)
-    )
-    now = runtime.broker.clock.now()
-    entries = [
-        AuditEntry(
-            at=now,
-            kind="proxy.call",
-            outcome=str(event.get("outcome", "ok")),
-            actor=str(event.get("agent_id") or "unknown")[:80],
-            subject=str(event.get("task_id", ""))[:80],
-            data={**event, "proxy": caller.token_id},
-        )
-        for event in events
-    ]
-
-    def append_all(conn: Any) -> None:  # noqa: ANN401 - a SQLAlchemy connection
-        for entry in entries:
-            audit_log.append_audit(conn, entry)
-
-    await runtime.database.write(append_all)
-    return JSONResponse({"accepted": len(entries)}, status_code=202)
+    calls = proxy_calls(await read_json(request, broker.settings.server.max_body_bytes))
+    accepted = await broker.audit.record_proxy_calls(caller, calls)
+    return JSONResponse({"accepted": accepted}, status_code=202)
 
 
 proxy_support_routes = [

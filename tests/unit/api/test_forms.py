@@ -10,17 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatepass.broker.requests import (
-    ACCESS_TOKEN_TYPE,
-    JWT_TOKEN_TYPE,
-    TOKEN_EXCHANGE,
-    TXN_TOKEN_TYPE,
-    AccessTokenRequest,
-    OpenTaskRequest,
+from gatepass.api.forms import (
     parse_form,
+    parse_introspection,
+    parse_revocation,
     parse_scope,
     parse_token_exchange,
 )
+from gatepass.broker import AccessTokenRequest, OpenTaskRequest, RevocationRequest
 from gatepass.errors import (
     GatepassError,
     InvalidAuthorizationDetailsError,
@@ -28,6 +25,13 @@ from gatepass.errors import (
     InvalidScopeError,
     InvalidTargetError,
     UnsupportedGrantTypeError,
+    UnsupportedTokenTypeError,
+)
+from gatepass.tokens import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+    TXN_TOKEN_TYPE,
 )
 
 DETAILS = {
@@ -260,3 +264,32 @@ def test_urlencoded_round_trip() -> None:
     body = urlencode({k: v[0] for k, v in access_form().items()}).encode()
     request = parse_token_exchange(parse_form(body))
     assert isinstance(request, AccessTokenRequest)
+
+
+class TestRevocationAndIntrospectionForms:
+    """RFC 7009 and RFC 7662 forms name one token."""
+
+    def test_revocation_with_client_id(self) -> None:
+        """A revocation names its token and, optionally, a client."""
+        body = urlencode({"token": "t", "client_id": "agt_x"}).encode()
+        assert parse_revocation(body) == RevocationRequest(token="t", client_id="agt_x")
+
+    @pytest.mark.parametrize(
+        "body",
+        [b"", b"token=", b"token=a&token=b", b"token=a&client_id=x&client_id=y"],
+    )
+    def test_revocation_refusals(self, body: bytes) -> None:
+        """No token, two tokens or a repeated client are invalid requests."""
+        with pytest.raises(InvalidRequestError):
+            parse_revocation(body)
+
+    def test_unsupported_hint(self) -> None:
+        """A hint gatepass cannot revoke is unsupported_token_type."""
+        with pytest.raises(UnsupportedTokenTypeError):
+            parse_revocation(b"token=a&token_type_hint=id_token")
+
+    def test_introspection(self) -> None:
+        """Introspection names exactly one token."""
+        assert parse_introspection(b"token=abc") == "abc"
+        with pytest.raises(InvalidRequestError):
+            parse_introspection(b"token=a&token=b")

@@ -1,0 +1,320 @@
+"""
+OAuth form requests parsed at the edge (RFC 6749, RFC 8693, RFC 7009, RFC 7662).
+
+Pure functions from raw form bodies to the broker's typed requests. The form
+parser is written by hand rather than declared with pydantic because each
+parameter has its own OAuth error code (``invalid_target`` for ``resource``,
+``invalid_scope`` for ``scope``, ``invalid_authorization_details`` ...) and
+repeated parameters must be refused (RFC 6749 §3.2); every rejection names the
+parameter, and nothing here echoes a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gatepass.broker import (
+    AccessTokenRequest,
+    OpenTaskRequest,
+    RevocationRequest,
+    TaskDetails,
+)
+from gatepass.errors import (
+    InvalidAuthorizationDetailsError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    UnsupportedGrantTypeError,
+    UnsupportedTokenTypeError,
+)
+from gatepass.tokens import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+    TXN_TOKEN_TYPE,
+)
+
+__all__ = [
+    "parse_form",
+    "parse_introspection",
+    "parse_revocation",
+    "parse_scope",
+    "parse_token_exchange",
+]
+
+_MAX_TOKEN = 8192
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_ACTION = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+def parse_form(body: bytes) -> dict[str, list[str]]:
+    """
+    Parse an ``application/x-www-form-urlencoded`` body.
+
+    Args:
+        body: the raw request body.
+
+    Returns:
+        Every parameter with all its values, in order.
+
+    Raises:
+        InvalidRequestError: the body is not valid UTF-8 form encoding.
+    """
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequestError("body is not valid form encoding") from exc
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _single(form: dict[str, list[str]], name: str, *, required: bool) -> str | None:
+    values = form.get(name)
+    if not values:
+        if required:
+            raise InvalidRequestError(f"missing parameter {name}")
+        return None
+    # RFC 6749 §3.2: request parameters must not be included more than once.
+    if len(values) > 1:
+        raise InvalidRequestError(f"parameter {name} is repeated")
+    value = values[0]
+    if required and not value:
+        raise InvalidRequestError(f"parameter {name} is empty")
+    return value or None
+
+
+def parse_scope(scope: str | None) -> tuple[str, ...]:
+    """
+    Split an OAuth scope into actions (RFC 6749 §3.3).
+
+    Raises:
+        InvalidScopeError: the scope is missing, empty or malformed.
+    """
+    if scope is None or not scope.strip():
+        raise InvalidScopeError("scope must name at least one action")
+    actions: list[str] = []
+    for action in scope.split(" "):
+        if not action:
+            continue
+        if not _ACTION.match(action):
+            raise InvalidScopeError("scope contains a malformed action")
+        if action not in actions:
+            actions.append(action)
+    if len(actions) > 16:
+        raise InvalidScopeError("scope names more than 16 actions")
+    return tuple(actions)
+
+
+def _text(details: dict[str, Any], name: str, *, limit: int) -> str:
+    value = details.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidAuthorizationDetailsError(f"agent_task.{name} must be a string")
+    if len(value) > limit:
+        raise InvalidAuthorizationDetailsError(
+            f"agent_task.{name} is longer than {limit} characters"
+        )
+    return value
+
+
+def _label(details: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = details.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise InvalidAuthorizationDetailsError(
+            f"agent_task.{name} must match [a-z0-9][a-z0-9._-]{{0,63}}"
+        )
+    return value
+
+
+def _parse_details(raw: str) -> TaskDetails:
+    try:
+        parsed = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidAuthorizationDetailsError(
+            "authorization_details is not valid JSON"
+        ) from exc
+    if not isinstance(parsed, list) or len(parsed) != 1:
+        raise InvalidAuthorizationDetailsError(
+            "authorization_details must be an array with one agent_task object"
+        )
+    details = parsed[0]
+    if not isinstance(details, dict) or details.get("type") != "agent_task":
+        raise InvalidAuthorizationDetailsError(
+            "authorization_details type must be agent_task"
+        )
+    known = {
+        "type",
+        "intent",
+        "purpose",
+        "environment",
+        "tenant",
+        "targets",
+        "max_ttl_seconds",
+    }
+    unknown = sorted(set(details) - known)
+    if unknown:
+        raise InvalidAuthorizationDetailsError(
+            f"agent_task has unknown field {unknown[0][:64]!r}"
+        )
+    targets = details.get("targets")
+    if (
+        not isinstance(targets, list)
+        or not 1 <= len(targets) <= 32
+        or not all(isinstance(t, str) and 0 < len(t) <= 512 for t in targets)
+    ):
+        raise InvalidAuthorizationDetailsError(
+            "agent_task.targets must be a list of 1 to 32 target URIs"
+        )
+    max_ttl_raw = details.get("max_ttl_seconds")
+    max_ttl: dt.timedelta | None = None
+    if max_ttl_raw is not None:
+        if (
+            isinstance(max_ttl_raw, bool)
+            or not isinstance(max_ttl_raw, int)
+            or not 1 <= max_ttl_raw <= 86_400
+        ):
+            raise InvalidAuthorizationDetailsError(
+                "agent_task.max_ttl_seconds must be an integer from 1 to 86400"
+            )
+        max_ttl = dt.timedelta(seconds=max_ttl_raw)
+    purpose = _label(details, "purpose", required=True)
+    environment = _label(details, "environment", required=True)
+    if purpose is None or environment is None:  # pragma: no cover - required above
+        raise InvalidAuthorizationDetailsError("agent_task is incomplete")
+    return TaskDetails(
+        intent=_text(details, "intent", limit=1000),
+        purpose=purpose,
+        environment=environment,
+        tenant=_label(details, "tenant", required=False),
+        targets=tuple(dict.fromkeys(targets)),
+        max_ttl=max_ttl,
+    )
+
+
+def _open_task_request(
+    form: dict[str, list[str]],
+    subject_token: str,
+    requested: str | None,
+    client_id: str | None,
+) -> OpenTaskRequest:
+    if requested not in {None, TXN_TOKEN_TYPE}:
+        raise InvalidRequestError(
+            "a workload identity can only be exchanged for a txn_token"
+        )
+    raw_details = _single(form, "authorization_details", required=False)
+    if raw_details is None:
+        raise InvalidAuthorizationDetailsError(
+            "authorization_details with an agent_task is required to open a task"
+        )
+    return OpenTaskRequest(
+        subject_token=subject_token,
+        subject_token_type=JWT_TOKEN_TYPE,
+        details=_parse_details(raw_details),
+        client_id=client_id,
+    )
+
+
+def _access_token_request(
+    form: dict[str, list[str]],
+    subject_token: str,
+    requested: str | None,
+    client_id: str | None,
+) -> AccessTokenRequest:
+    if requested not in {None, ACCESS_TOKEN_TYPE}:
+        raise InvalidRequestError(
+            "a task token can only be exchanged for an access_token"
+        )
+    resources = form.get("resource", []) + form.get("audience", [])
+    # RFC 8707 §2: gatepass tokens have exactly one audience.
+    if len(resources) != 1 or not resources[0]:
+        raise InvalidTargetError("name exactly one resource or audience")
+    if len(resources[0]) > 512:
+        raise InvalidTargetError("resource is too long")
+    return AccessTokenRequest(
+        subject_token=subject_token,
+        resource=resources[0],
+        actions=parse_scope(_single(form, "scope", required=False)),
+        client_id=client_id,
+    )
+
+
+def parse_token_exchange(
+    form: dict[str, list[str]],
+) -> OpenTaskRequest | AccessTokenRequest:
+    """
+    Turn token-endpoint parameters into an open-task or access-token request.
+
+    Args:
+        form: the parsed form body.
+
+    Raises:
+        UnsupportedGrantTypeError: the grant is not token exchange.
+        InvalidRequestError: a parameter is missing, repeated or unsupported.
+        InvalidAuthorizationDetailsError: the task description is malformed.
+        InvalidTargetError: not exactly one resource was named.
+        InvalidScopeError: the scope is malformed.
+    """
+    grant_type = _single(form, "grant_type", required=True)
+    if grant_type != TOKEN_EXCHANGE:
+        raise UnsupportedGrantTypeError("only token exchange (RFC 8693) is supported")
+    if _single(form, "actor_token", required=False) is not None:
+        raise InvalidRequestError("delegation with actor_token is not supported yet")
+    subject_token = _single(form, "subject_token", required=True)
+    subject_type = _single(form, "subject_token_type", required=True)
+    if subject_token is None or subject_type is None:  # pragma: no cover
+        raise InvalidRequestError("missing subject token")
+    if len(subject_token) > _MAX_TOKEN:
+        raise InvalidRequestError("subject_token is too long")
+    requested = _single(form, "requested_token_type", required=False)
+    client_id = _single(form, "client_id", required=False)
+    if subject_type == JWT_TOKEN_TYPE:
+        return _open_task_request(form, subject_token, requested, client_id)
+    if subject_type in {TXN_TOKEN_TYPE, ACCESS_TOKEN_TYPE}:
+        return _access_token_request(form, subject_token, requested, client_id)
+    raise InvalidRequestError("unsupported subject_token_type")
+
+
+def _one_token(form: dict[str, list[str]]) -> str:
+    tokens = form.get("token", [])
+    if len(tokens) != 1 or not tokens[0]:
+        raise InvalidRequestError("name exactly one token")
+    return tokens[0]
+
+
+def parse_revocation(body: bytes) -> RevocationRequest:
+    """
+    Parse an RFC 7009 revocation form.
+
+    Raises:
+        InvalidRequestError: not exactly one token, or a repeated client_id.
+        UnsupportedTokenTypeError: the hint names a type gatepass cannot revoke.
+    """
+    form = parse_form(body)
+    token = _one_token(form)
+    hints = form.get("token_type_hint", [])
+    if hints and hints[0] not in {"access_token", "refresh_token"}:
+        raise UnsupportedTokenTypeError("unsupported token_type_hint")
+    client_ids = form.get("client_id", [])
+    if len(client_ids) > 1:
+        raise InvalidRequestError("parameter client_id is repeated")
+    return RevocationRequest(
+        token=token, client_id=client_ids[0] if client_ids else None
+    )
+
+
+def parse_introspection(body: bytes) -> str:
+    """
+    Parse an RFC 7662 introspection form; return the token.
+
+    Raises:
+        InvalidRequestError: not exactly one token.
+    """
+    return _one_token(parse_form(body))

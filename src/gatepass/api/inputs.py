@@ -1,0 +1,384 @@
+"""
+JSON bodies and query strings, validated at the edge into the broker's typed requests.
+
+One way for every input that is not an OAuth form (``api/forms.py``): a frozen
+pydantic model per body or query, and :func:`validated`, which turns any
+validation failure into one ``invalid_request`` naming the field and never the
+value (a value may be a key or a token someone pasted in the wrong place).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gatepass.api.forms import parse_scope
+from gatepass.audit import Outcome
+from gatepass.broker import AgentRegistration, CredentialRequest, ProxyCall
+from gatepass.errors import InvalidRequestError
+from gatepass.models import AgentStatus, LeaseState, TaskState
+from gatepass.tokens import algorithm_for, load_public_jwk
+
+__all__ = [
+    "AgentQuery",
+    "AuditQuery",
+    "LeaseQuery",
+    "TaskQuery",
+    "agent_registration",
+    "close_reason",
+    "credential_request",
+    "proxy_calls",
+    "validated",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_MAX_PUBLIC_KEY = 16_384
+_MAX_PROXY_EVENTS = 500
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Query(BaseModel):
+    # Query strings tolerate parameters they do not know (caches, tracing).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def validated(model: type[M], data: object) -> M:
+    """
+    Validate ``data`` (a parsed JSON body or a query mapping) into ``model``.
+
+    Raises:
+        InvalidRequestError: naming the first problem's field, never its value.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError("body must be a JSON object")
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            raise InvalidRequestError(f"unknown field {where[:64]!r}") from None
+        if problem["type"] == "missing":
+            raise InvalidRequestError(f"missing field {where}") from None
+        if message.startswith(f"{where} "):
+            raise InvalidRequestError(message[:300]) from None
+        raise InvalidRequestError(f"{where}: {message.lower()}"[:300]) from None
+
+
+def _choice(values: list[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+# ----------------------------------------------------------------- queries
+
+
+def _limit(value: str | None, *, default: int, maximum: int) -> int:
+    raw = value if value is not None else str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ValueError(f"limit must be an integer from 1 to {maximum}")
+    return int(raw)
+
+
+class AgentQuery(_Query):
+    """``GET /v1/agents?tenant=&status=``."""
+
+    tenant: str | None = None
+    status: AgentStatus | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: object) -> object:
+        if value is not None and value not in {s.value for s in AgentStatus}:
+            choices = _choice([s.value for s in AgentStatus])
+            raise ValueError(f"status must be one of {choices}")
+        return value
+
+
+class TaskQuery(_Query):
+    """``GET /v1/tasks?state=&agent_id=&limit=``."""
+
+    state: TaskState | None = None
+    agent_id: str | None = Field(default=None, max_length=64)
+    limit: int = 100
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: object) -> object:
+        if value is not None and value not in {s.value for s in TaskState}:
+            raise ValueError(
+                f"state must be one of {_choice([s.value for s in TaskState])}"
+            )
+        return value
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> int:
+        return _limit(None if value is None else str(value), default=100, maximum=1000)
+
+
+class LeaseQuery(_Query):
+    """``GET /v1/leases?state=&task_id=&limit=``."""
+
+    state: LeaseState | None = None
+    task_id: str | None = Field(default=None, max_length=64)
+    limit: int = 100
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: object) -> object:
+        if value is not None and value not in {s.value for s in LeaseState}:
+            raise ValueError(
+                f"state must be one of {_choice([s.value for s in LeaseState])}"
+            )
+        return value
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> int:
+        return _limit(None if value is None else str(value), default=100, maximum=1000)
+
+
+class AuditQuery(_Query):
+    """``GET /v1/audit/events?after=&limit=`` or ``?last=``."""
+
+    after: int = 0
+    limit: int = 500
+    last: int | None = None
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: object) -> int:
+        if not isinstance(value, str | int) or not str(value).isdigit():
+            raise ValueError("after must be a non-negative integer")
+        return int(value)
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> int:
+        return _limit(None if value is None else str(value), default=500, maximum=1000)
+
+    @field_validator("last", mode="before")
+    @classmethod
+    def _last(cls, value: object) -> int | None:
+        if value is None:
+            return None
+        text = str(value)
+        if not text.isdigit() or not 1 <= int(text) <= 1000:
+            raise ValueError("last must be an integer from 1 to 1000")
+        return int(text)
+
+
+# ----------------------------------------------------------------- bodies
+
+
+class _AgentBody(_Input):
+    name: Annotated[StrictStr, Field(pattern=_NAME)]
+    tenant: Annotated[StrictStr, Field(pattern=_NAME)]
+    public_key: StrictStr | dict[str, Any]
+    labels: dict[str, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("name", "tenant", mode="before")
+    @classmethod
+    def _named(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str) or re.match(_NAME, value) is None:
+            raise ValueError(
+                f"{info.field_name} must match [a-z0-9][a-z0-9._-]{{0,63}}"
+            )
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: object) -> object:
+        if not isinstance(value, dict) or len(value) > 32:
+            raise ValueError("labels must be an object of at most 32 entries")
+        for key, item in value.items():
+            if not isinstance(key, str) or not _LABEL_KEY.match(key):
+                raise ValueError("label keys must match [a-z][a-z0-9_.-]{0,63}")
+            if not isinstance(item, str) or len(item) > 256:
+                raise ValueError("label values must be strings of ≤ 256 chars")
+        return value
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _key(cls, value: object) -> object:
+        if not isinstance(value, str | dict):
+            # pydantic turns only ValueError into a validation error.
+            raise ValueError("public_key must be a JWK object or a PEM string")  # noqa: TRY004
+        return value
+
+
+def agent_registration(payload: object) -> AgentRegistration:
+    """
+    Validate ``{"name", "tenant", "public_key", "labels"?}`` into a registration.
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed, or the key is not a
+            usable public key.
+    """
+    body = validated(_AgentBody, payload)
+    jwk = load_public_jwk(body.public_key)
+    return AgentRegistration(
+        name=body.name,
+        tenant=body.tenant,
+        public_jwk=jwk,
+        algorithm=algorithm_for(jwk),
+        labels=dict(body.labels),
+    )
+
+
+class _CredentialBody(_Input):
+    target: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    actions: list[StrictStr] | None = None
+    scope: StrictStr | None = None
+    public_key: (
+        Annotated[StrictStr, Field(min_length=1, max_length=_MAX_PUBLIC_KEY)] | None
+    ) = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, value: object) -> object:
+        if not isinstance(value, str) or not 0 < len(value) <= 512:
+            raise ValueError("target must be a target name or URI")
+        return value
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions(cls, value: object) -> object:
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(a, str) for a in value)
+        ):
+            raise ValueError("actions must be a list of strings")
+        return value
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("scope must be a string")
+        return value
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _public_key(cls, value: object) -> object:
+        if value is not None and (
+            not isinstance(value, str) or not 0 < len(value) <= _MAX_PUBLIC_KEY
+        ):
+            raise ValueError("public_key must be an OpenSSH public key line")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> _CredentialBody:
+        if self.actions is not None and self.scope is not None:
+            raise ValueError("give actions or scope, not both")
+        return self
+
+
+def credential_request(
+    payload: object, *, idempotency_key: str | None
+) -> CredentialRequest:
+    """
+    Validate ``{"target", "actions" | "scope", "public_key"?}`` into a request.
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed.
+        InvalidScopeError: the actions are empty or malformed.
+    """
+    body = validated(_CredentialBody, payload)
+    scope = " ".join(body.actions) if body.actions is not None else body.scope
+    return CredentialRequest(
+        target=body.target,
+        actions=parse_scope(scope),
+        public_key=body.public_key,
+        idempotency_key=idempotency_key,
+    )
+
+
+class _CloseBody(_Input):
+    reason: StrictStr = "closed by admin"
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: object) -> object:
+        if not isinstance(value, str) or not 0 < len(value) <= 200:
+            raise ValueError("reason must be a string of 1 to 200 characters")
+        return value
+
+
+def close_reason(payload: object) -> str:
+    """
+    Validate an admin's ``{"reason": ...}`` (optional, at most 200 characters).
+
+    Raises:
+        InvalidRequestError: the reason is not a string of 1 to 200 characters.
+    """
+    return validated(_CloseBody, payload).reason
+
+
+class _ProxyEvent(_Input):
+    jti: Annotated[StrictStr, Field(max_length=512)] = ""
+    task_id: Annotated[StrictStr, Field(max_length=512)] = ""
+    agent_id: Annotated[StrictStr, Field(max_length=512)] = ""
+    route: Annotated[StrictStr, Field(max_length=512)] = ""
+    method: Annotated[StrictStr, Field(max_length=512)] = ""
+    path: Annotated[StrictStr, Field(max_length=512)] = ""
+    status: StrictInt | None = None
+    bytes_in: StrictInt | None = None
+    bytes_out: StrictInt | None = None
+    latency_ms: StrictInt | StrictFloat | None = None
+    outcome: Literal["ok", "deny", "error"] = "ok"
+    error: Annotated[StrictStr, Field(max_length=512)] = ""
+
+
+class _ProxyBatch(_Input):
+    events: Annotated[
+        list[_ProxyEvent], Field(min_length=1, max_length=_MAX_PROXY_EVENTS)
+    ]
+
+
+def proxy_calls(payload: object) -> list[ProxyCall]:
+    """
+    Validate the proxy's ``{"events": [...]}`` batch (1 to 500 typed events).
+
+    Raises:
+        InvalidRequestError: the batch or an event is malformed.
+    """
+    if not isinstance(payload, Mapping) or set(payload) != {"events"}:
+        raise InvalidRequestError('body must be {"events": [...]}')
+    events = payload["events"]
+    if not isinstance(events, list) or not 1 <= len(events) <= _MAX_PROXY_EVENTS:
+        raise InvalidRequestError(f"events must be a list of 1 to {_MAX_PROXY_EVENTS}")
+    batch = validated(_ProxyBatch, payload)
+    calls: list[ProxyCall] = []
+    for event, raw in zip(batch.events, events, strict=True):
+        sent = {name: value for name, value in raw.items() if value != ""}
+        details = {name: getattr(event, name) for name in sent}
+        calls.append(
+            ProxyCall(
+                outcome=Outcome(event.outcome),
+                agent_id=event.agent_id,
+                task_id=event.task_id,
+                details=details,
+            )
+        )
+    return calls

@@ -1,0 +1,143 @@
+"""
+Issue an access token: a task token and a target become a token for that target.
+
+RFC 8693 token exchange with the task token as the subject: the target must be one
+the task named, each action one the target offers; policy decides each action; the
+token's audience is exactly that target (RFC 8707), its lifetime the minimum of
+every cap, its key the task's (``cnf.jkt``, RFC 9449). The lease row, the spent
+proof and the audit record commit in one transaction, which also re-checks under a
+share lock that the task is still open, before the token leaves (intent first).
+"""
+
+from __future__ import annotations
+
+from gatepass.audit import Outcome
+from gatepass.broker.authority import require_target_in_task
+from gatepass.broker.context import BrokerContext
+from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.requests import AccessTokenRequest, TokenResponse
+from gatepass.broker.single_use import replay_error
+from gatepass.broker.trail import Attempt, AuditRecorder
+from gatepass.clock import to_epoch
+from gatepass.errors import InvalidClientError, InvalidGrantError
+from gatepass.ids import new_lease_id, new_token_id
+from gatepass.leases import ACCESS_TOKEN_KIND
+from gatepass.models import Lease, LeaseState
+from gatepass.single_use import SingleUse
+from gatepass.store import Connection
+from gatepass.store import leases as lease_rows
+from gatepass.store import replay as replay_rows
+from gatepass.tokens import ACCESS_TOKEN_TYP, ACCESS_TOKEN_TYPE
+
+__all__ = ["IssueAccessToken"]
+
+
+class IssueAccessToken:
+    """
+    The access-token exchange.
+
+    Args:
+        context: the broker's collaborators.
+    """
+
+    def __init__(self, context: BrokerContext) -> None:
+        """Keep the context."""
+        self._context = context
+
+    async def __call__(
+        self, request: AccessTokenRequest, dpop_proof: str | None, attempt: Attempt
+    ) -> TokenResponse:
+        """
+        Issue an access token for one target of the task.
+
+        Args:
+            request: the parsed access-token exchange.
+            dpop_proof: the request's one ``DPoP`` header, or None.
+            attempt: the request's audit attempt.
+
+        Raises:
+            GatepassError: the request is refused; the caller audits it.
+        """
+        context = self._context
+        context.seal.require_unsealed()
+        attempt.data.update(resource=request.resource[:200], actions=request.actions)
+        task = await context.task_access.subject_task(request.subject_token, attempt)
+        proof = context.dpop.verify(
+            dpop_proof,
+            method="POST",
+            url=context.token_endpoint,
+            expected_jkt=task.jkt,
+        )
+        if request.client_id is not None and request.client_id != task.agent_id:
+            raise InvalidClientError("client_id does not match the subject")
+        target = context.catalog.resolve(request.resource)
+        attempt.data["target"] = target.name
+        require_target_in_task(target, task, request.actions)
+        agent = await context.directory.active_agent(task.agent_id)
+        now = context.clock.now()
+        checks = [(action, target) for action in request.actions]
+        decisions = context.authority.authorize(
+            policy_requests(agent, task_facts_of(task, now), checks, now), attempt
+        )
+        ttl = context.authority.access_ttl(decisions, target, task, now)
+        lease = Lease(
+            id=new_lease_id(),
+            task_id=task.id,
+            agent_id=task.agent_id,
+            target=target.name,
+            kind=ACCESS_TOKEN_KIND,
+            actions=request.actions,
+            handle=new_token_id(),
+            state=LeaseState.ACTIVE,
+            issued_at=now,
+            expires_at=now + ttl,
+            policy_ids=tuple(attempt.data.get("policy_ids", ())),
+        )
+        scope = " ".join(request.actions)
+        token = context.issuer.sign(
+            {
+                "sub": task.agent_id,
+                "aud": target.uri,
+                "client_id": task.agent_id,
+                "iat": to_epoch(now),
+                "exp": to_epoch(lease.expires_at),
+                "jti": lease.handle,
+                "scope": scope,
+                "txn": task.id,
+                "tenant": task.tenant,
+                "env": task.environment,
+                "cnf": {"jkt": task.jkt},
+            },
+            typ=ACCESS_TOKEN_TYP,
+        )
+        attempt.data["lease_id"] = lease.id
+        attempt.data["expires_at"] = lease.expires_at.isoformat()
+
+        def record(conn: Connection, audit: AuditRecorder) -> SingleUse | bool:
+            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
+            if replayed is not None:
+                return replayed
+            # Intent first: the lease and its audit record commit before the token
+            # leaves; the share lock makes a concurrent close wait or win.
+            if not lease_rows.insert_lease_if_task_open(conn, lease, now):
+                return False
+            audit.record(conn, attempt, Outcome.ALLOW)
+            return True
+
+        recorded = await context.trail.write(record)
+        if isinstance(recorded, SingleUse):
+            raise replay_error(recorded)
+        if not recorded:
+            context.directory.forget_task(task.id)
+            raise InvalidGrantError("task is closed")
+        context.metrics.issuances.labels(kind=lease.kind, target=target.name).inc()
+        return TokenResponse(
+            body={
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "DPoP",
+                "expires_in": int(ttl.total_seconds()),
+                "scope": scope,
+                "lease_id": lease.id,
+            }
+        )

@@ -1,0 +1,134 @@
+"""
+The broker as its faces see it: every use case, grouped by what it acts on.
+
+``gatepass.api`` and ``gatepass.cli`` import only this (through
+``gatepass.broker``); each field is one use-case module's object, built once by
+``broker/bootstrap.py`` over one frozen :class:`BrokerContext`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatepass.broker.agents import Agents
+from gatepass.broker.audit_anchor import AuditAnchoring
+from gatepass.broker.audit_log import AuditLog
+from gatepass.broker.callers import Callers
+from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.closing import Closing
+from gatepass.broker.context import BrokerContext
+from gatepass.broker.engine_credentials import IssueEngineCredential
+from gatepass.broker.health import Health
+from gatepass.broker.keys import SigningKeys
+from gatepass.broker.policy_admin import PolicyAdmin
+from gatepass.broker.reads import Reads
+from gatepass.broker.renewal import RenewCredential
+from gatepass.broker.revocation_feed import RevocationFeed
+from gatepass.broker.revocations import RevocationWorker
+from gatepass.broker.sweep import Sweeper
+from gatepass.broker.token_endpoint import TokenEndpoint
+from gatepass.broker.token_status import TokenStatus
+from gatepass.config import Settings
+from gatepass.observability import Metrics
+from gatepass.store import Database
+
+__all__ = ["Broker", "Runtime", "assemble"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broker:
+    """
+    Every use case of the broker.
+
+    Attributes:
+        settings: the validated configuration (limits the faces enforce).
+        catalog: the configured targets.
+        tokens: the token endpoint (open a task, issue an access token).
+        token_status: RFC 7662 introspection and RFC 7009 revocation.
+        issue_credential: engine credentials (``POST /v1/credentials``).
+        renew_credential: extending a live engine credential.
+        closing: closing tasks and revoking leases.
+        agents: the agent registry.
+        reads: operators' reads of tasks and leases.
+        policy: the live policy set.
+        keys: the signing keys.
+        audit: the audit log.
+        callers: API-token authentication.
+        feed: revoked access tokens, for streams.
+        health: readiness and metrics.
+        sweeper: the expiry sweep.
+        revocations: drives revocations through engines; reaps orphans.
+    """
+
+    settings: Settings
+    catalog: TargetCatalog
+    tokens: TokenEndpoint
+    token_status: TokenStatus
+    issue_credential: IssueEngineCredential
+    renew_credential: RenewCredential
+    closing: Closing
+    agents: Agents
+    reads: Reads
+    policy: PolicyAdmin
+    keys: SigningKeys
+    audit: AuditLog
+    callers: Callers
+    feed: RevocationFeed
+    health: Health
+    sweeper: Sweeper
+    revocations: RevocationWorker
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    """
+    A running broker: its use cases and what holds them together.
+
+    Faces use :attr:`broker`; :attr:`database` and :attr:`context` are for the
+    process that owns them (``gatepass serve`` shuts the database down) and for
+    tests that look at stored state.
+
+    Attributes:
+        settings: the validated configuration.
+        broker: every use case.
+        context: the collaborators the use cases share.
+        database: the store.
+        anchoring: the audit log's anchoring (start-up checks, journal).
+    """
+
+    settings: Settings
+    broker: Broker
+    context: BrokerContext
+    database: Database
+    anchoring: AuditAnchoring
+
+    @property
+    def metrics(self) -> Metrics:
+        """The broker's metrics."""
+        return self.context.metrics
+
+
+def assemble(
+    context: BrokerContext, *, revocations: RevocationWorker, audit: AuditLog
+) -> Broker:
+    """Build every use case over one context."""
+    closing = Closing(context, revocations)
+    return Broker(
+        settings=context.settings,
+        catalog=context.catalog,
+        tokens=TokenEndpoint(context),
+        token_status=TokenStatus(context, closing),
+        issue_credential=IssueEngineCredential(context, revocations),
+        renew_credential=RenewCredential(context),
+        closing=closing,
+        agents=Agents(context, revocations),
+        reads=Reads(context),
+        policy=PolicyAdmin(context, closing),
+        keys=SigningKeys(context),
+        audit=audit,
+        callers=Callers(context),
+        feed=RevocationFeed(context),
+        health=Health(context),
+        sweeper=Sweeper(context, revocations),
+        revocations=revocations,
+    )

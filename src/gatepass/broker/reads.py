@@ -1,0 +1,99 @@
+"""What operators read: tasks and leases, through the broker, never the store."""
+
+from __future__ import annotations
+
+from gatepass.broker.context import BrokerContext
+from gatepass.errors import NotFoundError
+from gatepass.models import Lease, LeaseState, Task, TaskState
+from gatepass.store import leases as lease_rows
+from gatepass.store import tasks as task_rows
+
+__all__ = ["Reads"]
+
+
+class Reads:
+    """
+    Admin reads of tasks and leases.
+
+    Args:
+        context: the broker's collaborators.
+    """
+
+    def __init__(self, context: BrokerContext) -> None:
+        """Keep the context."""
+        self._context = context
+
+    async def tasks(
+        self,
+        *,
+        state: TaskState | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        """Return tasks, newest first, optionally filtered."""
+        wanted = None if state is None else state.value
+        return await self._context.database.read(
+            lambda c: task_rows.list_tasks(
+                c, state=wanted, agent_id=agent_id, limit=limit
+            )
+        )
+
+    async def task(self, task_id: str) -> tuple[Task, list[Lease]]:
+        """
+        Return a task with its leases.
+
+        Raises:
+            NotFoundError: no such task.
+        """
+        database = self._context.database
+        task = await database.read(lambda c: task_rows.get_task(c, task_id))
+        if task is None:
+            raise NotFoundError("no such task")
+        found = await database.read(
+            lambda c: lease_rows.list_leases(c, task_id=task_id, limit=1000)
+        )
+        return task, found
+
+    async def leases(
+        self,
+        *,
+        state: LeaseState | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Lease]:
+        """Return leases, newest first, optionally filtered."""
+        wanted = None if state is None else state.value
+        return await self._context.database.read(
+            lambda c: lease_rows.list_leases(
+                c, state=wanted, task_id=task_id, limit=limit
+            )
+        )
+
+    async def lease(self, lease_id: str) -> Lease:
+        """
+        Return one lease.
+
+        Raises:
+            NotFoundError: no such lease.
+        """
+        lease = await self._context.database.read(
+            lambda c: lease_rows.get_lease(c, lease_id)
+        )
+        if lease is None:
+            raise NotFoundError("no such lease")
+        return lease
+
+    def krl(self, target: str) -> bytes:
+        """
+        Return the key revocation list of an SSH target, for hosts to pull.
+
+        Raises:
+            NotFoundError: no SSH target of that name.
+            EngineError: the KRL file is gone although certificates were revoked.
+        """
+        guarded = self._context.engines.get(target)
+        krl = getattr(guarded.engine, "krl_bytes", None) if guarded else None
+        if krl is None:
+            raise NotFoundError("no ssh target of that name")
+        body: bytes = krl()
+        return body

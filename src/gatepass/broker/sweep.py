@@ -1,0 +1,80 @@
+"""
+The sweep: end what time ended (background job, every two seconds).
+
+Overdue tasks are expired with their leases revoked, overdue leases expired
+(access tokens) or sent to ``revoking`` (engine credentials, which must still be
+removed from their targets), and spent single-use values and idempotency keys that
+can no longer matter are forgotten. Time is the broker's step-proof clock, so a
+wall clock set back cannot keep anything alive past its true expiry.
+"""
+
+from __future__ import annotations
+
+from gatepass.audit import AuditEntry, Outcome
+from gatepass.broker.context import BrokerContext
+from gatepass.broker.revocations import RevocationWorker
+from gatepass.broker.trail import AuditRecorder
+from gatepass.clock import SystemClock
+from gatepass.ids import TaskId
+from gatepass.store import Connection
+from gatepass.store import idempotency as idempotency_rows
+from gatepass.store import leases as lease_rows
+from gatepass.store import replay as replay_rows
+from gatepass.store import tasks as task_rows
+
+__all__ = ["Sweeper"]
+
+
+class Sweeper:
+    """
+    Expire overdue tasks and leases.
+
+    Args:
+        context: the broker's collaborators.
+        revocations: drives engine revocations at once.
+    """
+
+    def __init__(self, context: BrokerContext, revocations: RevocationWorker) -> None:
+        """Keep the collaborators."""
+        self._context = context
+        self._revocations = revocations
+
+    async def sweep(self) -> tuple[list[TaskId], int]:
+        """
+        Expire overdue tasks (revoking their leases) and overdue leases.
+
+        Returns:
+            The expired task ids and how many leases expired on their own.
+        """
+        context = self._context
+        now = context.clock.now()
+        if isinstance(context.clock, SystemClock):
+            context.metrics.clock_offset.set(round(context.clock.wall_offset(), 3))
+
+        def sweep(conn: Connection, audit: AuditRecorder) -> tuple[list[TaskId], int]:
+            expired = task_rows.expire_tasks(conn, now)
+            for task_id in expired:
+                revoked = lease_rows.revoke_task_leases(conn, task_id, now)
+                audit.append(
+                    conn,
+                    AuditEntry(
+                        at=now,
+                        kind="task.expire",
+                        outcome=Outcome.OK,
+                        actor="system",
+                        subject=task_id,
+                        data={"revoked_leases": list(revoked)},
+                    ),
+                )
+            count = lease_rows.expire_leases(conn, now)
+            replay_rows.forget_expired_values(conn, now)
+            idempotency_rows.forget_expired_keys(conn, now)
+            context.metrics.live_leases.set(lease_rows.count_live_leases(conn))
+            return expired, count
+
+        expired, lease_count = await context.trail.write(sweep)
+        context.directory.forget_tasks(list(expired))
+        if expired or lease_count:
+            context.signals.revoked()
+            await self._revocations.run()
+        return expired, lease_count
