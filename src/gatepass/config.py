@@ -9,8 +9,6 @@ repository root. Every problem is reported with its location in the file
 from __future__ import annotations
 
 import datetime as dt
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,12 +17,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from gatepass.errors import ConfigurationError
+from gatepass.documents import read_toml, validate_document
 from gatepass.identity import ClaimRuleSettings, IdentitySettings, IssuerSettings
 from gatepass.models import Target
 
@@ -234,14 +231,6 @@ class Settings(_Section):
         return [target.to_target() for target in self.targets]
 
 
-def _location(error: dict[str, object]) -> str:
-    parts = [str(part) for part in error.get("loc", ())]  # type: ignore[attr-defined]
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
-    return text or "(top level)"
-
-
 def load_settings(path: Path) -> Settings:
     """
     Read and validate a configuration file.
@@ -256,17 +245,4 @@ def load_settings(path: Path) -> Settings:
         ConfigurationError: the file is missing, not TOML, or invalid; the message
             names every problem with its location.
     """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"config file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_location(dict(error))}: {error['msg']}" for error in exc.errors()
-        )
-        problems = re.sub(r"\s+", " ", problems)
-        raise ConfigurationError(f"{path}: {problems}") from exc
+    return validate_document(Settings, read_toml(path), source=str(path))

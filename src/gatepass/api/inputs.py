@@ -9,12 +9,14 @@ value (a value may be a key or a token someone pasted in the wrong place).
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -93,100 +95,87 @@ def _choice(values: list[str]) -> str:
 # ----------------------------------------------------------------- queries
 
 
-def _limit(value: str | None, *, default: int, maximum: int) -> int:
-    raw = value if value is not None else str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise ValueError(f"limit must be an integer from 1 to {maximum}")
-    return int(raw)
+def _member_of(kind: type[enum.StrEnum], name: str) -> Callable[[object], object]:
+    """Return a validator accepting only the values of ``kind``, named in the error."""
+    values = {member.value for member in kind}
+
+    def check(value: object) -> object:
+        if value is not None and value not in values:
+            raise ValueError(f"{name} must be one of {_choice(list(values))}")
+        return value
+
+    return check
+
+
+def _bounded(maximum: int) -> Callable[[object], int]:
+    """Return a validator of a page size from 1 to ``maximum``."""
+
+    def check(value: object) -> int:
+        text = str(value)
+        if not text.isdigit() or not 1 <= int(text) <= maximum:
+            raise ValueError(f"limit must be an integer from 1 to {maximum}")
+        return int(text)
+
+    return check
+
+
+def _count(
+    name: str, *, minimum: int, maximum: int | None = None
+) -> Callable[[object], int]:
+    """Return a validator of a whole number in range, named in the error."""
+
+    def check(value: object) -> int:
+        text = str(value)
+        if (
+            not text.isdigit()
+            or int(text) < minimum
+            or (maximum is not None and int(text) > maximum)
+        ):
+            if maximum is None:
+                raise ValueError(f"{name} must be a non-negative integer")
+            raise ValueError(f"{name} must be an integer from {minimum} to {maximum}")
+        return int(text)
+
+    return check
 
 
 class AgentQuery(_Query):
     """``GET /v1/agents?tenant=&status=``."""
 
     tenant: str | None = None
-    status: AgentStatus | None = None
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status(cls, value: object) -> object:
-        if value is not None and value not in {s.value for s in AgentStatus}:
-            choices = _choice([s.value for s in AgentStatus])
-            raise ValueError(f"status must be one of {choices}")
-        return value
+    status: Annotated[
+        AgentStatus | None, BeforeValidator(_member_of(AgentStatus, "status"))
+    ] = None
 
 
 class TaskQuery(_Query):
     """``GET /v1/tasks?state=&agent_id=&limit=``."""
 
-    state: TaskState | None = None
+    state: Annotated[
+        TaskState | None, BeforeValidator(_member_of(TaskState, "state"))
+    ] = None
     agent_id: str | None = Field(default=None, max_length=64)
-    limit: int = 100
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _state(cls, value: object) -> object:
-        if value is not None and value not in {s.value for s in TaskState}:
-            raise ValueError(
-                f"state must be one of {_choice([s.value for s in TaskState])}"
-            )
-        return value
-
-    @field_validator("limit", mode="before")
-    @classmethod
-    def _bounded(cls, value: object) -> int:
-        return _limit(None if value is None else str(value), default=100, maximum=1000)
+    limit: Annotated[int, BeforeValidator(_bounded(1000))] = 100
 
 
 class LeaseQuery(_Query):
     """``GET /v1/leases?state=&task_id=&limit=``."""
 
-    state: LeaseState | None = None
+    state: Annotated[
+        LeaseState | None, BeforeValidator(_member_of(LeaseState, "state"))
+    ] = None
     task_id: str | None = Field(default=None, max_length=64)
-    limit: int = 100
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _state(cls, value: object) -> object:
-        if value is not None and value not in {s.value for s in LeaseState}:
-            raise ValueError(
-                f"state must be one of {_choice([s.value for s in LeaseState])}"
-            )
-        return value
-
-    @field_validator("limit", mode="before")
-    @classmethod
-    def _bounded(cls, value: object) -> int:
-        return _limit(None if value is None else str(value), default=100, maximum=1000)
+    limit: Annotated[int, BeforeValidator(_bounded(1000))] = 100
 
 
 class AuditQuery(_Query):
     """``GET /v1/audit/events?after=&limit=`` or ``?last=``."""
 
-    after: int = 0
-    limit: int = 500
-    last: int | None = None
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _after(cls, value: object) -> int:
-        if not isinstance(value, str | int) or not str(value).isdigit():
-            raise ValueError("after must be a non-negative integer")
-        return int(value)
-
-    @field_validator("limit", mode="before")
-    @classmethod
-    def _bounded(cls, value: object) -> int:
-        return _limit(None if value is None else str(value), default=500, maximum=1000)
-
-    @field_validator("last", mode="before")
-    @classmethod
-    def _last(cls, value: object) -> int | None:
-        if value is None:
-            return None
-        text = str(value)
-        if not text.isdigit() or not 1 <= int(text) <= 1000:
-            raise ValueError("last must be an integer from 1 to 1000")
-        return int(text)
+    after: Annotated[int, BeforeValidator(_count("after", minimum=0))] = 0
+    limit: Annotated[int, BeforeValidator(_bounded(1000))] = 500
+    last: Annotated[
+        int | None, BeforeValidator(_count("last", minimum=1, maximum=1000))
+    ] = None
 
 
 # ----------------------------------------------------------------- bodies

@@ -14,7 +14,6 @@ Anchoring the audit log: keyed checkpoints, the start-up comparison, and reconci
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -23,7 +22,6 @@ from gatepass.audit import (
     AnchorJournal,
     AuditEntry,
     AuditMac,
-    AuditRecord,
     AuditSigner,
     Checkpoint,
     Comparison,
@@ -34,6 +32,7 @@ from gatepass.audit import (
     verify_checkpoint,
     verify_log,
 )
+from gatepass.broker.audit_migration import key_legacy_records
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.reconcile import Reconciler
 from gatepass.broker.revocations import RevocationWorker
@@ -108,7 +107,9 @@ class AuditAnchoring:
         Returns:
             The comparison with the journal.
         """
-        self._key_legacy_records()
+        key_legacy_records(
+            self.context, signer=self.signer, mac=self.mac, seal=self.seal
+        )
         try:
             self.journal.open()
         except OSError as error:
@@ -157,48 +158,6 @@ class AuditAnchoring:
             _log.warning("anchor journal segment missing", segment=journal.missing)
         with self.context.database.reading() as conn:
             return compare(journal, anchors.SqlChainView(conn))
-
-    def _key_legacy_records(self) -> None:
-        """MAC the records written before schema 3, once their chain verified."""
-        database = self.context.database
-        with database.reading() as conn:
-            first = audit_log.first_unkeyed_seq(conn)
-            through = audit_log.unkeyed_through(conn)
-        if first is None or first > through:
-            return
-        keyed: list[tuple[int, str]] = []
-
-        def collect(records: Iterator[AuditRecord]) -> Iterator[AuditRecord]:
-            for record in records:
-                if record.mac is None:
-                    keyed.append((record.seq, self.mac.record_mac(record.hash)))
-                yield record
-
-        try:
-            with database.transaction() as conn:
-                checkpoints = audit_log.list_checkpoints(conn, through=through)
-                report = verify_log(
-                    collect(audit_log.iter_audit(conn, through=through)),
-                    checkpoints,
-                    self.signer.public_jwk,
-                    allow_unanchored=True,
-                )
-                audit_log.set_macs(conn, keyed)
-                audit_log.append_audit(
-                    conn,
-                    self.entry(
-                        "audit.migrate",
-                        Outcome.OK,
-                        "system",
-                        {"keyed": len(keyed), "unanchored": report.unanchored_tail},
-                    ),
-                )
-        except AuditIntegrityError as error:
-            self.seal.raise_alarm(f"schema 3 migration: {error.detail}")
-            return
-        _log.info(
-            "audit records keyed", count=len(keyed), unanchored=report.unanchored_tail
-        )
 
     # ---------------------------------------------------------- checkpoints
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -21,12 +20,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from gatepass.errors import ConfigurationError
+from gatepass.documents import read_toml, validate_document
 from gatepass.proxy.compartments import UpstreamAuth
 from gatepass.proxy.encodings import DECODABLE_ENCODINGS
 from gatepass.proxy.rules import RuleSet
@@ -275,14 +273,6 @@ class ProxySettings(_Section):
         return self.proxy.broker
 
 
-def _location(error: dict[str, object]) -> str:
-    parts = [str(part) for part in error.get("loc", ())]  # type: ignore[attr-defined]
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
-    return text or "(top level)"
-
-
 def parse_proxy_settings(raw: dict[str, Any], *, source: str) -> ProxySettings:
     """
     Validate an already parsed configuration.
@@ -298,16 +288,7 @@ def parse_proxy_settings(raw: dict[str, Any], *, source: str) -> ProxySettings:
         ConfigurationError: the document is invalid; the message names every
             problem with its location.
     """
-    try:
-        return ProxySettings.model_validate(raw)
-    except ValidationError as exc:
-        # Messages name locations and rules only: input values (which could be
-        # a secret someone put in the wrong place) are never repeated.
-        problems = "; ".join(
-            f"{_location(dict(error))}: {error['msg']}" for error in exc.errors()
-        )
-        problems = re.sub(r"\s+", " ", problems)
-        raise ConfigurationError(f"{source}: {problems}") from None
+    return validate_document(ProxySettings, raw, source=source)
 
 
 def load_proxy_settings(path: Path) -> ProxySettings:
@@ -324,10 +305,4 @@ def load_proxy_settings(path: Path) -> ProxySettings:
         ConfigurationError: the file is missing, not TOML, or invalid; the message
             names every problem with its location.
     """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"config file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_proxy_settings(raw, source=str(path))
+    return parse_proxy_settings(read_toml(path), source=str(path))
