@@ -11,22 +11,17 @@ share lock that the task is still open, before the token leaves (intent first).
 
 from __future__ import annotations
 
-from gatepass.audit import Outcome
 from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import AccessTokenRequest, TokenResponse
-from gatepass.broker.single_use import replay_error
-from gatepass.broker.trail import Attempt, AuditRecorder
+from gatepass.broker.trail import Attempt
 from gatepass.clock import to_epoch
 from gatepass.errors import InvalidClientError, InvalidGrantError
 from gatepass.ids import new_lease_id, new_token_id
 from gatepass.leases import ACCESS_TOKEN_KIND
 from gatepass.models import Lease, LeaseState
-from gatepass.single_use import SingleUse
-from gatepass.store import Connection
-from gatepass.store import leases as lease_rows
-from gatepass.store import replay as replay_rows
 from gatepass.tokens import ACCESS_TOKEN_TYP, ACCESS_TOKEN_TYPE
 
 __all__ = ["IssueAccessToken"]
@@ -113,23 +108,16 @@ class IssueAccessToken:
         attempt.data["lease_id"] = lease.id
         attempt.data["expires_at"] = lease.expires_at.isoformat()
 
-        def record(conn: Connection, audit: AuditRecorder) -> SingleUse | bool:
-            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
-            if replayed is not None:
-                return replayed
-            # Intent first: the lease and its audit record commit before the token
-            # leaves; the share lock makes a concurrent close wait or win.
-            if not lease_rows.insert_lease_if_task_open(conn, lease, now):
-                return False
-            audit.record(conn, attempt, Outcome.ALLOW)
-            return True
-
-        recorded = await context.trail.write(record)
-        if isinstance(recorded, SingleUse):
-            raise replay_error(recorded)
-        if not recorded:
-            context.directory.forget_task(task.id)
-            raise InvalidGrantError("task is closed")
+        # Intent first: the lease and its audit record commit before the token
+        # leaves.
+        await record_lease(
+            context,
+            lease,
+            spent=proof.single_use,
+            now=now,
+            attempt=attempt,
+            closed=InvalidGrantError("task is closed"),
+        )
         context.metrics.issuances.labels(kind=lease.kind, target=target.name).inc()
         return TokenResponse(
             body={

@@ -27,9 +27,9 @@ from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import policy_requests, task_facts_of
 from gatepass.broker.idempotency import IN_PROGRESS, IdempotencyClaim, replayed_answer
+from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import CredentialRequest
 from gatepass.broker.revocations import RevocationWorker
-from gatepass.broker.single_use import replay_error
 from gatepass.broker.task_access import PresentedTaskToken, VerifiedTask
 from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.clock import to_epoch
@@ -42,11 +42,9 @@ from gatepass.errors import (
 )
 from gatepass.ids import new_lease_id
 from gatepass.models import Lease, LeaseState, Target
-from gatepass.single_use import SingleUse
 from gatepass.store import Connection
 from gatepass.store import idempotency as idempotency_rows
 from gatepass.store import leases as lease_rows
-from gatepass.store import replay as replay_rows
 
 __all__ = ["IssueEngineCredential"]
 
@@ -161,12 +159,7 @@ class IssueEngineCredential:
             data={"task_id": task.id, "target": target.name, "actions": lease.actions},
         )
 
-        def record_intent(conn: Connection, audit: AuditRecorder) -> SingleUse | bool:
-            replayed = replay_rows.claim_single_use(conn, [proof.single_use], now)
-            if replayed is not None:
-                return replayed
-            if not lease_rows.insert_lease_if_task_open(conn, lease, now):
-                return False
+        def claim_key(conn: Connection) -> None:
             if claim is not None and not idempotency_rows.claim_key(
                 conn,
                 task_id=task.id,
@@ -178,15 +171,16 @@ class IssueEngineCredential:
                 # A concurrent request with this key won: raising rolls back this
                 # transaction, so no second lease (and no second role) exists.
                 raise ConflictError(IN_PROGRESS)
-            audit.record(conn, intent, Outcome.ALLOW)
-            return True
 
-        recorded = await context.trail.write(record_intent)
-        if isinstance(recorded, SingleUse):
-            raise replay_error(recorded)
-        if not recorded:
-            context.directory.forget_task(task.id)
-            raise TokenRevokedError("task is closed")
+        await record_lease(
+            context,
+            lease,
+            spent=proof.single_use,
+            now=now,
+            attempt=intent,
+            closed=TokenRevokedError("task is closed"),
+            also=claim_key,
+        )
         issued = await self._create(lease, request, agent.id)
         failpoints.hit("credential.after_issue")
         try:
