@@ -61,6 +61,8 @@ class Agent:
         algorithm: the JWS algorithm pinned to that key (``ES256`` or ``EdDSA``).
         status: active or disabled.
         created_at: registration time.
+        issuer: for a federated agent (no key of its own), the one issuer whose
+            tokens prove it; None for an agent with a registered key.
     """
 
     id: AgentId
@@ -71,6 +73,7 @@ class Agent:
     algorithm: str
     status: AgentStatus = AgentStatus.ACTIVE
     created_at: dt.datetime
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +130,13 @@ class Task:
         expires_at: its deadline.
         closed_at: when it was closed or swept, if it was.
         close_reason: why it ended.
+        agent_labels: the agent's labels as its identity proved them when the task
+            opened (a federated agent's come from its token); None means the agent
+            record's labels.
+        parent_id: the task this one was delegated from, if any.
+        lineage_id: the root task of its delegation tree (its own id for a root).
+        depth: 0 for a task an agent opened itself, +1 per delegation.
+        actors: the verified actor chain, outermost (the current agent) first.
     """
 
     id: TaskId
@@ -143,6 +153,11 @@ class Task:
     expires_at: dt.datetime
     closed_at: dt.datetime | None = None
     close_reason: str | None = None
+    agent_labels: dict[str, str] | None = None
+    parent_id: TaskId | None = None
+    lineage_id: TaskId | None = None
+    depth: int = 0
+    actors: tuple[str, ...] = ()
 
 
 class LeaseState(enum.StrEnum):

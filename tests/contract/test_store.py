@@ -7,6 +7,7 @@ import threading
 
 import anyio
 import pytest
+from sqlalchemy import select
 
 from gatepass.audit import AuditEntry, AuditSigner, verify_log
 from gatepass.clock import FrozenClock
@@ -24,7 +25,7 @@ from gatepass.store import (
     replay,
     tasks,
 )
-from gatepass.store.tables import settings_kv
+from gatepass.store.tables import SCHEMA_VERSION, settings_kv
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -316,6 +317,45 @@ class TestSchema:
                 .where(settings_kv.c.name == "schema_version")
                 .values(value=b"1")
             )
+
+    def test_schema_3_is_upgraded_in_place(self, database: Database) -> None:
+        """A version-3 database gets the agent issuer and the task columns at start."""
+        agent = make_agent()
+        task = make_task(agent)
+        with database.transaction() as conn:
+            agents.insert_agent(conn, agent)
+            tasks.insert_task(conn, task)
+        with database.transaction() as conn:
+            for index in ("ix_gp_tasks_parent_id", "ix_gp_tasks_lineage_id"):
+                conn.exec_driver_sql(f"DROP INDEX {index}")
+            for column in (
+                "agent_labels",
+                "parent_id",
+                "lineage_id",
+                "depth",
+                "actors",
+            ):
+                conn.exec_driver_sql(f"ALTER TABLE gp_tasks DROP COLUMN {column}")
+            conn.exec_driver_sql("ALTER TABLE gp_agents DROP COLUMN issuer")
+            conn.execute(
+                settings_kv.update()
+                .where(settings_kv.c.name == "schema_version")
+                .values(value=b"3")
+            )
+        database.create_schema()
+        with database.reading() as conn:
+            version = conn.execute(
+                select(settings_kv.c.value).where(
+                    settings_kv.c.name == "schema_version"
+                )
+            ).scalar_one()
+            found = tasks.get_task(conn, task.id)
+            stored = agents.get_agent(conn, agent.id)
+        assert int(version) == SCHEMA_VERSION
+        assert found is not None
+        assert (found.depth, found.parent_id, found.actors) == (0, None, ())
+        assert stored is not None
+        assert stored.issuer is None
 
     def test_async_write_runs_in_transaction(self, database: Database) -> None:
         """Database.write returns the work's result after committing it."""

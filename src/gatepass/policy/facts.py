@@ -37,12 +37,15 @@ class AgentFacts:
         name: the agent's human label.
         tenant: the tenant the agent belongs to.
         labels: free key/value labels; Cedar sees them as entity tags.
+        issuer: for a federated agent, its issuer (``principal.issuer``, an
+            optional attribute); None for an agent with a registered key.
     """
 
     id: str
     name: str
     tenant: str
     labels: Mapping[str, str]
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -219,7 +219,7 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         raise ValueError("now must be timezone-aware")
     utc = now.astimezone(dt.UTC)
     labels = tuple(agent.labels.items())
-    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels)
+    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels, agent.issuer)
     target_entity = (
         "T",
         target.name,
@@ -232,9 +232,16 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
     # The descriptions key the cache of schema-validated entity handles, so they
     # must compare equal only when their JSON is identical: strings only (1, 1.0
     # and True are equal as keys but not as JSON).
-    if not _all_str(
-        agent.id, agent.name, agent.tenant, *(part for pair in labels for part in pair)
-    ) or not _all_str(*target_entity):
+    if (
+        not _all_str(
+            agent.id,
+            agent.name,
+            agent.tenant,
+            *(part for pair in labels for part in pair),
+        )
+        or (agent.issuer is not None and not _all_str(agent.issuer))
+        or not _all_str(*target_entity)
+    ):
         raise TypeError("agent and target facts must be strings")
     age = task.age_seconds
     checked = (
@@ -306,11 +313,16 @@ def _task_prefix(purpose: str, intent: str, environment: str, tenant: str) -> st
 def entity_json(description: Description) -> str:
     """Return the Cedar JSON of an agent or target described by :func:`prepare`."""
     if description[0] == "A":
-        _, agent_id, name, tenant, labels = description
+        _, agent_id, name, tenant, labels, issuer = description
+        attrs: dict[str, object] = {"name": name, "tenant": tenant}
+        if issuer is not None:
+            # Optional in the schema (``issuer?: String``): only federated agents
+            # have one, so ``principal has issuer`` tells them apart.
+            attrs["issuer"] = issuer
         return json.dumps(
             {
                 "uid": {"type": AGENT_TYPE, "id": agent_id},
-                "attrs": {"name": name, "tenant": tenant},
+                "attrs": attrs,
                 "parents": [],
                 "tags": dict(labels),  # type: ignore[call-overload]
             }

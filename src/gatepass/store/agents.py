@@ -33,6 +33,7 @@ def _to_agent(row: Row[Any]) -> Agent:
         algorithm=row.algorithm,
         status=AgentStatus(row.status),
         created_at=row.created_at,
+        issuer=row.issuer,
     )
 
 
@@ -55,6 +56,7 @@ def insert_agent(conn: Connection, agent: Agent) -> None:
                     algorithm=agent.algorithm,
                     status=agent.status.value,
                     created_at=agent.created_at,
+                    issuer=agent.issuer,
                 )
             )
     except IntegrityError as exc:

@@ -133,7 +133,7 @@ class Database:
                         name="schema_version", value=str(SCHEMA_VERSION).encode()
                     )
                 )
-            elif int(row) == SCHEMA_VERSION - 1:
+            elif 2 <= int(row) < SCHEMA_VERSION:
                 # In place, in this transaction: no manual step, nothing half done.
                 upgrade_schema(conn, int(row))
                 conn.execute(

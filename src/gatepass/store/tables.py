@@ -51,7 +51,7 @@ __all__ = [
     "upgrade_schema",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # The settings row naming the last record written before records had MACs.
 UNKEYED_THROUGH = "audit_unkeyed_through"
 
@@ -109,7 +109,9 @@ agents = Table(
     "gp_agents",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    # Federated agents are named by their platform (a SPIFFE ID, a service account,
+    # a repository and environment), which can be long and holds ':' and '/'.
+    Column("name", String(255), nullable=False, unique=True),
     Column("tenant", String(64), nullable=False),
     Column("labels", JSON, nullable=False),
     Column("public_jwk", JSON, nullable=False),
@@ -117,6 +119,9 @@ agents = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime),
+    # The one issuer whose tokens prove a federated agent; None for an agent with
+    # a registered key.
+    Column("issuer", String(2048)),
 )
 
 tasks = Table(
@@ -136,6 +141,16 @@ tasks = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
     Column("close_reason", String(200)),
+    # The agent's labels as its identity proved them when the task opened (a
+    # federated agent's come from its token); None: the agent record's labels.
+    Column("agent_labels", JSON),
+    # Delegation: the task this one was delegated from, the root of its tree, and
+    # how deep it is (0 for a task an agent opened itself).
+    Column("parent_id", String(40), index=True),
+    Column("lineage_id", String(40), index=True),
+    Column("depth", Integer, nullable=False, default=0),
+    # The verified actor chain (RFC 8693 ``act``), outermost first.
+    Column("actors", JSON),
     Index("ix_gp_tasks_state_expires", "state", "expires_at"),
 )
 
@@ -251,9 +266,7 @@ def upgrade_schema(conn: Connection, version: int) -> None:
     Bring a database of an older schema version up to :data:`SCHEMA_VERSION`.
 
     Runs inside the schema transaction at start, so a failed upgrade changes
-    nothing. Version 2 → 3 adds ``gp_audit_events.mac`` and records, in the
-    ``audit_unkeyed_through`` setting, the last seq written without a MAC: only
-    those records may be MACed afterwards, once their chain has been verified.
+    nothing; each step brings one version to the next.
 
     Args:
         conn: the schema transaction.
@@ -262,13 +275,27 @@ def upgrade_schema(conn: Connection, version: int) -> None:
     Raises:
         ValueError: no upgrade path exists from ``version``.
     """
-    if version != 2:
+    steps = {2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
+    if version not in steps:
         msg = f"no upgrade from schema version {version}"
         raise ValueError(msg)
-    columns = {
-        column["name"] for column in inspect(conn).get_columns(audit_events.name)
-    }
-    if "mac" not in columns:
+    for step in range(version, SCHEMA_VERSION):
+        steps[step](conn)
+
+
+def _columns(conn: Connection, table: Table) -> set[str]:
+    return {column["name"] for column in inspect(conn).get_columns(table.name)}
+
+
+def _upgrade_2_to_3(conn: Connection) -> None:
+    """
+    Add ``gp_audit_events.mac``.
+
+    Records, in the ``audit_unkeyed_through`` setting, the last seq written without a
+    MAC: only those records may be MACed afterwards, once their chain has been
+    verified.
+    """
+    if "mac" not in _columns(conn, audit_events):
         conn.exec_driver_sql(
             f"ALTER TABLE {audit_events.name} ADD COLUMN mac VARCHAR(64)"
         )
@@ -278,3 +305,35 @@ def upgrade_schema(conn: Connection, version: int) -> None:
     conn.execute(
         settings_kv.insert().values(name=UNKEYED_THROUGH, value=str(through).encode())
     )
+
+
+def _upgrade_3_to_4(conn: Connection) -> None:
+    """
+    Add federated agents' issuer, per-task agent labels and the delegation columns.
+
+    Agent names are widened to 255 characters.
+    """
+    if "issuer" not in _columns(conn, agents):
+        conn.exec_driver_sql(
+            f"ALTER TABLE {agents.name} ADD COLUMN issuer VARCHAR(2048)"
+        )
+    json_type = "JSON"  # what create_all makes of sqlalchemy.JSON on both backends
+    present = _columns(conn, tasks)
+    for name, kind in (
+        ("agent_labels", json_type),
+        ("parent_id", "VARCHAR(40)"),
+        ("lineage_id", "VARCHAR(40)"),
+        ("depth", "INTEGER NOT NULL DEFAULT 0"),
+        ("actors", json_type),
+    ):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN {name} {kind}")
+    for name in ("parent_id", "lineage_id"):
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{tasks.name}_{name} ON {tasks.name} ({name})"
+        )
+    if conn.dialect.name == "postgresql":
+        # SQLite does not enforce VARCHAR lengths; PostgreSQL does.
+        conn.exec_driver_sql(
+            f"ALTER TABLE {agents.name} ALTER COLUMN name TYPE VARCHAR(255)"
+        )

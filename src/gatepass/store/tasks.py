@@ -38,6 +38,11 @@ def _to_task(row: Row[Any]) -> Task:
         expires_at=row.expires_at,
         closed_at=row.closed_at,
         close_reason=row.close_reason,
+        agent_labels=None if row.agent_labels is None else dict(row.agent_labels),
+        parent_id=None if row.parent_id is None else TaskId(row.parent_id),
+        lineage_id=None if row.lineage_id is None else TaskId(row.lineage_id),
+        depth=int(row.depth or 0),
+        actors=tuple(row.actors or ()),
     )
 
 
@@ -57,6 +62,11 @@ def insert_task(conn: Connection, task: Task) -> None:
             state=task.state.value,
             created_at=task.created_at,
             expires_at=task.expires_at,
+            agent_labels=task.agent_labels,
+            parent_id=task.parent_id,
+            lineage_id=task.lineage_id or task.id,
+            depth=task.depth,
+            actors=list(task.actors) or None,
         )
     )
 

@@ -16,7 +16,7 @@ from gatepass.models import LeaseState, TaskState
 from gatepass.store import audit_log
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
-from gatepass.store.tables import audit_events, audit_head
+from gatepass.store.tables import SCHEMA_VERSION, audit_events, audit_head
 from gatepass.store.tables import leases as leases_table
 from gatepass.tokens import DPoPKey
 
@@ -133,7 +133,7 @@ class TestMigration:
             ).scalar_one()
             assert audit_log.first_unkeyed_seq(conn) is None
             assert audit_log.last_audit(conn, 1)[0].kind == "audit.migrate"
-        assert bytes(version) == b"3"
+        assert bytes(version) == str(SCHEMA_VERSION).encode()
         assert broker.runtime.context.seal.unready() is None
         assert broker.run(broker.runtime.anchoring.checkpoint_now) is not None
 
