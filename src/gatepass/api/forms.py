@@ -33,6 +33,7 @@ from gatepass.errors import (
 )
 from gatepass.tokens import (
     ACCESS_TOKEN_TYPE,
+    ID_TOKEN_TYPE,
     JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE,
     TXN_TOKEN_TYPE,
@@ -202,6 +203,7 @@ def _parse_details(raw: str) -> TaskDetails:
 def _open_task_request(
     form: dict[str, list[str]],
     subject_token: str,
+    subject_type: str,
     requested: str | None,
     client_id: str | None,
 ) -> OpenTaskRequest:
@@ -216,7 +218,7 @@ def _open_task_request(
         )
     return OpenTaskRequest(
         subject_token=subject_token,
-        subject_token_type=JWT_TOKEN_TYPE,
+        subject_token_type=subject_type,
         details=_parse_details(raw_details),
         client_id=client_id,
     )
@@ -275,8 +277,12 @@ def parse_token_exchange(
         raise InvalidRequestError("subject_token is too long")
     requested = _single(form, "requested_token_type", required=False)
     client_id = _single(form, "client_id", required=False)
-    if subject_type == JWT_TOKEN_TYPE:
-        return _open_task_request(form, subject_token, requested, client_id)
+    # RFC 8693 §3: an agent assertion or a federated workload token is a jwt; a
+    # CI or Kubernetes token may also be sent as an id_token.
+    if subject_type in {JWT_TOKEN_TYPE, ID_TOKEN_TYPE}:
+        return _open_task_request(
+            form, subject_token, subject_type, requested, client_id
+        )
     if subject_type in {TXN_TOKEN_TYPE, ACCESS_TOKEN_TYPE}:
         return _access_token_request(form, subject_token, requested, client_id)
     raise InvalidRequestError("unsupported subject_token_type")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.facts import task_requests
 from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import AccessTokenRequest, TokenResponse
 from gatepass.broker.trail import Attempt
@@ -72,7 +72,7 @@ class IssueAccessToken:
         now = context.clock.now()
         checks = [(action, target) for action in request.actions]
         decisions = context.authority.authorize(
-            policy_requests(agent, task_facts_of(task, now), checks, now), attempt
+            task_requests(agent, task, checks, now), attempt
         )
         ttl = context.authority.access_ttl(decisions, target, task, now)
         lease = Lease(

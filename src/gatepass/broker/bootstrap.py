@@ -45,6 +45,7 @@ from gatepass.engines import (
     SecretEngine,
     build_engines,
 )
+from gatepass.identity import FederatedVerifier
 from gatepass.observability import Metrics, get_logger
 from gatepass.policy import PolicyHolder
 from gatepass.sealing import load_sealer
@@ -169,6 +170,11 @@ def build_runtime(
             engine, target=name, metrics=metrics, timeout=timeout
         )
     seal = Seal(metrics)
+    federation = (
+        FederatedVerifier.from_settings(settings.identity, clock=clock, leeway=leeway)
+        if settings.identity.issuers
+        else None
+    )
     context = BrokerContext(
         settings=settings,
         database=database,
@@ -196,6 +202,7 @@ def build_runtime(
             clock=clock,
             issuer_url=settings.server.issuer,
         ),
+        federation=federation,
         signer=signer,
         sealer=sealer,
     )

@@ -24,6 +24,7 @@ from gatepass.broker.trail import AuditTrail
 from gatepass.clock import Clock
 from gatepass.config import Settings
 from gatepass.engines import GuardedEngine
+from gatepass.identity import FederatedVerifier
 from gatepass.observability import Metrics
 from gatepass.policy import PolicyHolder
 from gatepass.sealing import Sealer
@@ -57,6 +58,8 @@ class BrokerContext:
         signals: in-process signals (revocations happened, issuances in flight).
         authority: policy decisions and lifetimes.
         task_access: verifies task tokens presented back (cached by hash).
+        federation: verifies federated workload tokens; None when no issuer is
+            configured.
         signer: the audit key, which signs checkpoints.
         sealer: seals private keys at rest with the master key.
     """
@@ -79,6 +82,7 @@ class BrokerContext:
     signals: Signals
     authority: Authority
     task_access: TaskAccess
+    federation: FederatedVerifier | None
     signer: AuditSigner
     sealer: Sealer
 

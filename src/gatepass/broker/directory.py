@@ -54,6 +54,12 @@ class Directory:
             )
         return found
 
+    async def agent_by_name(self, name: str) -> Agent | None:
+        """Return the agent of this name (federated agents are found by name)."""
+        return await self._database.read(
+            lambda c: agent_rows.get_agent_by_name(c, name)
+        )
+
     async def active_agent(self, agent_id: str) -> Agent:
         """
         Return the agent, refusing a disabled or removed one.

@@ -25,7 +25,7 @@ from gatepass import failpoints
 from gatepass.audit import Outcome
 from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.facts import task_requests
 from gatepass.broker.idempotency import IN_PROGRESS, IdempotencyClaim, replayed_answer
 from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import CredentialRequest
@@ -133,7 +133,7 @@ class IssueEngineCredential:
         now = context.clock.now()
         checks = [(action, target) for action in request.actions]
         decisions = context.authority.authorize(
-            policy_requests(agent, task_facts_of(task, now), checks, now), attempt
+            task_requests(agent, task, checks, now), attempt
         )
         ttl = context.authority.access_ttl(decisions, target, task, now)
         lease_id = new_lease_id()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gatepass.models import Agent, Target, Task
 from gatepass.policy import AgentFacts, PolicyRequest, TargetFacts, TaskFacts
@@ -14,13 +14,25 @@ __all__ = [
     "target_facts",
     "task_facts",
     "task_facts_of",
+    "task_requests",
 ]
 
 
-def agent_facts(agent: Agent) -> AgentFacts:
-    """Return what policy knows of an agent."""
+def agent_facts(agent: Agent, labels: Mapping[str, str] | None = None) -> AgentFacts:
+    """
+    Return what policy knows of an agent.
+
+    Args:
+        agent: the agent record.
+        labels: the labels its identity proved for this task (a federated agent's
+            come from its token); None means the record's.
+    """
     return AgentFacts(
-        id=agent.id, name=agent.name, tenant=agent.tenant, labels=agent.labels
+        id=agent.id,
+        name=agent.name,
+        tenant=agent.tenant,
+        labels=agent.labels if labels is None else labels,
+        issuer=agent.issuer,
     )
 
 
@@ -65,6 +77,8 @@ def policy_requests(
     task: TaskFacts,
     checks: Iterable[tuple[str, Target]],
     now: dt.datetime,
+    *,
+    labels: Mapping[str, str] | None = None,
 ) -> list[PolicyRequest]:
     """
     Return one policy request per (action, target) to check for this agent and task.
@@ -74,11 +88,33 @@ def policy_requests(
         task: the task's facts.
         checks: the actions on targets to decide.
         now: the decision time.
+        labels: the agent's labels for this task, when not the record's (see
+            :func:`agent_facts`).
     """
-    who = agent_facts(agent)
+    who = agent_facts(agent, labels)
     return [
         PolicyRequest(
             agent=who, action=action, target=target_facts(target), task=task, now=now
         )
         for action, target in checks
     ]
+
+
+def task_requests(
+    agent: Agent,
+    task: Task,
+    checks: Iterable[tuple[str, Target]],
+    now: dt.datetime,
+) -> list[PolicyRequest]:
+    """
+    Return the policy requests of an open task: its facts, its agent's labels.
+
+    Args:
+        agent: the task's agent.
+        task: the task (its labels are the ones its identity proved at open).
+        checks: the actions on targets to decide.
+        now: the decision time.
+    """
+    return policy_requests(
+        agent, task_facts_of(task, now), checks, now, labels=task.agent_labels
+    )

@@ -23,11 +23,16 @@ class Readiness:
         error: a short code when not (``store_unavailable``, ``sealed``,
             ``audit_integrity``, ``no_policies``).
         reason: one line for operators.
+        identity: each federated issuer's key state (``ok``, ``stale``,
+            ``unavailable``, ``pending``), when any is configured; an issuer whose
+            keys are unavailable refuses its tokens but does not make the broker
+            unready.
     """
 
     ready: bool
     error: str | None = None
     reason: str | None = None
+    identity: dict[str, dict[str, object]] | None = None
 
 
 class Health:
@@ -59,7 +64,26 @@ class Health:
             return Readiness(
                 ready=False, error="no_policies", reason="no policies loaded"
             )
-        return Readiness(ready=True)
+        return Readiness(ready=True, identity=self.identity_health())
+
+    def identity_health(self) -> dict[str, dict[str, object]] | None:
+        """Return each federated issuer's key state, or None without federation."""
+        federation = self._context.federation
+        if federation is None:
+            return None
+        return {name: health.to_json() for name, health in federation.health().items()}
+
+    async def refresh_identity_keys(self) -> None:
+        """Refresh the federated issuers' keys that are due (background job)."""
+        federation = self._context.federation
+        if federation is None:
+            return
+        await federation.refresh_due()
+        gauge = self._context.metrics.identity_keys
+        for name, health in federation.health().items():
+            for state in ("pending", "ok", "stale", "unavailable"):
+                count = health.key_count if health.state == state else 0
+                gauge.labels(issuer=name, state=state).set(count)
 
     @property
     def dialect(self) -> str:

@@ -62,6 +62,10 @@ async def run_jobs(broker: Broker) -> None:
             broker.audit.checkpoint,
         )
         group.start_soon(_every, 30.0, "keys", broker.keys.refresh)
+        if settings.identity.issuers:
+            group.start_soon(
+                _every, 10.0, "identity-keys", broker.health.refresh_identity_keys
+            )
         if settings.targets and any(t.kind != "http" for t in settings.targets):
             group.start_soon(_every, 2.0, "revocations", broker.revocations.run)
             group.start_soon(

@@ -1,7 +1,8 @@
 """
 Open a task: a workload identity and a task description become a task token.
 
-The agent proves who it is (an RFC 7523 assertion signed by its registered key),
+The agent proves who it is (an RFC 7523 assertion signed by its registered key, or
+a federated workload token: ``broker/identities.py``),
 says what it is about to do (RFC 9396 ``agent_task`` details), and proves it holds
 the DPoP key it generated for this task (RFC 9449). Policy decides ``OpenTask`` on
 every target the task names; the task row, the spent single-use values and the
@@ -14,22 +15,22 @@ import datetime as dt
 
 from gatepass.audit import Outcome
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.directory import OneAgent
 from gatepass.broker.facts import policy_requests, task_facts
+from gatepass.broker.identities import ProvenAgent, WorkloadIdentities
 from gatepass.broker.requests import OpenTaskRequest, TokenResponse
 from gatepass.broker.single_use import replay_error
 from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.clock import to_epoch
 from gatepass.errors import InvalidClientError
-from gatepass.identity import AgentAssertionVerifier, WorkloadIdentity
-from gatepass.ids import is_id, new_task_id, new_token_id
+from gatepass.ids import new_task_id, new_token_id
 from gatepass.models import Task
 from gatepass.policy import OPEN_TASK
 from gatepass.single_use import SingleUse
 from gatepass.store import Connection
+from gatepass.store import agents as agent_rows
 from gatepass.store import replay as replay_rows
 from gatepass.store import tasks as task_rows
-from gatepass.tokens import TASK_TOKEN_TYP, TXN_TOKEN_TYPE, unverified_issuer
+from gatepass.tokens import TASK_TOKEN_TYP, TXN_TOKEN_TYPE
 
 __all__ = ["OpenTask"]
 
@@ -45,11 +46,7 @@ class OpenTask:
     def __init__(self, context: BrokerContext) -> None:
         """Keep the context."""
         self._context = context
-        settings = context.settings
-        self._assertion_lifetime = dt.timedelta(
-            seconds=settings.tokens.assertion_max_lifetime_seconds
-        )
-        self._leeway = dt.timedelta(seconds=settings.tokens.clock_leeway_seconds)
+        self._identities = WorkloadIdentities(context)
 
     async def __call__(
         self, request: OpenTaskRequest, dpop_proof: str | None, attempt: Attempt
@@ -76,8 +73,8 @@ class OpenTask:
         proof = context.dpop.verify(
             dpop_proof, method="POST", url=context.token_endpoint
         )
-        identity = await self._verify_identity(request.subject_token, attempt)
-        agent = identity.agent
+        proven = await self._identities.prove(request, attempt)
+        agent = proven.agent
         if request.client_id is not None and request.client_id != agent.id:
             raise InvalidClientError("client_id does not match the subject")
         targets = context.authority.task_targets(details)
@@ -92,7 +89,7 @@ class OpenTask:
         )
         checks = [(OPEN_TASK, target) for target in targets]
         decisions = context.authority.authorize(
-            policy_requests(agent, facts, checks, now), attempt
+            policy_requests(agent, facts, checks, now, labels=proven.labels), attempt
         )
         ttl = context.authority.task_ttl(details, decisions)
         task = Task(
@@ -107,6 +104,7 @@ class OpenTask:
             token_jti=new_token_id(),
             created_at=now,
             expires_at=now + ttl,
+            agent_labels=proven.labels,
         )
         attempt.subject = task.id
         token = context.issuer.sign(
@@ -126,13 +124,19 @@ class OpenTask:
             typ=TASK_TOKEN_TYP,
         )
         attempt.data["expires_at"] = task.expires_at.isoformat()
-        spent = [proof.single_use, identity.single_use]
+        spent = [proof.single_use, proven.single_use]
+        registration = self._registration(proven)
 
         def record(conn: Connection, audit: AuditRecorder) -> SingleUse | None:
             # The proof and the assertion are spent exactly when the task commits,
             # so neither can be accepted again, even after a restart.
             replayed = replay_rows.claim_single_use(conn, spent, now)
             if replayed is None:
+                if registration is not None:
+                    # A concurrent first use registered it: ConflictError rolls
+                    # this transaction back; the agent retries and finds it.
+                    agent_rows.insert_agent(conn, agent)
+                    audit.record(conn, registration, Outcome.OK)
                 task_rows.insert_task(conn, task)
                 audit.record(conn, attempt, Outcome.ALLOW)
             return replayed
@@ -152,24 +156,20 @@ class OpenTask:
             }
         )
 
-    async def _verify_identity(
-        self, assertion: str, attempt: Attempt
-    ) -> WorkloadIdentity:
-        context = self._context
-        issuer = unverified_issuer(assertion)
-        agent = (
-            await context.directory.agent(issuer)
-            if issuer and is_id(issuer, "agt")
-            else None
+    @staticmethod
+    def _registration(proven: ProvenAgent) -> Attempt | None:
+        """The audit attempt of registering a federated agent on first use."""
+        if not proven.register:
+            return None
+        agent = proven.agent
+        return Attempt(
+            kind="agent.add",
+            actor="system:federation",
+            subject=agent.id,
+            data={
+                "name": agent.name,
+                "tenant": agent.tenant,
+                "issuer": agent.issuer,
+                "method": proven.method,
+            },
         )
-        verifier = AgentAssertionVerifier(
-            directory=OneAgent(agent),
-            audiences=frozenset({context.issuer_url, context.token_endpoint}),
-            clock=context.clock,
-            replay=context.replay,
-            max_lifetime=self._assertion_lifetime,
-            leeway=self._leeway,
-        )
-        identity = verifier.verify(assertion)
-        attempt.actor = identity.agent.id
-        return identity

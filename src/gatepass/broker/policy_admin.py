@@ -14,7 +14,7 @@ from typing import Any
 from gatepass.audit import Outcome
 from gatepass.broker.closing import Closing
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.facts import task_requests
 from gatepass.broker.trail import Attempt
 from gatepass.errors import ConflictError, InvalidRequestError, NotFoundError
 from gatepass.models import Lease, TaskState
@@ -101,7 +101,7 @@ class PolicyAdmin:
             if agent is None or any(t is None for t in targets):
                 continue
             checks = [(OPEN_TASK, t) for t in targets if t is not None]
-            requests = policy_requests(agent, task_facts_of(task, now), checks, now)
+            requests = task_requests(agent, task, checks, now)
             if not all(d.allowed for d in authority.decide(requests)):
                 try:
                     await self._closing.close_task(
@@ -120,8 +120,7 @@ class PolicyAdmin:
             if lease_task is None or agent is None or target is None:
                 continue
             checks = [(action, target) for action in lease.actions]
-            facts = task_facts_of(lease_task, now)
-            decisions = authority.decide(policy_requests(agent, facts, checks, now))
+            decisions = authority.decide(task_requests(agent, lease_task, checks, now))
             if not all(d.allowed for d in decisions):
                 try:
                     await self._closing.revoke_lease(

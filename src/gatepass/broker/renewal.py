@@ -12,7 +12,7 @@ from typing import Any
 
 from gatepass.audit import Outcome
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.facts import policy_requests, task_facts_of
+from gatepass.broker.facts import task_requests
 from gatepass.broker.single_use import replay_error
 from gatepass.broker.task_access import PresentedTaskToken
 from gatepass.broker.trail import Attempt, AuditRecorder
@@ -74,9 +74,8 @@ class RenewCredential:
             agent = await context.directory.active_agent(verified.claims.agent_id)
             now = context.clock.now()
             checks = [(action, target) for action in lease.actions]
-            facts = task_facts_of(task, now)
             decisions = context.authority.authorize(
-                policy_requests(agent, facts, checks, now), attempt
+                task_requests(agent, task, checks, now), attempt
             )
             wanted = now + context.authority.access_ttl(decisions, target, task, now)
             engine = context.engines.get(target.name)

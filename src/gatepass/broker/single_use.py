@@ -17,4 +17,6 @@ def replay_error(replayed: SingleUse) -> GatepassError:
     """
     if replayed.namespace == "dpop":
         return DPoPProofError("dpop proof replayed")
+    if replayed.namespace == "federated":
+        return InvalidGrantError("identity token replayed")
     return InvalidGrantError("assertion replayed")

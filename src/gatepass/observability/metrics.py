@@ -147,6 +147,13 @@ class Metrics:
             "How far the wall clock is ahead of the broker's step-proof clock.",
             registry=self.registry,
         )
+        self.identity_keys = Gauge(
+            "gatepass_identity_keys",
+            "Keys in use per configured workload-identity issuer (0: its tokens are "
+            "refused).",
+            ("issuer", "state"),
+            registry=self.registry,
+        )
         # Export zeros for the known kinds, so rate() works before the first call.
         for kind in TOKEN_REQUEST_KINDS:
             self.token_requests.labels(kind=kind, outcome="ok")

@@ -329,8 +329,9 @@ def _upgrade_3_to_4(conn: Connection) -> None:
         if name not in present:
             conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN {name} {kind}")
     for name in ("parent_id", "lineage_id"):
+        index = f"ix_{tasks.name}_{name}"
         conn.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS ix_{tasks.name}_{name} ON {tasks.name} ({name})"
+            f"CREATE INDEX IF NOT EXISTS {index} ON {tasks.name} ({name})"
         )
     if conn.dialect.name == "postgresql":
         # SQLite does not enforce VARCHAR lengths; PostgreSQL does.

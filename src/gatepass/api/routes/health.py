@@ -22,7 +22,10 @@ async def readyz(request: Request) -> Response:
     broker: Broker = request.app.state.broker
     readiness = await broker.health.readiness()
     if readiness.ready:
-        return JSONResponse({"status": "ready"})
+        ready: dict[str, object] = {"status": "ready"}
+        if readiness.identity is not None:
+            ready["identity"] = readiness.identity
+        return JSONResponse(ready)
     body: dict[str, str] = {"status": "unavailable", "reason": readiness.reason or ""}
     headers: dict[str, str] = {}
     if readiness.error == "store_unavailable":
