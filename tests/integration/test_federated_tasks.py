@@ -22,8 +22,8 @@ from gatepass.api import create_app
 from gatepass.broker import Runtime, build_runtime
 from gatepass.clock import FrozenClock, SystemClock
 from gatepass.store import agents as agent_rows
-from gatepass.store import tasks as task_rows
 from gatepass.store import audit_log
+from gatepass.store import tasks as task_rows
 from gatepass.tokens import ID_TOKEN_TYPE
 
 from .agents import ProtocolAgent
