@@ -37,6 +37,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "TLSSettings",
     "TargetSettings",
     "TokenSettings",
     "load_settings",
@@ -49,6 +50,20 @@ Seconds = Annotated[int, Field(ge=1, le=86_400)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(_Section):
+    """
+    ``[server.tls]``: the broker terminates TLS (and may ask for client certificates).
+
+    With ``client_ca_file``, a client certificate verified against it binds the
+    tokens issued over that connection (RFC 8705: ``cnf.x5t#S256``).
+    """
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    client_certificates: Literal["none", "optional", "required"] = "optional"
 
 
 class ServerSettings(_Section):
@@ -65,6 +80,7 @@ class ServerSettings(_Section):
     service_documentation: str = (
         "https://github.com/gatepass/gatepass/blob/main/docs/api.md"
     )
+    tls: TLSSettings | None = None
 
     @field_validator("issuer")
     @classmethod

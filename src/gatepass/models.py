@@ -137,6 +137,8 @@ class Task:
         lineage_id: the root task of its delegation tree (its own id for a root).
         depth: 0 for a task an agent opened itself, +1 per delegation.
         actors: the verified actor chain, outermost (the current agent) first.
+        x5t: the RFC 8705 thumbprint of the client certificate the task's tokens
+            are bound to, when it was opened over mutual TLS.
     """
 
     id: TaskId
@@ -158,6 +160,7 @@ class Task:
     lineage_id: TaskId | None = None
     depth: int = 0
     actors: tuple[str, ...] = ()
+    x5t: str | None = None
 
 
 class LeaseState(enum.StrEnum):

@@ -334,6 +334,7 @@ class TestSchema:
                 "lineage_id",
                 "depth",
                 "actors",
+                "x5t",
             ):
                 conn.exec_driver_sql(f"ALTER TABLE gp_tasks DROP COLUMN {column}")
             conn.exec_driver_sql("ALTER TABLE gp_agents DROP COLUMN issuer")

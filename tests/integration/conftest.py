@@ -48,8 +48,13 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def start_server(app: Any, port: int) -> RunningServer:
-    """Start ``app`` on 127.0.0.1:``port`` and wait until it is serving."""
+def start_server(app: Any, port: int, **options: Any) -> RunningServer:
+    """
+    Start ``app`` on 127.0.0.1:``port`` and wait until it is serving.
+
+    ``options`` are more uvicorn options (TLS, say); with ``ssl_certfile`` the URL
+    is ``https``.
+    """
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -57,6 +62,7 @@ def start_server(app: Any, port: int) -> RunningServer:
         log_config=None,
         access_log=False,
         lifespan="on",
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -67,7 +73,10 @@ def start_server(app: Any, port: int) -> RunningServer:
             msg = f"server on port {port} did not start"
             raise RuntimeError(msg)
         thread.join(timeout=0.02)
-    return RunningServer(server=server, thread=thread, url=f"http://127.0.0.1:{port}")
+    scheme = "https" if "ssl_certfile" in options else "http"
+    return RunningServer(
+        server=server, thread=thread, url=f"{scheme}://127.0.0.1:{port}"
+    )
 
 
 def quickstart_settings(

@@ -16,13 +16,18 @@ from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import task_requests
 from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import AccessTokenRequest, TokenResponse
+from gatepass.broker.single_use import confirmation
 from gatepass.broker.trail import Attempt
 from gatepass.clock import to_epoch
-from gatepass.errors import InvalidClientError, InvalidGrantError
+from gatepass.errors import InvalidClientError, InvalidGrantError, TokenError
 from gatepass.ids import new_lease_id, new_token_id
 from gatepass.leases import ACCESS_TOKEN_KIND
 from gatepass.models import Lease, LeaseState
-from gatepass.tokens import ACCESS_TOKEN_TYP, ACCESS_TOKEN_TYPE
+from gatepass.tokens import (
+    ACCESS_TOKEN_TYP,
+    ACCESS_TOKEN_TYPE,
+    check_certificate_binding,
+)
 
 __all__ = ["IssueAccessToken"]
 
@@ -40,7 +45,12 @@ class IssueAccessToken:
         self._context = context
 
     async def __call__(
-        self, request: AccessTokenRequest, dpop_proof: str | None, attempt: Attempt
+        self,
+        request: AccessTokenRequest,
+        dpop_proof: str | None,
+        attempt: Attempt,
+        *,
+        certificate: str | None = None,
     ) -> TokenResponse:
         """
         Issue an access token for one target of the task.
@@ -49,6 +59,8 @@ class IssueAccessToken:
             request: the parsed access-token exchange.
             dpop_proof: the request's one ``DPoP`` header, or None.
             attempt: the request's audit attempt.
+            certificate: the thumbprint of the connection's client certificate,
+                if any; a task opened over mutual TLS needs the same one.
 
         Raises:
             GatepassError: the request is refused; the caller audits it.
@@ -63,6 +75,10 @@ class IssueAccessToken:
             url=context.token_endpoint,
             expected_jkt=task.jkt,
         )
+        try:
+            check_certificate_binding(task.x5t, certificate)
+        except TokenError as error:
+            raise InvalidGrantError(f"task token rejected: {error.detail}") from None
         if request.client_id is not None and request.client_id != task.agent_id:
             raise InvalidClientError("client_id does not match the subject")
         target = context.catalog.resolve(request.resource)
@@ -101,7 +117,7 @@ class IssueAccessToken:
                 "txn": task.id,
                 "tenant": task.tenant,
                 "env": task.environment,
-                "cnf": {"jkt": task.jkt},
+                "cnf": confirmation(task.jkt, task.x5t),
             },
             typ=ACCESS_TOKEN_TYP,
         )

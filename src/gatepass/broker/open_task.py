@@ -18,7 +18,7 @@ from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import policy_requests, task_facts
 from gatepass.broker.identities import ProvenAgent, WorkloadIdentities
 from gatepass.broker.requests import OpenTaskRequest, TokenResponse
-from gatepass.broker.single_use import replay_error
+from gatepass.broker.single_use import confirmation, replay_error
 from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.clock import to_epoch
 from gatepass.errors import InvalidClientError
@@ -49,7 +49,12 @@ class OpenTask:
         self._identities = WorkloadIdentities(context)
 
     async def __call__(
-        self, request: OpenTaskRequest, dpop_proof: str | None, attempt: Attempt
+        self,
+        request: OpenTaskRequest,
+        dpop_proof: str | None,
+        attempt: Attempt,
+        *,
+        certificate: str | None = None,
     ) -> TokenResponse:
         """
         Open a task and return its task token.
@@ -58,6 +63,9 @@ class OpenTask:
             request: the parsed open-task exchange.
             dpop_proof: the request's one ``DPoP`` header, or None.
             attempt: the request's audit attempt (filled in as facts are learnt).
+            certificate: the thumbprint of the connection's client certificate,
+                when the broker terminates mutual TLS; the task's tokens are then
+                bound to it as well (RFC 8705).
 
         Raises:
             GatepassError: the request is refused; the caller audits it.
@@ -105,6 +113,7 @@ class OpenTask:
             created_at=now,
             expires_at=now + ttl,
             agent_labels=proven.labels,
+            x5t=certificate,
         )
         attempt.subject = task.id
         token = context.issuer.sign(
@@ -119,7 +128,7 @@ class OpenTask:
                 "tenant": task.tenant,
                 "env": task.environment,
                 "purpose": task.purpose,
-                "cnf": {"jkt": proof.jkt},
+                "cnf": confirmation(proof.jkt, certificate),
             },
             typ=TASK_TOKEN_TYP,
         )

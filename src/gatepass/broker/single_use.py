@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from gatepass.errors import DPoPProofError, GatepassError, InvalidGrantError
 from gatepass.single_use import SingleUse
+from gatepass.tokens import X5T_CLAIM
 
-__all__ = ["replay_error"]
+__all__ = ["confirmation", "replay_error"]
 
 
 def replay_error(replayed: SingleUse) -> GatepassError:
@@ -20,3 +21,16 @@ def replay_error(replayed: SingleUse) -> GatepassError:
     if replayed.namespace == "federated":
         return InvalidGrantError("identity token replayed")
     return InvalidGrantError("assertion replayed")
+
+
+def confirmation(jkt: str, certificate: str | None) -> dict[str, str]:
+    """
+    Return a token's ``cnf`` claim.
+
+    It names the DPoP key (RFC 9449 §6.1) and, when the task was opened over mutual
+    TLS, the client certificate's thumbprint (RFC 8705 §3.1).
+    """
+    claim = {"jkt": jkt}
+    if certificate is not None:
+        claim[X5T_CLAIM] = certificate
+    return claim

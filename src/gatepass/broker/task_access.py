@@ -27,6 +27,7 @@ from gatepass.tokens import (
     DPoPVerifier,
     JWTVerifier,
     TaskTokenClaims,
+    check_certificate_binding,
 )
 from gatepass.verify import dpop_access_token
 
@@ -43,11 +44,15 @@ class PresentedTaskToken:
         dpop_proof: the one ``DPoP`` header, or None.
         url: the endpoint's URL, for the proof's ``htu`` (built from the issuer,
             never from ``Host``).
+        certificate: the thumbprint of the connection's client certificate, when
+            the broker terminates mutual TLS; a certificate-bound task token
+            needs the same one (RFC 8705 §3).
     """
 
     authorization: str | None
     dpop_proof: str | None
     url: str
+    certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,7 +160,8 @@ class TaskAccess:
         known, so a refusal is audited against the agent.
 
         Raises:
-            TokenError: the header is missing or malformed, or the token invalid.
+            TokenError: the header is missing or malformed, the token invalid, or
+                it is certificate-bound and the connection's certificate differs.
             DPoPProofError: the proof is missing, replayed or not by the task's key.
         """
         token = dpop_access_token(presented.authorization)
@@ -168,6 +174,7 @@ class TaskAccess:
             access_token=token,
             expected_jkt=claims.jkt,
         )
+        check_certificate_binding(claims.x5t, presented.certificate)
         return claims, proof
 
     async def open_task(

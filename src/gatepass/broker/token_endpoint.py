@@ -39,6 +39,7 @@ class TokenEndpoint:
         request: OpenTaskRequest | AccessTokenRequest,
         *,
         dpop_proof: str | None,
+        certificate: str | None = None,
     ) -> TokenResponse:
         """
         Open a task or issue an access token.
@@ -46,6 +47,8 @@ class TokenEndpoint:
         Args:
             request: the parsed exchange.
             dpop_proof: the request's one ``DPoP`` header, or None.
+            certificate: the thumbprint of the connection's client certificate,
+                when the broker terminates mutual TLS (RFC 8705).
 
         Returns:
             The token response.
@@ -59,9 +62,13 @@ class TokenEndpoint:
             attempt = Attempt(kind="credential.issue")
         try:
             if isinstance(request, OpenTaskRequest):
-                response = await self._open_task(request, dpop_proof, attempt)
+                response = await self._open_task(
+                    request, dpop_proof, attempt, certificate=certificate
+                )
             else:
-                response = await self._access_token(request, dpop_proof, attempt)
+                response = await self._access_token(
+                    request, dpop_proof, attempt, certificate=certificate
+                )
         except GatepassError as error:
             self._count(attempt.kind, error.code)
             await self._context.trail.refuse(attempt, error)

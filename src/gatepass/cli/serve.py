@@ -10,6 +10,7 @@ import typer
 import uvicorn
 
 from gatepass.api import create_app
+from gatepass.api.tls import uvicorn_tls_options
 from gatepass.broker import build_runtime
 from gatepass.config import load_settings
 from gatepass.errors import GatepassError
@@ -60,6 +61,7 @@ def serve(
                 server_header=False,
                 limit_concurrency=2048,
                 timeout_keep_alive=30,
+                **uvicorn_tls_options(settings),
             )
         )
     ]

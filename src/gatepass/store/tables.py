@@ -151,6 +151,8 @@ tasks = Table(
     Column("depth", Integer, nullable=False, default=0),
     # The verified actor chain (RFC 8693 ``act``), outermost first.
     Column("actors", JSON),
+    # RFC 8705: the thumbprint of the client certificate its tokens are bound to.
+    Column("x5t", String(64)),
     Index("ix_gp_tasks_state_expires", "state", "expires_at"),
 )
 
@@ -325,6 +327,7 @@ def _upgrade_3_to_4(conn: Connection) -> None:
         ("lineage_id", "VARCHAR(40)"),
         ("depth", "INTEGER NOT NULL DEFAULT 0"),
         ("actors", json_type),
+        ("x5t", "VARCHAR(64)"),
     ):
         if name not in present:
             conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN {name} {kind}")

@@ -43,6 +43,7 @@ def _to_task(row: Row[Any]) -> Task:
         lineage_id=None if row.lineage_id is None else TaskId(row.lineage_id),
         depth=int(row.depth or 0),
         actors=tuple(row.actors or ()),
+        x5t=row.x5t,
     )
 
 
@@ -67,6 +68,7 @@ def insert_task(conn: Connection, task: Task) -> None:
             lineage_id=task.lineage_id or task.id,
             depth=task.depth,
             actors=list(task.actors) or None,
+            x5t=task.x5t,
         )
     )
 

@@ -55,6 +55,12 @@ from gatepass.tokens.keys import (
     generate_key,
     rotate,
 )
+from gatepass.tokens.mtls import (
+    X5T_CLAIM,
+    bound_thumbprint,
+    certificate_thumbprint,
+    check_certificate_binding,
+)
 from gatepass.tokens.nonce import NonceService
 from gatepass.tokens.proofs import (
     DPoPKey,
@@ -76,6 +82,7 @@ __all__ = [
     "TASK_TOKEN_TYP",
     "TOKEN_EXCHANGE",
     "TXN_TOKEN_TYPE",
+    "X5T_CLAIM",
     "AccessTokenClaims",
     "CompactJWS",
     "DPoPKey",
@@ -98,7 +105,10 @@ __all__ = [
     "algorithm_matches",
     "b64url",
     "b64url_decode",
+    "bound_thumbprint",
     "canonical_algorithm",
+    "certificate_thumbprint",
+    "check_certificate_binding",
     "create_assertion",
     "generate_key",
     "load_private_key",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatepass.errors import TokenError
+from gatepass.tokens.mtls import bound_thumbprint
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
@@ -85,6 +86,8 @@ class TaskTokenClaims:
         environment: ``env``, the task's environment.
         purpose: the task's purpose label.
         raw: every claim, for introspection.
+        x5t: ``cnf.x5t#S256``, the client certificate the task was opened over
+            (RFC 8705), or None.
     """
 
     agent_id: str
@@ -97,6 +100,7 @@ class TaskTokenClaims:
     environment: str
     purpose: str
     raw: Mapping[str, Any]
+    x5t: str | None = None
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> TaskTokenClaims:
@@ -120,6 +124,7 @@ class TaskTokenClaims:
             environment=_optional_text(claims, "env"),
             purpose=_optional_text(claims, "purpose"),
             raw=dict(claims),
+            x5t=bound_thumbprint(claims),
         )
 
 
@@ -141,6 +146,8 @@ class AccessTokenClaims:
         tenant: the task's tenant.
         environment: ``env``, the task's environment.
         raw: every claim, for introspection.
+        x5t: ``cnf.x5t#S256`` (RFC 8705): the client certificate a resource
+            server must see on the connection, or None.
     """
 
     agent_id: str
@@ -155,6 +162,7 @@ class AccessTokenClaims:
     tenant: str
     environment: str
     raw: Mapping[str, Any]
+    x5t: str | None = None
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> AccessTokenClaims:
@@ -185,4 +193,5 @@ class AccessTokenClaims:
             tenant=_optional_text(claims, "tenant"),
             environment=_optional_text(claims, "env"),
             raw=dict(claims),
+            x5t=bound_thumbprint(claims),
         )

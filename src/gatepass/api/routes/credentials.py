@@ -9,6 +9,7 @@ from starlette.routing import Route
 from gatepass.api.bodies import read_body, read_json
 from gatepass.api.errors import NO_STORE
 from gatepass.api.inputs import credential_request
+from gatepass.api.tls import client_certificate_thumbprint
 from gatepass.broker import Broker, PresentedTaskToken, idempotency_key_from_headers
 from gatepass.errors import GatepassError
 from gatepass.verify import header_values, single_dpop_proof
@@ -22,6 +23,7 @@ def _presented(request: Request, broker: Broker, path: str) -> PresentedTaskToke
         authorization=request.headers.get("authorization"),
         dpop_proof=single_dpop_proof(header_values(request.scope["headers"], b"dpop")),
         url=f"{broker.settings.server.issuer}{path}",
+        certificate=client_certificate_thumbprint(request.scope),
     )
 
 

@@ -22,6 +22,7 @@ from gatepass.api.forms import (
 )
 from gatepass.api.inputs import close_reason
 from gatepass.api.shapes import task_json
+from gatepass.api.tls import client_certificate_thumbprint
 from gatepass.broker import Broker, PresentedTaskToken
 from gatepass.errors import GatepassError
 from gatepass.models import ApiRole
@@ -86,7 +87,11 @@ async def token(request: Request) -> Response:
         # Without it a saturated event loop shares the CPU among every open
         # request, which keeps the mean latency but stretches the tail several-fold.
         async with request.app.state.token_gate:
-            answer = await broker.tokens.exchange(exchange, dpop_proof=proof)
+            answer = await broker.tokens.exchange(
+                exchange,
+                dpop_proof=proof,
+                certificate=client_certificate_thumbprint(request.scope),
+            )
     except GatepassError as error:
         return error_response(error)
     return JSONResponse(answer.body, headers=NO_STORE)
@@ -130,6 +135,7 @@ async def close_task(request: Request) -> Response:
                 header_values(request.scope["headers"], b"dpop")
             ),
             url=f"{broker.settings.server.issuer}/v1/tasks/{task_id}/close",
+            certificate=client_certificate_thumbprint(request.scope),
         )
         task = await broker.closing.close_as_agent(task_id, presented)
     else:
