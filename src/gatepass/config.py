@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from gatepass.approvals import ApprovalSettings
 from gatepass.documents import read_toml, validate_document
 from gatepass.identity import ClaimRuleSettings, IdentitySettings, IssuerSettings
 from gatepass.models import Target
@@ -219,6 +220,7 @@ class Settings(_Section):
     targets: list[TargetSettings] = Field(default_factory=list, max_length=10_000)
     demo: DemoSettings = DemoSettings()
     identity: IdentitySettings = IdentitySettings()
+    approvals: ApprovalSettings = ApprovalSettings()
 
     @field_validator("targets")
     @classmethod

@@ -21,6 +21,8 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   ├── HeadersTooLargeError           431 invalid_request
     │   └── MethodNotAllowedError          405 method_not_allowed
     ├── InvalidGrantError                  400 invalid_grant
+    ├── ApprovalPendingError               400 authorization_pending (RFC 8628 §3.5)
+    ├── ApprovalExpiredError               400 expired_token (RFC 8628 §3.5)
     ├── InvalidClientError                 401 invalid_client
     ├── DPoPProofError                     400 invalid_dpop_proof
     │   └── DPoPNonceRequiredError         400 use_dpop_nonce
@@ -31,7 +33,8 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │       ├── TokenSignatureError
     │       └── TokenRevokedError
     ├── AccessDeniedError                  403 access_denied
-    │   └── InsufficientScopeError         403 insufficient_scope
+    │   ├── InsufficientScopeError         403 insufficient_scope
+    │   └── ApprovalDeniedError            403 access_denied (an approver said no)
     ├── NotFoundError                      404 not_found
     ├── ConflictError                      409 conflict
     ├── RateLimitedError                   429 rate_limited
@@ -54,6 +57,9 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedError",
+    "ApprovalDeniedError",
+    "ApprovalExpiredError",
+    "ApprovalPendingError",
     "AuditIntegrityError",
     "AuthenticationError",
     "ConfigurationError",
@@ -108,6 +114,10 @@ class GatepassError(Exception):
         """Keep the detail for rendering."""
         super().__init__(detail or self.code)
         self.detail = detail or self.code
+
+    def fields(self) -> dict[str, object]:
+        """Return members the error body carries beside ``error`` (none here)."""
+        return {}
 
 
 class InvalidRequestError(GatepassError):
@@ -195,6 +205,50 @@ class InvalidGrantError(GatepassError):
     exit_code = 65
 
 
+class ApprovalPendingError(GatepassError):
+    """
+    The request waits for human approval; repeat it with ``approval_id``.
+
+    The RFC 8628 / CIBA polling vocabulary: the body carries the approval's id, how
+    often to poll (``interval``) and how long it stays open (``expires_in``).
+
+    Args:
+        detail: description of what waits.
+        approval_id: the approval to name when repeating the request.
+        interval: seconds to wait between polls.
+        expires_in: seconds until the approval expires unapproved.
+    """
+
+    code = "authorization_pending"
+    http_status = 400
+    exit_code = 75
+
+    def __init__(
+        self, detail: str = "", *, approval_id: str, interval: int, expires_in: int
+    ) -> None:
+        """Keep the polling fields for the body."""
+        super().__init__(detail)
+        self.approval_id = approval_id
+        self.interval = interval
+        self.expires_in = expires_in
+
+    def fields(self) -> dict[str, object]:
+        """Return ``approval_id``, ``interval`` and ``expires_in``."""
+        return {
+            "approval_id": self.approval_id,
+            "interval": self.interval,
+            "expires_in": self.expires_in,
+        }
+
+
+class ApprovalExpiredError(GatepassError):
+    """The approval expired before it was approved, or before it was redeemed."""
+
+    code = "expired_token"
+    http_status = 400
+    exit_code = 65
+
+
 class InvalidClientError(GatepassError):
     """Client authentication failed (RFC 6749 §5.2)."""
 
@@ -275,6 +329,10 @@ class InsufficientScopeError(AccessDeniedError):
     """The token is valid but does not cover this action (RFC 6750 §3.1)."""
 
     code = "insufficient_scope"
+
+
+class ApprovalDeniedError(AccessDeniedError):
+    """An approver denied the request (any deny is final)."""
 
 
 class NotFoundError(GatepassError):

@@ -14,13 +14,17 @@ from typing import NewType
 
 __all__ = [
     "AgentId",
+    "ApprovalId",
     "EventId",
     "LeaseId",
+    "OperatorId",
     "TaskId",
     "TokenId",
     "is_id",
     "new_agent_id",
+    "new_approval_id",
     "new_lease_id",
+    "new_operator_id",
     "new_task_id",
     "new_token_id",
 ]
@@ -30,6 +34,8 @@ TaskId = NewType("TaskId", str)
 LeaseId = NewType("LeaseId", str)
 TokenId = NewType("TokenId", str)
 EventId = NewType("EventId", int)
+OperatorId = NewType("OperatorId", str)
+ApprovalId = NewType("ApprovalId", str)
 
 _BODY = re.compile(r"^[a-z2-7]{26}$")
 
@@ -51,6 +57,16 @@ def new_task_id() -> TaskId:
 def new_lease_id() -> LeaseId:
     """Return a fresh lease id."""
     return LeaseId(f"lse_{_random_body()}")
+
+
+def new_operator_id() -> OperatorId:
+    """Return a fresh operator id."""
+    return OperatorId(f"opr_{_random_body()}")
+
+
+def new_approval_id() -> ApprovalId:
+    """Return a fresh approval id."""
+    return ApprovalId(f"apr_{_random_body()}")
 
 
 def new_token_id() -> TokenId:

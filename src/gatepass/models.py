@@ -12,17 +12,23 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatepass.ids import AgentId, LeaseId, TaskId
+from gatepass.ids import AgentId, ApprovalId, LeaseId, OperatorId, TaskId
 
 __all__ = [
     "Agent",
     "AgentStatus",
     "ApiRole",
+    "Approval",
+    "ApprovalState",
     "Lease",
     "LeaseState",
+    "Operator",
+    "OperatorRole",
     "Target",
     "Task",
     "TaskState",
+    "Vote",
+    "VoteChoice",
 ]
 
 
@@ -63,6 +69,8 @@ class Agent:
         created_at: registration time.
         issuer: for a federated agent (no key of its own), the one issuer whose
             tokens prove it; None for an agent with a registered key.
+        owners: names of the operators responsible for the agent; a policy can
+            forbid them to approve its requests (``@exclude_owners``).
     """
 
     id: AgentId
@@ -74,6 +82,7 @@ class Agent:
     status: AgentStatus = AgentStatus.ACTIVE
     created_at: dt.datetime
     issuer: str | None = None
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,3 +224,161 @@ class Lease:
     policy_ids: tuple[str, ...] = ()
     attempts: int = 0
     last_error: str | None = None
+
+
+class OperatorRole(enum.StrEnum):
+    """
+    What a named human may do.
+
+    ``admin``: everything the admin API offers. ``approver``: vote on approvals of
+    the groups and tenants they hold. ``auditor``: read tasks, leases, approvals and
+    the audit log.
+    """
+
+    ADMIN = "admin"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operator:
+    """
+    A named human who administers gatepass or approves requests.
+
+    Attributes:
+        id: the operator id (``opr_…``).
+        name: a unique login-like name; audit records name operators by it.
+        roles: what they may do.
+        groups: the approver groups they belong to (``prod-approvers``).
+        tenants: the tenants they may act on; ``*`` means every tenant.
+        status: active or disabled (a disabled operator's tokens stop working).
+        created_at: when the operator was added.
+    """
+
+    id: OperatorId
+    name: str
+    roles: frozenset[OperatorRole]
+    groups: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
+    status: AgentStatus = AgentStatus.ACTIVE
+    created_at: dt.datetime
+
+    def may_act_on(self, tenant: str) -> bool:
+        """Tell whether the operator holds ``tenant`` (or every tenant)."""
+        return "*" in self.tenants or tenant in self.tenants
+
+
+class ApprovalState(enum.StrEnum):
+    """
+    The life of an approval.
+
+    ``pending`` waits for votes; ``approved`` may be redeemed until ``redeem_by``;
+    ``redeemed`` (every use spent), ``denied``, ``expired`` and ``cancelled`` (its
+    task closed or its agent was disabled) are final.
+    """
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REDEEMED = "redeemed"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """True for a state nothing leaves."""
+        return self not in {ApprovalState.PENDING, ApprovalState.APPROVED}
+
+
+class VoteChoice(enum.StrEnum):
+    """An approver's vote."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Vote:
+    """
+    One operator's vote on one approval.
+
+    Attributes:
+        operator_id: who voted.
+        operator_name: their name, as the audit records it.
+        choice: approve or deny.
+        reason: what they said (operator-supplied text).
+        at: when.
+    """
+
+    operator_id: OperatorId
+    operator_name: str
+    choice: VoteChoice
+    reason: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approval:
+    """
+    A request for one credential that waits for (or got) human approval.
+
+    The broker's canonical parameters of the request are copied here, so what an
+    approver sees is what the hash binds; only ``justification`` came from the
+    agent as free text.
+
+    Attributes:
+        id: the approval id (``apr_…``), what the agent polls with.
+        state: see :class:`ApprovalState`.
+        request_hash: SHA-256 of the canonical request (``gatepass.approvals``).
+        request: the canonical request itself (agent, task, target, actions, TTL,
+            policy digest, kind).
+        agent_id: the requesting agent.
+        task_id: the task it belongs to.
+        tenant: the task's tenant (approvers must hold it).
+        environment: the task's environment.
+        target: the target name.
+        kind: ``access_token`` or the engine kind.
+        actions: the actions asked for.
+        groups: approver groups that must each be satisfied.
+        quorum: distinct approvals needed from each group.
+        exclude_owners: the agent's owners may not approve.
+        max_uses: how many credentials the approval may be redeemed for.
+        uses: how many it has been redeemed for.
+        ttl: the longest life of a credential it yields (the profile's TTL).
+        policy_ids: the permits that asked for approval.
+        justification: the agent's own words, inert text.
+        created_at: when it was requested.
+        expires_at: when it expires unless approved.
+        approved_at: when the quorum was reached.
+        redeem_by: the end of the redemption window (once approved).
+        ended_at: when it reached a final state.
+        end_reason: why it ended (denied, expired, cancelled), if it did.
+        votes: the votes so far.
+    """
+
+    id: ApprovalId
+    state: ApprovalState
+    request_hash: str
+    request: dict[str, Any]
+    agent_id: AgentId
+    task_id: TaskId
+    tenant: str
+    environment: str
+    target: str
+    kind: str
+    actions: tuple[str, ...]
+    groups: tuple[str, ...]
+    quorum: int
+    exclude_owners: bool
+    max_uses: int
+    uses: int = 0
+    ttl: dt.timedelta | None
+    policy_ids: tuple[str, ...] = ()
+    justification: str | None = None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    approved_at: dt.datetime | None = None
+    redeem_by: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    end_reason: str | None = None
+    votes: tuple[Vote, ...] = ()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from gatepass.audit import AuditEntry, AuditSigner, verify_log
 from gatepass.clock import FrozenClock
@@ -326,6 +327,7 @@ class TestSchema:
             agents.insert_agent(conn, agent)
             tasks.insert_task(conn, task)
         with database.transaction() as conn:
+            _drop_schema_5(conn)
             for index in ("ix_gp_tasks_parent_id", "ix_gp_tasks_lineage_id"):
                 conn.exec_driver_sql(f"DROP INDEX {index}")
             for column in (
@@ -358,6 +360,33 @@ class TestSchema:
         assert stored is not None
         assert stored.issuer is None
 
+    def test_schema_4_is_upgraded_in_place(self, database: Database) -> None:
+        """A version-4 database gets agents' owners and operator tokens at start."""
+        agent = make_agent()
+        with database.transaction() as conn:
+            agents.insert_agent(conn, agent)
+            _drop_schema_5(conn)
+            conn.execute(
+                settings_kv.update()
+                .where(settings_kv.c.name == "schema_version")
+                .values(value=b"4")
+            )
+        database.create_schema()
+        with database.reading() as conn:
+            version = conn.execute(
+                select(settings_kv.c.value).where(
+                    settings_kv.c.name == "schema_version"
+                )
+            ).scalar_one()
+            stored = agents.get_agent(conn, agent.id)
+            columns = {
+                column["name"] for column in inspect(conn).get_columns("gp_api_tokens")
+            }
+        assert int(version) == SCHEMA_VERSION
+        assert stored is not None
+        assert stored.owners == ()
+        assert {"operator_id", "revoked_at"} <= columns
+
     def test_async_write_runs_in_transaction(self, database: Database) -> None:
         """Database.write returns the work's result after committing it."""
         task = make_task(make_agent())
@@ -372,3 +401,11 @@ class TestSchema:
         assert anyio.run(main) == task.id
         with database.reading() as conn:
             assert tasks.get_task(conn, task.id) is not None
+
+
+def _drop_schema_5(conn: Any) -> None:
+    """Make a database look like schema 4: no owners, no operator token columns."""
+    conn.exec_driver_sql("DROP INDEX ix_gp_api_tokens_operator_id")
+    conn.exec_driver_sql("ALTER TABLE gp_api_tokens DROP COLUMN operator_id")
+    conn.exec_driver_sql("ALTER TABLE gp_api_tokens DROP COLUMN revoked_at")
+    conn.exec_driver_sql("ALTER TABLE gp_agents DROP COLUMN owners")

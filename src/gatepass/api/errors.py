@@ -41,7 +41,7 @@ def error_response(error: GatepassError) -> JSONResponse:
     elif isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="gatepass"'
     return JSONResponse(
-        {"error": error.code, "error_description": error.detail},
+        {"error": error.code, "error_description": error.detail, **error.fields()},
         status_code=error.http_status,
         headers=headers,
     )

@@ -19,10 +19,16 @@ from gatepass.broker.requests import AccessTokenRequest, TokenResponse
 from gatepass.broker.single_use import confirmation
 from gatepass.broker.trail import Attempt
 from gatepass.clock import to_epoch
-from gatepass.errors import InvalidClientError, InvalidGrantError, TokenError
+from gatepass.errors import (
+    AccessDeniedError,
+    InvalidClientError,
+    InvalidGrantError,
+    TokenError,
+)
 from gatepass.ids import new_lease_id, new_token_id
 from gatepass.leases import ACCESS_TOKEN_KIND
 from gatepass.models import Lease, LeaseState
+from gatepass.policy import NeedsApproval
 from gatepass.tokens import (
     ACCESS_TOKEN_TYP,
     ACCESS_TOKEN_TYPE,
@@ -87,10 +93,12 @@ class IssueAccessToken:
         agent = await context.directory.active_agent(task.agent_id)
         now = context.clock.now()
         checks = [(action, target) for action in request.actions]
-        decisions = context.authority.authorize(
+        verdict = context.authority.authorize(
             task_requests(agent, task, checks, now), attempt
         )
-        ttl = context.authority.access_ttl(decisions, target, task, now)
+        if isinstance(verdict, NeedsApproval):
+            raise AccessDeniedError("this request needs approval")
+        ttl = context.authority.access_ttl(verdict.profile, target, task, now)
         lease = Lease(
             id=new_lease_id(),
             task_id=task.id,

@@ -23,7 +23,18 @@ from gatepass.errors import (
 )
 from gatepass.models import Target, Task
 from gatepass.observability import Metrics
-from gatepass.policy import Decision, PolicyEngine, PolicyHolder, PolicyRequest
+from gatepass.policy import (
+    Decision,
+    Deny,
+    Grant,
+    IssuanceProfile,
+    NeedsApproval,
+    PolicyEngine,
+    PolicyHolder,
+    PolicyRequest,
+    verdict_of,
+)
+from gatepass.policy.profiles import NO_PROFILE
 
 __all__ = ["Authority", "require_target_in_task"]
 
@@ -84,31 +95,59 @@ class Authority:
 
     def authorize(
         self, requests: list[PolicyRequest], attempt: Attempt
-    ) -> list[Decision]:
+    ) -> Grant | NeedsApproval:
         """
-        Decide, record the decision on the attempt, and raise unless all allow.
+        Decide, record the verdict on the attempt, and raise on a deny.
 
         The attempt's audit data gets the deciding policy ids, the digest of the
         policy set that decided (read once, so a reload in between cannot mix two
-        sets) and any evaluation errors.
+        sets), any evaluation errors, and the issuance profile when a permit set
+        one (``@ttl``, ``@approval``...).
+
+        Returns:
+            ``Grant`` or ``NeedsApproval``; the caller must not issue on a
+            ``NeedsApproval`` without a redeemed approval.
 
         Raises:
             AccessDeniedError: some decision denied (or failed, which is a deny).
         """
         policy_set = self._policies.current
         decisions = self._decide_with(policy_set, requests)
+        verdict = verdict_of(decisions)
         policy_ids = sorted({pid for d in decisions for pid in d.policy_ids})
         errors = [error for d in decisions for error in d.errors]
         attempt.data["policy_ids"] = policy_ids
         attempt.data["policy_digest"] = policy_set.digest
         if errors:
             attempt.data["policy_errors"] = errors[:5]
-        if not all(decision.allowed for decision in decisions):
+        if isinstance(verdict, Deny):
             detail = "policy denied the request"
             if errors:
                 detail = "policy evaluation failed; denied"
             raise AccessDeniedError(detail)
-        return decisions
+        if verdict.profile != NO_PROFILE:
+            attempt.data["profile"] = verdict.profile.to_json()
+        return verdict
+
+    def grant(
+        self, requests: list[PolicyRequest], attempt: Attempt, *, why: str
+    ) -> Grant:
+        """
+        Decide as :meth:`authorize`, for a path with no approval step.
+
+        Raises:
+            AccessDeniedError: denied, or the request would need approval (``why``
+                says why this path cannot wait for one).
+        """
+        verdict = self.authorize(requests, attempt)
+        if isinstance(verdict, NeedsApproval):
+            raise AccessDeniedError(why)
+        return verdict
+
+    @property
+    def policy_digest(self) -> str:
+        """The digest of the live policy set."""
+        return self._policies.current.digest
 
     def task_targets(self, details: TaskDetails) -> list[Target]:
         """
@@ -130,38 +169,58 @@ class Authority:
                 targets.append(target)
         return targets
 
-    def task_ttl(self, details: TaskDetails, decisions: list[Decision]) -> dt.timedelta:
-        """Return min(asked, broker's task cap, every policy cap)."""
+    def task_ttl(self, details: TaskDetails, profile: IssuanceProfile) -> dt.timedelta:
+        """Return min(asked, broker's task cap, the policy's cap)."""
         caps = [
             details.max_ttl
             or dt.timedelta(seconds=self._tokens.task_default_ttl_seconds),
             dt.timedelta(seconds=self._tokens.task_max_ttl_seconds),
         ]
-        caps.extend(d.ttl_cap for d in decisions if d.ttl_cap is not None)
+        if profile.ttl is not None:
+            caps.append(profile.ttl)
         return min(caps)
 
     def access_ttl(
-        self, decisions: list[Decision], target: Target, task: Task, now: dt.datetime
+        self,
+        profile: IssuanceProfile,
+        target: Target,
+        task: Task,
+        now: dt.datetime,
+        *,
+        requested: dt.timedelta | None = None,
+        window: dt.datetime | None = None,
     ) -> dt.timedelta:
         """
-        Return min(policy cap, target cap, broker cap, task remaining), in seconds.
+        Return the credential's lifetime in whole seconds: the minimum of every cap.
+
+        Args:
+            profile: the verdict's profile (its ``ttl`` is the policy's cap).
+            target: the target (its ``max_ttl``).
+            task: the task (its remaining life).
+            now: the moment of issuance.
+            requested: the TTL the agent asked for, if any.
+            window: the end of an approval's redemption window, if issued under one.
 
         Raises:
             InvalidGrantError: the task has no life left.
         """
         tokens = self._tokens
-        policy_caps = [d.ttl_cap for d in decisions if d.ttl_cap is not None]
         # Ground rule 10: the minimum of the policy's cap, the target's cap and the
-        # task's remaining life.
-        ttl = min(
-            min(policy_caps)
-            if policy_caps
+        # task's remaining life (and what the agent asked for, and what remains of
+        # an approval's window).
+        caps = [
+            profile.ttl
+            if profile.ttl is not None
             else dt.timedelta(seconds=tokens.access_default_ttl_seconds),
             target.max_ttl,
             dt.timedelta(seconds=tokens.access_max_ttl_seconds),
             task.expires_at - now,
-        )
-        ttl = dt.timedelta(seconds=int(ttl.total_seconds()))
+        ]
+        if requested is not None:
+            caps.append(requested)
+        if window is not None:
+            caps.append(window - now)
+        ttl = dt.timedelta(seconds=int(min(caps).total_seconds()))
         if ttl <= dt.timedelta(0):
             raise InvalidGrantError("task is closed")
         return ttl

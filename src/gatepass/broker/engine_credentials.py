@@ -35,6 +35,7 @@ from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.clock import to_epoch
 from gatepass.engines import IssuedCredential, IssueRequest, credential_name
 from gatepass.errors import (
+    AccessDeniedError,
     ConflictError,
     GatepassError,
     InvalidTargetError,
@@ -42,6 +43,7 @@ from gatepass.errors import (
 )
 from gatepass.ids import new_lease_id
 from gatepass.models import Lease, LeaseState, Target
+from gatepass.policy import NeedsApproval
 from gatepass.store import Connection
 from gatepass.store import idempotency as idempotency_rows
 from gatepass.store import leases as lease_rows
@@ -132,10 +134,12 @@ class IssueEngineCredential:
         agent = await context.directory.active_agent(verified.claims.agent_id)
         now = context.clock.now()
         checks = [(action, target) for action in request.actions]
-        decisions = context.authority.authorize(
+        verdict = context.authority.authorize(
             task_requests(agent, task, checks, now), attempt
         )
-        ttl = context.authority.access_ttl(decisions, target, task, now)
+        if isinstance(verdict, NeedsApproval):
+            raise AccessDeniedError("this request needs approval")
+        ttl = context.authority.access_ttl(verdict.profile, target, task, now)
         lease_id = new_lease_id()
         name = credential_name(lease_id)
         lease = Lease(

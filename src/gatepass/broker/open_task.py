@@ -96,10 +96,13 @@ class OpenTask:
             age=dt.timedelta(0),
         )
         checks = [(OPEN_TASK, target) for target in targets]
-        decisions = context.authority.authorize(
+        # An approval is asked where a credential is issued (the action is known
+        # there); opening a task grants nothing by itself, so NeedsApproval on
+        # OpenTask opens the task and only its profile's TTL applies.
+        verdict = context.authority.authorize(
             policy_requests(agent, facts, checks, now, labels=proven.labels), attempt
         )
-        ttl = context.authority.task_ttl(details, decisions)
+        ttl = context.authority.task_ttl(details, verdict.profile)
         task = Task(
             id=new_task_id(),
             agent_id=agent.id,

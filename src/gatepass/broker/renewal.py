@@ -74,10 +74,17 @@ class RenewCredential:
             agent = await context.directory.active_agent(verified.claims.agent_id)
             now = context.clock.now()
             checks = [(action, target) for action in lease.actions]
-            decisions = context.authority.authorize(
-                task_requests(agent, task, checks, now), attempt
+            # An approval yields one credential with the approved TTL; a renewal
+            # would stretch it without a human.
+            verdict = context.authority.grant(
+                task_requests(agent, task, checks, now),
+                attempt,
+                why="a credential that needs approval cannot be renewed; "
+                "request a new one",
             )
-            wanted = now + context.authority.access_ttl(decisions, target, task, now)
+            wanted = now + context.authority.access_ttl(
+                verdict.profile, target, task, now
+            )
             engine = context.engines.get(target.name)
             if engine is None:
                 raise InvalidTargetError("target has no engine configured")

@@ -2,8 +2,11 @@
 May they? Cedar policy-as-code for gatepass.
 
 The broker asks a :class:`PolicyEngine` one question per (agent, action, target,
-task, time) and gets one :class:`Decision` each. :class:`CedarPolicySet` answers
-from a directory of ``*.cedar`` files and a ``schema.cedarschema``;
+task, time) and gets one :class:`Decision` each; :func:`verdict_of` folds a
+request's decisions into the ``Grant | NeedsApproval | Deny`` it acts on, with
+the strictest issuance profile of the allowing permits (``@ttl``, ``@approval``).
+:class:`CedarPolicySet` answers from a directory of ``*.cedar`` files and a
+``schema.cedarschema``;
 :class:`PolicyHolder` keeps the live set and hot-reloads it; :func:`run_cases` runs
 TOML policy tests against a set. Deny by default, and any evaluation error is a
 deny.
@@ -23,7 +26,9 @@ from gatepass.policy.facts import (
     TaskFacts,
 )
 from gatepass.policy.holder import PolicyHolder, ReloadResult
+from gatepass.policy.profiles import IssuanceProfile
 from gatepass.policy.sources import SCHEMA_FILE, PolicyInfo
+from gatepass.policy.verdicts import Deny, Grant, NeedsApproval, Verdict, verdict_of
 
 __all__ = [
     "OPEN_TASK",
@@ -33,6 +38,10 @@ __all__ = [
     "CaseResult",
     "CedarPolicySet",
     "Decision",
+    "Deny",
+    "Grant",
+    "IssuanceProfile",
+    "NeedsApproval",
     "PolicyEngine",
     "PolicyHolder",
     "PolicyInfo",
@@ -40,5 +49,7 @@ __all__ = [
     "ReloadResult",
     "TargetFacts",
     "TaskFacts",
+    "Verdict",
     "run_cases",
+    "verdict_of",
 ]

@@ -27,9 +27,20 @@ A case file names reusable agents, targets and tasks once, then lists cases::
     name = "support reads dev tickets"
     target = "tickets"
     action = "read"
-    expect = "allow"                # or "deny"
+    expect = "allow"                # or "deny", or "needs_approval"
     ttl_at_most = 600               # optional: the TTL cap exists and is <= 600 s
     policy_ids_include = ["support-reads-low-risk"]   # optional
+
+    [[case]]
+    name = "prod writes wait for an approver"
+    target = "tickets-prod"
+    action = "write"
+    expect = "needs_approval"       # allowed, once a human approved
+    approval_groups = ["prod-approvers"]   # optional: exactly these groups
+    quorum = 1                      # optional: exactly this quorum
+
+``allow`` means issued at once: a permit that asks for approval makes the case
+``needs_approval``, never ``allow``.
 
 In a case, ``agent``, ``target`` and ``task`` are a name, or an inline table of
 fields, optionally starting ``from = "<name>"`` to override a named one
@@ -55,6 +66,7 @@ from gatepass.policy.facts import (
     TargetFacts,
     TaskFacts,
 )
+from gatepass.policy.verdicts import Deny, Grant, NeedsApproval, verdict_of
 
 __all__ = ["CaseReport", "CaseResult", "run_cases"]
 
@@ -70,8 +82,11 @@ _CASE_KEYS = frozenset(
         "expect",
         "ttl_at_most",
         "policy_ids_include",
+        "approval_groups",
+        "quorum",
     }
 )
+_EXPECTATIONS = ("allow", "deny", "needs_approval")
 _FILE_KEYS = frozenset({"defaults", "agents", "targets", "tasks", "case"})
 _DEFAULT_KEYS = frozenset({"agent", "target", "task", "action", "at"})
 
@@ -139,9 +154,11 @@ class _Case:
     file: Path
     name: str
     request: PolicyRequest
-    expect_allow: bool
+    expect: str
     ttl_at_most: dt.timedelta | None
     policy_ids_include: tuple[str, ...]
+    approval_groups: frozenset[str] | None
+    quorum: int | None
 
 
 def run_cases(policy_set: PolicyEngine, path: Path) -> CaseReport:
@@ -179,12 +196,25 @@ def run_cases(policy_set: PolicyEngine, path: Path) -> CaseReport:
 
 def _judge(case: _Case, decision: Decision) -> CaseResult:
     problems = []
-    verdict = "allow" if decision.allowed else "deny"
-    expected = "allow" if case.expect_allow else "deny"
-    if verdict != expected:
+    verdict = verdict_of([decision])
+    got = {Grant: "allow", NeedsApproval: "needs_approval", Deny: "deny"}[type(verdict)]
+    if got != case.expect:
         why = ", ".join(decision.policy_ids) or "no policy applied"
-        problems.append(f"expected {expected}, got {verdict} ({why})")
+        problems.append(f"expected {case.expect}, got {got} ({why})")
     problems.extend(f"evaluation error: {error}" for error in decision.errors)
+    profile = decision.profile
+    if case.approval_groups is not None and profile.approval_groups != (
+        case.approval_groups
+    ):
+        problems.append(
+            f"expected approval by {sorted(case.approval_groups)}, "
+            f"got {sorted(profile.approval_groups)}"
+        )
+    if case.quorum is not None and (
+        not profile.needs_approval or profile.quorum != case.quorum
+    ):
+        shown = profile.quorum if profile.needs_approval else "no approval"
+        problems.append(f"expected quorum {case.quorum}, got {shown}")
     if case.ttl_at_most is not None:
         cap = decision.ttl_cap
         if cap is None or cap > case.ttl_at_most:
@@ -261,8 +291,22 @@ def _read_case(
         now=_moment(merged.get("at"), where),
     )
     expect = entry.get("expect")
-    if expect not in {"allow", "deny"}:
-        raise InvalidRequestError(f'{where}: expect must be "allow" or "deny"')
+    if expect not in _EXPECTATIONS:
+        raise InvalidRequestError(
+            f'{where}: expect must be "allow", "deny" or "needs_approval"'
+        )
+    groups = entry.get("approval_groups")
+    if groups is not None and (
+        not isinstance(groups, list)
+        or not groups
+        or not all(isinstance(group, str) for group in groups)
+    ):
+        raise InvalidRequestError(
+            f"{where}: approval_groups must be a non-empty list of group names"
+        )
+    quorum = entry.get("quorum")
+    if quorum is not None and (type(quorum) is not int or quorum <= 0):
+        raise InvalidRequestError(f"{where}: quorum must be a positive integer")
     ttl = entry.get("ttl_at_most")
     if ttl is not None and (type(ttl) is not int or ttl <= 0):
         raise InvalidRequestError(f"{where}: ttl_at_most must be a positive integer")
@@ -273,9 +317,11 @@ def _read_case(
         file=file,
         name=name,
         request=request,
-        expect_allow=expect == "allow",
+        expect=expect,
         ttl_at_most=None if ttl is None else dt.timedelta(seconds=ttl),
         policy_ids_include=tuple(include),
+        approval_groups=None if groups is None else frozenset(groups),
+        quorum=quorum,
     )
 
 

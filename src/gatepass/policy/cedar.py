@@ -45,6 +45,7 @@ from gatepass.policy.model import (
     entity_json,
     prepare,
 )
+from gatepass.policy.profiles import IssuanceProfile
 from gatepass.policy.slicing import MAX_SHARE, MAX_SLICE, PolicySlicer
 from gatepass.policy.sources import PolicyInfo, PolicySources, read_sources
 
@@ -318,10 +319,10 @@ class CedarPolicySet:
             return Decision(allowed=False, policy_ids=forbids, errors=errors)
         if not result.allowed:
             return Decision(allowed=False, policy_ids=policy_ids)
-        caps = [info.ttl for info in deciding if info.ttl is not None]
-        return Decision(
-            allowed=True, ttl_cap=min(caps) if caps else None, policy_ids=policy_ids
-        )
+        # Every permit that allowed the request shapes how it is issued: the
+        # strictest of their profiles (policy/profiles.py).
+        profile = IssuanceProfile.strictest(info.profile for info in deciding)
+        return Decision(allowed=True, policy_ids=policy_ids, profile=profile)
 
     def _reason_rank(self, positional_id: str) -> tuple[int, str]:
         return (self._rank.get(positional_id, self.policy_count), positional_id)

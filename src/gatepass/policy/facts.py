@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gatepass.policy.profiles import NO_PROFILE, IssuanceProfile
+
 __all__ = [
     "OPEN_TASK",
     "AgentFacts",
@@ -119,19 +121,25 @@ class Decision:
     Attributes:
         allowed: True only when some permit applies, no forbid applies, and
             nothing went wrong while evaluating.
-        ttl_cap: the smallest ``@ttl`` of the permit policies that allowed the
-            request; None when denied or when none of them carries one.
         policy_ids: the ``@id`` of each deciding policy (the permits of an allow,
             the forbids of a deny; empty for a default deny), or ``<file>:<index>``
             for a policy without ``@id``; in the order the policies were loaded.
         errors: evaluation errors; any error makes the decision a deny. Errors
             naming a policy come in load order too.
+        profile: the strictest issuance profile of the permits that allowed the
+            request; its ``ttl`` (``ttl_cap``) is the smallest ``@ttl`` among
+            them. The default profile when denied.
     """
 
     allowed: bool
-    ttl_cap: dt.timedelta | None = None
     policy_ids: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    profile: IssuanceProfile = NO_PROFILE
+
+    @property
+    def ttl_cap(self) -> dt.timedelta | None:
+        """The smallest ``@ttl`` of the allowing permits (the profile's TTL)."""
+        return self.profile.ttl
 
 
 class PolicyEngine(Protocol):

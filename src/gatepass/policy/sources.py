@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,12 @@ from typing import Any
 import cedarpy
 
 from gatepass.errors import ConfigurationError
+from gatepass.policy.profiles import (
+    NO_PROFILE,
+    IssuanceProfile,
+    ProfileError,
+    parse_profile,
+)
 
 __all__ = ["SCHEMA_FILE", "PolicyInfo", "PolicySources", "read_sources"]
 
@@ -31,8 +36,6 @@ SCHEMA_FILE = "schema.cedarschema"
 """The schema's file name inside a policy directory."""
 
 _POLICY_GLOB = "*.cedar"
-# A TTL annotation is whole seconds; ten digits is over 300 years, enough for any cap.
-_TTL_PATTERN = re.compile(r"[1-9][0-9]{0,9}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +49,8 @@ class PolicyInfo:
         effect: ``permit`` or ``forbid``.
         file: the file it came from.
         line: the line its statement starts on (1-based; 0 when unknown).
+        profile: its issuance profile (``policy/profiles.py``); ``ttl`` is the
+            profile's.
     """
 
     display_id: str
@@ -53,6 +58,7 @@ class PolicyInfo:
     effect: str
     file: str
     line: int
+    profile: IssuanceProfile = NO_PROFILE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,21 +201,17 @@ def _policy_info(
     elif not display_id.strip():
         raise ConfigurationError(f"{where}: @id must not be empty")
     effect = str(policy["effect"])
-    ttl_text = annotations.get("ttl")
-    ttl = None
-    if ttl_text is not None:
-        if _TTL_PATTERN.fullmatch(ttl_text) is None:
-            raise ConfigurationError(
-                f"{where}: policy {display_id!r}: @ttl must be a positive whole "
-                f"number of seconds, got {ttl_text!r}"
-            )
-        if effect != "permit":
-            raise ConfigurationError(
-                f"{where}: policy {display_id!r}: @ttl has no effect on a forbid"
-            )
-        ttl = dt.timedelta(seconds=int(ttl_text))
+    try:
+        profile = parse_profile(annotations, effect=effect)
+    except ProfileError as error:
+        raise ConfigurationError(f"{where}: policy {display_id!r}: {error}") from None
     return PolicyInfo(
-        display_id=display_id, ttl=ttl, effect=effect, file=path.name, line=line
+        display_id=display_id,
+        ttl=profile.ttl,
+        effect=effect,
+        file=path.name,
+        line=line,
+        profile=profile,
     )
 
 

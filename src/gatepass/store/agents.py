@@ -34,6 +34,7 @@ def _to_agent(row: Row[Any]) -> Agent:
         status=AgentStatus(row.status),
         created_at=row.created_at,
         issuer=row.issuer,
+        owners=tuple(row.owners or ()),
     )
 
 
@@ -57,6 +58,7 @@ def insert_agent(conn: Connection, agent: Agent) -> None:
                     status=agent.status.value,
                     created_at=agent.created_at,
                     issuer=agent.issuer,
+                    owners=list(agent.owners),
                 )
             )
     except IntegrityError as exc:

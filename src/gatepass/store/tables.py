@@ -38,12 +38,17 @@ __all__ = [
     "UTCDateTime",
     "agents",
     "api_tokens",
+    "approval_redemptions",
+    "approval_votes",
+    "approvals",
     "audit_checkpoints",
     "audit_events",
     "audit_head",
     "idempotency_keys",
     "leases",
     "metadata",
+    "operators",
+    "outbox",
     "seen_values",
     "settings_kv",
     "signing_keys",
@@ -51,7 +56,7 @@ __all__ = [
     "upgrade_schema",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # The settings row naming the last record written before records had MACs.
 UNKEYED_THROUGH = "audit_unkeyed_through"
 
@@ -122,6 +127,8 @@ agents = Table(
     # The one issuer whose tokens prove a federated agent; None for an agent with
     # a registered key.
     Column("issuer", String(2048)),
+    # Names of the operators responsible for the agent (a JSON list).
+    Column("owners", JSON),
 )
 
 tasks = Table(
@@ -238,6 +245,95 @@ api_tokens = Table(
     Column("role", String(16), nullable=False),
     Column("description", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The operator the token belongs to (role "operator"); None for the bootstrap
+    # and service tokens (admin, introspect, proxy).
+    Column("operator_id", String(40), index=True),
+    Column("revoked_at", UTCDateTime),
+)
+
+operators = Table(
+    "gp_operators",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("roles", JSON, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("tenants", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+)
+
+approvals = Table(
+    "gp_approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("agent_id", String(40), nullable=False, index=True),
+    Column("task_id", String(40), nullable=False, index=True),
+    Column("tenant", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("quorum", Integer, nullable=False),
+    Column("exclude_owners", Integer, nullable=False),
+    Column("max_uses", Integer, nullable=False),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("ttl_seconds", Integer),
+    Column("policy_ids", JSON, nullable=False),
+    Column("justification", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("approved_at", UTCDateTime),
+    Column("redeem_by", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(200)),
+    Index("ix_gp_approvals_state_expires", "state", "expires_at"),
+    Index("ix_gp_approvals_task_hash", "task_id", "request_hash"),
+)
+
+approval_votes = Table(
+    "gp_approval_votes",
+    metadata,
+    Column("approval_id", String(40), primary_key=True),
+    # One vote per operator: a quorum counts distinct operators by construction.
+    Column("operator_id", String(40), primary_key=True),
+    Column("operator_name", String(64), nullable=False),
+    Column("choice", String(16), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# One row per credential an approval was redeemed for, so that an issuance that
+# failed after the approval was spent can give the use back.
+approval_redemptions = Table(
+    "gp_approval_redemptions",
+    metadata,
+    Column("lease_id", String(40), primary_key=True),
+    Column("approval_id", String(40), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# Notifications to deliver (approver webhooks), written in the transaction of the
+# change they announce and delivered, with retries, by a background job.
+outbox = Table(
+    "gp_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("failed_at", UTCDateTime),
+    Column("last_error", String(200)),
+    Index("ix_gp_outbox_pending", "delivered_at", "failed_at", "next_attempt_at"),
 )
 
 # Single-use values (assertion and DPoP jti) shared by replicas.
@@ -277,7 +373,7 @@ def upgrade_schema(conn: Connection, version: int) -> None:
     Raises:
         ValueError: no upgrade path exists from ``version``.
     """
-    steps = {2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
+    steps = {2: _upgrade_2_to_3, 3: _upgrade_3_to_4, 4: _upgrade_4_to_5}
     if version not in steps:
         msg = f"no upgrade from schema version {version}"
         raise ValueError(msg)
@@ -341,3 +437,27 @@ def _upgrade_3_to_4(conn: Connection) -> None:
         conn.exec_driver_sql(
             f"ALTER TABLE {agents.name} ALTER COLUMN name TYPE VARCHAR(255)"
         )
+
+
+def _upgrade_4_to_5(conn: Connection) -> None:
+    """
+    Add agents' owners and operator tokens (``operator_id``, ``revoked_at``).
+
+    The new tables (operators, approvals and their votes and redemptions, the
+    outbox) are made by ``create_all`` as on a fresh database.
+    """
+    if "owners" not in _columns(conn, agents):
+        conn.exec_driver_sql(f"ALTER TABLE {agents.name} ADD COLUMN owners JSON")
+    present = _columns(conn, api_tokens)
+    timestamp = (
+        "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    )
+    for name, kind in (("operator_id", "VARCHAR(40)"), ("revoked_at", timestamp)):
+        if name not in present:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {api_tokens.name} ADD COLUMN {name} {kind}"
+            )
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS ix_{api_tokens.name}_operator_id "
+        f"ON {api_tokens.name} (operator_id)"
+    )

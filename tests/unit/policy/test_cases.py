@@ -131,7 +131,7 @@ policy_ids_include = ["support-reads-low-risk"]
             """
 [[case]]
 name = "inline"
-action = "OpenTask"
+action = "read"
 agent = { id = "agt_x", tenant = "acme" }
 target = { name = "t", environment = "prod", tenant = "acme", risk = "high" }
 task = { purpose = "p", environment = "prod", tenant = "acme", age_seconds = 3 }

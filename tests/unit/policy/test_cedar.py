@@ -3,7 +3,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from gatepass.policy import CedarPolicySet, Decision, PolicyEngine, PolicyRequest
+from gatepass.policy import (
+    CedarPolicySet,
+    Decision,
+    IssuanceProfile,
+    PolicyEngine,
+    PolicyRequest,
+)
 from gatepass.policy.model import ENTITY_CACHE_SIZE, prepare
 
 RequestFactory = Callable[..., PolicyRequest]
@@ -25,7 +31,7 @@ class TestQuickstartDecisions:
         [decision] = quickstart.decide([make_request(action="read")])
         assert decision == Decision(
             allowed=True,
-            ttl_cap=dt.timedelta(seconds=600),
+            profile=IssuanceProfile(ttl=dt.timedelta(seconds=600)),
             policy_ids=("support-reads-low-risk",),
         )
 
@@ -57,13 +63,17 @@ class TestQuickstartDecisions:
     def test_prod_forbidden_outside_business_hours(
         self, quickstart: CedarPolicySet, make_request: RequestFactory
     ) -> None:
-        """Opening a task on prod at 18:00 UTC on a weekday is denied."""
+        """Reading prod at 18:00 UTC on a weekday is denied; opening a task is not."""
         evening = dt.datetime(2026, 1, 6, 18, tzinfo=dt.UTC)
-        request = make_request(
-            action="OpenTask", now=evening, target={"environment": "prod"}
+        read, open_task = quickstart.decide(
+            [
+                make_request(action=action, now=evening, target={"environment": "prod"})
+                for action in ("read", "OpenTask")
+            ]
         )
-        [decision] = quickstart.decide([request])
-        assert decision.policy_ids == ("prod-business-hours-only",)
+        assert read.policy_ids == ("prod-business-hours-only",)
+        assert not read.allowed
+        assert open_task.allowed
 
     def test_time_is_read_in_utc(
         self, quickstart: CedarPolicySet, make_request: RequestFactory
@@ -71,7 +81,7 @@ class TestQuickstartDecisions:
         """A non-UTC now is converted: 19:00+02:00 is 17:00 UTC, inside hours."""
         plus_two = dt.timezone(dt.timedelta(hours=2))
         request = make_request(
-            action="OpenTask",
+            action="read",
             now=dt.datetime(2026, 1, 6, 19, tzinfo=plus_two),
             target={"environment": "prod"},
         )
@@ -131,9 +141,9 @@ class TestQuickstartDecisions:
     def test_is_a_policy_engine(self, quickstart: CedarPolicySet) -> None:
         """The set exposes the PolicyEngine attributes."""
         engine: PolicyEngine = quickstart
-        assert engine.policy_count == 6
+        assert engine.policy_count == 7
         assert engine.digest.startswith("sha256:")
-        assert "policy_count=6" in repr(quickstart)
+        assert "policy_count=7" in repr(quickstart)
 
 
 class TestTTLAndIds:

@@ -9,6 +9,7 @@ from gatepass.policy import (
     AgentFacts,
     CedarPolicySet,
     Decision,
+    IssuanceProfile,
     PolicyRequest,
     TargetFacts,
     TaskFacts,
@@ -26,42 +27,62 @@ def oracle(request: PolicyRequest) -> Decision:
     if not same_tenant:
         forbids.add("forbid-cross-tenant")
     business_hours = utc.isoweekday() <= 5 and 8 <= utc.hour < 18
-    if target.environment == "prod" and not business_hours:
+    # Opening a task and writing (which needs approval on prod) stay possible at
+    # any hour; everything else on prod only in business hours.
+    unattended = request.action not in {"OpenTask", "write"}
+    if target.environment == "prod" and unattended and not business_hours:
         forbids.add("prod-business-hours-only")
     if request.action == "admin":
         forbids.add("never-admin")
     if forbids:
         return Decision(allowed=False, policy_ids=tuple(sorted(forbids)))
-    permits: dict[str, int | None] = {}
+    permits: dict[str, IssuanceProfile] = {}
     if request.action == "OpenTask":
-        permits["open-task-in-own-tenant"] = None
+        permits["open-task-in-own-tenant"] = IssuanceProfile()
     if (
         request.action == "read"
         and agent.labels.get("team") == "support"
         and target.risk in {"low", "medium"}
     ):
-        permits["support-reads-low-risk"] = 600
+        permits["support-reads-low-risk"] = IssuanceProfile(ttl=seconds(600))
     if (
         request.action == "write"
         and target.environment == "dev"
         and task.purpose == "support-triage"
     ):
-        permits["triage-writes-dev"] = 300
+        permits["triage-writes-dev"] = IssuanceProfile(ttl=seconds(300))
+    if (
+        request.action == "write"
+        and target.environment == "prod"
+        and agent.labels.get("team") == "support"
+        and task.purpose == "support-triage"
+    ):
+        permits["prod-writes-need-approval"] = IssuanceProfile(
+            ttl=seconds(60),
+            approval_groups=frozenset({"prod-approvers"}),
+            quorum=1,
+            approval_ttl=seconds(900),
+            max_uses=1,
+        )
     if not permits:
         return Decision(allowed=False)
-    caps = [cap for cap in permits.values() if cap is not None]
     return Decision(
         allowed=True,
-        ttl_cap=dt.timedelta(seconds=min(caps)) if caps else None,
+        profile=IssuanceProfile.strictest(permits.values()),
         policy_ids=tuple(sorted(permits)),
     )
+
+
+def seconds(value: int) -> dt.timedelta:
+    """A whole number of seconds."""
+    return dt.timedelta(seconds=value)
 
 
 def normalised(decision: Decision) -> Decision:
     """Compare policy ids as a set: Cedar does not promise their order."""
     return Decision(
         allowed=decision.allowed,
-        ttl_cap=decision.ttl_cap,
+        profile=decision.profile,
         policy_ids=tuple(sorted(decision.policy_ids)),
         errors=decision.errors,
     )

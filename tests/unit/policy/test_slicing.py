@@ -14,6 +14,7 @@ from gatepass.policy import (
     AgentFacts,
     CedarPolicySet,
     Decision,
+    IssuanceProfile,
     PolicyHolder,
     PolicyRequest,
     TargetFacts,
@@ -258,7 +259,9 @@ class TestSlicedDecisions:
         question = request(agent="a2", tenant="t2", age=10**13)
         assert "t1-young-tasks" not in selected(sliced, question)
         expected = Decision(
-            allowed=True, ttl_cap=dt.timedelta(seconds=300), policy_ids=("t2-read",)
+            allowed=True,
+            profile=IssuanceProfile(ttl=dt.timedelta(seconds=300)),
+            policy_ids=("t2-read",),
         )
         assert sliced.decide([question]) == whole.decide([question]) == [expected]
 
@@ -269,7 +272,7 @@ class TestSlicedDecisions:
         [decision] = sliced.decide([request()])
         assert decision == Decision(
             allowed=True,
-            ttl_cap=dt.timedelta(seconds=120),
+            profile=IssuanceProfile(ttl=dt.timedelta(seconds=120)),
             policy_ids=("t1-read", "a1-reads"),
         )
         assert whole.decide([request()]) == [decision]
