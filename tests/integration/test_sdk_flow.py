@@ -28,6 +28,7 @@ from gatepass.config import Settings
 from gatepass.demo import create_resource_app, run_tour
 from gatepass.errors import (
     AccessDeniedError,
+    ApprovalPendingError,
     InvalidGrantError,
     InvalidScopeError,
     InvalidTargetError,
@@ -243,20 +244,19 @@ class TestSDKErrors:
                 targets=[stack.tickets_uri],
             )
 
-    def test_prod_write_is_access_denied(self, client: GatepassClient) -> None:
-        """No policy permits writing to the prod target, at any hour."""
+    def test_issue9_prod_write_waits_for_approval(self, client: GatepassClient) -> None:
+        """A prod write needs an approver: the SDK raises the pending answer."""
         prod = "https://tickets.example.internal/"
-        try:
-            task = client.open_task(
-                intent="x",
-                purpose="support-triage",
-                environment="prod",
-                targets=[prod],
-            )
-        except AccessDeniedError:
-            return  # outside business hours the task itself is denied
-        with task, pytest.raises(AccessDeniedError):
+        task = client.open_task(
+            intent="x",
+            purpose="support-triage",
+            environment="prod",
+            targets=[prod],
+        )
+        with task, pytest.raises(ApprovalPendingError) as waiting:
             task.access_token(prod, "write")
+        assert waiting.value.approval_id.startswith("apr_")
+        assert waiting.value.interval > 0
 
     def test_action_the_target_lacks_is_invalid_scope(
         self, client: GatepassClient, stack: Stack

@@ -31,6 +31,7 @@ from gatepass.errors import (
     UnsupportedGrantTypeError,
     UnsupportedTokenTypeError,
 )
+from gatepass.ids import is_id
 from gatepass.tokens import (
     ACCESS_TOKEN_TYPE,
     ID_TOKEN_TYPE,
@@ -40,14 +41,19 @@ from gatepass.tokens import (
 )
 
 __all__ = [
+    "parse_approval_id",
     "parse_form",
     "parse_introspection",
+    "parse_justification",
+    "parse_requested_ttl",
     "parse_revocation",
     "parse_scope",
     "parse_token_exchange",
 ]
 
 _MAX_TOKEN = 8192
+_MAX_REQUESTED_TTL = 86_400
+_MAX_JUSTIFICATION = 1000
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ACTION = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
@@ -240,12 +246,70 @@ def _access_token_request(
         raise InvalidTargetError("name exactly one resource or audience")
     if len(resources[0]) > 512:
         raise InvalidTargetError("resource is too long")
+    ttl = _single(form, "requested_ttl", required=False)
     return AccessTokenRequest(
         subject_token=subject_token,
         resource=resources[0],
         actions=parse_scope(_single(form, "scope", required=False)),
         client_id=client_id,
+        requested_ttl=None if ttl is None else parse_requested_ttl(ttl),
+        approval_id=parse_approval_id(_single(form, "approval_id", required=False)),
+        justification=parse_justification(
+            _single(form, "justification", required=False)
+        ),
     )
+
+
+def parse_requested_ttl(value: object) -> dt.timedelta:
+    """
+    Read a requested TTL: whole seconds, 1 to 86400 (a form's digits or a JSON int).
+
+    Raises:
+        InvalidRequestError: anything else.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or not 1 <= value <= _MAX_REQUESTED_TTL:
+        raise InvalidRequestError(
+            f"requested_ttl must be whole seconds from 1 to {_MAX_REQUESTED_TTL}"
+        )
+    return dt.timedelta(seconds=value)
+
+
+def parse_approval_id(value: object) -> str | None:
+    """
+    Read the ``approval_id`` of a repeated request (``apr_…``), if any.
+
+    Raises:
+        InvalidRequestError: it is not an approval id.
+    """
+    if value is None:
+        return None
+    if not is_id(value, "apr"):
+        raise InvalidRequestError("approval_id must be an approval id (apr_...)")
+    return str(value)
+
+
+def parse_justification(value: object) -> str | None:
+    """
+    Read the agent's justification for approvers: 1 to 1000 characters, if any.
+
+    Approvers see it as inert, agent-supplied text (escaped where it is shown).
+
+    Raises:
+        InvalidRequestError: not a string, empty, too long or with a NUL.
+    """
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= _MAX_JUSTIFICATION
+        or "\0" in value
+    ):
+        raise InvalidRequestError(
+            f"justification must be 1 to {_MAX_JUSTIFICATION} characters of text"
+        )
+    return value
 
 
 def parse_token_exchange(

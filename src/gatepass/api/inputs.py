@@ -28,7 +28,12 @@ from pydantic import (
     model_validator,
 )
 
-from gatepass.api.forms import parse_scope
+from gatepass.api.forms import (
+    parse_approval_id,
+    parse_justification,
+    parse_requested_ttl,
+    parse_scope,
+)
 from gatepass.audit import Outcome
 from gatepass.broker import AgentRegistration, CredentialRequest, ProxyCall
 from gatepass.errors import InvalidRequestError
@@ -243,6 +248,10 @@ class _CredentialBody(_Input):
     public_key: (
         Annotated[StrictStr, Field(min_length=1, max_length=_MAX_PUBLIC_KEY)] | None
     ) = None
+    # Checked by the same functions as the token endpoint's form parameters.
+    requested_ttl: object = None
+    approval_id: object = None
+    justification: object = None
 
     @field_validator("target", mode="before")
     @classmethod
@@ -287,7 +296,10 @@ def credential_request(
     payload: object, *, idempotency_key: str | None
 ) -> CredentialRequest:
     """
-    Validate ``{"target", "actions" | "scope", "public_key"?}`` into a request.
+    Validate a ``POST /v1/credentials`` body into a request.
+
+    The body is ``{"target", "actions" | "scope", "public_key"?, "requested_ttl"?,
+    "approval_id"?, "justification"?}``.
 
     Raises:
         InvalidRequestError: a field is missing or malformed.
@@ -300,6 +312,11 @@ def credential_request(
         actions=parse_scope(scope),
         public_key=body.public_key,
         idempotency_key=idempotency_key,
+        requested_ttl=None
+        if body.requested_ttl is None
+        else parse_requested_ttl(body.requested_ttl),
+        approval_id=parse_approval_id(body.approval_id),
+        justification=parse_justification(body.justification),
     )
 
 

@@ -9,6 +9,7 @@ faces (``gatepass.api``, ``gatepass.cli``) import only this package.
 
 from __future__ import annotations
 
+from gatepass.broker.approval_votes import Viewer
 from gatepass.broker.audit_log import ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
 from gatepass.broker.callers import ADMIN_ONLY, Caller
@@ -52,6 +53,7 @@ __all__ = [
     "TargetCatalog",
     "TaskDetails",
     "TokenResponse",
+    "Viewer",
     "build_runtime",
     "idempotency_key_from_headers",
     "run_jobs",

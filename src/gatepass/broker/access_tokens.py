@@ -11,6 +11,7 @@ share lock that the task is still open, before the token leaves (intent first).
 
 from __future__ import annotations
 
+from gatepass.broker.approval_gate import ApprovalGate, ApprovalRequest
 from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import task_requests
@@ -20,7 +21,6 @@ from gatepass.broker.single_use import confirmation
 from gatepass.broker.trail import Attempt
 from gatepass.clock import to_epoch
 from gatepass.errors import (
-    AccessDeniedError,
     InvalidClientError,
     InvalidGrantError,
     TokenError,
@@ -49,6 +49,7 @@ class IssueAccessToken:
     def __init__(self, context: BrokerContext) -> None:
         """Keep the context."""
         self._context = context
+        self._gate = ApprovalGate(context)
 
     async def __call__(
         self,
@@ -96,11 +97,34 @@ class IssueAccessToken:
         verdict = context.authority.authorize(
             task_requests(agent, task, checks, now), attempt
         )
+        redemption = None
         if isinstance(verdict, NeedsApproval):
-            raise AccessDeniedError("this request needs approval")
-        ttl = context.authority.access_ttl(verdict.profile, target, task, now)
+            redemption = await self._gate.redeemable(
+                ApprovalRequest(
+                    verdict=verdict,
+                    agent=agent,
+                    task=task,
+                    target=target,
+                    kind=ACCESS_TOKEN_KIND,
+                    actions=request.actions,
+                    requested_ttl=request.requested_ttl,
+                    approval_id=request.approval_id,
+                    justification=request.justification,
+                ),
+                attempt,
+            )
+            now = context.clock.now()
+        ttl = context.authority.access_ttl(
+            verdict.profile,
+            target,
+            task,
+            now,
+            requested=request.requested_ttl,
+            window=None if redemption is None else redemption.window,
+        )
+        lease_id = new_lease_id()
         lease = Lease(
-            id=new_lease_id(),
+            id=lease_id,
             task_id=task.id,
             agent_id=task.agent_id,
             target=target.name,
@@ -141,6 +165,11 @@ class IssueAccessToken:
             now=now,
             attempt=attempt,
             closed=InvalidGrantError("task is closed"),
+            also=None
+            if redemption is None
+            else self._gate.consume(
+                redemption, lease_id=lease_id, actor=task.agent_id, now=now
+            ),
         )
         context.metrics.issuances.labels(kind=lease.kind, target=target.name).inc()
         return TokenResponse(

@@ -9,6 +9,7 @@ credentials are driven through their engines at once.
 from __future__ import annotations
 
 from gatepass.audit import Outcome
+from gatepass.broker.approval_events import ApprovalEvents
 from gatepass.broker.callers import Caller
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.requests import AgentRegistration
@@ -19,6 +20,7 @@ from gatepass.ids import new_agent_id
 from gatepass.models import Agent, AgentStatus
 from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
+from gatepass.store import approvals as approval_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
@@ -140,6 +142,12 @@ class Agents:
                         data={"reason": "agent disabled", "revoked_leases": revoked},
                     )
                     audit.record(conn, closing, Outcome.OK)
+                cancelled = approval_rows.cancel_approvals(
+                    conn, now=now, reason="agent disabled", agent_id=agent_id
+                )
+                ApprovalEvents(context.notifier).end_all(
+                    conn, audit, cancelled, actor=caller.actor, now=now
+                )
                 disabling = Attempt(
                     kind="agent.disable",
                     actor=caller.actor,

@@ -11,6 +11,7 @@ any task with an admin token; RFC 7009 revocation of a task token closes it too.
 from __future__ import annotations
 
 from gatepass.audit import Outcome
+from gatepass.broker.approval_events import ApprovalEvents
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.task_access import PresentedTaskToken
@@ -19,6 +20,7 @@ from gatepass.errors import ConflictError, GatepassError, NotFoundError, TokenEr
 from gatepass.ids import LeaseId
 from gatepass.models import Lease, Task, TaskState
 from gatepass.store import Connection
+from gatepass.store import approvals as approval_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
@@ -38,6 +40,7 @@ class Closing:
         """Keep the collaborators."""
         self._context = context
         self._revocations = revocations
+        self._events = ApprovalEvents(context.notifier)
 
     async def close_task(
         self,
@@ -71,6 +74,11 @@ class Closing:
             if changed:
                 attempt.data["revoked_leases"] = list(revoked)
                 audit.record(conn, attempt, Outcome.OK)
+                # Its pending approvals die with it: nobody votes on a dead task.
+                cancelled = approval_rows.cancel_approvals(
+                    conn, now=now, reason="task closed", task_ids=[task_id]
+                )
+                self._events.end_all(conn, audit, cancelled, actor=actor, now=now)
             return task_rows.get_task(conn, task_id), changed, revoked
 
         task, changed, revoked = await context.trail.write(close)

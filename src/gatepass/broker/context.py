@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gatepass.audit import AuditSigner
+from gatepass.broker.approval_events import NO_NOTIFIER, ApprovalNotifier
 from gatepass.broker.authority import Authority
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.directory import Directory
@@ -62,6 +63,7 @@ class BrokerContext:
             configured.
         signer: the audit key, which signs checkpoints.
         sealer: seals private keys at rest with the master key.
+        notifier: tells approver groups about approvals (their webhooks).
     """
 
     settings: Settings
@@ -85,6 +87,7 @@ class BrokerContext:
     federation: FederatedVerifier | None
     signer: AuditSigner
     sealer: Sealer
+    notifier: ApprovalNotifier = NO_NOTIFIER
 
     @property
     def issuer_url(self) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from gatepass import failpoints
 from gatepass.audit import Outcome
+from gatepass.broker.approval_gate import ApprovalGate, ApprovalRequest
 from gatepass.broker.authority import require_target_in_task
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import task_requests
@@ -35,7 +36,6 @@ from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.clock import to_epoch
 from gatepass.engines import IssuedCredential, IssueRequest, credential_name
 from gatepass.errors import (
-    AccessDeniedError,
     ConflictError,
     GatepassError,
     InvalidTargetError,
@@ -64,6 +64,7 @@ class IssueEngineCredential:
         """Keep the collaborators."""
         self._context = context
         self._revocations = revocations
+        self._gate = ApprovalGate(context)
 
     async def __call__(
         self, request: CredentialRequest, presented: PresentedTaskToken
@@ -137,9 +138,31 @@ class IssueEngineCredential:
         verdict = context.authority.authorize(
             task_requests(agent, task, checks, now), attempt
         )
+        redemption = None
         if isinstance(verdict, NeedsApproval):
-            raise AccessDeniedError("this request needs approval")
-        ttl = context.authority.access_ttl(verdict.profile, target, task, now)
+            redemption = await self._gate.redeemable(
+                ApprovalRequest(
+                    verdict=verdict,
+                    agent=agent,
+                    task=task,
+                    target=target,
+                    kind=target.kind,
+                    actions=request.actions,
+                    requested_ttl=request.requested_ttl,
+                    approval_id=request.approval_id,
+                    justification=request.justification,
+                ),
+                attempt,
+            )
+            now = context.clock.now()
+        ttl = context.authority.access_ttl(
+            verdict.profile,
+            target,
+            task,
+            now,
+            requested=request.requested_ttl,
+            window=None if redemption is None else redemption.window,
+        )
         lease_id = new_lease_id()
         name = credential_name(lease_id)
         lease = Lease(
@@ -163,7 +186,19 @@ class IssueEngineCredential:
             data={"task_id": task.id, "target": target.name, "actions": lease.actions},
         )
 
-        def claim_key(conn: Connection) -> None:
+        redeem = (
+            None
+            if redemption is None
+            else self._gate.consume(
+                redemption, lease_id=lease_id, actor=task.agent_id, now=now
+            )
+        )
+
+        def claim_key(conn: Connection, audit: AuditRecorder) -> None:
+            if redeem is not None:
+                # Spent for good, even if the engine then fails: a use is never
+                # given back (store/approvals.py).
+                redeem(conn, audit)
             if claim is not None and not idempotency_rows.claim_key(
                 conn,
                 task_id=task.id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gatepass.broker.agents import Agents
+from gatepass.broker.approval_votes import ApprovalVotes
 from gatepass.broker.audit_anchor import AuditAnchoring
 from gatepass.broker.audit_log import AuditLog
 from gatepass.broker.callers import Callers
@@ -49,6 +50,7 @@ class Broker:
         renew_credential: extending a live engine credential.
         closing: closing tasks and revoking leases.
         agents: the agent registry.
+        approvals: approvers' side of step-up approvals (list, show, vote).
         reads: operators' reads of tasks and leases.
         policy: the live policy set.
         keys: the signing keys.
@@ -68,6 +70,7 @@ class Broker:
     renew_credential: RenewCredential
     closing: Closing
     agents: Agents
+    approvals: ApprovalVotes
     reads: Reads
     policy: PolicyAdmin
     keys: SigningKeys
@@ -122,6 +125,7 @@ def assemble(
         renew_credential=RenewCredential(context),
         closing=closing,
         agents=Agents(context, revocations),
+        approvals=ApprovalVotes(context),
         reads=Reads(context),
         policy=PolicyAdmin(context, closing),
         keys=SigningKeys(context),

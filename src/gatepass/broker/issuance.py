@@ -34,7 +34,7 @@ async def record_lease(
     now: dt.datetime,
     attempt: Attempt,
     closed: GatepassError,
-    also: Callable[[Connection], None] | None = None,
+    also: Callable[[Connection, AuditRecorder], None] | None = None,
 ) -> None:
     """
     Commit a lease, its spent proof and its audit record, or refuse.
@@ -46,8 +46,9 @@ async def record_lease(
         now: the request's time (the task must be open and unexpired at it).
         attempt: what the audit record says (outcome ``allow``).
         closed: the refusal when the task ended meanwhile.
-        also: more to do in the same transaction after the lease is inserted; it
-            raises to roll everything back (an idempotency key already claimed).
+        also: more to do in the same transaction after the lease is inserted (it
+            may record more audit entries); it raises to roll everything back (an
+            idempotency key already claimed, an approval already redeemed).
 
     Raises:
         DPoPProofError: the proof was already spent (a replay).
@@ -61,7 +62,7 @@ async def record_lease(
         if not lease_rows.insert_lease_if_task_open(conn, lease, now):
             return False
         if also is not None:
-            also(conn)
+            also(conn, audit)
         audit.record(conn, attempt, Outcome.ALLOW)
         return True
 

@@ -33,10 +33,11 @@ from gatepass.audit import ROLLBACK_KIND, Comparison, Outcome
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.trail import AuditRecorder
 from gatepass.errors import AuditIntegrityError, SealedError
-from gatepass.models import AgentStatus
+from gatepass.models import AgentStatus, ApprovalState
 from gatepass.observability import get_logger
 from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
+from gatepass.store import approvals as approval_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
@@ -67,7 +68,12 @@ def _reapply_endings(
     conn: Connection, ended: Mapping[str, frozenset[str]], now: dt.datetime
 ) -> dict[str, list[str]]:
     """End, in one transaction, everything the journal ended and the rows lack."""
-    done: dict[str, list[str]] = {"tasks": [], "leases": [], "agents": []}
+    done: dict[str, list[str]] = {
+        "tasks": [],
+        "leases": [],
+        "agents": [],
+        "approvals": [],
+    }
     for agent_id in sorted(ended.get("agents", ())):
         if agent_rows.set_agent_status(conn, agent_id, AgentStatus.DISABLED, now):
             done["agents"].append(agent_id)
@@ -82,6 +88,15 @@ def _reapply_endings(
         lease_id
         for lease_id in sorted(ended.get("leases", ()))
         if lease_rows.revoke_lease(conn, lease_id, now)
+    ]
+    # An approval the journal saw redeemed, denied, expired or cancelled must
+    # never be redeemable again: cancelled here, whatever the rows went back to.
+    done["approvals"] = [
+        approval_id
+        for approval_id in sorted(ended.get("approvals", ()))
+        if approval_rows.end_approval(
+            conn, approval_id, ApprovalState.CANCELLED, now=now, reason=_REASON
+        )
     ]
     return done
 

@@ -72,12 +72,26 @@ class OpenTaskRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessTokenRequest:
-    """An access-token exchange: a task token for a token scoped to one target."""
+    """
+    An access-token exchange: a task token for a token scoped to one target.
+
+    Attributes:
+        subject_token: the task token.
+        resource: the target's URI or name, as sent.
+        actions: the actions asked for (the scope).
+        client_id: the client the request names, if any.
+        requested_ttl: a shorter life than the caps allow, if asked.
+        approval_id: the approval named when repeating a request that waited.
+        justification: the agent's words for approvers (inert text).
+    """
 
     subject_token: str
     resource: str
     actions: tuple[str, ...]
     client_id: str | None
+    requested_ttl: dt.timedelta | None = None
+    approval_id: str | None = None
+    justification: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,12 +132,18 @@ class CredentialRequest:
         actions: the actions asked for (deduplicated, validated).
         public_key: the agent's OpenSSH public key (SSH targets), or None.
         idempotency_key: the ``Idempotency-Key`` header, or None.
+        requested_ttl: a shorter life than the caps allow, if asked.
+        approval_id: the approval named when repeating a request that waited.
+        justification: the agent's words for approvers (inert text).
     """
 
     target: str
     actions: tuple[str, ...]
     public_key: str | None = None
     idempotency_key: str | None = None
+    requested_ttl: dt.timedelta | None = None
+    approval_id: str | None = None
+    justification: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

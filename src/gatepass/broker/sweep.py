@@ -11,12 +11,14 @@ wall clock set back cannot keep anything alive past its true expiry.
 from __future__ import annotations
 
 from gatepass.audit import AuditEntry, Outcome
+from gatepass.broker.approval_events import ApprovalEvents
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.trail import AuditRecorder
 from gatepass.clock import SystemClock
 from gatepass.ids import TaskId
 from gatepass.store import Connection
+from gatepass.store import approvals as approval_rows
 from gatepass.store import idempotency as idempotency_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import replay as replay_rows
@@ -38,6 +40,7 @@ class Sweeper:
         """Keep the collaborators."""
         self._context = context
         self._revocations = revocations
+        self._events = ApprovalEvents(context.notifier)
 
     async def sweep(self) -> tuple[list[TaskId], int]:
         """
@@ -67,6 +70,13 @@ class Sweeper:
                     ),
                 )
             count = lease_rows.expire_leases(conn, now)
+            # Approvals of ended tasks are cancelled; overdue ones expire (a
+            # request not approved in time is denied).
+            ended = approval_rows.cancel_approvals(
+                conn, now=now, reason="task expired", task_ids=expired
+            )
+            ended += approval_rows.expire_approvals(conn, now)
+            self._events.end_all(conn, audit, ended, actor="system", now=now)
             replay_rows.forget_expired_values(conn, now)
             idempotency_rows.forget_expired_keys(conn, now)
             context.metrics.live_leases.set(lease_rows.count_live_leases(conn))

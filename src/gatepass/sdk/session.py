@@ -15,6 +15,7 @@ import httpx
 
 from gatepass.clock import Clock
 from gatepass.errors import (
+    ApprovalPendingError,
     ConfigurationError,
     DPoPNonceRequiredError,
     GatepassError,
@@ -52,7 +53,25 @@ def error_from_response(response: httpx.Response) -> GatepassError:
         return DPoPNonceRequiredError(
             detail, nonce=response.headers.get("dpop-nonce", "")
         )
+    if cls is ApprovalPendingError:
+        return _pending(detail, body)
     return cls(detail)
+
+
+def _pending(detail: str, body: dict[str, object]) -> GatepassError:
+    """An ``authorization_pending`` answer, with its polling fields checked."""
+    approval_id = body.get("approval_id")
+    interval = body.get("interval")
+    expires_in = body.get("expires_in")
+    if (
+        not isinstance(approval_id, str)
+        or type(interval) is not int
+        or type(expires_in) is not int
+    ):
+        return GatepassError("broker answered authorization_pending without its fields")
+    return ApprovalPendingError(
+        detail, approval_id=approval_id, interval=interval, expires_in=expires_in
+    )
 
 
 class BrokerMetadata:

@@ -2,12 +2,13 @@
 The store's half of the anchor journal: what a transaction ended, and the chain view.
 
 A store function that makes an irreversible change (a task closed or expired, a
-lease revoked, revoking or expired, an agent disabled) calls :func:`note_ended`
+lease revoked, revoking or expired, an agent disabled, an approval redeemed, denied,
+expired or cancelled) calls :func:`note_ended`
 with the ids in the same transaction. :class:`~gatepass.store.Database` collects
 the notes of a transaction and, once it has committed, hands them with the chain
 head to the journal in one line per commit: closing a task with a thousand leases
 is one line, and a group commit of many requests is one line too. A future kind of
-irreversible fact (a consumed approval, a revoked API token) is one more
+irreversible fact (a revoked API token, say) is one more
 ``note_ended`` call in the function that makes it.
 
 The notes live in ``Connection.info``, which belongs to the DBAPI connection and
@@ -24,8 +25,15 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 
 from gatepass.audit import GENESIS_HASH, ROLLBACK_KIND, AuditMac
-from gatepass.models import AgentStatus, LeaseState, TaskState
-from gatepass.store.tables import agents, audit_events, audit_head, leases, tasks
+from gatepass.models import AgentStatus, ApprovalState, LeaseState, TaskState
+from gatepass.store.tables import (
+    agents,
+    approvals,
+    audit_events,
+    audit_head,
+    leases,
+    tasks,
+)
 
 __all__ = [
     "PendingAnchor",
@@ -42,6 +50,7 @@ _HEAD: Final = "gatepass_anchor_head"
 _MAC: Final = "gatepass_audit_mac"
 _CHUNK: Final = 500
 _LIVE_LEASES = (LeaseState.PENDING.value, LeaseState.ACTIVE.value)
+_OPEN_APPROVALS = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +188,7 @@ class SqlChainView:
             "tasks": (tasks, tasks.c.state == TaskState.OPEN.value),
             "leases": (leases, leases.c.state.in_(_LIVE_LEASES)),
             "agents": (agents, agents.c.status == AgentStatus.ACTIVE.value),
+            "approvals": (approvals, approvals.c.state.in_(_OPEN_APPROVALS)),
         }.get(kind, (None, None))
         if table is None or live is None:
             return set()

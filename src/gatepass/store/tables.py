@@ -305,11 +305,13 @@ approval_votes = Table(
     Column("operator_name", String(64), nullable=False),
     Column("choice", String(16), nullable=False),
     Column("reason", String(500), nullable=False),
+    # The approver groups (of the approval's) the voter held when voting: what the
+    # vote counts towards.
+    Column("groups", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
 )
 
-# One row per credential an approval was redeemed for, so that an issuance that
-# failed after the approval was spent can give the use back.
+# One row per credential an approval was redeemed for (which lease spent which use).
 approval_redemptions = Table(
     "gp_approval_redemptions",
     metadata,
