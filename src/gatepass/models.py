@@ -148,6 +148,8 @@ class Task:
         actors: the verified actor chain, outermost (the current agent) first.
         x5t: the RFC 8705 thumbprint of the client certificate the task's tokens
             are bound to, when it was opened over mutual TLS.
+        actions: the actions the task may be granted (a delegated task's are a
+            subset of its parent's); None: whatever its targets offer.
     """
 
     id: TaskId
@@ -169,6 +171,7 @@ class Task:
     lineage_id: TaskId | None = None
     depth: int = 0
     actors: tuple[str, ...] = ()
+    actions: tuple[str, ...] | None = None
     x5t: str | None = None
 
 

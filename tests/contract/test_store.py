@@ -409,3 +409,4 @@ def _drop_schema_5(conn: Any) -> None:
     conn.exec_driver_sql("ALTER TABLE gp_api_tokens DROP COLUMN operator_id")
     conn.exec_driver_sql("ALTER TABLE gp_api_tokens DROP COLUMN revoked_at")
     conn.exec_driver_sql("ALTER TABLE gp_agents DROP COLUMN owners")
+    conn.exec_driver_sql("ALTER TABLE gp_tasks DROP COLUMN actions")

@@ -43,16 +43,20 @@ def require_target_in_task(
     target: Target, task: Task, actions: tuple[str, ...]
 ) -> None:
     """
-    Refuse a target the task did not name, or an action the target lacks.
+    Refuse a target the task did not name, or an action the target (or task) lacks.
 
     Raises:
         InvalidTargetError: the target is outside the task.
-        InvalidScopeError: an action is not offered by the target.
+        InvalidScopeError: an action is not offered by the target, or is outside
+            a delegated task's actions.
     """
     if target.name not in task.targets:
         raise InvalidTargetError("target is outside the task")
     if any(action not in target.actions for action in actions):
         raise InvalidScopeError("scope names an action the target does not offer")
+    if task.actions is not None and any(a not in task.actions for a in actions):
+        # A delegated task may be granted only the actions it was delegated.
+        raise InvalidScopeError("scope names an action outside the task")
 
 
 class Authority:

@@ -17,9 +17,12 @@ from __future__ import annotations
 from gatepass.policy.cases import CaseReport, CaseResult, run_cases
 from gatepass.policy.cedar import CedarPolicySet
 from gatepass.policy.facts import (
+    DELEGATE,
     OPEN_TASK,
     AgentFacts,
     Decision,
+    DelegationFacts,
+    DelegationRequest,
     PolicyEngine,
     PolicyRequest,
     TargetFacts,
@@ -31,6 +34,7 @@ from gatepass.policy.sources import SCHEMA_FILE, PolicyInfo
 from gatepass.policy.verdicts import Deny, Grant, NeedsApproval, Verdict, verdict_of
 
 __all__ = [
+    "DELEGATE",
     "OPEN_TASK",
     "SCHEMA_FILE",
     "AgentFacts",
@@ -38,6 +42,8 @@ __all__ = [
     "CaseResult",
     "CedarPolicySet",
     "Decision",
+    "DelegationFacts",
+    "DelegationRequest",
     "Deny",
     "Grant",
     "IssuanceProfile",

@@ -33,7 +33,14 @@ from typing import ClassVar
 import cedarpy
 
 from gatepass.errors import ConfigurationError
-from gatepass.policy.facts import OPEN_TASK, Decision, PolicyEngine, PolicyRequest
+from gatepass.policy.facts import (
+    DELEGATE,
+    OPEN_TASK,
+    Decision,
+    DelegationRequest,
+    PolicyEngine,
+    PolicyRequest,
+)
 from gatepass.policy.model import (
     ACTION_TYPE,
     AGENT_TYPE,
@@ -154,6 +161,18 @@ class CedarPolicySet:
                 names the file and, where known, the line.
         """
         return cls(read_sources(path), directory=path, slicing=slicing)
+
+    def decide_delegation(self, request: DelegationRequest) -> Decision:  # noqa: ARG002 - until issue 10 lands
+        """
+        Decide a delegation (``Delegate``, the child agent as resource).
+
+        Until the policy model evaluates ``Delegate``, every delegation is denied:
+        deny by default.
+        """
+        return Decision(
+            allowed=False,
+            errors=(f"{DELEGATE} is not evaluated by this policy set yet",),
+        )
 
     def decide(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
         """

@@ -16,9 +16,12 @@ from typing import Protocol
 from gatepass.policy.profiles import NO_PROFILE, IssuanceProfile
 
 __all__ = [
+    "DELEGATE",
     "OPEN_TASK",
     "AgentFacts",
     "Decision",
+    "DelegationFacts",
+    "DelegationRequest",
     "PolicyEngine",
     "PolicyRequest",
     "TargetFacts",
@@ -27,6 +30,8 @@ __all__ = [
 
 OPEN_TASK = "OpenTask"
 """The action evaluated once per target when an agent opens a task."""
+DELEGATE = "Delegate"
+"""The action evaluated when an agent delegates part of its task to another agent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +98,29 @@ class TaskFacts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DelegationFacts:
+    """
+    Where a task sits in a delegation chain, as the broker verified it.
+
+    Policies see it as ``context.delegation`` (an optional attribute: only tasks
+    received by delegation have it; test with ``context has delegation``).
+
+    Attributes:
+        depth: 1 for a task delegated from a root task, 2 below that...
+        parent_agent: the id of the agent that delegated the task.
+        root_agent: the id of the agent whose own task is the root of the tree.
+        root_purpose: the purpose of the root task.
+        root_tenant: the tenant of the root task (never changes down a chain).
+    """
+
+    depth: int
+    parent_agent: str
+    root_agent: str
+    root_purpose: str
+    root_tenant: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyRequest:
     """
     One question: may ``agent`` do ``action`` on ``target`` in ``task`` at ``now``?
@@ -110,6 +138,40 @@ class PolicyRequest:
     action: str
     target: TargetFacts
     task: TaskFacts
+    now: dt.datetime
+    delegation: DelegationFacts | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegationRequest:
+    """
+    May ``parent`` hand ``child`` a sub-task of its task?
+
+    Cedar sees principal = the parent ``Gatepass::Agent``, action ``Delegate``,
+    resource = the child ``Gatepass::Agent``, and the context
+    ``{task, time, delegation, subtask: {targets, actions, ttl_seconds, purpose}}``
+    where ``task`` is the parent's task and ``delegation`` where the child would sit.
+
+    Attributes:
+        parent: the delegating agent.
+        child: the agent the sub-task is for.
+        task: the parent's task.
+        targets: the sub-task's target names.
+        actions: the sub-task's actions.
+        purpose: the sub-task's purpose.
+        ttl_seconds: the sub-task's longest life.
+        delegation: the chain the child would be at (depth = the parent's + 1).
+        now: the moment of the request, aware.
+    """
+
+    parent: AgentFacts
+    child: AgentFacts
+    task: TaskFacts
+    targets: tuple[str, ...]
+    actions: tuple[str, ...]
+    purpose: str
+    ttl_seconds: int
+    delegation: DelegationFacts
     now: dt.datetime
 
 
@@ -170,5 +232,13 @@ class PolicyEngine(Protocol):
 
         Returns:
             One decision per request, in the same order.
+        """
+        ...
+
+    def decide_delegation(self, request: DelegationRequest) -> Decision:
+        """
+        Decide a delegation; a schema without the ``Delegate`` action denies it.
+
+        Never raises for a bad request: it denies it.
         """
         ...

@@ -160,6 +160,9 @@ tasks = Table(
     Column("actors", JSON),
     # RFC 8705: the thumbprint of the client certificate its tokens are bound to.
     Column("x5t", String(64)),
+    # The actions a delegated task may be granted (a JSON list); NULL: any its
+    # targets offer.
+    Column("actions", JSON),
     Index("ix_gp_tasks_state_expires", "state", "expires_at"),
 )
 
@@ -443,13 +446,16 @@ def _upgrade_3_to_4(conn: Connection) -> None:
 
 def _upgrade_4_to_5(conn: Connection) -> None:
     """
-    Add agents' owners and operator tokens (``operator_id``, ``revoked_at``).
+    Add agents' owners, delegated tasks' actions and operator tokens.
 
+    Operator tokens are API tokens with ``operator_id`` and ``revoked_at``.
     The new tables (operators, approvals and their votes and redemptions, the
     outbox) are made by ``create_all`` as on a fresh database.
     """
     if "owners" not in _columns(conn, agents):
         conn.exec_driver_sql(f"ALTER TABLE {agents.name} ADD COLUMN owners JSON")
+    if "actions" not in _columns(conn, tasks):
+        conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN actions JSON")
     present = _columns(conn, api_tokens)
     timestamp = (
         "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"

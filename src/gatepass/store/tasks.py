@@ -44,6 +44,7 @@ def _to_task(row: Row[Any]) -> Task:
         depth=int(row.depth or 0),
         actors=tuple(row.actors or ()),
         x5t=row.x5t,
+        actions=None if row.actions is None else tuple(row.actions),
     )
 
 
@@ -69,6 +70,7 @@ def insert_task(conn: Connection, task: Task) -> None:
             depth=task.depth,
             actors=list(task.actors) or None,
             x5t=task.x5t,
+            actions=None if task.actions is None else list(task.actions),
         )
     )
 
