@@ -30,6 +30,7 @@ __all__ = [
     "AuditSettings",
     "ClaimRuleSettings",
     "DPoPSettings",
+    "DelegationSettings",
     "DemoSettings",
     "EngineSettings",
     "IdentitySettings",
@@ -196,6 +197,19 @@ class TargetSettings(_Section):
         )
 
 
+class DelegationSettings(_Section):
+    """
+    ``[delegation]``: how deep a chain of agents may grow, how long a grant lives.
+
+    A delegation token is single use and lives ``grant_ttl_seconds`` (the child
+    must accept it within that time); a chain is at most ``max_depth`` hops below
+    its root task.
+    """
+
+    max_depth: int = Field(default=4, ge=1, le=16)
+    grant_ttl_seconds: int = Field(default=120, ge=10, le=600)
+
+
 class DemoSettings(_Section):
     """The quickstart's demo agent and resource server."""
 
@@ -221,6 +235,7 @@ class Settings(_Section):
     demo: DemoSettings = DemoSettings()
     identity: IdentitySettings = IdentitySettings()
     approvals: ApprovalSettings = ApprovalSettings()
+    delegation: DelegationSettings = DelegationSettings()
 
     @field_validator("targets")
     @classmethod

@@ -143,13 +143,16 @@ class Task:
             opened (a federated agent's come from its token); None means the agent
             record's labels.
         parent_id: the task this one was delegated from, if any.
-        lineage_id: the root task of its delegation tree (its own id for a root).
+        lineage_id: the root task of its delegation tree (None for a root).
         depth: 0 for a task an agent opened itself, +1 per delegation.
-        actors: the verified actor chain, outermost (the current agent) first.
+        actors: the verified actor chain of a delegated task, the current agent
+            first and the root task's agent last (empty for a root task).
         x5t: the RFC 8705 thumbprint of the client certificate the task's tokens
             are bound to, when it was opened over mutual TLS.
         actions: the actions the task may be granted (a delegated task's are a
             subset of its parent's); None: whatever its targets offer.
+        root_purpose: for a delegated task, the purpose of the root task of its
+            tree (policies see it as ``context.delegation.root_purpose``).
     """
 
     id: TaskId
@@ -172,6 +175,7 @@ class Task:
     depth: int = 0
     actors: tuple[str, ...] = ()
     actions: tuple[str, ...] | None = None
+    root_purpose: str | None = None
     x5t: str | None = None
 
 

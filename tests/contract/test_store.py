@@ -410,3 +410,4 @@ def _drop_schema_5(conn: Any) -> None:
     conn.exec_driver_sql("ALTER TABLE gp_api_tokens DROP COLUMN revoked_at")
     conn.exec_driver_sql("ALTER TABLE gp_agents DROP COLUMN owners")
     conn.exec_driver_sql("ALTER TABLE gp_tasks DROP COLUMN actions")
+    conn.exec_driver_sql("ALTER TABLE gp_tasks DROP COLUMN root_purpose")

@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gatepass.broker import (
+    AcceptDelegationRequest,
     AccessTokenRequest,
+    DelegationGrantRequest,
     OpenTaskRequest,
     RevocationRequest,
     TaskDetails,
@@ -34,6 +36,7 @@ from gatepass.errors import (
 from gatepass.ids import is_id
 from gatepass.tokens import (
     ACCESS_TOKEN_TYPE,
+    DELEGATION_TOKEN_TYPE,
     ID_TOKEN_TYPE,
     JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE,
@@ -165,6 +168,7 @@ def _parse_details(raw: str) -> TaskDetails:
         "tenant",
         "targets",
         "max_ttl_seconds",
+        "actions",
     }
     unknown = sorted(set(details) - known)
     if unknown:
@@ -203,7 +207,23 @@ def _parse_details(raw: str) -> TaskDetails:
         tenant=_label(details, "tenant", required=False),
         targets=tuple(dict.fromkeys(targets)),
         max_ttl=max_ttl,
+        actions=_task_actions(details.get("actions")),
     )
+
+
+def _task_actions(raw: object) -> tuple[str, ...] | None:
+    """The ``actions`` of an ``agent_task``: 1 to 16 action names, if given."""
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list)
+        or not 1 <= len(raw) <= 16
+        or not all(isinstance(a, str) and _ACTION.match(a) for a in raw)
+    ):
+        raise InvalidAuthorizationDetailsError(
+            "agent_task.actions must be a list of 1 to 16 action names"
+        )
+    return tuple(dict.fromkeys(raw))
 
 
 def _open_task_request(
@@ -314,7 +334,12 @@ def parse_justification(value: object) -> str | None:
 
 def parse_token_exchange(
     form: dict[str, list[str]],
-) -> OpenTaskRequest | AccessTokenRequest:
+) -> (
+    OpenTaskRequest
+    | AccessTokenRequest
+    | DelegationGrantRequest
+    | AcceptDelegationRequest
+):
     """
     Turn token-endpoint parameters into an open-task or access-token request.
 
@@ -331,8 +356,6 @@ def parse_token_exchange(
     grant_type = _single(form, "grant_type", required=True)
     if grant_type != TOKEN_EXCHANGE:
         raise UnsupportedGrantTypeError("only token exchange (RFC 8693) is supported")
-    if _single(form, "actor_token", required=False) is not None:
-        raise InvalidRequestError("delegation with actor_token is not supported yet")
     subject_token = _single(form, "subject_token", required=True)
     subject_type = _single(form, "subject_token_type", required=True)
     if subject_token is None or subject_type is None:  # pragma: no cover
@@ -341,6 +364,15 @@ def parse_token_exchange(
         raise InvalidRequestError("subject_token is too long")
     requested = _single(form, "requested_token_type", required=False)
     client_id = _single(form, "client_id", required=False)
+    if subject_type == DELEGATION_TOKEN_TYPE:
+        return _accept_delegation_request(form, subject_token, requested, client_id)
+    if (
+        _single(form, "actor_token", required=False) is not None
+        or _single(form, "actor_token_type", required=False) is not None
+    ):
+        raise InvalidRequestError(
+            "actor_token is accepted only with a delegation token as subject_token"
+        )
     # RFC 8693 §3: an agent assertion or a federated workload token is a jwt; a
     # CI or Kubernetes token may also be sent as an id_token.
     if subject_type in {JWT_TOKEN_TYPE, ID_TOKEN_TYPE}:
@@ -348,8 +380,69 @@ def parse_token_exchange(
             form, subject_token, subject_type, requested, client_id
         )
     if subject_type in {TXN_TOKEN_TYPE, ACCESS_TOKEN_TYPE}:
+        if requested == DELEGATION_TOKEN_TYPE:
+            return _delegation_grant_request(form, subject_token, client_id)
         return _access_token_request(form, subject_token, requested, client_id)
     raise InvalidRequestError("unsupported subject_token_type")
+
+
+def _delegation_grant_request(
+    form: dict[str, list[str]], subject_token: str, client_id: str | None
+) -> DelegationGrantRequest:
+    if form.get("resource"):
+        raise InvalidRequestError(
+            "a delegation names its child agent as audience, and no resource"
+        )
+    audience = _single(form, "audience", required=False)
+    if not is_id(audience, "agt"):
+        raise InvalidTargetError("audience must be the child agent's id (agt_...)")
+    raw_details = _single(form, "authorization_details", required=False)
+    if raw_details is None:
+        raise InvalidAuthorizationDetailsError(
+            "authorization_details with the sub-task's agent_task is required"
+        )
+    details = _parse_details(raw_details)
+    if details.actions is None:
+        raise InvalidAuthorizationDetailsError(
+            "a delegated sub-task must name its actions"
+        )
+    return DelegationGrantRequest(
+        subject_token=subject_token,
+        child=str(audience),
+        details=details,
+        client_id=client_id,
+    )
+
+
+def _accept_delegation_request(
+    form: dict[str, list[str]],
+    subject_token: str,
+    requested: str | None,
+    client_id: str | None,
+) -> AcceptDelegationRequest:
+    if requested not in {None, TXN_TOKEN_TYPE}:
+        raise InvalidRequestError("a delegation token is exchanged for a txn_token")
+    actor_token = _single(form, "actor_token", required=False)
+    actor_type = _single(form, "actor_token_type", required=False)
+    if actor_token is None:
+        raise InvalidRequestError(
+            "accepting a delegation needs actor_token: your own workload identity"
+        )
+    if len(actor_token) > _MAX_TOKEN:
+        raise InvalidRequestError("actor_token is too long")
+    # RFC 8693 §2.1: actor_token_type is required with an actor_token.
+    if actor_type not in {JWT_TOKEN_TYPE, ID_TOKEN_TYPE}:
+        raise InvalidRequestError("actor_token_type must be the jwt or id_token type")
+    if form.get("authorization_details") or form.get("resource"):
+        raise InvalidRequestError(
+            "the sub-task is the delegation token's: send no authorization_details"
+        )
+    return AcceptDelegationRequest(
+        delegation_token=subject_token,
+        actor_token=actor_token,
+        actor_token_type=actor_type,
+        client_id=client_id,
+    )
 
 
 def _one_token(form: dict[str, list[str]]) -> str:

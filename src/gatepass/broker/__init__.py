@@ -21,9 +21,11 @@ from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
 from gatepass.broker.requests import (
+    AcceptDelegationRequest,
     AccessTokenRequest,
     AgentRegistration,
     CredentialRequest,
+    DelegationGrantRequest,
     Introspection,
     OpenTaskRequest,
     RevocationRequest,
@@ -35,6 +37,7 @@ from gatepass.broker.trail import Attempt
 
 __all__ = [
     "ADMIN_ONLY",
+    "AcceptDelegationRequest",
     "AccessTokenRequest",
     "AgentRegistration",
     "Attempt",
@@ -42,6 +45,7 @@ __all__ = [
     "BrokerContext",
     "Caller",
     "CredentialRequest",
+    "DelegationGrantRequest",
     "Introspection",
     "LiveKeys",
     "OpenTaskRequest",

@@ -32,6 +32,7 @@ from gatepass.policy import NeedsApproval
 from gatepass.tokens import (
     ACCESS_TOKEN_TYP,
     ACCESS_TOKEN_TYPE,
+    actor_chain,
     check_certificate_binding,
 )
 
@@ -137,22 +138,23 @@ class IssueAccessToken:
             policy_ids=tuple(attempt.data.get("policy_ids", ())),
         )
         scope = " ".join(request.actions)
-        token = context.issuer.sign(
-            {
-                "sub": task.agent_id,
-                "aud": target.uri,
-                "client_id": task.agent_id,
-                "iat": to_epoch(now),
-                "exp": to_epoch(lease.expires_at),
-                "jti": lease.handle,
-                "scope": scope,
-                "txn": task.id,
-                "tenant": task.tenant,
-                "env": task.environment,
-                "cnf": confirmation(task.jkt, task.x5t),
-            },
-            typ=ACCESS_TOKEN_TYP,
-        )
+        claims = {
+            "sub": task.agent_id,
+            "aud": target.uri,
+            "client_id": task.agent_id,
+            "iat": to_epoch(now),
+            "exp": to_epoch(lease.expires_at),
+            "jti": lease.handle,
+            "scope": scope,
+            "txn": task.id,
+            "tenant": task.tenant,
+            "env": task.environment,
+            "cnf": confirmation(task.jkt, task.x5t),
+        }
+        if task.actors:
+            # A delegated task's tokens show the verified chain (RFC 8693 §4.1).
+            claims["act"] = actor_chain(task.actors)
+        token = context.issuer.sign(claims, typ=ACCESS_TOKEN_TYP)
         attempt.data["lease_id"] = lease.id
         attempt.data["expires_at"] = lease.expires_at.isoformat()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gatepass.audit import Outcome
 from gatepass.broker.approval_events import ApprovalEvents
 from gatepass.broker.callers import Caller
+from gatepass.broker.closing import end_descendants
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.requests import AgentRegistration
 from gatepass.broker.revocations import RevocationWorker
@@ -120,6 +121,7 @@ class Agents:
         """
         context = self._context
         now = context.clock.now()
+        events = ApprovalEvents(context.notifier)
 
         def disable(
             conn: Connection, audit: AuditRecorder
@@ -135,6 +137,11 @@ class Agents:
                     )
                     revoked = lease_rows.revoke_task_leases(conn, task_id, now)
                     closed.append(task_id)
+                    # Everything delegated from its tasks ends with them.
+                    below = end_descendants(
+                        conn, audit, events, task_id, actor=caller.actor, now=now
+                    )
+                    closed.extend(below.tasks)
                     closing = Attempt(
                         kind="task.close",
                         actor=caller.actor,
@@ -145,9 +152,7 @@ class Agents:
                 cancelled = approval_rows.cancel_approvals(
                     conn, now=now, reason="agent disabled", agent_id=agent_id
                 )
-                ApprovalEvents(context.notifier).end_all(
-                    conn, audit, cancelled, actor=caller.actor, now=now
-                )
+                events.end_all(conn, audit, cancelled, actor=caller.actor, now=now)
                 disabling = Attempt(
                     kind="agent.disable",
                     actor=caller.actor,

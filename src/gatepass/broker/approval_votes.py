@@ -352,7 +352,11 @@ class ApprovalVotes:
         if agent is not None:
             requester.add(agent.name)
         if task is not None:
-            requester.update(task.actors)
+            for actor in task.actors:
+                requester.add(actor)
+                in_chain = agent_rows.get_agent(conn, actor)
+                if in_chain is not None:
+                    requester.add(in_chain.name)
         if operator.name in requester or operator.id in requester:
             return AccessDeniedError("you may not approve your own request")
         if (

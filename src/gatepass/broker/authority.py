@@ -24,7 +24,9 @@ from gatepass.errors import (
 from gatepass.models import Target, Task
 from gatepass.observability import Metrics
 from gatepass.policy import (
+    DELEGATE,
     Decision,
+    DelegationRequest,
     Deny,
     Grant,
     IssuanceProfile,
@@ -132,6 +134,35 @@ class Authority:
         if verdict.profile != NO_PROFILE:
             attempt.data["profile"] = verdict.profile.to_json()
         return verdict
+
+    def decide_delegation(
+        self, request: DelegationRequest, attempt: Attempt
+    ) -> Decision:
+        """
+        Decide a ``Delegate`` request, record it on the attempt, refuse a deny.
+
+        Raises:
+            AccessDeniedError: denied (or an evaluation error), or a permit asks
+                for approval (a delegation grant cannot wait for one; the child's
+                own requests can).
+        """
+        policy_set = self._policies.current
+        decision = policy_set.decide_delegation(request)
+        outcome = "allow" if decision.allowed else "deny"
+        self._metrics.decisions.labels(action=DELEGATE, outcome=outcome).inc()
+        attempt.data["policy_ids"] = list(decision.policy_ids)
+        attempt.data["policy_digest"] = policy_set.digest
+        if decision.errors:
+            attempt.data["policy_errors"] = list(decision.errors[:5])
+        if not decision.allowed:
+            raise AccessDeniedError(
+                "policy evaluation failed; denied"
+                if decision.errors
+                else "policy denied the delegation"
+            )
+        if decision.profile.needs_approval:
+            raise AccessDeniedError("a delegation cannot wait for approval")
+        return decision
 
     def grant(
         self, requests: list[PolicyRequest], attempt: Attempt, *, why: str

@@ -6,10 +6,17 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from gatepass.models import Agent, Target, Task
-from gatepass.policy import AgentFacts, PolicyRequest, TargetFacts, TaskFacts
+from gatepass.policy import (
+    AgentFacts,
+    DelegationFacts,
+    PolicyRequest,
+    TargetFacts,
+    TaskFacts,
+)
 
 __all__ = [
     "agent_facts",
+    "delegation_facts",
     "policy_requests",
     "target_facts",
     "task_facts",
@@ -72,6 +79,19 @@ def task_facts_of(task: Task, now: dt.datetime) -> TaskFacts:
     )
 
 
+def delegation_facts(task: Task) -> DelegationFacts | None:
+    """Return where a delegated task sits in its tree; None for a root task."""
+    if task.depth == 0 or len(task.actors) < 2:
+        return None
+    return DelegationFacts(
+        depth=task.depth,
+        parent_agent=task.actors[1],
+        root_agent=task.actors[-1],
+        root_purpose=task.root_purpose or "",
+        root_tenant=task.tenant,
+    )
+
+
 def policy_requests(
     agent: Agent,
     task: TaskFacts,
@@ -79,6 +99,7 @@ def policy_requests(
     now: dt.datetime,
     *,
     labels: Mapping[str, str] | None = None,
+    delegation: DelegationFacts | None = None,
 ) -> list[PolicyRequest]:
     """
     Return one policy request per (action, target) to check for this agent and task.
@@ -90,11 +111,17 @@ def policy_requests(
         now: the decision time.
         labels: the agent's labels for this task, when not the record's (see
             :func:`agent_facts`).
+        delegation: where the task sits in a delegation tree, for a delegated one.
     """
     who = agent_facts(agent, labels)
     return [
         PolicyRequest(
-            agent=who, action=action, target=target_facts(target), task=task, now=now
+            agent=who,
+            action=action,
+            target=target_facts(target),
+            task=task,
+            now=now,
+            delegation=delegation,
         )
         for action, target in checks
     ]
@@ -116,5 +143,10 @@ def task_requests(
         now: the decision time.
     """
     return policy_requests(
-        agent, task_facts_of(task, now), checks, now, labels=task.agent_labels
+        agent,
+        task_facts_of(task, now),
+        checks,
+        now,
+        labels=task.agent_labels,
+        delegation=delegation_facts(task),
     )

@@ -31,7 +31,7 @@ from gatepass.models import Agent
 from gatepass.single_use import SingleUse
 from gatepass.tokens import JWT_TOKEN_TYPE, unverified_issuer
 
-__all__ = ["ProvenAgent", "WorkloadIdentities"]
+__all__ = ["ProvenAgent", "WorkloadIdentities", "registration_attempt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +54,24 @@ class ProvenAgent:
     labels: dict[str, str] | None
     register: bool
     method: str
+
+
+def registration_attempt(proven: ProvenAgent) -> Attempt | None:
+    """The audit attempt of registering a federated agent on first use, if due."""
+    if not proven.register:
+        return None
+    agent = proven.agent
+    return Attempt(
+        kind="agent.add",
+        actor="system:federation",
+        subject=agent.id,
+        data={
+            "name": agent.name,
+            "tenant": agent.tenant,
+            "issuer": agent.issuer,
+            "method": proven.method,
+        },
+    )
 
 
 class WorkloadIdentities:
@@ -83,19 +101,30 @@ class WorkloadIdentities:
             InvalidRequestError: an agent assertion sent as another token type.
             AccessDeniedError: the agent is disabled.
         """
-        issuer = unverified_issuer(request.subject_token)
+        return await self.prove_token(
+            request.subject_token, request.subject_token_type, attempt
+        )
+
+    async def prove_token(
+        self, token: str, token_type: str, attempt: Attempt
+    ) -> ProvenAgent:
+        """
+        Verify a workload identity token (a subject or an actor token).
+
+        Raises:
+            InvalidGrantError: as :meth:`prove`.
+            InvalidRequestError: as :meth:`prove`.
+            AccessDeniedError: as :meth:`prove`.
+        """
+        issuer = unverified_issuer(token)
         federation = self._context.federation
         if federation is None or (issuer is not None and is_id(issuer, "agt")):
             # Without federation every subject token is an agent assertion, and the
             # assertion verifier says precisely what is wrong with it.
-            if request.subject_token_type != JWT_TOKEN_TYPE:
-                raise InvalidRequestError(
-                    "an agent assertion is a subject_token of type jwt"
-                )
-            return await self._assertion(request.subject_token, issuer, attempt)
-        identity = await federation.verify(
-            request.subject_token, request.subject_token_type
-        )
+            if token_type != JWT_TOKEN_TYPE:
+                raise InvalidRequestError("an agent assertion is a token of type jwt")
+            return await self._assertion(token, issuer, attempt)
+        identity = await federation.verify(token, token_type)
         attempt.data.update(
             identity_issuer=identity.issuer_name,
             identity_subject=identity.subject[:256],

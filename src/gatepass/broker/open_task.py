@@ -16,7 +16,7 @@ import datetime as dt
 from gatepass.audit import Outcome
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facts import policy_requests, task_facts
-from gatepass.broker.identities import ProvenAgent, WorkloadIdentities
+from gatepass.broker.identities import WorkloadIdentities, registration_attempt
 from gatepass.broker.requests import OpenTaskRequest, TokenResponse
 from gatepass.broker.single_use import confirmation, replay_error
 from gatepass.broker.trail import Attempt, AuditRecorder
@@ -137,7 +137,7 @@ class OpenTask:
         )
         attempt.data["expires_at"] = task.expires_at.isoformat()
         spent = [proof.single_use, proven.single_use]
-        registration = self._registration(proven)
+        registration = registration_attempt(proven)
 
         def record(conn: Connection, audit: AuditRecorder) -> SingleUse | None:
             # The proof and the assertion are spent exactly when the task commits,
@@ -166,22 +166,4 @@ class OpenTask:
                 "task_id": task.id,
                 "authorization_details": details.to_json(task.id),
             }
-        )
-
-    @staticmethod
-    def _registration(proven: ProvenAgent) -> Attempt | None:
-        """The audit attempt of registering a federated agent on first use."""
-        if not proven.register:
-            return None
-        agent = proven.agent
-        return Attempt(
-            kind="agent.add",
-            actor="system:federation",
-            subject=agent.id,
-            data={
-                "name": agent.name,
-                "tenant": agent.tenant,
-                "issuer": agent.issuer,
-                "method": proven.method,
-            },
         )

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AcceptDelegationRequest",
     "AccessTokenRequest",
     "AgentRegistration",
     "CredentialRequest",
+    "DelegationGrantRequest",
     "Introspection",
     "OpenTaskRequest",
     "RevocationRequest",
@@ -36,6 +38,8 @@ class TaskDetails:
         tenant: the tenant it acts for; None means the agent's own.
         targets: target URIs or names, as sent.
         max_ttl: the longest life asked for, if any.
+        actions: the only actions the task may be granted, if it names them (a
+            delegated sub-task always does).
     """
 
     intent: str
@@ -44,6 +48,7 @@ class TaskDetails:
     tenant: str | None
     targets: tuple[str, ...]
     max_ttl: dt.timedelta | None
+    actions: tuple[str, ...] | None = None
 
     def to_json(self, task_id: str) -> list[dict[str, Any]]:
         """Return the details as echoed in the token response."""
@@ -57,6 +62,8 @@ class TaskDetails:
         }
         if self.tenant is not None:
             details["tenant"] = self.tenant
+        if self.actions is not None:
+            details["actions"] = list(self.actions)
         return [details]
 
 
@@ -67,6 +74,43 @@ class OpenTaskRequest:
     subject_token: str
     subject_token_type: str
     details: TaskDetails
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegationGrantRequest:
+    """
+    A parent task asks for a delegation token for another agent (issue 10).
+
+    Attributes:
+        subject_token: the parent's task token.
+        child: the agent id the sub-task is for (``audience``).
+        details: the sub-task (targets, actions, purpose, intent, max TTL).
+        client_id: the client the request names, if any.
+    """
+
+    subject_token: str
+    child: str
+    details: TaskDetails
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptDelegationRequest:
+    """
+    The child agent exchanges a delegation token for its own task token.
+
+    Attributes:
+        delegation_token: the delegation token (``subject_token``).
+        actor_token: the child's workload identity (an assertion or a federated
+            token).
+        actor_token_type: its RFC 8693 type (``jwt`` or ``id_token``).
+        client_id: the client the request names, if any.
+    """
+
+    delegation_token: str
+    actor_token: str
+    actor_token_type: str
     client_id: str | None
 
 

@@ -13,13 +13,16 @@ def replay_error(replayed: SingleUse) -> GatepassError:
     """
     Return the refusal for a value another request already spent.
 
-    A DPoP proof is ``invalid_dpop_proof`` (RFC 9449 §11.1); an identity assertion
-    or federated token is ``invalid_grant`` (RFC 7523 §3 item 7).
+    A DPoP proof is ``invalid_dpop_proof`` (RFC 9449 §11.1); an identity assertion,
+    a federated token or a delegation token is ``invalid_grant`` (RFC 7523 §3
+    item 7).
     """
     if replayed.namespace == "dpop":
         return DPoPProofError("dpop proof replayed")
     if replayed.namespace == "federated":
         return InvalidGrantError("identity token replayed")
+    if replayed.namespace == "delegation":
+        return InvalidGrantError("delegation token already used")
     return InvalidGrantError("assertion replayed")
 
 

@@ -1,8 +1,10 @@
 """
 The token endpoint's use case: one RFC 8693 exchange, audited whatever happens.
 
-It dispatches a parsed exchange to :class:`~gatepass.broker.open_task.OpenTask` or
-:class:`~gatepass.broker.access_tokens.IssueAccessToken`, counts the outcome, and
+It dispatches a parsed exchange to :class:`~gatepass.broker.open_task.OpenTask`,
+:class:`~gatepass.broker.access_tokens.IssueAccessToken`, or one of the two halves
+of a delegation (``broker/delegation_grant.py``, ``broker/delegation_accept.py``),
+counts the outcome, and
 audits a refusal before raising it (an accepted exchange is audited inside its own
 transaction). Requests the API refused before they parsed are audited through
 :meth:`TokenEndpoint.reject`.
@@ -12,8 +14,16 @@ from __future__ import annotations
 
 from gatepass.broker.access_tokens import IssueAccessToken
 from gatepass.broker.context import BrokerContext
+from gatepass.broker.delegation_accept import AcceptDelegation
+from gatepass.broker.delegation_grant import GrantDelegation
 from gatepass.broker.open_task import OpenTask
-from gatepass.broker.requests import AccessTokenRequest, OpenTaskRequest, TokenResponse
+from gatepass.broker.requests import (
+    AcceptDelegationRequest,
+    AccessTokenRequest,
+    DelegationGrantRequest,
+    OpenTaskRequest,
+    TokenResponse,
+)
 from gatepass.broker.trail import Attempt
 from gatepass.errors import GatepassError
 
@@ -29,20 +39,25 @@ class TokenEndpoint:
     """
 
     def __init__(self, context: BrokerContext) -> None:
-        """Build the two exchanges."""
+        """Build the exchanges."""
         self._context = context
         self._open_task = OpenTask(context)
         self._access_token = IssueAccessToken(context)
+        self._grant = GrantDelegation(context)
+        self._accept = AcceptDelegation(context)
 
     async def exchange(
         self,
-        request: OpenTaskRequest | AccessTokenRequest,
+        request: OpenTaskRequest
+        | AccessTokenRequest
+        | DelegationGrantRequest
+        | AcceptDelegationRequest,
         *,
         dpop_proof: str | None,
         certificate: str | None = None,
     ) -> TokenResponse:
         """
-        Open a task or issue an access token.
+        Open a task, issue an access token, grant or accept a delegation.
 
         Args:
             request: the parsed exchange.
@@ -56,17 +71,28 @@ class TokenEndpoint:
         Raises:
             GatepassError: the request is refused; it has been audited.
         """
-        if isinstance(request, OpenTaskRequest):
-            attempt = Attempt(kind="task.open")
-        else:
-            attempt = Attempt(kind="credential.issue")
+        kinds = {
+            OpenTaskRequest: "task.open",
+            AccessTokenRequest: "credential.issue",
+            DelegationGrantRequest: "delegation.grant",
+            AcceptDelegationRequest: "task.delegate",
+        }
+        attempt = Attempt(kind=kinds[type(request)])
         try:
             if isinstance(request, OpenTaskRequest):
                 response = await self._open_task(
                     request, dpop_proof, attempt, certificate=certificate
                 )
-            else:
+            elif isinstance(request, AccessTokenRequest):
                 response = await self._access_token(
+                    request, dpop_proof, attempt, certificate=certificate
+                )
+            elif isinstance(request, DelegationGrantRequest):
+                response = await self._grant(
+                    request, dpop_proof, attempt, certificate=certificate
+                )
+            else:
+                response = await self._accept(
                     request, dpop_proof, attempt, certificate=certificate
                 )
         except GatepassError as error:

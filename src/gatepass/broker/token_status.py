@@ -47,6 +47,11 @@ _INTROSPECTED_CLAIMS = (
     "txn",
     "tenant",
     "env",
+    # Delegated tasks (RFC 8693 §4.1): the verified actor chain, the parent task
+    # and the tree's root.
+    "act",
+    "parent",
+    "lineage",
 )
 _INACTIVE = Introspection(body={"active": False})
 

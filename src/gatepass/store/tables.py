@@ -163,6 +163,8 @@ tasks = Table(
     # The actions a delegated task may be granted (a JSON list); NULL: any its
     # targets offer.
     Column("actions", JSON),
+    # A delegated task's root task purpose (context.delegation.root_purpose).
+    Column("root_purpose", String(64)),
     Index("ix_gp_tasks_state_expires", "state", "expires_at"),
 )
 
@@ -454,8 +456,10 @@ def _upgrade_4_to_5(conn: Connection) -> None:
     """
     if "owners" not in _columns(conn, agents):
         conn.exec_driver_sql(f"ALTER TABLE {agents.name} ADD COLUMN owners JSON")
-    if "actions" not in _columns(conn, tasks):
-        conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN actions JSON")
+    present = _columns(conn, tasks)
+    for name, kind in (("actions", "JSON"), ("root_purpose", "VARCHAR(64)")):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE {tasks.name} ADD COLUMN {name} {kind}")
     present = _columns(conn, api_tokens)
     timestamp = (
         "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"

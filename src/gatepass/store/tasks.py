@@ -16,9 +16,12 @@ __all__ = [
     "close_task",
     "expire_tasks",
     "get_task",
+    "hold_open_task",
     "insert_task",
     "list_tasks",
+    "open_descendants",
     "open_task_ids_of_agent",
+    "subtree",
 ]
 
 
@@ -45,6 +48,7 @@ def _to_task(row: Row[Any]) -> Task:
         actors=tuple(row.actors or ()),
         x5t=row.x5t,
         actions=None if row.actions is None else tuple(row.actions),
+        root_purpose=row.root_purpose,
     )
 
 
@@ -71,6 +75,7 @@ def insert_task(conn: Connection, task: Task) -> None:
             actors=list(task.actors) or None,
             x5t=task.x5t,
             actions=None if task.actions is None else list(task.actions),
+            root_purpose=task.root_purpose,
         )
     )
 
@@ -154,3 +159,56 @@ def expire_tasks(
             conn, task_id, now=now, reason="deadline passed", state=TaskState.EXPIRED
         )
     ]
+
+
+def hold_open_task(conn: Connection, task_id: str, now: dt.datetime) -> Task | None:
+    """
+    Return the task if it is open and unexpired, share-locked until commit.
+
+    A delegated task is inserted only under this lock on its parent: a concurrent
+    close of the parent waits for this transaction, then finds the child and closes
+    it with the rest of the tree (the same pattern as leases).
+    """
+    row = conn.execute(
+        select(tasks)
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.state == TaskState.OPEN.value,
+            tasks.c.expires_at > now,
+        )
+        .with_for_update(read=True)
+    ).one_or_none()
+    return None if row is None else _to_task(row)
+
+
+def _descendant_ids(task_id: str) -> Any:  # noqa: ANN401 - a SQLAlchemy CTE
+    # Recursive over parent_id (indexed): every task delegated from task_id, at any
+    # depth, whatever its state.
+    tree = (
+        select(tasks.c.id)
+        .where(tasks.c.parent_id == task_id)
+        .cte("gp_task_tree", recursive=True)
+    )
+    return tree.union_all(select(tasks.c.id).where(tasks.c.parent_id == tree.c.id))
+
+
+def open_descendants(conn: Connection, task_id: str) -> list[TaskId]:
+    """Return the ids of the open tasks delegated (at any depth) from a task."""
+    tree = _descendant_ids(task_id)
+    rows = conn.execute(
+        select(tasks.c.id).where(
+            tasks.c.id.in_(select(tree.c.id)), tasks.c.state == TaskState.OPEN.value
+        )
+    )
+    return [TaskId(row.id) for row in rows]
+
+
+def subtree(conn: Connection, task_id: str) -> list[Task]:
+    """Return a task and every task delegated from it, by depth then creation."""
+    tree = _descendant_ids(task_id)
+    rows = conn.execute(
+        select(tasks)
+        .where((tasks.c.id == task_id) | tasks.c.id.in_(select(tree.c.id)))
+        .order_by(tasks.c.depth, tasks.c.created_at, tasks.c.id)
+    )
+    return [_to_task(row) for row in rows]

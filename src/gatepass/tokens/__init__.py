@@ -19,6 +19,12 @@ from gatepass.tokens.claims import (
     AccessTokenClaims,
     TaskTokenClaims,
 )
+from gatepass.tokens.delegation import (
+    DELEGATION_TOKEN_TYP,
+    DELEGATION_TOKEN_TYPE,
+    DelegationClaims,
+    actor_chain,
+)
 from gatepass.tokens.dpop import (
     DPOP_ALGORITHMS,
     DPoPProof,
@@ -74,6 +80,8 @@ from gatepass.tokens.verifier import JWKSKeySource, JWTVerifier, KeySource
 __all__ = [
     "ACCESS_TOKEN_TYP",
     "ACCESS_TOKEN_TYPE",
+    "DELEGATION_TOKEN_TYP",
+    "DELEGATION_TOKEN_TYPE",
     "DPOP_ALGORITHMS",
     "ID_TOKEN_TYPE",
     "JWT_TOKEN_TYPE",
@@ -88,6 +96,7 @@ __all__ = [
     "DPoPKey",
     "DPoPProof",
     "DPoPVerifier",
+    "DelegationClaims",
     "JWKSKeySource",
     "JWTIssuer",
     "JWTVerifier",
@@ -101,6 +110,7 @@ __all__ = [
     "ReplayCache",
     "TaskTokenClaims",
     "access_token_hash",
+    "actor_chain",
     "algorithm_for",
     "algorithm_matches",
     "b64url",
