@@ -191,6 +191,16 @@ class Phase:
         """Requests per second."""
         return float(self.result["requests"]) / (self.result["duration_us"] / 1e6)
 
+    @property
+    def cpu_us_per_request(self) -> float:
+        """
+        The server's CPU time per request.
+
+        Load on the machine distorts it less than throughput: a busy machine gives
+        the server less CPU, not more work per request.
+        """
+        return self.server_cpu_percent / 100 * 1e6 / self.rps if self.rps else 0.0
+
     def latency_ms(self, name: str) -> float:
         """Return a latency figure in milliseconds."""
         return float(self.result["latency_us"][name]) / 1000.0
@@ -228,6 +238,7 @@ class Phase:
             "proofs_prepared": self.proofs_prepared,
             "proofs_sent": self.result["proofs_sent"],
             "server_cpu_percent": round(self.server_cpu_percent, 1),
+            "server_cpu_us_per_request": round(self.cpu_us_per_request, 1),
             "wrk_cpu_percent": round(self.wrk_cpu_percent, 1),
             "valid": not self.problems,
             "problems": self.problems,

@@ -278,7 +278,9 @@ def print_phases(phases: list[Phase]) -> None:
     table = Table(title="Access-token issuance over HTTP (wrk, 127.0.0.1)")
     for column in ("round", "server", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms"):
         table.add_column(column, justify="right")
-    for column in ("max ms", "requests", "non-200", "server CPU", "wrk CPU", "valid"):
+    for column in ("max ms", "requests", "non-200", "server CPU", "CPU µs/req"):
+        table.add_column(column, justify="right")
+    for column in ("wrk CPU", "valid"):
         table.add_column(column, justify="right")
     for phase in phases:
         table.add_row(
@@ -293,6 +295,7 @@ def print_phases(phases: list[Phase]) -> None:
             f"{phase.result['requests']:,}",
             str(phase.result["non200"]),
             f"{phase.server_cpu_percent:.0f}%",
+            f"{phase.cpu_us_per_request:,.0f}",
             f"{phase.wrk_cpu_percent:.0f}%",
             "yes" if not phase.problems else "[bold red]NO",
         )
