@@ -31,8 +31,11 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# One line per bench; each prints its aims' table (PASS/MISS) and writes
+# bench/results/<name>.json. issuance.py installs its peer (npm) itself.
 bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
+	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
 

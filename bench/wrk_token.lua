@@ -1,4 +1,5 @@
--- wrk script for bench/issuance.py: POST /token, one DPoP proof per request.
+-- wrk script for bench/issuance.py: POST /token, one DPoP proof per request, to
+-- gatepass, its ceiling or the peer.
 --
 -- Environment (set by bench/issuance.py):
 --   BENCH_REQUESTS  a file: line 1 is the form body, every further line one DPoP proof
@@ -7,6 +8,8 @@
 --                   flags "exhausted", stops, and sends only GET /healthz meanwhile.
 --                   "cycle": proofs are reused (for the ceiling, which checks none).
 --   BENCH_OUT       where done() writes the phase result as JSON
+--   BENCH_AUTHORIZATION  optional: an Authorization header sent with every request
+--                   (the peer's client_secret_basic client authentication)
 --
 -- wrk calls request() once per thread before the run to check the request shape;
 -- that call spends one proof of thread 0 without sending it, which is harmless.
@@ -41,6 +44,10 @@ function init(args)
   non200 = 0
   first_error = ""
   headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+  local authorization = os.getenv("BENCH_AUTHORIZATION")
+  if authorization ~= nil and authorization ~= "" then
+    headers["Authorization"] = authorization
+  end
 end
 
 function request()

@@ -18,7 +18,7 @@ from gatepass.api.errors import handle_gatepass_error
 from gatepass.api.routes.admin import admin_routes
 from gatepass.api.routes.credentials import credential_routes
 from gatepass.api.routes.health import health_routes
-from gatepass.api.routes.oauth import oauth_routes
+from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.errors import GatepassError
@@ -74,6 +74,44 @@ class _Timing:
             ).observe(time.perf_counter() - started)
 
 
+class _TokenFastPath:
+    """
+    Pure ASGI dispatch: ``POST /token`` goes straight to its endpoint.
+
+    Every issuance is a ``POST /token``; routing it through the framework's
+    middleware and router costs more than parsing its form. Everything else, and
+    any other method on ``/token`` (405), goes to the framework app. An unexpected
+    error answers the same ``server_error`` JSON as the framework's handler and
+    is re-raised, as the framework does, so the server logs it.
+    """
+
+    def __init__(self, app: ASGIApp, token: TokenEndpointApp) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != "/token"
+            or scope["method"] != "POST"
+        ):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.token(scope, receive, tracked)
+        except Exception as exc:
+            if not started:
+                await (await _unexpected(None, exc))(scope, receive, send)
+            raise
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # pragma: no cover - registration contract
         raise exc
@@ -86,7 +124,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(_request: Request, exc: Exception) -> Response:
+async def _unexpected(_request: Request | None, exc: Exception) -> Response:
     # Never echo the exception: its text may hold request data.
     _log.error("unhandled error", error=type(exc).__name__)
     return JSONResponse(
@@ -140,7 +178,8 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.broker = broker
-    app.state.token_gate = asyncio.Semaphore(
-        runtime.settings.server.max_inflight_token_requests
+    token_endpoint = TokenEndpointApp(
+        broker, asyncio.Semaphore(runtime.settings.server.max_inflight_token_requests)
     )
-    return _Timing(app, runtime.metrics)
+    app.state.token_endpoint = token_endpoint
+    return _Timing(_TokenFastPath(app, token_endpoint), runtime.metrics)

@@ -22,6 +22,7 @@ from gatepass.audit import (
     chain_after,
 )
 from gatepass.store.anchors import note_head, record_mac
+from gatepass.store.prepared import DriverStatement
 from gatepass.store.tables import (
     UNKEYED_THROUGH,
     audit_checkpoints,
@@ -75,6 +76,9 @@ _ADVANCE_HEAD = (
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
 _INSERT_EVENT = insert(audit_events)
+# The two statements of every append, run on the driver (``store/prepared.py``).
+_ADVANCE_HEAD_DRIVER = DriverStatement(_ADVANCE_HEAD)
+_INSERT_EVENT_DRIVER = DriverStatement(_INSERT_EVENT)
 _HEAD_KEY = "gatepass_audit_head"
 
 
@@ -98,17 +102,17 @@ def append_audit(conn: Connection, entry: AuditEntry) -> AuditRecord:
             row = conn.execute(_SELECT_HEAD_FOR_UPDATE).one()
             head = (int(row.seq), str(row.hash))
         record = chain_after(head[0], head[1], entry, mac=mac)
-        moved = conn.execute(
-            _ADVANCE_HEAD,
+        moved = _ADVANCE_HEAD_DRIVER.rowcount(
+            conn,
             {"old_seq": head[0], "new_seq": record.seq, "new_hash": record.hash},
         )
-        if moved.rowcount == 1:
+        if moved == 1:
             break
     else:  # pragma: no cover - the re-read head cannot be stale under the lock
         msg = "audit chain head moved under a lock"
         raise RuntimeError(msg)
-    conn.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT_DRIVER.rowcount(
+        conn,
         {
             "seq": record.seq,
             "at": record.at,

@@ -23,6 +23,7 @@ from gatepass.ids import AgentId, LeaseId, TaskId
 from gatepass.leases import ACCESS_TOKEN_KIND, ended_state, expired_state
 from gatepass.models import Lease, LeaseState, TaskState
 from gatepass.store.anchors import note_ended
+from gatepass.store.prepared import DriverStatement
 from gatepass.store.tables import UTCDateTime, leases, tasks
 
 __all__ = [
@@ -133,6 +134,7 @@ _INSERT_IF_TASK_OPEN = (
     )
     .returning(leases.c.id)
 )
+_INSERT_IF_TASK_OPEN_DRIVER = DriverStatement(_INSERT_IF_TASK_OPEN)
 
 
 _INSERT = insert(leases)
@@ -163,7 +165,9 @@ def insert_lease_if_task_open(conn: Connection, lease: Lease, now: dt.datetime) 
     """
     params = _lease_params(lease)
     params["now"] = now
-    return conn.execute(_INSERT_IF_TASK_OPEN, params).first() is not None
+    # The column default, which SQLAlchemy would otherwise fill in at execution.
+    params["attempts"] = 0
+    return _INSERT_IF_TASK_OPEN_DRIVER.first(conn, params) is not None
 
 
 def insert_lease(conn: Connection, lease: Lease) -> None:

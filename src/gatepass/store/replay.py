@@ -20,6 +20,7 @@ from sqlalchemy.sql.dml import Insert
 from gatepass.clock import Clock
 from gatepass.single_use import SingleUse
 from gatepass.store.database import Database
+from gatepass.store.prepared import DriverStatement
 from gatepass.store.tables import UTCDateTime, seen_values
 
 __all__ = ["SqlReplayCache", "claim_single_use", "forget_expired_values"]
@@ -43,7 +44,9 @@ def _claim_statement(dialect: str) -> Insert:
 
 
 # Built once per dialect and reused: this runs on the token path.
-_CLAIM = {name: _claim_statement(name) for name in ("sqlite", "postgresql")}
+_CLAIM = {
+    name: DriverStatement(_claim_statement(name)) for name in ("sqlite", "postgresql")
+}
 
 
 def claim_single_use(
@@ -69,7 +72,7 @@ def claim_single_use(
         if value is None or value.expires_at <= now:
             continue
         params = {"key": value.key, "expires_at": value.expires_at, "now": now}
-        if conn.execute(statement, params).first() is None:
+        if statement.first(conn, params) is None:
             return value
     return None
 

@@ -8,9 +8,13 @@ the edge (``api/forms.py``, ``api/inputs.py``); the broker receives typed reques
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gatepass.api.bodies import read_body, read_form_body, read_json
 from gatepass.api.errors import NO_STORE, error_response
@@ -24,12 +28,12 @@ from gatepass.api.inputs import close_reason
 from gatepass.api.shapes import task_json
 from gatepass.api.tls import client_certificate_thumbprint
 from gatepass.broker import Broker, PresentedTaskToken
-from gatepass.errors import GatepassError
+from gatepass.errors import GatepassError, InvalidRequestError, PayloadTooLargeError
 from gatepass.models import ApiRole
 from gatepass.tokens import DPOP_ALGORITHMS, TOKEN_EXCHANGE
 from gatepass.verify import header_values, single_dpop_proof
 
-__all__ = ["oauth_routes"]
+__all__ = ["TokenEndpointApp", "oauth_routes"]
 
 _INTROSPECTION_ROLES = frozenset({ApiRole.ADMIN, ApiRole.INTROSPECT, ApiRole.PROXY})
 
@@ -72,29 +76,137 @@ async def jwks(request: Request) -> Response:
     )
 
 
-async def token(request: Request) -> Response:
-    """Serve the token endpoint: open a task or issue an access token."""
-    broker = _broker(request)
-    try:
-        body = await read_form_body(request, broker.settings.server.max_body_bytes)
-        proof = single_dpop_proof(header_values(request.scope["headers"], b"dpop"))
-        exchange = parse_token_exchange(parse_form(body))
-    except GatepassError as error:
-        await broker.tokens.reject(error)
-        return error_response(error)
-    try:
-        # A FIFO gate: at most a few token requests interleave inside the broker.
-        # Without it a saturated event loop shares the CPU among every open
-        # request, which keeps the mean latency but stretches the tail several-fold.
-        async with request.app.state.token_gate:
-            answer = await broker.tokens.exchange(
-                exchange,
-                dpop_proof=proof,
-                certificate=client_certificate_thumbprint(request.scope),
-            )
-    except GatepassError as error:
-        return error_response(error)
-    return JSONResponse(answer.body, headers=NO_STORE)
+_FORM_TYPE = "application/x-www-form-urlencoded"
+# RFC 6749 §5.1: a token response is never cached. Built once: the hot path.
+_TOKEN_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+]
+
+
+class _Disconnected(Exception):  # noqa: N818 - not an error: the client left
+    """The client went away before its body arrived."""
+
+
+class TokenEndpointApp:
+    """
+    The token endpoint (RFC 8693 + RFC 9449) as a bare ASGI application.
+
+    Every issuance comes through here, so it skips the framework: one pass over
+    the headers, the body read from ``receive`` with the size limit, the response
+    sent as two ASGI messages with headers built once. What it checks and answers
+    is what the framework route did: the content type (RFC 6749 §3.2), the size
+    limit (declared and actual), one ``DPoP`` header (RFC 9449 §4.3), the same
+    parsing at the edge, the same error shape, and refusals before parsing audited
+    through :meth:`~gatepass.broker.TokenEndpoint.reject`.
+
+    Args:
+        broker: the broker.
+        gate: the FIFO admission gate for token requests.
+    """
+
+    def __init__(self, broker: Broker, gate: asyncio.Semaphore) -> None:
+        """Keep the broker and the gate."""
+        self._broker = broker
+        self._gate = gate
+        self._limit = broker.settings.server.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve ``POST /token``."""
+        broker = self._broker
+        try:
+            try:
+                body, proofs = await self._read(scope, receive)
+                proof = single_dpop_proof(proofs)
+                exchange = parse_token_exchange(parse_form(body))
+            except GatepassError as error:
+                await broker.tokens.reject(error)
+                raise
+            # A FIFO gate: at most a few token requests interleave inside the
+            # broker. Without it a saturated event loop shares the CPU among every
+            # open request, which keeps the mean latency but stretches the tail
+            # several-fold.
+            async with self._gate:
+                answer = await broker.tokens.exchange(
+                    exchange,
+                    dpop_proof=proof,
+                    certificate=client_certificate_thumbprint(scope),
+                )
+        except _Disconnected:
+            return
+        except GatepassError as error:
+            await error_response(error)(scope, receive, send)
+            return
+        content = json.dumps(
+            answer.body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    *_TOKEN_HEADERS,
+                    (b"content-length", str(len(content)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, list[str]]:
+        content_type, declared, proofs = _token_headers(scope)
+        media = content_type.decode("latin-1").split(";")[0]
+        if media.strip().lower() != _FORM_TYPE:
+            raise InvalidRequestError(f"content type must be {_FORM_TYPE}")
+        limit = self._limit
+        if declared is not None:
+            if not declared.isdigit():
+                raise InvalidRequestError("malformed content-length")
+            if int(declared) > limit:
+                raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), proofs
+
+
+def _token_headers(scope: Scope) -> tuple[bytes, bytes | None, list[str]]:
+    # One pass: the first Content-Type and Content-Length (as the framework's
+    # Headers.get), and every DPoP value (more than one is refused).
+    content_type: bytes | None = None
+    declared: bytes | None = None
+    proofs: list[str] = []
+    for key, value in scope["headers"]:
+        name = key.lower()
+        if name == b"dpop":
+            proofs.append(value.decode("latin-1"))
+        elif name == b"content-type" and content_type is None:
+            content_type = value
+        elif name == b"content-length" and declared is None:
+            declared = value
+    return content_type or b"", declared, proofs
+
+
+class _TokenRoute:
+    """
+    The framework's route to the token endpoint.
+
+    Used by an app mounted without ``create_app``'s dispatch, which sends
+    ``POST /token`` straight to the endpoint.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint: TokenEndpointApp = scope["app"].state.token_endpoint
+        await endpoint(scope, receive, send)
 
 
 async def introspect(request: Request) -> Response:
@@ -154,7 +266,7 @@ async def close_task(request: Request) -> Response:
 oauth_routes = [
     Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
     Route("/jwks.json", jwks, methods=["GET"]),
-    Route("/token", token, methods=["POST"]),
+    Route("/token", _TokenRoute(), methods=["POST"]),
     Route("/introspect", introspect, methods=["POST"]),
     Route("/revoke", revoke, methods=["POST"]),
     Route("/v1/tasks/{task_id}/close", close_task, methods=["POST"]),
