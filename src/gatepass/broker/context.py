@@ -17,6 +17,7 @@ from gatepass.broker.authority import Authority
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.directory import Directory
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.notifications import Notifier
 from gatepass.broker.seal import Seal
 from gatepass.broker.signals import Signals
 from gatepass.broker.task_access import TaskAccess
@@ -62,6 +63,8 @@ class BrokerContext:
             configured.
         signer: the audit key, which signs checkpoints.
         sealer: seals private keys at rest with the master key.
+        notifier: queues approval notifications in the outbox (inside the
+            approval's transaction) and delivers them to approver webhooks.
     """
 
     settings: Settings
@@ -85,6 +88,7 @@ class BrokerContext:
     federation: FederatedVerifier | None
     signer: AuditSigner
     sealer: Sealer
+    notifier: Notifier
 
     @property
     def issuer_url(self) -> str:

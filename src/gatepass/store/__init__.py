@@ -20,6 +20,7 @@ from gatepass.store import (
     idempotency,
     keys,
     leases,
+    outbox,
     replay,
     tasks,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "idempotency",
     "keys",
     "leases",
+    "outbox",
     "replay",
     "tasks",
 ]
