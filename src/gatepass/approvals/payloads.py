@@ -152,8 +152,8 @@ def slack_body(approval: Approval, event: WebhookEvent, link: str) -> dict[str, 
     """
     Return a Slack-compatible body (``text`` and ``blocks``) for an approval event.
 
-    Works with Slack incoming webhooks and with anything that accepts their
-    format (Mattermost, Rocket.Chat, Discord's ``/slack`` endpoint).
+    For Slack incoming webhooks; tools that accept their format without Block
+    Kit show the ``text`` line.
 
     Args:
         approval: the approval as recorded.
