@@ -29,6 +29,7 @@ from typing import Final
 __all__ = ["JUSTIFICATION_LIMIT", "escape_mrkdwn", "inert_text"]
 
 JUSTIFICATION_LIMIT: Final = 1000
+_WORK_FACTOR: Final = 4
 _ELLIPSIS: Final = "…"
 # ECMA-48: CSI (ESC [ or the C1 CSI U+009B) parameters, intermediates and a final
 # byte; OSC (ESC ] or U+009D) up to BEL or ST; any other two-character escape.
@@ -60,9 +61,15 @@ def inert_text(text: str | None, *, limit: int = JUSTIFICATION_LIMIT) -> str:
     """
     if not text:
         return ""
-    cleaned = _ANSI.sub("", text)
+    # Bound the work before doing any: what could survive the limit lies within the
+    # first few times ``limit`` characters, escape sequences included.
+    cleaned = _ANSI.sub("", text[: limit * _WORK_FACTOR])
     cleaned = _LINE_BREAKS.sub("\n", cleaned).replace("\t", " ")
-    cleaned = "".join(char for char in cleaned if _kept(char)).strip()
+    # str.isprintable is false for every character of the dropped categories (and
+    # for a few harmless ones): ordinary text skips the per-character pass.
+    if not cleaned.replace("\n", " ").isprintable():
+        cleaned = "".join(char for char in cleaned if _kept(char))
+    cleaned = cleaned.strip()
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 1].rstrip() + _ELLIPSIS
     return cleaned

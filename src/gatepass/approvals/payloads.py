@@ -135,6 +135,9 @@ def _rendered(cleaned: str) -> Iterator[str]:
 
 
 def _quote_agent_text(cleaned: str, *, limit: int = _SECTION_LIMIT) -> str:
+    quoted = "> " + escape_mrkdwn(cleaned).replace("\n", "\n> ")
+    if len(quoted) <= limit:
+        return quoted
     # Cut between characters, never inside an entity, when escaping made the text
     # longer than a section may be.
     out = ["> "]

@@ -136,7 +136,9 @@ class Notifier:
             if group.webhook is None:
                 continue
             hook = Webhook.from_settings(group.name, group.webhook)
-            secrets = [hook.url.reveal()]
+            # As configured and as httpx spells it in its own request log lines.
+            url = hook.url.reveal()
+            secrets = [url, str(httpx.URL(url))]
             if hook.secret is None:
                 _log.warning(
                     "approver webhook is unsigned: receivers cannot tell its "

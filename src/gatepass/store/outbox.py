@@ -23,9 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from gatepass.store.tables import outbox
+from gatepass.store.tables import UTCDateTime, outbox
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -92,6 +102,20 @@ def _to_message(row: Row[Any]) -> OutboxMessage:
 
 
 _OPEN = (outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
+# Built once: the approval use cases run it inside their own transactions, and a
+# statement built per call costs more in SQLAlchemy's cache-key walk than the insert.
+_INSERT = (
+    insert(outbox)
+    .values(
+        kind=bindparam("kind"),
+        destination=bindparam("destination"),
+        payload=bindparam("payload", type_=JSON),
+        created_at=bindparam("now", type_=UTCDateTime),
+        attempts=0,
+        next_attempt_at=bindparam("now", type_=UTCDateTime),
+    )
+    .returning(outbox.c.id)
+)
 
 
 def enqueue(
@@ -115,16 +139,8 @@ def enqueue(
         The new row's id.
     """
     result = conn.execute(
-        insert(outbox)
-        .values(
-            kind=kind,
-            destination=destination,
-            payload=payload,
-            created_at=now,
-            attempts=0,
-            next_attempt_at=now,
-        )
-        .returning(outbox.c.id)
+        _INSERT,
+        {"kind": kind, "destination": destination, "payload": payload, "now": now},
     )
     return int(result.scalar_one())
 
