@@ -280,3 +280,11 @@ class TestInertText:
     def test_line_breaks_are_kept_tabs_become_spaces(self) -> None:
         """Line breaks survive as newlines; tabs become spaces."""
         assert inert_text("a\r\nb\u2028c\td") == "a\nb\nc d"
+
+
+def test_huge_justification_is_cut_cheaply() -> None:
+    """A megabyte of hostile text comes out within the limit."""
+    cleaned = inert_text("\u202e<x>" * 250_000)
+    assert len(cleaned) == JUSTIFICATION_LIMIT
+    assert cleaned.endswith("…")
+    assert "\u202e" not in cleaned
