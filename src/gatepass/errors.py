@@ -32,6 +32,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │       ├── TokenExpiredError
     │       ├── TokenSignatureError
     │       └── TokenRevokedError
+    │   └── WebhookSignatureError          401 invalid_signature (a receiver's check)
     ├── AccessDeniedError                  403 access_denied
     │   ├── InsufficientScopeError         403 insufficient_scope
     │   └── ApprovalDeniedError            403 access_denied (an approver said no)
@@ -94,6 +95,7 @@ __all__ = [
     "UnsupportedTokenTypeError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "WebhookSignatureError",
     "error_for_code",
 ]
 
@@ -315,6 +317,18 @@ class TokenSignatureError(TokenError):
 
 class TokenRevokedError(TokenError):
     """The token was revoked, or its task was closed."""
+
+
+class WebhookSignatureError(AuthenticationError):
+    """
+    A webhook's ``Gatepass-Signature`` does not verify.
+
+    Raised by ``gatepass.approvals.webhooks.verify_signature`` in a receiver: the
+    header is missing or malformed, its timestamp is outside the tolerance, or no
+    ``v1`` value is the HMAC of the body under the receiver's secret.
+    """
+
+    code = "invalid_signature"
 
 
 class AccessDeniedError(GatepassError):

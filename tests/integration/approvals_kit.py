@@ -222,7 +222,9 @@ class ApprovalAgent(ProtocolAgent):
         )
 
 
-def approval_broker(root: Path) -> Iterator[ApprovalBroker]:
+def approval_broker(
+    root: Path, *, approvals: dict[str, Any] | None = None
+) -> Iterator[ApprovalBroker]:
     """Build, serve and finally stop the approvals broker under ``root``."""
     policies = root / "policies"
     shutil.copytree(
@@ -245,7 +247,10 @@ def approval_broker(root: Path) -> Iterator[ApprovalBroker]:
     )
     raw = base.model_dump(mode="json")
     raw["targets"] = [*raw["targets"], *EXTRA_TARGETS]
-    raw["approvals"] = {"max_pending_per_task": 3, "max_pending_per_agent": 6}
+    raw["approvals"] = approvals or {
+        "max_pending_per_task": 3,
+        "max_pending_per_agent": 100,
+    }
     settings = Settings.model_validate(raw)
     clock = FrozenClock(START)
     engine = MemoryEngine()

@@ -262,6 +262,27 @@ class TestQuota:
         assert flood.json()["error"] == "rate_limited"
 
 
+class TestAgentQuota:
+    """One agent cannot flood approvers from many tasks either."""
+
+    def test_issue9_too_many_pending_approvals_of_one_agent_is_429(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """Two pending approvals per agent here: a third task's ask is rate_limited."""
+        root = tmp_path_factory.mktemp("agent-quota")
+        running = approval_broker(root, approvals={"max_pending_per_agent": 2})
+        broker = next(running)
+        try:
+            with broker.agent() as agent:
+                for _ in range(2):
+                    pending(agent.ask(agent.open_prod_task()))
+                flood = agent.ask(agent.open_prod_task())
+            assert flood.status_code == 429
+            assert "the agent has too many" in flood.json()["error_description"]
+        finally:
+            next(running, None)
+
+
 class TestEngineCredentials:
     """POST /v1/credentials speaks the same protocol."""
 

@@ -13,42 +13,28 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from gatepass.approvals import WebhookEvent
 from gatepass.audit import Outcome
 from gatepass.broker.trail import Attempt, AuditRecorder
 from gatepass.models import Approval, ApprovalState
 from gatepass.store import Connection
 from gatepass.store import approvals as approval_rows
 
-__all__ = [
-    "NO_NOTIFIER",
-    "ApprovalEvents",
-    "ApprovalNotifier",
-    "NullNotifier",
-    "approval_json",
-]
+__all__ = ["ApprovalEvents", "ApprovalNotifier", "approval_json"]
 
 
 class ApprovalNotifier(Protocol):
     """Puts approval notifications in the outbox (``broker/notifications.py``)."""
 
     def enqueue(
-        self, conn: Connection, approval: Approval, event: str, now: dt.datetime
-    ) -> None:
+        self,
+        conn: Connection,
+        approval: Approval,
+        event: WebhookEvent,
+        now: dt.datetime,
+    ) -> object:
         """Queue ``event`` about ``approval`` for its groups, in this transaction."""
         ...
-
-
-class NullNotifier:
-    """Tells no one (a broker without approver webhooks)."""
-
-    def enqueue(
-        self, conn: Connection, approval: Approval, event: str, now: dt.datetime
-    ) -> None:
-        """Do nothing."""
-
-
-NO_NOTIFIER = NullNotifier()
-"""The notifier of a broker that tells no one."""
 
 
 def approval_json(approval: Approval) -> dict[str, Any]:
@@ -164,7 +150,7 @@ class ApprovalEvents:
         )
         audit.record(conn, attempt, outcome)
         if notify is not None:
-            self._notifier.enqueue(conn, approval, notify, now)
+            self._notifier.enqueue(conn, approval, WebhookEvent(notify), now)
 
     def end_all(
         self,

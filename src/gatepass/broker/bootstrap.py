@@ -32,6 +32,7 @@ from gatepass.broker.first_start import (
     write_secret_file,
 )
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.notifications import Notifier
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.seal import Seal
 from gatepass.broker.signals import Signals
@@ -175,6 +176,11 @@ def build_runtime(
         if settings.identity.issuers
         else None
     )
+    trail = AuditTrail(database, clock=clock, metrics=metrics)
+    # Webhook secrets are read now, once: a missing or empty file stops the start.
+    notifier = Notifier.from_settings(
+        settings, database=database, trail=trail, clock=clock, metrics=metrics
+    )
     context = BrokerContext(
         settings=settings,
         database=database,
@@ -189,7 +195,7 @@ def build_runtime(
         metrics=metrics,
         engines=guarded,
         seal=seal,
-        trail=AuditTrail(database, clock=clock, metrics=metrics),
+        trail=trail,
         directory=directory,
         signals=Signals(),
         authority=Authority(
@@ -205,6 +211,7 @@ def build_runtime(
         federation=federation,
         signer=signer,
         sealer=sealer,
+        notifier=notifier,
     )
     revocations = RevocationWorker(
         context,

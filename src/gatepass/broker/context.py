@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gatepass.audit import AuditSigner
-from gatepass.broker.approval_events import NO_NOTIFIER, ApprovalNotifier
 from gatepass.broker.authority import Authority
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.directory import Directory
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.notifications import Notifier
 from gatepass.broker.seal import Seal
 from gatepass.broker.signals import Signals
 from gatepass.broker.task_access import TaskAccess
@@ -63,7 +63,8 @@ class BrokerContext:
             configured.
         signer: the audit key, which signs checkpoints.
         sealer: seals private keys at rest with the master key.
-        notifier: tells approver groups about approvals (their webhooks).
+        notifier: queues approval notifications in the outbox (inside the
+            approval's transaction) and delivers them to approver webhooks.
     """
 
     settings: Settings
@@ -87,7 +88,7 @@ class BrokerContext:
     federation: FederatedVerifier | None
     signer: AuditSigner
     sealer: Sealer
-    notifier: ApprovalNotifier = NO_NOTIFIER
+    notifier: Notifier
 
     @property
     def issuer_url(self) -> str:

@@ -21,6 +21,7 @@ from gatepass.broker.context import BrokerContext
 from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.health import Health
 from gatepass.broker.keys import SigningKeys
+from gatepass.broker.notifications import Notifier
 from gatepass.broker.policy_admin import PolicyAdmin
 from gatepass.broker.reads import Reads
 from gatepass.broker.renewal import RenewCredential
@@ -60,6 +61,7 @@ class Broker:
         health: readiness and metrics.
         sweeper: the expiry sweep.
         revocations: drives revocations through engines; reaps orphans.
+        notifier: approval notifications (outbox and webhook delivery).
     """
 
     settings: Settings
@@ -80,6 +82,7 @@ class Broker:
     health: Health
     sweeper: Sweeper
     revocations: RevocationWorker
+    notifier: Notifier
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,4 +138,5 @@ def assemble(
         health=Health(context),
         sweeper=Sweeper(context, revocations),
         revocations=revocations,
+        notifier=context.notifier,
     )

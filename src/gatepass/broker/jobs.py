@@ -2,7 +2,7 @@
 The broker's background work.
 
 Sweep expired tasks and leases, checkpoint the audit chain, hot-reload policies,
-pick up keys rotated by another replica.
+pick up keys rotated by another replica, deliver approver notifications.
 
 Each job runs on its own interval and logs, never raises: one failing job (a
 database blip) must not stop the others, and each retries on its next tick.
@@ -74,6 +74,8 @@ async def run_jobs(broker: Broker) -> None:
                 "reap",
                 broker.revocations.reap,
             )
+        if broker.notifier.enabled:
+            group.start_soon(_every, 1.0, "notifications", broker.notifier.deliver_due)
         interval = settings.policy.reload_interval_seconds
         if interval > 0:
             group.start_soon(

@@ -65,6 +65,10 @@ class Metrics:
         live_leases: leases currently active.
         clock_offset: wall clock minus the broker's clock, in seconds (a step of
             the wall clock shows here; the broker's own time is unaffected).
+        notifications: approver webhook attempts, by configured approver
+            ``group`` and ``outcome`` (``delivered``, ``retry``, ``failed``).
+        notifications_pending: approver notifications not yet delivered or
+            given up.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -152,6 +156,18 @@ class Metrics:
             "Keys in use per configured workload-identity issuer (0: its tokens are "
             "refused).",
             ("issuer", "state"),
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "gatepass_approval_notifications",
+            "Approver webhook delivery attempts by approver group and outcome "
+            "(delivered, retry, failed).",
+            ("group", "outcome"),
+            registry=self.registry,
+        )
+        self.notifications_pending = Gauge(
+            "gatepass_approval_notifications_pending",
+            "Approver notifications neither delivered nor given up.",
             registry=self.registry,
         )
         # Export zeros for the known kinds, so rate() works before the first call.

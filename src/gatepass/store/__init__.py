@@ -21,6 +21,7 @@ from gatepass.store import (
     idempotency,
     keys,
     leases,
+    outbox,
     replay,
     tasks,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "idempotency",
     "keys",
     "leases",
+    "outbox",
     "replay",
     "tasks",
 ]
