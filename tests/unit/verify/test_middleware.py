@@ -364,8 +364,11 @@ class TestChallenges:
         """RFC 6750 §3.1: an empty Authorization header presents no credentials."""
         response = call(middleware, "GET", URL, [("Authorization", value)])
         assert response.status_code == 401
-        assert set(params_of(response)) == {"algs"}
-        assert set(params_of(response)["algs"].split(" ")) == DPOP_ALGORITHMS
+        params = params_of(response)
+        # No error code; what the request needs and where the metadata is.
+        assert set(params) == {"algs", "scope", "resource_metadata"}
+        assert params["scope"] == "read"
+        assert set(params["algs"].split(" ")) == DPOP_ALGORITHMS
 
     def test_issue8_nonce_demand_is_a_401_with_the_nonce(
         self,
