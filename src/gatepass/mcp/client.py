@@ -48,8 +48,14 @@ class MCPAuth(ResourceAuth, httpx2.Auth):  # type: ignore[misc]
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         """Drive the flow for ``httpx2.AsyncClient``, broker calls in a thread."""
         await request.aread()
-        async for sent in self.drive_async(request):
-            yield sent
+        flow = self.drive_async(request)
+        sent = await anext(flow)
+        while True:
+            response = yield sent
+            try:
+                sent = await flow.asend(response)
+            except StopAsyncIteration:
+                return
 
 
 @contextlib.asynccontextmanager

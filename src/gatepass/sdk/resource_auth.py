@@ -246,8 +246,14 @@ class ResourceAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Drive the flow for ``httpx.AsyncClient``, broker calls in a thread."""
         await request.aread()
-        async for sent in self.drive_async(request):
-            yield sent
+        flow = self.drive_async(request)
+        sent = await anext(flow)
+        while True:
+            response = yield sent
+            try:
+                sent = await flow.asend(response)
+            except StopAsyncIteration:
+                return
 
     async def drive_async(self, request: T) -> AsyncGenerator[T, Any]:
         """
