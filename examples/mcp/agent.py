@@ -34,12 +34,14 @@ async def tour(task: Task, url: str) -> None:
     auth = MCPAuth(task, scopes=["read"])
     async with connect(task, url, auth=auth) as mcp:
         result = await mcp.call_tool("list_notes", {})
-        _say("list_notes (read)", f"ok: {len(result.structured_content or {})} field(s)")
+        notes = (result.structured_content or {}).get("result", [])
+        _say("list_notes (read)", f"ok: {len(notes)} note(s)")
         try:
             note = await mcp.call_tool(
                 "add_note", {"title": "from the agent", "text": "hello"}
             )
-            _say("add_note (write)", f"ok after step-up: {note.structured_content}")
+            written = note.structured_content or {}
+            _say("add_note (write)", f"ok after step-up, by {written.get('agent')}")
         except MCPError:
             why = auth.last_error
             reason = f"{why.code}: {why.detail}" if why is not None else "refused"
@@ -58,17 +60,22 @@ async def tour(task: Task, url: str) -> None:
 def main() -> None:
     """Open a task and walk through the tour."""
     parser = argparse.ArgumentParser(description="gatepass MCP agent example")
-    parser.add_argument("--identity", type=Path, default=Path(".gatepass/demo-agent.json"))
+    parser.add_argument(
+        "--identity", type=Path, default=Path(".gatepass/demo-agent.json")
+    )
     parser.add_argument("--url", default=RESOURCE)
     parser.add_argument("--purpose", default="notes-review")
     args = parser.parse_args()
     identity = AgentIdentity.load(args.identity)
-    with GatepassClient(identity) as client, client.open_task(
-        intent="review the team's notes",
-        purpose=args.purpose,
-        environment="dev",
-        targets=[args.url],
-    ) as task:
+    with (
+        GatepassClient(identity) as client,
+        client.open_task(
+            intent="review the team's notes",
+            purpose=args.purpose,
+            environment="dev",
+            targets=[args.url],
+        ) as task,
+    ):
         _say("open a task", f"{task.id} ({args.purpose})")
         asyncio.run(tour(task, args.url))
 

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from gatepass.clock import Clock, SystemClock
+from gatepass.errors import GatepassError
 from gatepass.secret import Secret
 
 __all__ = ["RevocationFeed"]
@@ -197,7 +198,10 @@ class RevocationFeed:
                 # refuses (401, 503) is retried ever more slowly, like a failure.
                 if await self._follow():
                     delay = self._backoff_initial
-            except (httpx.HTTPError, OSError, ValueError) as error:
+            except (httpx.HTTPError, OSError, ValueError, GatepassError) as error:
+                # GatepassError: the api token could not be read yet (the broker
+                # writes it on its first start). Any of these is retried: a
+                # follower that stopped here would leave the stream down forever.
                 _log.warning("revocation stream failed: %s", type(error).__name__)
             self._set_healthy(healthy=False)
             self.reconnects += 1
