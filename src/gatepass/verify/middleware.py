@@ -183,9 +183,12 @@ class GatepassMiddleware:
         """
         presented = presented_credentials(scope.get("headers", ()))
         url = self._url_for(_request_path(scope))
+        method = str(scope["method"])
+        if not self.verifier.needs_io(presented.token):
+            return self.verifier.verify_presented(method, url, presented)
         # Verification may fetch keys or ask the broker: keep the loop free.
         return await asyncio.to_thread(
-            self.verifier.verify_presented, str(scope["method"]), url, presented
+            self.verifier.verify_presented, method, url, presented
         )
 
     async def refuse(

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import httpx
 
 from gatepass.clock import Clock, SystemClock
 from gatepass.errors import ConfigurationError, TokenError, TokenRevokedError
+from gatepass.secret import token_hash
 from gatepass.tokens import (
     ACCESS_TOKEN_TYP,
     AccessTokenClaims,
@@ -69,6 +73,9 @@ class ResourceVerifier:
         scopes: the actions this resource knows, published as
             ``scopes_supported`` in its RFC 9728 metadata.
         resource_name: a human-readable name for the metadata.
+        max_cached_tokens: how many verified tokens are remembered (by SHA-256,
+            until they expire), so an agent's next request with the same token
+            costs the proof's signature only; 0 verifies every token in full.
 
     Raises:
         ConfigurationError: ``public_url`` or ``audience`` is not an absolute
@@ -90,6 +97,7 @@ class ResourceVerifier:
         revocations: RevocationFeed | None = None,
         scopes: Iterable[str] = (),
         resource_name: str | None = None,
+        max_cached_tokens: int = 10_000,
     ) -> None:
         """Build the token and proof verifiers."""
         self._clock = clock or SystemClock()
@@ -123,6 +131,11 @@ class ResourceVerifier:
         )
         self._introspection = introspection
         self.revocations = revocations
+        self._max_cached = max_cached_tokens
+        self._verified: OrderedDict[str, tuple[AccessTokenClaims, dict[str, Any]]] = (
+            OrderedDict()
+        )
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def for_broker(
@@ -277,8 +290,7 @@ class ResourceVerifier:
                 signed by another key.
         """
         token = presented.token
-        raw = self._tokens.verify(token, typ=ACCESS_TOKEN_TYP, audience=self.audience)
-        claims = AccessTokenClaims.from_claims(raw)
+        claims, raw = self._verified_claims(token)
         self._dpop.verify(
             presented.proof,
             method=method,
@@ -300,6 +312,54 @@ class ResourceVerifier:
             actors=actor_chain(raw),
             claims=raw,
         )
+
+    def needs_io(self, token: str) -> bool:
+        """
+        Tell whether verifying a request with this token may block on the network.
+
+        It may not when the token was verified before (no key fetch) and its
+        revocation status is known from memory (the stream is up, or no
+        revocation source is configured). The middleware verifies such requests
+        on the event loop: a thread hop costs more than the proof's signature.
+
+        Args:
+            token: the presented access token.
+
+        Returns:
+            False when :meth:`verify_presented` will only compute.
+        """
+        if self._max_cached <= 0:
+            return True
+        key = token_hash(token)
+        with self._cache_lock:
+            found = self._verified.get(key)
+        if found is None or self._clock.now() >= found[0].expires_at:
+            return True
+        feed = self.revocations
+        if feed is not None:
+            return not feed.healthy
+        return self._introspection is not None
+
+    def _verified_claims(self, token: str) -> tuple[AccessTokenClaims, dict[str, Any]]:
+        # The same token comes back with every request of an agent, each with a
+        # new proof. Its signature, issuer, audience and type cannot change, so a
+        # token verified once is remembered by its hash until its exp; the proof
+        # and the revocation status are still checked on every request.
+        key = token_hash(token) if self._max_cached > 0 else ""
+        if key:
+            with self._cache_lock:
+                found = self._verified.get(key)
+            if found is not None and self._clock.now() < found[0].expires_at:
+                return found
+        raw = self._tokens.verify(token, typ=ACCESS_TOKEN_TYP, audience=self.audience)
+        verified = (AccessTokenClaims.from_claims(raw), raw)
+        if key:
+            with self._cache_lock:
+                self._verified[key] = verified
+                self._verified.move_to_end(key)
+                while len(self._verified) > self._max_cached:
+                    self._verified.popitem(last=False)
+        return verified
 
     def check_revocation(self, token: str, jti: str) -> None:
         """
