@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from gatepass.clock import FrozenClock
@@ -557,3 +559,111 @@ class TestVerifiedAccess:
         for index in range(40):
             deep = {"sub": f"agt_{index}", "act": deep}
         assert len(actor_chain({"act": deep})) == 16
+
+
+class TestVerifiedTokenCache:
+    """A token verified once is remembered by hash until it expires."""
+
+    def test_cached_token_still_needs_a_fresh_proof(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The second request with the same token checks its own proof."""
+        token = make_token()
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        with pytest.raises(DPoPProofError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_expired_cached_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        clock: FrozenClock,
+    ) -> None:
+        """Past its exp (and the leeway) a remembered token is verified again."""
+        token = make_token()
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        clock.advance(dt.timedelta(minutes=10))
+        headers = present(token)
+        with pytest.raises(TokenExpiredError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_needs_io_only_before_the_first_verification(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Without a revocation source, a known token verifies with no I/O."""
+        token = make_token()
+        assert verifier.needs_io(token)
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert not verifier.needs_io(token)
+        assert verifier.needs_io(make_token(jti="other"))
+
+    def test_needs_io_follows_the_revocation_source(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        introspector: Introspector,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Introspection may block; a healthy stream does not; a down one may."""
+        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        token = make_token()
+        for revocations, expected in ((None, True), (feed, True)):
+            checked = ResourceVerifier(
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                key_source=ring,
+                clock=clock,
+                introspection=introspector,
+                revocations=revocations,
+            )
+            headers = present(token)
+            checked.verify("GET", URL, headers.authorization, headers.dpop)
+            assert checked.needs_io(token) is expected
+        feed._set_healthy(healthy=True)
+        assert not checked.needs_io(token)
+
+    def test_cache_can_be_turned_off(
+        self, ring: KeyRing, clock: FrozenClock, make_token: TokenFactory
+    ) -> None:
+        """max_cached_tokens=0 verifies every token in full, always off the loop."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            max_cached_tokens=0,
+        )
+        assert verifier.needs_io(make_token())
+
+    def test_cache_is_bounded(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The oldest remembered token is forgotten first."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            max_cached_tokens=2,
+        )
+        tokens = [make_token(jti=f"j{index}") for index in range(3)]
+        for token in tokens:
+            headers = present(token)
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert verifier.needs_io(tokens[0])
+        assert not verifier.needs_io(tokens[2])
