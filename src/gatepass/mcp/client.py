@@ -31,6 +31,8 @@ __all__ = ["MCPAuth", "connect"]
 _TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
 
+# The two bases type their flows with their own Request classes (httpx and
+# httpx2); the flow itself only reads and sets headers, so it serves both.
 class MCPAuth(ResourceAuth, httpx2.Auth):  # type: ignore[misc]
     """
     The gatepass auth hook for the MCP SDK's HTTP client (``httpx2``).

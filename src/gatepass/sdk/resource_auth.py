@@ -37,7 +37,12 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 import httpx
 
-from gatepass.errors import ConfigurationError, GatepassError, InvalidScopeError
+from gatepass.errors import (
+    ConfigurationError,
+    GatepassError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from gatepass.sdk.access import AccessToken
 from gatepass.sdk.challenge import Challenge, read_challenge
 from gatepass.sdk.task import REFRESH_MARGIN, Task
@@ -280,6 +285,12 @@ class ResourceAuth(httpx.Auth):
 
     def _flow(self, request: _Request) -> Generator[object, Any, None]:
         url = str(request.url)
+        if self._resource is not None and not _within(url, self._resource):
+            # Another server than this hook's resource: it gets no token, nor a
+            # token request on its behalf (RFC 8707 §2).
+            self.last_error = InvalidRequestError("url is outside the resource")
+            yield request
+            return
         token = self._fresh_token()
         if token is None and self._resource is not None and self._scopes:
             token = yield _Blocking(lambda: self._obtain(self._scopes))
@@ -333,6 +344,11 @@ class ResourceAuth(httpx.Auth):
     def _send(
         self, request: _Request, url: str, token: AccessToken | None
     ) -> Generator[object, Any, _Response]:
+        if token is not None and not _within(url, token.audience):
+            # RFC 8707 §2 and RFC 9700 §4.10: a token goes only to the resource it
+            # names. The request still goes out, without it, and gets its 401.
+            self.last_error = InvalidRequestError("url is outside the token's target")
+            token = None
         if token is not None:
             self._sign(request, url, token)
         response: _Response = yield request

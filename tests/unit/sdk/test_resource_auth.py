@@ -431,3 +431,17 @@ class TestReadChallenge:
             ]
             == 'a "b" c'
         )
+
+
+class TestTokenDestination:
+    """A token is only ever sent to the resource it names."""
+
+    def test_url_outside_the_resource_gets_no_token(
+        self, routed: tuple[GatepassClient, httpx.Client], resource: FakeResource
+    ) -> None:
+        """A resource of /data/ never sees its token sent to /other."""
+        auth = ResourceAuth(_task(routed), resource=DATA + "/", scopes=["read"])
+        response = routed[1].get("https://api.example/other", auth=auth)
+        assert response.status_code == 401
+        assert all("authorization" not in headers for _, headers in resource.seen)
+        assert auth.last_error is not None
