@@ -26,12 +26,9 @@ from gatepass.sdk.access import AccessToken, DPoPAuth
 from gatepass.sdk.challenge import Challenge, read_challenge
 from gatepass.sdk.client import GatepassClient
 from gatepass.sdk.credential import Credential
+from gatepass.sdk.discovery import ResourceMetadata, discover_resource
 from gatepass.sdk.identity import AgentIdentity
-from gatepass.sdk.resource_auth import (
-    ResourceAuth,
-    ResourceMetadata,
-    discover_resource,
-)
+from gatepass.sdk.resource_auth import ResourceAuth
 from gatepass.sdk.session import error_from_response
 from gatepass.sdk.task import REFRESH_MARGIN, Task
 

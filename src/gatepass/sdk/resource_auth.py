@@ -32,7 +32,6 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 import httpx
@@ -45,17 +44,15 @@ from gatepass.errors import (
 )
 from gatepass.sdk.access import AccessToken
 from gatepass.sdk.challenge import Challenge, read_challenge
+from gatepass.sdk.discovery import discover_resource, within
 from gatepass.sdk.task import REFRESH_MARGIN, Task
-from gatepass.tokens import normalize_htu
-from gatepass.verify.metadata import metadata_url, origin_of
 
-__all__ = ["ResourceAuth", "ResourceMetadata", "discover_resource"]
+__all__ = ["ResourceAuth"]
 
 _log = logging.getLogger("gatepass.sdk")
 
 _UNAUTHORIZED = 401
 _FORBIDDEN = 403
-_MAX_METADATA = 64 * 1024
 
 T = TypeVar("T")
 
@@ -81,101 +78,6 @@ class _Blocking:
     """A call the driver must make outside the event loop, its result sent back."""
 
     call: Callable[[], object]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResourceMetadata:
-    """
-    The parts of a resource's RFC 9728 metadata the agent acts on.
-
-    Attributes:
-        resource: the resource identifier, which becomes the token's audience.
-        authorization_servers: the issuers that grant tokens for it.
-        scopes_supported: the actions it knows.
-    """
-
-    resource: str
-    authorization_servers: tuple[str, ...]
-    scopes_supported: tuple[str, ...] = ()
-
-
-def _within(url: str, resource: str) -> bool:
-    try:
-        target, base = normalize_htu(url), normalize_htu(resource)
-    except ValueError:
-        return False
-    return target == base or target.startswith(base.rstrip("/") + "/")
-
-
-def _parse_metadata(body: object) -> ResourceMetadata:
-    if not isinstance(body, dict):
-        raise ConfigurationError("resource metadata is not a json object")
-    resource = body.get("resource")
-    servers = body.get("authorization_servers")
-    scopes = body.get("scopes_supported", [])
-    if (
-        not isinstance(resource, str)
-        or not isinstance(servers, list)
-        or not all(isinstance(server, str) for server in servers)
-        or not isinstance(scopes, list)
-        or not all(isinstance(scope, str) for scope in scopes)
-    ):
-        raise ConfigurationError("resource metadata is malformed")
-    return ResourceMetadata(
-        resource=resource,
-        authorization_servers=tuple(servers),
-        scopes_supported=tuple(scopes),
-    )
-
-
-def discover_resource(
-    http: httpx.Client, request_url: str, challenge: Challenge
-) -> ResourceMetadata:
-    """
-    Fetch and check the RFC 9728 metadata of the resource a request went to.
-
-    Args:
-        http: the client to fetch with (redirects are not followed).
-        request_url: the URL the refused request was sent to.
-        challenge: the refusal's challenge; its ``resource_metadata`` is tried
-            first, then the well-known URLs built from the request URL (its path,
-            then the origin's root).
-
-    Returns:
-        The metadata of a resource the request URL lies within.
-
-    Raises:
-        ConfigurationError: no candidate answered usable metadata, or the
-            metadata names a resource the request URL is not within (RFC 9728
-            §3.3 and §7.3: a server may not send the agent's tokens elsewhere).
-    """
-    candidates: list[str] = []
-    if challenge.resource_metadata is not None:
-        candidates.append(challenge.resource_metadata)
-    path_only = urlsplit(request_url)._replace(query="", fragment="").geturl()
-    candidates += [metadata_url(path_only), metadata_url(origin_of(request_url))]
-    for url in dict.fromkeys(candidates):
-        # RFC 9728 §7.3: metadata named by a challenge is only trusted when it
-        # is served by the origin the request went to.
-        if urlsplit(url).netloc.lower() != urlsplit(request_url).netloc.lower():
-            continue
-        try:
-            response = http.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as error:
-            _log.warning("resource metadata unreachable: %s", type(error).__name__)
-            continue
-        if response.status_code != httpx.codes.OK or len(response.content) > (
-            _MAX_METADATA
-        ):
-            continue
-        try:
-            metadata = _parse_metadata(response.json())
-        except (ValueError, ConfigurationError):
-            continue
-        if not _within(request_url, metadata.resource):
-            raise ConfigurationError("resource metadata names another resource")
-        return metadata
-    raise ConfigurationError("no usable resource metadata")
 
 
 class ResourceAuth(httpx.Auth):
@@ -285,7 +187,7 @@ class ResourceAuth(httpx.Auth):
 
     def _flow(self, request: _Request) -> Generator[object, Any, None]:
         url = str(request.url)
-        if self._resource is not None and not _within(url, self._resource):
+        if self._resource is not None and not within(url, self._resource):
             # Another server than this hook's resource: it gets no token, nor a
             # token request on its behalf (RFC 8707 §2).
             self.last_error = InvalidRequestError("url is outside the resource")
@@ -344,7 +246,7 @@ class ResourceAuth(httpx.Auth):
     def _send(
         self, request: _Request, url: str, token: AccessToken | None
     ) -> Generator[object, Any, _Response]:
-        if token is not None and not _within(url, token.audience):
+        if token is not None and not within(url, token.audience):
             # RFC 8707 §2 and RFC 9700 §4.10: a token goes only to the resource it
             # names. The request still goes out, without it, and gets its 401.
             self.last_error = InvalidRequestError("url is outside the token's target")
