@@ -22,24 +22,13 @@ from gatepass.clock import Clock
 from gatepass.errors import InvalidRequestError
 from gatepass.ids import LeaseId
 from gatepass.sdk.challenge import read_challenge
+from gatepass.sdk.discovery import within
 from gatepass.secret import Secret
-from gatepass.tokens import DPoPKey, normalize_htu
+from gatepass.tokens import DPoPKey
 
 __all__ = ["AccessToken", "DPoPAuth"]
 
 _UNAUTHORIZED = 401
-
-
-def _within(url: str, audience: str) -> bool:
-    """Tell whether ``url`` is the audience URI or beneath it."""
-    try:
-        target = normalize_htu(url)
-        base = normalize_htu(audience)
-    except ValueError:
-        return False
-    if target == base:
-        return True
-    return target.startswith(base if base.endswith("/") else base + "/")
 
 
 class AccessToken:
@@ -144,7 +133,7 @@ class AccessToken:
             InvalidRequestError: the URL is not at the token's target, so the
                 token would be disclosed to another server.
         """
-        if not _within(url, self.audience):
+        if not within(url, self.audience):
             raise InvalidRequestError("url is outside the token's target")
         token = self.value.reveal()
         with self._lock:
