@@ -16,7 +16,9 @@ metadata URL in ``resource_metadata``. On success the
 (``request.state.gatepass`` in Starlette); a handler that calls
 :func:`~gatepass.verify.require_scope` and raises before answering gets the same
 ``403`` challenge. The verifier's revocation stream starts with the ASGI lifespan
-(or with the first request, for servers that run none).
+(or with the first request, for servers that run none). A streaming answer
+(``text/event-stream``, as MCP servers send) is ended when its token is revoked
+or expires: revocation cuts live sessions, not only new requests.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+
+import anyio
 
 from gatepass.errors import GatepassError, InsufficientScopeError, TokenError
 from gatepass.verify.access import VerifiedAccess, require_scope
@@ -52,6 +56,13 @@ ScopeRule = Callable[[str, str], str | None]
 
 # RFC 6750 §3: a WebSocket close code for "policy violation" (RFC 6455 §7.4.1).
 _POLICY_VIOLATION = 1008
+
+
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False
 
 
 def _request_path(scope: Scope) -> str:
@@ -90,6 +101,47 @@ async def send_refusal(
     status = refusal_status(error)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class _Answer:
+    """
+    One response on its way out: whether it started, and its end if it streams.
+
+    A streaming answer (``text/event-stream``) may outlive the token that opened
+    it; a watcher then cancels the handler when the token is revoked or expires,
+    as the proxy closes its streams.
+    """
+
+    def __init__(self, send: Send, outlived: Callable[[], Awaitable[bool]]) -> None:
+        self._send = send
+        self._outlived = outlived
+        self._host = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._cut = False
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if self._host is not None and _is_event_stream(message.get("headers", ())):
+                self._watcher = asyncio.create_task(self._watch())
+        await self._send(message)
+
+    async def _watch(self) -> None:
+        if await self._outlived() and self._host is not None:
+            self._cut = True
+            self._host.cancel()
+
+    def was_cut(self) -> bool:
+        """Tell whether the cancellation is ours, and absorb it if so."""
+        if not self._cut or self._host is None:
+            return False
+        self._host.uncancel()
+        return True
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class GatepassMiddleware:
@@ -166,7 +218,7 @@ class GatepassMiddleware:
             return
         state = scope.setdefault("state", {})
         state["gatepass"] = verified
-        await self._call_guarded(scope, receive, send)
+        await self._call_guarded(scope, receive, send, verified)
 
     async def authenticate(self, scope: Scope) -> VerifiedAccess:
         """
@@ -206,23 +258,33 @@ class GatepassMiddleware:
             send, error, scope=scope, resource_metadata=self.verifier.metadata.url
         )
 
-    async def _call_guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+    async def _call_guarded(
+        self, scope: Scope, receive: Receive, send: Send, verified: VerifiedAccess
+    ) -> None:
+        answer = _Answer(send, lambda: self._outlived(verified))
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, answer.send)
         except InsufficientScopeError as error:
             # A handler found the token short of an action: answer the step-up
             # challenge, unless it had already begun its own answer.
-            if started:
+            if answer.started:
                 raise
             await self.refuse(send, error)
+        except asyncio.CancelledError:
+            if not answer.was_cut():
+                raise
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            answer.stop()
+
+    async def _outlived(self, verified: VerifiedAccess) -> bool:
+        remaining = (verified.expires_at - self.verifier.clock.now()).total_seconds()
+        feed = self.verifier.revocations
+        if feed is not None:
+            await feed.wait_revoked(verified.jti, remaining)
+        else:
+            await anyio.sleep(max(remaining, 0.0))
+        return True
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

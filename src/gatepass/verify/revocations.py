@@ -96,6 +96,7 @@ class RevocationFeed:
         self._backoff_max = backoff_max
         self._pause = self._until_stopping if pause is None else pause
         self._revoked: OrderedDict[str, dt.datetime] = OrderedDict()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
         self._healthy = False
         self._cursor: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -137,6 +138,37 @@ class RevocationFeed:
         self._revoked[jti] = max(at or now, now - self._lifetime) + self._lifetime
         self._revoked.move_to_end(jti)
         self._prune(now)
+        for waiter in self._waiters.pop(jti, ()):
+            waiter.set()
+
+    async def wait_revoked(self, jti: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """
+        Wait until the broker revokes a token, or ``timeout`` seconds pass.
+
+        A resource server uses it to end a response that is still streaming when
+        its token is revoked (ground rule: revocation cuts live sessions).
+
+        Args:
+            jti: the token's ``jti``.
+            timeout: the most seconds to wait (the token's remaining life).
+
+        Returns:
+            Whether the token was revoked.
+        """
+        if self.is_revoked(jti):
+            return True
+        waiter = asyncio.Event()
+        self._waiters.setdefault(jti, set()).add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), max(timeout, 0.0))
+        finally:
+            waiters = self._waiters.get(jti)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[jti]
+        return waiter.is_set() or self.is_revoked(jti)
 
     def _prune(self, now: dt.datetime) -> None:
         # Entries are appended in arrival order, so expired ones sit near the front.

@@ -198,6 +198,11 @@ class ResourceVerifier:
             resource_name=resource_name,
         )
 
+    @property
+    def clock(self) -> Clock:
+        """The time source tokens are checked against."""
+        return self._clock
+
     def __repr__(self) -> str:
         """Show the issuer and audience."""
         return f"ResourceVerifier(issuer={self.issuer!r}, audience={self.audience!r})"

@@ -22,6 +22,7 @@ from gatepass.tokens import (
 from gatepass.verify import (
     GatepassMiddleware,
     ResourceVerifier,
+    RevocationFeed,
     require_scope,
     verified_access,
 )
@@ -543,3 +544,82 @@ class TestLifespan:
         call(middleware, "GET", URL)
         call(middleware, "GET", URL)
         assert verifier.events == ["start"]
+
+
+class TestStreamsAreCut:
+    """Revocation cuts live sessions: a streaming answer ends with its token."""
+
+    @staticmethod
+    def _streaming_app(before_waiting: Any) -> Any:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: 1\n\n",
+                    "more_body": True,
+                }
+            )
+            before_waiting(scope)
+            await anyio.Event().wait()  # a stream that would never end by itself
+
+        return app
+
+    def test_revoked_token_ends_the_stream(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The broker revokes the token mid-stream: the answer ends there."""
+        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        feed._set_healthy(healthy=True)
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            revocations=feed,
+        )
+        app = self._streaming_app(lambda scope: feed.revoke(verified_access(scope).jti))
+        middleware = GatepassMiddleware(app, verifier)
+        response = call_presenting(middleware, present(make_token()))
+        assert response.status_code == 200
+        assert response.content == b"data: 1\n\n"
+
+    def test_expired_token_ends_the_stream(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Without a revocation feed, a stream still ends when its token expires."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER, audience=AUDIENCE, key_source=ring, clock=clock
+        )
+        middleware = GatepassMiddleware(
+            self._streaming_app(lambda _scope: None), verifier
+        )
+        # exp is now: still accepted (30 s of leeway), and due at once.
+        token = make_token(exp=int(clock.now().timestamp()))
+        response = call_presenting(middleware, present(token))
+        assert response.content == b"data: 1\n\n"
+
+    def test_plain_answers_are_not_watched(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A JSON answer is passed as it is, with no watcher left behind."""
+        response = call_presenting(middleware, present(make_token()))
+        assert response.status_code == 200
+        assert response.json()["agent"] == "agt_demo"
