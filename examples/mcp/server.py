@@ -17,6 +17,7 @@ task cuts its agent off at once.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 import uvicorn
@@ -76,6 +77,9 @@ def create_app(
         api_token=lambda: _reader(token_file),
         scopes=sorted(set(TOOL_SCOPES.values())),
         resource_name="gatepass notes (MCP example)",
+        # While the stream is still connecting (the broker may start after this
+        # server), ask the broker on every request, so the tour's cut-off is exact.
+        introspection_cache_ttl=dt.timedelta(0),
     )
     return protect(server, verifier, tool_scopes=TOOL_SCOPES, base_scope="read")
 
