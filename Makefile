@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The broker and its demo API, and beside them the example MCP server
+# (examples/mcp/server.py on 127.0.0.1:8402), stopped when the broker stops.
 run: $(STAMP)
+	@$(BIN)/python examples/mcp/server.py & mcp=$$!; \
+	trap 'kill $$mcp 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gatepass serve --config $(CONFIG) --with-demo
 
 demo: $(STAMP)
@@ -38,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

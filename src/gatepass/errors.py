@@ -19,6 +19,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   ├── PayloadTooLargeError           413 invalid_request
     │   ├── RequestTimeoutError            408 invalid_request
     │   ├── HeadersTooLargeError           431 invalid_request
+    │   ├── HeaderMismatchError            400 invalid_request (MCP routing headers)
     │   └── MethodNotAllowedError          405 method_not_allowed
     ├── InvalidGrantError                  400 invalid_grant
     ├── ApprovalPendingError               400 authorization_pending (RFC 8628 §3.5)
@@ -71,6 +72,7 @@ __all__ = [
     "EngineUnavailableError",
     "FetchError",
     "GatepassError",
+    "HeaderMismatchError",
     "HeadersTooLargeError",
     "InsufficientScopeError",
     "InvalidAuthorizationDetailsError",
@@ -176,6 +178,16 @@ class HeadersTooLargeError(InvalidRequestError):
     """The header section has too many fields or bytes (RFC 6585 §5)."""
 
     http_status = 431
+
+
+class HeaderMismatchError(InvalidRequestError):
+    """
+    A request's routing headers contradict its body.
+
+    MCP clients mirror the JSON-RPC method and the tool name in ``Mcp-Method``
+    and ``Mcp-Name``; a component that trusts the headers must never decide about
+    one tool while the server runs another.
+    """
 
 
 class MethodNotAllowedError(InvalidRequestError):
@@ -340,9 +352,21 @@ class AccessDeniedError(GatepassError):
 
 
 class InsufficientScopeError(AccessDeniedError):
-    """The token is valid but does not cover this action (RFC 6750 §3.1)."""
+    """
+    The token is valid but does not cover this action (RFC 6750 §3.1).
+
+    Args:
+        detail: description of the problem.
+        scope: the action the request needs, named in the challenge's ``scope``
+            so a client can ask for it (RFC 6750 §3); None when unknown.
+    """
 
     code = "insufficient_scope"
+
+    def __init__(self, detail: str = "", *, scope: str | None = None) -> None:
+        """Keep the missing scope for the challenge."""
+        super().__init__(detail)
+        self.scope = scope
 
 
 class ApprovalDeniedError(AccessDeniedError):

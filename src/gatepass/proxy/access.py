@@ -20,8 +20,12 @@ from gatepass.proxy.asgi import Header
 from gatepass.proxy.forwarding import Route
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import access_refusal
-from gatepass.proxy.revocations import RevocationFeed
-from gatepass.verify import Introspector, VerifiedAccess, presented_credentials
+from gatepass.verify import (
+    Introspector,
+    RevocationFeed,
+    VerifiedAccess,
+    presented_credentials,
+)
 
 __all__ = ["verify_access"]
 

@@ -78,11 +78,15 @@ from gatepass.proxy.metrics import (
 )
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import AbortedError, RefusedError, send_refusal
-from gatepass.proxy.revocations import RevocationFeed
 from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings
 from gatepass.secret import Secret
 from gatepass.tokens import DPoPVerifier, JWKSKeySource, KeySource, MemoryReplayCache
-from gatepass.verify import Introspector, ResourceVerifier, VerifiedAccess
+from gatepass.verify import (
+    Introspector,
+    ResourceVerifier,
+    RevocationFeed,
+    VerifiedAccess,
+)
 
 __all__ = ["ProxyApp", "create_proxy_app"]
 

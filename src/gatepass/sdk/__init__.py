@@ -12,6 +12,8 @@ The agent SDK: open a task at the broker, get short-lived access tokens, use the
     ) as task:
         token = task.access_token("http://127.0.0.1:8401/", "read")
         httpx.get("http://127.0.0.1:8401/tickets", auth=token.auth())
+        # or let the resource say what it is and what it needs (RFC 9728):
+        httpx.get("http://127.0.0.1:8401/tickets", auth=ResourceAuth(task))
 
 The SDK talks to the broker over HTTP only and never imports server code. Tokens
 live in memory, wrapped in :class:`~gatepass.secret.Secret`, and are never logged.
@@ -21,9 +23,12 @@ Every error the broker answers is raised as the gatepass error of its code.
 from __future__ import annotations
 
 from gatepass.sdk.access import AccessToken, DPoPAuth
+from gatepass.sdk.challenge import Challenge, read_challenge
 from gatepass.sdk.client import GatepassClient
 from gatepass.sdk.credential import Credential
+from gatepass.sdk.discovery import ResourceMetadata, discover_resource
 from gatepass.sdk.identity import AgentIdentity
+from gatepass.sdk.resource_auth import ResourceAuth
 from gatepass.sdk.session import error_from_response
 from gatepass.sdk.task import REFRESH_MARGIN, Task
 
@@ -31,9 +36,14 @@ __all__ = [
     "REFRESH_MARGIN",
     "AccessToken",
     "AgentIdentity",
+    "Challenge",
     "Credential",
     "DPoPAuth",
     "GatepassClient",
+    "ResourceAuth",
+    "ResourceMetadata",
     "Task",
+    "discover_resource",
     "error_from_response",
+    "read_challenge",
 ]

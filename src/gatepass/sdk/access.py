@@ -2,14 +2,18 @@
 An access token for one target, and how to present it (RFC 9449 §7.1).
 
 The token is sent as ``Authorization: DPoP <token>`` with a fresh ``DPoP`` proof for
-each request, signed by the task's key and bound to the token with ``ath``.
+each request, signed by the task's key and bound to the token with ``ath``. When
+the resource answers ``401 invalid_token`` (revoked, expired, its task closed) the
+token is *rejected*: its task drops it from its cache, so the next
+``task.access_token(...)`` asks the broker again instead of handing back a token
+the resource has already refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,24 +21,14 @@ import httpx
 from gatepass.clock import Clock
 from gatepass.errors import InvalidRequestError
 from gatepass.ids import LeaseId
+from gatepass.sdk.challenge import read_challenge
+from gatepass.sdk.discovery import within
 from gatepass.secret import Secret
-from gatepass.tokens import DPoPKey, normalize_htu
+from gatepass.tokens import DPoPKey
 
 __all__ = ["AccessToken", "DPoPAuth"]
 
 _UNAUTHORIZED = 401
-
-
-def _within(url: str, audience: str) -> bool:
-    """Tell whether ``url`` is the audience URI or beneath it."""
-    try:
-        target = normalize_htu(url)
-        base = normalize_htu(audience)
-    except ValueError:
-        return False
-    if target == base:
-        return True
-    return target.startswith(base if base.endswith("/") else base + "/")
 
 
 class AccessToken:
@@ -49,6 +43,8 @@ class AccessToken:
         audience: the target URI the token is for (its ``aud``).
         key: the task's DPoP key, which signs the proofs.
         clock: the time source for proofs.
+        on_rejected: called once when the token is rejected (the task passes
+            the hook that drops it from its cache).
     """
 
     __slots__ = (
@@ -56,6 +52,8 @@ class AccessToken:
         "_key",
         "_lock",
         "_nonces",
+        "_on_rejected",
+        "_rejected",
         "audience",
         "expires_at",
         "lease_id",
@@ -73,6 +71,7 @@ class AccessToken:
         audience: str,
         key: DPoPKey,
         clock: Clock,
+        on_rejected: Callable[[AccessToken], None] | None = None,
     ) -> None:
         """Keep the token and the key that presents it."""
         self.value = value
@@ -84,6 +83,8 @@ class AccessToken:
         self._clock = clock
         self._nonces: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._on_rejected = on_rejected
+        self._rejected = False
 
     def __repr__(self) -> str:
         """Show the lease and scope, never the token."""
@@ -96,6 +97,26 @@ class AccessToken:
     def actions(self) -> frozenset[str]:
         """The granted actions."""
         return frozenset(self.scope.split())
+
+    @property
+    def rejected(self) -> bool:
+        """Whether a resource answered ``invalid_token`` for this token."""
+        return self._rejected
+
+    def reject(self) -> None:
+        """
+        Mark the token refused by its resource, and drop it from its task's cache.
+
+        RFC 6750 §3.1: ``invalid_token`` means the token is "expired, revoked,
+        malformed, or invalid for other reasons"; presenting it again cannot
+        succeed, so the task must ask the broker, whose answer (a new token, or
+        why not) is what the agent needs to see.
+        """
+        with self._lock:
+            first = not self._rejected
+            self._rejected = True
+        if first and self._on_rejected is not None:
+            self._on_rejected(self)
 
     def headers(self, method: str, url: str) -> dict[str, str]:
         """
@@ -112,7 +133,7 @@ class AccessToken:
             InvalidRequestError: the URL is not at the token's target, so the
                 token would be disclosed to another server.
         """
-        if not _within(url, self.audience):
+        if not within(url, self.audience):
             raise InvalidRequestError("url is outside the token's target")
         token = self.value.reveal()
         with self._lock:
@@ -147,9 +168,10 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-def _is_nonce_challenge(response: httpx.Response) -> bool:
-    challenge = response.headers.get("www-authenticate", "")
-    return response.status_code == _UNAUTHORIZED and "use_dpop_nonce" in challenge
+def _refusal_code(status: int, challenge: str | None) -> str | None:
+    if status != _UNAUTHORIZED:
+        return None
+    return read_challenge(challenge).error
 
 
 class DPoPAuth(httpx.Auth):
@@ -157,7 +179,8 @@ class DPoPAuth(httpx.Auth):
     Sign every request with an access token and a fresh DPoP proof.
 
     A ``use_dpop_nonce`` challenge from the resource server is answered by
-    retrying once with its nonce (RFC 9449 §9).
+    retrying once with its nonce (RFC 9449 §9); an ``invalid_token`` answer
+    rejects the token (see :meth:`AccessToken.reject`).
 
     Args:
         token: the access token.
@@ -182,8 +205,16 @@ class DPoPAuth(httpx.Auth):
         response = yield request
         # RFC 9449 §9: a server may send a new nonce with any response.
         nonce = response.headers.get("dpop-nonce")
+        code = _refusal_code(
+            response.status_code, response.headers.get("www-authenticate")
+        )
         if nonce:
             self._token.remember_nonce(url, nonce)
-            if _is_nonce_challenge(response):
+            if code == "use_dpop_nonce":
                 request.headers.update(self._token.headers(request.method, url))
-                yield request
+                response = yield request
+                code = _refusal_code(
+                    response.status_code, response.headers.get("www-authenticate")
+                )
+        if code == "invalid_token":
+            self._token.reject()

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import jwt
 
+from gatepass.clock import Clock
 from gatepass.errors import (
     ConflictError,
     GatepassError,
@@ -159,12 +161,46 @@ class Task:
         now = self._session.clock.now()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and now < cached.expires_at - REFRESH_MARGIN:
+            if (
+                cached is not None
+                and not cached.rejected
+                and now < cached.expires_at - REFRESH_MARGIN
+            ):
                 return cached
         issued = self._request_access_token(target, wanted)
         with self._lock:
             self._cache[key] = issued
         return issued
+
+    def forget(self, token: AccessToken) -> None:
+        """
+        Drop an access token from the cache, so the next request asks the broker.
+
+        :class:`~gatepass.sdk.DPoPAuth` calls this (through
+        :meth:`AccessToken.reject`) when a resource answers ``invalid_token``.
+
+        Args:
+            token: a token this task issued.
+        """
+        with self._lock:
+            for key, cached in list(self._cache.items()):
+                if cached is token:
+                    del self._cache[key]
+
+    @property
+    def issuer(self) -> str:
+        """The broker's issuer URL, which resource servers must name."""
+        return self._session.metadata().issuer
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of the broker session."""
+        return self._session.clock
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client of the broker session, for discovery requests."""
+        return self._session.http
 
     def _live_token(self) -> str:
         token = self._token
@@ -203,6 +239,7 @@ class Task:
             audience=_audience_of(token, target),
             key=self._key,
             clock=self._session.clock,
+            on_rejected=self.forget,
         )
 
     def credential(

@@ -13,8 +13,9 @@ the broker's own endpoints that take a task token. The challenge follows RFC 944
 
 ``algs`` is always every algorithm DPoP proofs may use
 (:data:`gatepass.tokens.DPOP_ALGORITHMS`), so a client learns the real list from
-any of the three. ``resource_metadata`` (RFC 9728 §5.1) is accepted for the
-resource servers that publish protected-resource metadata.
+any of the three. ``resource_metadata`` (RFC 9728 §5.1) names the URL of the
+resource's protected-resource metadata, which the
+:class:`~gatepass.verify.GatepassMiddleware` always publishes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 
 from gatepass.errors import (
+    AccessDeniedError,
     DPoPNonceRequiredError,
     DPoPProofError,
     GatepassError,
@@ -72,7 +74,7 @@ def www_authenticate(
             :class:`~gatepass.errors.TokenMissingError`) when the request sent no
             credentials, which RFC 6750 §3.1 answers without an error code.
         scope: the action the request needs, named with ``insufficient_scope``
-            (RFC 6750 §3).
+            (RFC 6750 §3); the error's own ``scope`` when omitted.
         resource_metadata: the URL of the resource server's protected-resource
             metadata (RFC 9728 §5.1).
 
@@ -80,6 +82,8 @@ def www_authenticate(
         The challenge, ASCII only, every value a quoted-string.
     """
     parts: list[str] = []
+    if scope is None and isinstance(error, InsufficientScopeError):
+        scope = error.scope
     if error is not None and not isinstance(error, TokenMissingError):
         parts.append(f"error={_quoted(error.code)}")
         parts.append(f"error_description={_quoted(error.detail)}")
@@ -127,11 +131,12 @@ def refusal_status(error: GatepassError) -> int:
         error: why the request was refused.
 
     Returns:
-        ``403`` for ``insufficient_scope``, ``401`` for a bad token or proof (RFC
-        9449 §7.1 makes a bad proof, and a nonce demand, a challenge at a resource
+        ``403`` for ``insufficient_scope`` and any other access denial (a valid
+        token that may not do this), ``401`` for a bad token or proof (RFC 9449
+        §7.1 makes a bad proof, and a nonce demand, a challenge at a resource
         server), ``400`` for anything else wrong with the request.
     """
-    if isinstance(error, InsufficientScopeError):
+    if isinstance(error, AccessDeniedError):
         return 403
     if isinstance(error, TokenError | DPoPProofError):
         return 401

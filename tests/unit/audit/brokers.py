@@ -15,10 +15,11 @@ import shutil
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner, Result
 
@@ -221,7 +222,9 @@ def audit_cli(broker: Broker, *args: str) -> Result:
         from starlette.testclient import TestClient  # noqa: PLC0415
 
     with TestClient(create_app(broker.runtime, background_jobs=False)) as http:
-        connector = Connector(open_http=lambda _address: http, owns_http=False)
+        # With httpx2 installed (the mcp extra) the TestClient is an httpx2.Client.
+        client = cast("httpx.Client", http)
+        connector = Connector(open_http=lambda _address: client, owns_http=False)
         admin = (broker.state / "admin.token").read_text().strip()
         environment = {
             "GATEPASS_TOKEN": admin,

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -216,7 +216,9 @@ class Cli:
             **(env or {}),
         }
         connector = Connector(
-            open_http=lambda _address: http or self.broker.http,
+            # With httpx2 installed (the mcp extra brings it) Starlette's
+            # TestClient is an httpx2.Client: the same API, another class.
+            open_http=lambda _address: cast("httpx.Client", http or self.broker.http),
             owns_http=False,
             wait=wait or _never_wait,
         )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gatepass.clock import FrozenClock
-from gatepass.errors import TokenError
+from gatepass.errors import InsufficientScopeError, TokenError
 from gatepass.tokens import (
     DPOP_ALGORITHMS,
     DPoPVerifier,
@@ -19,7 +19,13 @@ from gatepass.tokens import (
     MemoryReplayCache,
     NonceService,
 )
-from gatepass.verify import GatepassMiddleware, ResourceVerifier, verified_access
+from gatepass.verify import (
+    GatepassMiddleware,
+    ResourceVerifier,
+    RevocationFeed,
+    require_scope,
+    verified_access,
+)
 from gatepass.verify.middleware import Receive, Scope, Send
 
 from .conftest import (
@@ -364,8 +370,11 @@ class TestChallenges:
         """RFC 6750 §3.1: an empty Authorization header presents no credentials."""
         response = call(middleware, "GET", URL, [("Authorization", value)])
         assert response.status_code == 401
-        assert set(params_of(response)) == {"algs"}
-        assert set(params_of(response)["algs"].split(" ")) == DPOP_ALGORITHMS
+        params = params_of(response)
+        # No error code; what the request needs and where the metadata is.
+        assert set(params) == {"algs", "scope", "resource_metadata"}
+        assert params["scope"] == "read"
+        assert set(params["algs"].split(" ")) == DPOP_ALGORITHMS
 
     def test_issue8_nonce_demand_is_a_401_with_the_nonce(
         self,
@@ -380,3 +389,237 @@ class TestChallenges:
         assert response.status_code == 401
         assert params_of(response)["error"] == "use_dpop_nonce"
         assert nonces.is_valid(response.headers["dpop-nonce"])
+
+
+METADATA_URL = "https://api.example/.well-known/oauth-protected-resource"
+
+
+class TestProtectedResourceMetadata:
+    """RFC 9728: the middleware publishes the resource's metadata."""
+
+    def test_metadata_is_served_without_a_token(
+        self, middleware: GatepassMiddleware
+    ) -> None:
+        """GET on the well-known path answers the document, publicly."""
+        response = call(middleware, "GET", METADATA_URL)
+        assert response.status_code == 200
+        document = response.json()
+        assert document["resource"] == AUDIENCE
+        assert document["authorization_servers"] == [ISSUER]
+        assert document["dpop_bound_access_tokens_required"] is True
+        assert response.headers["access-control-allow-origin"] == "*"
+
+    def test_head_has_no_body_and_post_is_not_allowed(
+        self, middleware: GatepassMiddleware
+    ) -> None:
+        """HEAD answers the headers only; other methods get 405 with Allow."""
+        head = call(middleware, "HEAD", METADATA_URL)
+        assert head.status_code == 200
+        assert head.content == b""
+        post = call(middleware, "POST", METADATA_URL)
+        assert post.status_code == 405
+        assert post.headers["allow"] == "GET, HEAD"
+
+    def test_every_challenge_names_the_metadata(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """401s and 403s carry resource_metadata (RFC 9728 §5.1)."""
+        missing = call(middleware, "GET", URL)
+        headers = present(make_token(scope="read"), method="POST")
+        short = call_presenting(middleware, headers, method="POST")
+        assert short.status_code == 403
+        for response in (missing, short):
+            assert params_of(response)["resource_metadata"] == METADATA_URL
+        assert params_of(short)["scope"] == "write"
+
+    def test_metadata_can_be_left_to_the_application(
+        self, verifier: ResourceVerifier
+    ) -> None:
+        """With serve_metadata=False the well-known path needs a token too."""
+        quiet = GatepassMiddleware(echo_app, verifier, serve_metadata=False)
+        assert call(quiet, "GET", METADATA_URL).status_code == 401
+
+
+async def scope_checking_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """A handler that checks its own scope, as a FastAPI route would."""
+    require_scope(verified_access(scope), "admin")
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def late_refusing_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """A handler that starts its answer and only then raises."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    require_scope(verified_access(scope), "admin")
+
+
+class TestHandlerScopes:
+    """A handler that raises insufficient_scope gets the step-up challenge."""
+
+    def test_handler_refusal_becomes_a_403_challenge(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """require_scope in a handler answers 403 with scope="admin"."""
+        app = GatepassMiddleware(scope_checking_app, verifier)
+        response = call_presenting(app, present(make_token(scope="read")))
+        assert response.status_code == 403
+        assert params_of(response)["error"] == "insufficient_scope"
+        assert params_of(response)["scope"] == "admin"
+
+    def test_refusal_after_the_answer_started_propagates(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Once the handler has begun answering, its error is not swallowed."""
+        app = GatepassMiddleware(late_refusing_app, verifier)
+        with pytest.raises(InsufficientScopeError):
+            call_presenting(app, present(make_token(scope="read")))
+
+
+class RecordingVerifier(ResourceVerifier):
+    """A verifier that records when the middleware starts and stops it."""
+
+    events: list[str]
+
+    async def start(self) -> None:
+        """Record the start."""
+        self.events.append("start")
+
+    async def aclose(self) -> None:
+        """Record the stop."""
+        self.events.append("stop")
+
+
+class TestLifespan:
+    """The revocation stream starts and stops with the application."""
+
+    def test_lifespan_starts_and_stops_the_verifier(
+        self, ring: KeyRing, clock: FrozenClock
+    ) -> None:
+        """lifespan.startup starts the verifier once; shutdown stops it."""
+        verifier = RecordingVerifier(
+            issuer=ISSUER, audience=AUDIENCE, key_source=ring, clock=clock
+        )
+        verifier.events = []
+        middleware = GatepassMiddleware(echo_app, verifier)
+        messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+        async def app_reading_lifespan(
+            scope: Scope, receive: Receive, send: Send
+        ) -> None:
+            if scope["type"] == "lifespan":
+                await receive()
+                await receive()
+
+        middleware.app = app_reading_lifespan
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: Any) -> None:
+            return None
+
+        anyio.run(middleware, {"type": "lifespan"}, receive, send)
+        # A request after start does not start it again.
+        call(middleware, "GET", URL)
+        assert verifier.events == ["start", "stop"]
+
+    def test_first_request_starts_the_verifier_without_lifespan(
+        self, ring: KeyRing, clock: FrozenClock
+    ) -> None:
+        """A server that runs no lifespan still gets the stream followed."""
+        verifier = RecordingVerifier(
+            issuer=ISSUER, audience=AUDIENCE, key_source=ring, clock=clock
+        )
+        verifier.events = []
+        middleware = GatepassMiddleware(echo_app, verifier)
+        call(middleware, "GET", URL)
+        call(middleware, "GET", URL)
+        assert verifier.events == ["start"]
+
+
+class TestStreamsAreCut:
+    """Revocation cuts live sessions: a streaming answer ends with its token."""
+
+    @staticmethod
+    def _streaming_app(before_waiting: Any) -> Any:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: 1\n\n",
+                    "more_body": True,
+                }
+            )
+            before_waiting(scope)
+            await anyio.Event().wait()  # a stream that would never end by itself
+
+        return app
+
+    def test_revoked_token_ends_the_stream(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The broker revokes the token mid-stream: the answer ends there."""
+        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        feed._set_healthy(healthy=True)
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            revocations=feed,
+        )
+        app = self._streaming_app(lambda scope: feed.revoke(verified_access(scope).jti))
+        middleware = GatepassMiddleware(app, verifier)
+        response = call_presenting(middleware, present(make_token()))
+        assert response.status_code == 200
+        assert response.content == b"data: 1\n\n"
+
+    def test_expired_token_ends_the_stream(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Without a revocation feed, a stream still ends when its token expires."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER, audience=AUDIENCE, key_source=ring, clock=clock
+        )
+        middleware = GatepassMiddleware(
+            self._streaming_app(lambda _scope: None), verifier
+        )
+        # exp is now: still accepted (30 s of leeway), and due at once.
+        token = make_token(exp=int(clock.now().timestamp()))
+        response = call_presenting(middleware, present(token))
+        assert response.content == b"data: 1\n\n"
+
+    def test_plain_answers_are_not_watched(
+        self,
+        middleware: GatepassMiddleware,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A JSON answer is passed as it is, with no watcher left behind."""
+        response = call_presenting(middleware, present(make_token()))
+        assert response.status_code == 200
+        assert response.json()["agent"] == "agt_demo"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from gatepass.clock import FrozenClock
@@ -15,7 +17,13 @@ from gatepass.errors import (
     TokenSignatureError,
 )
 from gatepass.tokens import DPoPKey, KeyRing
-from gatepass.verify import ResourceVerifier, require_scope
+from gatepass.verify import (
+    Introspector,
+    ResourceVerifier,
+    RevocationFeed,
+    actor_chain,
+    require_scope,
+)
 
 from .conftest import AUDIENCE, ISSUER, URL, FakeBroker, PresentFactory, TokenFactory
 
@@ -390,3 +398,272 @@ class TestRequireScope:
         require_scope(verified, "read")
         with pytest.raises(InsufficientScopeError, match="write"):
             require_scope(verified, "write")
+
+
+class TestPublicURL:
+    """Where the htu a proof must name comes from."""
+
+    def test_issue12_audience_with_a_path_is_not_doubled(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Audience http://host/mcp and request path /mcp check htu http://host/mcp."""
+        audience = "http://127.0.0.1:8705/mcp"
+        verifier = ResourceVerifier(
+            issuer=ISSUER, audience=audience, key_source=ring, clock=clock
+        )
+        assert verifier.public_url == "http://127.0.0.1:8705"
+        assert verifier.url_for("/mcp") == audience
+        token = make_token(aud=audience)
+        headers = present(token, method="POST", url=audience)
+        url = verifier.url_for("/mcp")
+        verified = verifier.verify("POST", url, headers.authorization, headers.dpop)
+        assert verified.audience == audience
+
+
+class TestRevocationFeedChecks:
+    """Revocation learned from the push stream, with introspection as fallback."""
+
+    @staticmethod
+    def _feed(clock: FrozenClock, *, healthy: bool) -> RevocationFeed:
+        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        feed._set_healthy(healthy=healthy)
+        return feed
+
+    def _verifier(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        feed: RevocationFeed,
+        introspector: Introspector | None = None,
+    ) -> ResourceVerifier:
+        return ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            revocations=feed,
+            introspection=introspector,
+        )
+
+    def test_pushed_revocation_is_refused(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A jti the stream named is refused while the stream is up."""
+        feed = self._feed(clock, healthy=True)
+        verifier = self._verifier(ring, clock, feed)
+        feed.revoke("lease-handle-1")
+        headers = present(make_token())
+        with pytest.raises(TokenRevokedError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_healthy_stream_asks_nobody(
+        self,
+        *,
+        ring: KeyRing,
+        clock: FrozenClock,
+        broker: FakeBroker,
+        introspector: Introspector,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """With the stream up, no request reaches the introspection endpoint."""
+        verifier = self._verifier(
+            ring, clock, self._feed(clock, healthy=True), introspector
+        )
+        for _ in range(3):
+            headers = present(make_token())
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert broker.requests == []
+
+    def test_stream_down_falls_back_to_introspection(
+        self,
+        *,
+        ring: KeyRing,
+        clock: FrozenClock,
+        broker: FakeBroker,
+        introspector: Introspector,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """While the stream is down the broker is asked, and its answer holds."""
+        verifier = self._verifier(
+            ring, clock, self._feed(clock, healthy=False), introspector
+        )
+        token = make_token()
+        broker.revoked.add(token)
+        headers = present(token)
+        with pytest.raises(TokenRevokedError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert len(broker.requests) == 1
+
+    def test_stream_down_without_fallback_fails_closed(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """No stream and no introspection: nothing can vouch, so refuse."""
+        verifier = self._verifier(ring, clock, self._feed(clock, healthy=False))
+        headers = present(make_token())
+        with pytest.raises(TokenError, match="revocation status unavailable"):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_for_broker_wires_the_stream_and_introspection(self) -> None:
+        """for_broker follows {issuer}/v1/revocations/stream, asks /introspect."""
+        verifier = ResourceVerifier.for_broker(
+            "http://127.0.0.1:9", "http://127.0.0.1:8402/mcp", api_token="t"
+        )
+        try:
+            assert verifier.revocations is not None
+            assert "v1/revocations/stream" in repr(verifier.revocations)
+            assert verifier.metadata.authorization_servers == ("http://127.0.0.1:9",)
+        finally:
+            verifier.close()
+
+
+class TestVerifiedAccess:
+    """What a verified token tells the application."""
+
+    def test_actor_chain_and_task_context(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Nested act claims become the actor chain, newest actor first."""
+        token = make_token(
+            act={"sub": "agt_child", "act": {"sub": "agt_parent"}},
+            tenant="acme",
+            env="dev",
+        )
+        headers = present(token)
+        verified = verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert verified.actors == ("agt_child", "agt_parent")
+        assert verified.tenant == "acme"
+        assert verified.environment == "dev"
+
+    def test_malformed_act_ends_the_chain(self) -> None:
+        """An act without a string sub ends the chain there."""
+        assert actor_chain({"act": {"sub": "a", "act": {"sub": 3}}}) == ("a",)
+        assert actor_chain({"act": "x"}) == ()
+        deep: dict[str, object] = {"sub": "end"}
+        for index in range(40):
+            deep = {"sub": f"agt_{index}", "act": deep}
+        assert len(actor_chain({"act": deep})) == 16
+
+
+class TestVerifiedTokenCache:
+    """A token verified once is remembered by hash until it expires."""
+
+    def test_cached_token_still_needs_a_fresh_proof(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The second request with the same token checks its own proof."""
+        token = make_token()
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        with pytest.raises(DPoPProofError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_expired_cached_token_is_refused(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        clock: FrozenClock,
+    ) -> None:
+        """Past its exp (and the leeway) a remembered token is verified again."""
+        token = make_token()
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        clock.advance(dt.timedelta(minutes=10))
+        headers = present(token)
+        with pytest.raises(TokenExpiredError):
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+
+    def test_needs_io_only_before_the_first_verification(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Without a revocation source, a known token verifies with no I/O."""
+        token = make_token()
+        assert verifier.needs_io(token)
+        headers = present(token)
+        verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert not verifier.needs_io(token)
+        assert verifier.needs_io(make_token(jti="other"))
+
+    def test_needs_io_follows_the_revocation_source(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        introspector: Introspector,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """Introspection may block; a healthy stream does not; a down one may."""
+        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        token = make_token()
+        for revocations, expected in ((None, True), (feed, True)):
+            checked = ResourceVerifier(
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                key_source=ring,
+                clock=clock,
+                introspection=introspector,
+                revocations=revocations,
+            )
+            headers = present(token)
+            checked.verify("GET", URL, headers.authorization, headers.dpop)
+            assert checked.needs_io(token) is expected
+        feed._set_healthy(healthy=True)
+        assert not checked.needs_io(token)
+
+    def test_cache_can_be_turned_off(
+        self, ring: KeyRing, clock: FrozenClock, make_token: TokenFactory
+    ) -> None:
+        """max_cached_tokens=0 verifies every token in full, always off the loop."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            max_cached_tokens=0,
+        )
+        assert verifier.needs_io(make_token())
+
+    def test_cache_is_bounded(
+        self,
+        ring: KeyRing,
+        clock: FrozenClock,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """The oldest remembered token is forgotten first."""
+        verifier = ResourceVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            key_source=ring,
+            clock=clock,
+            max_cached_tokens=2,
+        )
+        tokens = [make_token(jti=f"j{index}") for index in range(3)]
+        for token in tokens:
+            headers = present(token)
+            verifier.verify("GET", URL, headers.authorization, headers.dpop)
+        assert verifier.needs_io(tokens[0])
+        assert not verifier.needs_io(tokens[2])
