@@ -4,21 +4,21 @@ TLS with client certificates, for certificate-bound tokens (RFC 8705).
 uvicorn terminates TLS but does not tell the application which client certificate
 the connection presented. :func:`tls_protocol` returns its httptools protocol with
 the ASGI TLS extension added (``scope["extensions"]["tls"]["client_cert_chain"]``,
-the leaf certificate in PEM), and :func:`client_certificate_thumbprint` reads it
-back as the RFC 8705 thumbprint. :func:`uvicorn_tls_options` is the one place the
-broker's ``[server.tls]`` settings become uvicorn's.
+the leaf certificate in PEM), and ``gatepass.verify``'s
+:func:`client_certificate_thumbprint` reads it back as the RFC 8705 thumbprint.
+:func:`uvicorn_tls_options` is the one place the broker's ``[server.tls]`` settings
+become uvicorn's.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gatepass.config import Settings
-from gatepass.tokens import certificate_thumbprint
+from gatepass.verify.mtls import client_certificate_thumbprint
 
 __all__ = [
     "TLSHttpProtocol",
@@ -51,20 +51,6 @@ class TLSHttpProtocol(HttpToolsProtocol):
         if self._client_cert is not None:
             extensions = self.scope.setdefault("extensions", {})
             extensions["tls"] = {"client_cert_chain": [self._client_cert]}
-
-
-def client_certificate_thumbprint(scope: Mapping[str, Any]) -> str | None:
-    """
-    Return the RFC 8705 thumbprint of the request's client certificate, if any.
-
-    The certificate was verified by the TLS handshake against
-    ``[server.tls] client_ca_file``; nothing else sets this extension.
-    """
-    tls = scope.get("extensions", {}).get("tls", {})
-    chain = tls.get("client_cert_chain") if isinstance(tls, Mapping) else None
-    if not chain:
-        return None
-    return certificate_thumbprint(ssl.PEM_cert_to_DER_cert(chain[0]))
 
 
 def uvicorn_tls_options(settings: Settings) -> dict[str, Any]:

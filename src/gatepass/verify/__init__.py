@@ -48,6 +48,7 @@ from gatepass.verify.middleware import (
     send_refusal,
     verified_access,
 )
+from gatepass.verify.mtls import client_certificate_thumbprint
 from gatepass.verify.revocations import RevocationFeed
 from gatepass.verify.verifier import ACCESS_TOKEN_TYP, ResourceVerifier
 
@@ -70,6 +71,7 @@ __all__ = [
     "VerifiedAccess",
     "actor_chain",
     "challenge_headers",
+    "client_certificate_thumbprint",
     "dpop_access_token",
     "error_body",
     "header_values",

@@ -54,10 +54,14 @@ class PresentedCredentials:
         token: the access token, a b64token taken from ``Authorization: DPoP``.
         proof: the one ``DPoP`` header, None when the request sent none (the
             verifier refuses that).
+        certificate: the RFC 8705 thumbprint of the connection's client
+            certificate, when the server terminates mutual TLS; a
+            certificate-bound token needs the same one.
     """
 
     token: str = field(repr=False)
     proof: str | None = field(repr=False)
+    certificate: str | None = None
 
 
 def header_values(headers: Iterable[Header], name: bytes) -> list[str]:
@@ -122,12 +126,16 @@ def dpop_access_token(authorization: str | None) -> str:
     return token
 
 
-def presented_credentials(headers: Iterable[Header]) -> PresentedCredentials:
+def presented_credentials(
+    headers: Iterable[Header], *, certificate: str | None = None
+) -> PresentedCredentials:
     """
     Read the one access token and the one DPoP proof of a request.
 
     Args:
         headers: the request's ASGI headers (names are matched case-insensitively).
+        certificate: the connection's client certificate thumbprint, if any
+            (:func:`~gatepass.verify.mtls.client_certificate_thumbprint`).
 
     Returns:
         The token and the proof, for the verifier.
@@ -147,4 +155,6 @@ def presented_credentials(headers: Iterable[Header]) -> PresentedCredentials:
         # RFC 6750 §3.1: a request that repeats a parameter is invalid_request.
         raise InvalidRequestError("more than one authorization header")
     proof = single_dpop_proof(proofs)
-    return PresentedCredentials(token=dpop_access_token(authorization[0]), proof=proof)
+    return PresentedCredentials(
+        token=dpop_access_token(authorization[0]), proof=proof, certificate=certificate
+    )

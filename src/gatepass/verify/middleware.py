@@ -33,6 +33,7 @@ from gatepass.errors import GatepassError, InsufficientScopeError, TokenError
 from gatepass.verify.access import VerifiedAccess, require_scope
 from gatepass.verify.challenges import challenge_headers, error_body, refusal_status
 from gatepass.verify.headers import presented_credentials
+from gatepass.verify.mtls import client_certificate_thumbprint
 from gatepass.verify.verifier import ResourceVerifier
 
 __all__ = [
@@ -233,7 +234,10 @@ class GatepassMiddleware:
         Raises:
             GatepassError: the token, proof or revocation check failed.
         """
-        presented = presented_credentials(scope.get("headers", ()))
+        presented = presented_credentials(
+            scope.get("headers", ()),
+            certificate=client_certificate_thumbprint(scope),
+        )
         url = self._url_for(_request_path(scope))
         method = str(scope["method"])
         if not self.verifier.needs_io(presented.token):

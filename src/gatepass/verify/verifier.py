@@ -31,6 +31,7 @@ from gatepass.tokens import (
     JWTVerifier,
     KeySource,
     MemoryReplayCache,
+    check_certificate_binding,
     normalize_htu,
 )
 from gatepass.verify.access import VerifiedAccess, actor_chain
@@ -293,6 +294,9 @@ class ResourceVerifier:
                 stream, or answered by introspection).
             DPoPProofError: the proof is missing, replayed, for another request or
                 signed by another key.
+
+        A token bound to a client certificate (``cnf.x5t#S256``) is refused with
+        ``invalid_token`` unless ``presented.certificate`` is that certificate.
         """
         token = presented.token
         claims, raw = self._verified_claims(token)
@@ -303,6 +307,8 @@ class ResourceVerifier:
             access_token=token,
             expected_jkt=claims.jkt,
         )
+        # RFC 8705 §3: a certificate-bound token only over that certificate.
+        check_certificate_binding(claims.x5t, presented.certificate)
         self.check_revocation(token, claims.jti)
         return VerifiedAccess(
             agent_id=claims.agent_id,

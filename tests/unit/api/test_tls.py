@@ -5,13 +5,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from gatepass.api.tls import (
-    TLSHttpProtocol,
-    client_certificate_thumbprint,
-    uvicorn_tls_options,
-)
+from gatepass.api.tls import TLSHttpProtocol, uvicorn_tls_options
 from gatepass.config import Settings
 from gatepass.tokens import certificate_thumbprint
+from gatepass.verify import client_certificate_thumbprint
 
 
 def _settings(tmp_path: Path, **tls: str) -> Settings:

@@ -19,6 +19,7 @@ from gatepass.errors import (
 from gatepass.tokens import DPoPKey, KeyRing
 from gatepass.verify import (
     Introspector,
+    PresentedCredentials,
     ResourceVerifier,
     RevocationFeed,
     actor_chain,
@@ -667,3 +668,47 @@ class TestVerifiedTokenCache:
             verifier.verify("GET", URL, headers.authorization, headers.dpop)
         assert verifier.needs_io(tokens[0])
         assert not verifier.needs_io(tokens[2])
+
+
+class TestCertificateBinding:
+    """RFC 8705 §3: a cnf.x5t#S256 token only over the certificate it names."""
+
+    @pytest.mark.parametrize(
+        ("connection", "accepted"),
+        [("thumb-a", True), ("thumb-b", False), (None, False)],
+    )
+    def test_issue11_bound_token_needs_its_certificate(
+        self,
+        *,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+        dpop_key: DPoPKey,
+        connection: str | None,
+        accepted: bool,
+    ) -> None:
+        """The same certificate passes; another or none is invalid_token."""
+        token = make_token(cnf={"jkt": dpop_key.jkt, "x5t#S256": "thumb-a"})
+        headers = present(token)
+        presented = PresentedCredentials(
+            token=token, proof=headers.dpop, certificate=connection
+        )
+        if accepted:
+            assert verifier.verify_presented("GET", URL, presented).jti
+        else:
+            with pytest.raises(TokenError, match="client certificate"):
+                verifier.verify_presented("GET", URL, presented)
+
+    def test_issue11_unbound_token_ignores_the_connection(
+        self,
+        verifier: ResourceVerifier,
+        make_token: TokenFactory,
+        present: PresentFactory,
+    ) -> None:
+        """A DPoP-only token passes with or without a client certificate."""
+        token = make_token()
+        headers = present(token)
+        presented = PresentedCredentials(
+            token=token, proof=headers.dpop, certificate="thumb-a"
+        )
+        assert verifier.verify_presented("GET", URL, presented).jti
