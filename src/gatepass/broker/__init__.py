@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gatepass.broker.audit_log import ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
-from gatepass.broker.callers import ADMIN_ONLY, Caller
+from gatepass.broker.callers import Caller, Permission, permissions_of
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facade import Broker, Runtime
@@ -25,15 +25,17 @@ from gatepass.broker.requests import (
     CredentialRequest,
     Introspection,
     OpenTaskRequest,
+    OperatorRegistration,
     RevocationRequest,
+    ServiceTokenRequest,
     TaskDetails,
     TokenResponse,
 )
+from gatepass.broker.service_tokens import IssuedToken
 from gatepass.broker.task_access import PresentedTaskToken
 from gatepass.broker.trail import Attempt
 
 __all__ = [
-    "ADMIN_ONLY",
     "AccessTokenRequest",
     "AgentRegistration",
     "Attempt",
@@ -42,18 +44,23 @@ __all__ = [
     "Caller",
     "CredentialRequest",
     "Introspection",
+    "IssuedToken",
     "LiveKeys",
     "OpenTaskRequest",
+    "OperatorRegistration",
+    "Permission",
     "PresentedTaskToken",
     "ProxyCall",
     "Readiness",
     "RevocationRequest",
     "Runtime",
+    "ServiceTokenRequest",
     "TargetCatalog",
     "TaskDetails",
     "TokenResponse",
     "build_runtime",
     "idempotency_key_from_headers",
+    "permissions_of",
     "run_jobs",
     "write_secret_file",
 ]

@@ -20,6 +20,7 @@ from gatepass.store import (
     idempotency,
     keys,
     leases,
+    operators,
     replay,
     tasks,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "idempotency",
     "keys",
     "leases",
+    "operators",
     "replay",
     "tasks",
 ]
