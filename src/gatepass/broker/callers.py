@@ -143,10 +143,11 @@ class Caller:
     def describe(self) -> str:
         """Return how refusals name the caller (``an approver``, ``a proxy token``)."""
         if self.operator is None:
-            return f"a {self.role.value} token"
-        roles = " and ".join(sorted(role.value for role in self.operator.roles))
-        article = "an" if roles[:1] in "aeiou" else "a"
-        return f"{article} {roles}"
+            named = f"{self.role.value} token"
+        else:
+            named = " and ".join(sorted(role.value for role in self.operator.roles))
+        article = "an" if named[:1] in "aeiou" else "a"
+        return f"{article} {named}"
 
 
 class Callers:

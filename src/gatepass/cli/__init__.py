@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import typer
 
-from gatepass.cli import agents, audit, keys, leases, policy, targets, tasks
+from gatepass.cli import (
+    agents,
+    audit,
+    keys,
+    leases,
+    operators,
+    policy,
+    targets,
+    tasks,
+    tokens,
+)
 from gatepass.cli.demo import demo
 from gatepass.cli.output import GatepassGroup
 from gatepass.cli.proxy import proxy
@@ -36,6 +46,9 @@ app.add_typer(targets.app, name="targets")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(operators.app, name="operators")
+app.add_typer(tokens.app, name="tokens")
+app.command("whoami")(operators.whoami)
 
 
 @app.callback()
