@@ -30,30 +30,21 @@ from pydantic import (
 
 from gatepass.api.forms import parse_scope
 from gatepass.audit import Outcome
-from gatepass.broker import (
-    AgentRegistration,
-    CredentialRequest,
-    OperatorRegistration,
-    ProxyCall,
-    ServiceTokenRequest,
-)
+from gatepass.broker import AgentRegistration, CredentialRequest, ProxyCall
 from gatepass.errors import InvalidRequestError
-from gatepass.models import AgentStatus, ApiRole, LeaseState, OperatorRole, TaskState
+from gatepass.models import AgentStatus, LeaseState, TaskState
 from gatepass.tokens import algorithm_for, load_public_jwk
 
 __all__ = [
     "AgentQuery",
     "AuditQuery",
     "LeaseQuery",
-    "OperatorQuery",
     "TaskQuery",
     "agent_registration",
     "close_reason",
     "credential_request",
-    "operator_registration",
-    "operator_token_description",
+    "name_list",
     "proxy_calls",
-    "service_token_request",
     "validated",
 ]
 
@@ -64,7 +55,6 @@ _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _MAX_PUBLIC_KEY = 16_384
 _MAX_PROXY_EVENTS = 500
 _MAX_OWNERS = 16
-_MAX_MEMBERSHIPS = 64
 
 
 class _Input(BaseModel):
@@ -160,14 +150,6 @@ class AgentQuery(_Query):
     ] = None
 
 
-class OperatorQuery(_Query):
-    """``GET /v1/admin/operators?status=``."""
-
-    status: Annotated[
-        AgentStatus | None, BeforeValidator(_member_of(AgentStatus, "status"))
-    ] = None
-
-
 class TaskQuery(_Query):
     """``GET /v1/tasks?state=&agent_id=&limit=``."""
 
@@ -201,10 +183,15 @@ class AuditQuery(_Query):
 # ----------------------------------------------------------------- bodies
 
 
-def _name_list(
+def name_list(
     value: object, field: str, *, maximum: int, wildcard: bool = False
 ) -> object:
-    """Check a list of distinct names (``*`` too, with ``wildcard``)."""
+    """
+    Check a list of at most ``maximum`` distinct names (``*`` too, with ``wildcard``).
+
+    A pydantic ``before`` validator's body: it raises ValueError, which
+    :func:`validated` turns into ``invalid_request`` naming ``field``.
+    """
     if not isinstance(value, list) or len(value) > maximum:
         raise ValueError(f"{field} must be a list of at most {maximum} names")
     for item in value:
@@ -251,7 +238,7 @@ class _AgentBody(_Input):
     @field_validator("owners", mode="before")
     @classmethod
     def _owners(cls, value: object) -> object:
-        return _name_list(value, "owners", maximum=_MAX_OWNERS)
+        return name_list(value, "owners", maximum=_MAX_OWNERS)
 
     @field_validator("public_key", mode="before")
     @classmethod
@@ -417,125 +404,3 @@ def proxy_calls(payload: object) -> list[ProxyCall]:
             )
         )
     return calls
-
-
-class _OperatorBody(_Input):
-    name: StrictStr
-    roles: list[OperatorRole]
-    groups: list[StrictStr] = Field(default_factory=list)
-    tenants: list[StrictStr] = Field(default_factory=list)
-    description: Annotated[StrictStr, Field(max_length=200)] = ""
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: object) -> object:
-        if not isinstance(value, str) or re.match(_NAME, value) is None:
-            raise ValueError("name must match [a-z0-9][a-z0-9._-]{0,63}")
-        return value
-
-    @field_validator("roles", mode="before")
-    @classmethod
-    def _roles(cls, value: object) -> object:
-        known = {role.value for role in OperatorRole}
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(role, str) and role in known for role in value)
-        ):
-            raise ValueError(
-                f"roles must be a non-empty list of {_choice(list(known))}"
-            )
-        return value
-
-    @field_validator("groups", mode="before")
-    @classmethod
-    def _groups(cls, value: object) -> object:
-        return _name_list(value, "groups", maximum=_MAX_MEMBERSHIPS)
-
-    @field_validator("tenants", mode="before")
-    @classmethod
-    def _tenants(cls, value: object) -> object:
-        return _name_list(value, "tenants", maximum=_MAX_MEMBERSHIPS, wildcard=True)
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: object) -> object:
-        return _description_text(value, required=False)
-
-
-def _description_text(value: object, *, required: bool) -> object:
-    """Check a description: text of at most 200 characters (at least 1 if required)."""
-    low = 1 if required else 0
-    if not isinstance(value, str) or not low <= len(value) <= 200:
-        raise ValueError(f"description must be a string of {low} to 200 characters")
-    return value
-
-
-def operator_registration(payload: object) -> OperatorRegistration:
-    """
-    Validate ``{"name", "roles", "groups"?, "tenants"?, "description"?}``.
-
-    Raises:
-        InvalidRequestError: a field is missing or malformed (the broker then
-            checks the rules across fields: an approver needs a group and a tenant).
-    """
-    body = validated(_OperatorBody, payload)
-    return OperatorRegistration(
-        name=body.name,
-        roles=frozenset(body.roles),
-        groups=frozenset(body.groups),
-        tenants=frozenset(body.tenants),
-        description=body.description,
-    )
-
-
-class _TokenBody(_Input):
-    description: StrictStr = ""
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: object) -> object:
-        return _description_text(value, required=False)
-
-
-def operator_token_description(payload: object) -> str:
-    """
-    Validate an operator token request, ``{"description"?}``.
-
-    Raises:
-        InvalidRequestError: the description is not text of at most 200 characters.
-    """
-    return validated(_TokenBody, payload).description
-
-
-_SERVICE_ROLES = frozenset(
-    {ApiRole.ADMIN.value, ApiRole.INTROSPECT.value, ApiRole.PROXY.value}
-)
-
-
-class _ServiceTokenBody(_Input):
-    role: StrictStr
-    description: StrictStr
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _role(cls, value: object) -> object:
-        if value not in _SERVICE_ROLES:
-            raise ValueError(f"role must be one of {_choice(list(_SERVICE_ROLES))}")
-        return value
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, value: object) -> object:
-        return _description_text(value, required=True)
-
-
-def service_token_request(payload: object) -> ServiceTokenRequest:
-    """
-    Validate ``{"role": "introspect" | "proxy" | "admin", "description"}``.
-
-    Raises:
-        InvalidRequestError: a field is missing or malformed.
-    """
-    body = validated(_ServiceTokenBody, payload)
-    return ServiceTokenRequest(role=ApiRole(body.role), description=body.description)

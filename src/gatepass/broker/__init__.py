@@ -19,6 +19,7 @@ from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.operators import check_registration
 from gatepass.broker.requests import (
     AccessTokenRequest,
     AgentRegistration,
@@ -59,6 +60,7 @@ __all__ = [
     "TaskDetails",
     "TokenResponse",
     "build_runtime",
+    "check_registration",
     "idempotency_key_from_headers",
     "permissions_of",
     "run_jobs",

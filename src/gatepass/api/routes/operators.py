@@ -16,12 +16,12 @@ from starlette.routing import Route
 
 from gatepass.api.bodies import read_body, read_json
 from gatepass.api.errors import NO_STORE
-from gatepass.api.inputs import (
+from gatepass.api.inputs import validated
+from gatepass.api.operator_inputs import (
     OperatorQuery,
     operator_registration,
     operator_token_description,
     service_token_request,
-    validated,
 )
 from gatepass.api.routes.access import authenticated
 from gatepass.api.shapes import api_token_json, operator_json
