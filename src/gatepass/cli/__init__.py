@@ -57,7 +57,8 @@ def _root() -> None:
     Short-lived, context-bound credentials for AI agents.
 
     Commands that talk to a broker use GATEPASS_ADDR (default
-    http://127.0.0.1:8400) and the admin token in GATEPASS_TOKEN. When
+    http://127.0.0.1:8400) and the API token in GATEPASS_TOKEN (an operator's
+    own token; `gatepass whoami` shows whose it is). When
     GATEPASS_TOKEN is unset, the token is read from .gatepass/admin.token, which
     the quickstart (`make run`) writes; GATEPASS_STATE_DIR changes that directory.
     The token is never printed.
