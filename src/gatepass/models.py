@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "AgentStatus",
     "ApiRole",
+    "ApiToken",
     "Approval",
     "ApprovalState",
     "Lease",
@@ -36,14 +37,17 @@ class ApiRole(enum.StrEnum):
     """
     What an API token may do.
 
-    ``admin``: everything. ``introspect``: RFC 7662 introspection (resource
+    ``admin``: administer and read everything (never approve: votes come from
+    named operators only). ``introspect``: RFC 7662 introspection (resource
     servers). ``proxy``: introspection, the revocation stream and submitting
-    proxied-call audit records (the credential-injecting proxy).
+    proxied-call audit records (the credential-injecting proxy). ``operator``: a
+    named operator's own token, which may do what the operator's roles allow.
     """
 
     ADMIN = "admin"
     INTROSPECT = "introspect"
     PROXY = "proxy"
+    OPERATOR = "operator"
 
 
 class AgentStatus(enum.StrEnum):
@@ -389,3 +393,27 @@ class Approval:
     ended_at: dt.datetime | None = None
     end_reason: str | None = None
     votes: tuple[Vote, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """
+    An API token as the broker knows it: never the token, never its hash.
+
+    Attributes:
+        id: the token id (``tok_…``), what audit records and revocation name.
+        role: what it may do (``operator``: what its operator's roles allow).
+        description: what it is for, as its creator wrote it.
+        created_at: when it was created.
+        operator_id: the operator it belongs to (role ``operator``), else None.
+        operator_name: that operator's name, for people reading a list.
+        revoked_at: when it was revoked; a revoked token authenticates nothing.
+    """
+
+    id: str
+    role: ApiRole
+    description: str
+    created_at: dt.datetime
+    operator_id: OperatorId | None = None
+    operator_name: str | None = None
+    revoked_at: dt.datetime | None = None

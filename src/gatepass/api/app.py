@@ -19,6 +19,7 @@ from gatepass.api.routes.admin import admin_routes
 from gatepass.api.routes.credentials import credential_routes
 from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
+from gatepass.api.routes.operators import operator_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.errors import GatepassError
@@ -168,6 +169,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             *credential_routes,
             *proxy_support_routes,
             *admin_routes,
+            *operator_routes,
             *health_routes,
         ],
         exception_handlers={

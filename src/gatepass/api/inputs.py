@@ -48,6 +48,7 @@ __all__ = [
     "agent_registration",
     "close_reason",
     "credential_request",
+    "name_list",
     "proxy_calls",
     "validated",
 ]
@@ -58,6 +59,7 @@ _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _MAX_PUBLIC_KEY = 16_384
 _MAX_PROXY_EVENTS = 500
+_MAX_OWNERS = 16
 
 
 class _Input(BaseModel):
@@ -186,11 +188,36 @@ class AuditQuery(_Query):
 # ----------------------------------------------------------------- bodies
 
 
+def name_list(
+    value: object, field: str, *, maximum: int, wildcard: bool = False
+) -> object:
+    """
+    Check a list of at most ``maximum`` distinct names (``*`` too, with ``wildcard``).
+
+    A pydantic ``before`` validator's body: it raises ValueError, which
+    :func:`validated` turns into ``invalid_request`` naming ``field``.
+    """
+    if not isinstance(value, list) or len(value) > maximum:
+        raise ValueError(f"{field} must be a list of at most {maximum} names")
+    for item in value:
+        if not isinstance(item, str) or not (
+            (wildcard and item == "*") or re.match(_NAME, item)
+        ):
+            also = " or *" if wildcard else ""
+            raise ValueError(
+                f"{field} must hold names matching [a-z0-9][a-z0-9._-]{{0,63}}{also}"
+            )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{field} must not repeat a name")
+    return value
+
+
 class _AgentBody(_Input):
     name: Annotated[StrictStr, Field(pattern=_NAME)]
     tenant: Annotated[StrictStr, Field(pattern=_NAME)]
     public_key: StrictStr | dict[str, Any]
     labels: dict[str, StrictStr] = Field(default_factory=dict)
+    owners: list[StrictStr] = Field(default_factory=list)
 
     @field_validator("name", "tenant", mode="before")
     @classmethod
@@ -212,6 +239,11 @@ class _AgentBody(_Input):
             if not isinstance(item, str) or len(item) > 256:
                 raise ValueError("label values must be strings of ≤ 256 chars")
         return value
+
+    @field_validator("owners", mode="before")
+    @classmethod
+    def _owners(cls, value: object) -> object:
+        return name_list(value, "owners", maximum=_MAX_OWNERS)
 
     @field_validator("public_key", mode="before")
     @classmethod
@@ -238,6 +270,7 @@ def agent_registration(payload: object) -> AgentRegistration:
         public_jwk=jwk,
         algorithm=algorithm_for(jwk),
         labels=dict(body.labels),
+        owners=tuple(body.owners),
     )
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from gatepass.models import Agent, Lease, Target, Task
+from gatepass.models import Agent, ApiToken, Lease, Operator, Target, Task
 
-__all__ = ["agent_json", "lease_json", "target_json", "task_json"]
+__all__ = [
+    "agent_json",
+    "api_token_json",
+    "lease_json",
+    "operator_json",
+    "target_json",
+    "task_json",
+]
 
 
 def _time(moment: dt.datetime | None) -> str | None:
@@ -27,6 +34,33 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "algorithm": agent.algorithm,
         "status": agent.status.value,
         "created_at": _time(agent.created_at),
+        "owners": list(agent.owners),
+    }
+
+
+def operator_json(operator: Operator) -> dict[str, Any]:
+    """Return an operator's shape (their tokens are listed apart, never shown)."""
+    return {
+        "id": operator.id,
+        "name": operator.name,
+        "roles": sorted(role.value for role in operator.roles),
+        "groups": sorted(operator.groups),
+        "tenants": sorted(operator.tenants),
+        "status": operator.status.value,
+        "created_at": _time(operator.created_at),
+    }
+
+
+def api_token_json(token: ApiToken) -> dict[str, Any]:
+    """Return an API token's shape: its id and facts, never the token or its hash."""
+    return {
+        "id": token.id,
+        "role": token.role.value,
+        "description": token.description,
+        "operator": token.operator_name,
+        "state": "active" if token.revoked_at is None else "revoked",
+        "created_at": _time(token.created_at),
+        "revoked_at": _time(token.revoked_at),
     }
 
 

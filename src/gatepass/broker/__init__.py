@@ -12,7 +12,7 @@ from __future__ import annotations
 from gatepass.broker.approval_votes import Viewer
 from gatepass.broker.audit_log import ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
-from gatepass.broker.callers import ADMIN_ONLY, Caller
+from gatepass.broker.callers import Caller, Permission, permissions_of
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facade import Broker, Runtime
@@ -20,6 +20,7 @@ from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.operators import check_registration
 from gatepass.broker.requests import (
     AcceptDelegationRequest,
     AccessTokenRequest,
@@ -28,15 +29,17 @@ from gatepass.broker.requests import (
     DelegationGrantRequest,
     Introspection,
     OpenTaskRequest,
+    OperatorRegistration,
     RevocationRequest,
+    ServiceTokenRequest,
     TaskDetails,
     TokenResponse,
 )
+from gatepass.broker.service_tokens import IssuedToken
 from gatepass.broker.task_access import PresentedTaskToken
 from gatepass.broker.trail import Attempt
 
 __all__ = [
-    "ADMIN_ONLY",
     "AcceptDelegationRequest",
     "AccessTokenRequest",
     "AgentRegistration",
@@ -47,19 +50,25 @@ __all__ = [
     "CredentialRequest",
     "DelegationGrantRequest",
     "Introspection",
+    "IssuedToken",
     "LiveKeys",
     "OpenTaskRequest",
+    "OperatorRegistration",
+    "Permission",
     "PresentedTaskToken",
     "ProxyCall",
     "Readiness",
     "RevocationRequest",
     "Runtime",
+    "ServiceTokenRequest",
     "TargetCatalog",
     "TaskDetails",
     "TokenResponse",
     "Viewer",
     "build_runtime",
+    "check_registration",
     "idempotency_key_from_headers",
+    "permissions_of",
     "run_jobs",
     "write_secret_file",
 ]

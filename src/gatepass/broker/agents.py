@@ -16,16 +16,32 @@ from gatepass.broker.context import BrokerContext
 from gatepass.broker.requests import AgentRegistration
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.trail import Attempt, AuditRecorder
-from gatepass.errors import ConflictError, GatepassError, NotFoundError
+from gatepass.errors import (
+    ConflictError,
+    GatepassError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from gatepass.ids import new_agent_id
 from gatepass.models import Agent, AgentStatus
 from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
 from gatepass.store import approvals as approval_rows
 from gatepass.store import leases as lease_rows
+from gatepass.store import operators as operator_rows
 from gatepass.store import tasks as task_rows
 
 __all__ = ["Agents"]
+
+
+def _check_owners(conn: Connection, owners: tuple[str, ...]) -> None:
+    # Checked in the registration's transaction: an owner disabled a moment
+    # before cannot slip in. Owners matter to approvals (@exclude_owners).
+    for name in owners:
+        operator = operator_rows.get_operator_by_name(conn, name)
+        if operator is None or operator.status is not AgentStatus.ACTIVE:
+            shown = name if len(name) <= 64 else f"{name[:64]}…"
+            raise InvalidRequestError(f"owner {shown!r} is not an active operator")
 
 
 class Agents:
@@ -48,6 +64,7 @@ class Agents:
 
         Raises:
             ConflictError: the name is taken (audited).
+            InvalidRequestError: an owner is not an active operator (audited).
         """
         context = self._context
         agent = Agent(
@@ -58,15 +75,17 @@ class Agents:
             public_jwk=registration.public_jwk,
             algorithm=registration.algorithm,
             created_at=context.clock.now(),
+            owners=registration.owners,
         )
+        data: dict[str, object] = {"name": agent.name, "tenant": agent.tenant}
+        if agent.owners:
+            data["owners"] = list(agent.owners)
         attempt = Attempt(
-            kind="agent.add",
-            actor=caller.actor,
-            subject=agent.id,
-            data={"name": agent.name, "tenant": agent.tenant},
+            kind="agent.add", actor=caller.actor, subject=agent.id, data=data
         )
 
         def insert(conn: Connection, audit: AuditRecorder) -> None:
+            _check_owners(conn, agent.owners)
             agent_rows.insert_agent(conn, agent)
             audit.record(conn, attempt, Outcome.OK)
 

@@ -22,11 +22,13 @@ from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.health import Health
 from gatepass.broker.keys import SigningKeys
 from gatepass.broker.notifications import Notifier
+from gatepass.broker.operators import Operators
 from gatepass.broker.policy_admin import PolicyAdmin
 from gatepass.broker.reads import Reads
 from gatepass.broker.renewal import RenewCredential
 from gatepass.broker.revocation_feed import RevocationFeed
 from gatepass.broker.revocations import RevocationWorker
+from gatepass.broker.service_tokens import ServiceTokens
 from gatepass.broker.sweep import Sweeper
 from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
@@ -56,7 +58,9 @@ class Broker:
         policy: the live policy set.
         keys: the signing keys.
         audit: the audit log.
-        callers: API-token authentication.
+        callers: API-token authentication and permissions.
+        operators: the named humans who administer, approve and audit.
+        api_tokens: service tokens and revoking any API token.
         feed: revoked access tokens, for streams.
         health: readiness and metrics.
         sweeper: the expiry sweep.
@@ -78,6 +82,8 @@ class Broker:
     keys: SigningKeys
     audit: AuditLog
     callers: Callers
+    operators: Operators
+    api_tokens: ServiceTokens
     feed: RevocationFeed
     health: Health
     sweeper: Sweeper
@@ -134,6 +140,8 @@ def assemble(
         keys=SigningKeys(context),
         audit=audit,
         callers=Callers(context),
+        operators=Operators(context),
+        api_tokens=ServiceTokens(context),
         feed=RevocationFeed(context),
         health=Health(context),
         sweeper=Sweeper(context, revocations),

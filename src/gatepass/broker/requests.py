@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from gatepass.models import ApiRole, OperatorRole
+
 __all__ = [
     "AcceptDelegationRequest",
     "AccessTokenRequest",
@@ -20,7 +22,9 @@ __all__ = [
     "DelegationGrantRequest",
     "Introspection",
     "OpenTaskRequest",
+    "OperatorRegistration",
     "RevocationRequest",
+    "ServiceTokenRequest",
     "TaskDetails",
     "TokenResponse",
 ]
@@ -201,6 +205,8 @@ class AgentRegistration:
         public_jwk: its public key, validated (never a private key).
         algorithm: the JWS algorithm pinned to that key.
         labels: free key/value labels policies read.
+        owners: names of the operators responsible for it; each must exist and
+            be active.
     """
 
     name: str
@@ -208,3 +214,40 @@ class AgentRegistration:
     public_jwk: dict[str, Any]
     algorithm: str
     labels: dict[str, str]
+    owners: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorRegistration:
+    """
+    ``POST /v1/admin/operators``: a named human to add.
+
+    Attributes:
+        name: a unique login-like name (``[a-z0-9][a-z0-9._-]{0,63}``).
+        roles: at least one of admin, approver, auditor.
+        groups: the approver groups they belong to (an approver needs one).
+        tenants: the tenants they may act on, or ``*`` for every tenant (an
+            approver needs one).
+        description: what their first token is for.
+    """
+
+    name: str
+    roles: frozenset[OperatorRole]
+    groups: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceTokenRequest:
+    """
+    ``POST /v1/admin/tokens``: a token for a resource server, a proxy or automation.
+
+    Attributes:
+        role: introspect, proxy or admin (never operator: those belong to an
+            operator and come from ``POST /v1/admin/operators/{name}/tokens``).
+        description: what it is for (1 to 200 characters).
+    """
+
+    role: ApiRole
+    description: str

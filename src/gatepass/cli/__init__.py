@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import typer
 
-from gatepass.cli import agents, audit, keys, leases, policy, targets, tasks
+from gatepass.cli import (
+    agents,
+    audit,
+    keys,
+    leases,
+    operators,
+    policy,
+    targets,
+    tasks,
+    tokens,
+)
 from gatepass.cli.demo import demo
 from gatepass.cli.output import GatepassGroup
 from gatepass.cli.proxy import proxy
@@ -36,6 +46,9 @@ app.add_typer(targets.app, name="targets")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(operators.app, name="operators")
+app.add_typer(tokens.app, name="tokens")
+app.command("whoami")(operators.whoami)
 
 
 @app.callback()
@@ -44,7 +57,8 @@ def _root() -> None:
     Short-lived, context-bound credentials for AI agents.
 
     Commands that talk to a broker use GATEPASS_ADDR (default
-    http://127.0.0.1:8400) and the admin token in GATEPASS_TOKEN. When
+    http://127.0.0.1:8400) and the API token in GATEPASS_TOKEN (an operator's
+    own token; `gatepass whoami` shows whose it is). When
     GATEPASS_TOKEN is unset, the token is read from .gatepass/admin.token, which
     the quickstart (`make run`) writes; GATEPASS_STATE_DIR changes that directory.
     The token is never printed.

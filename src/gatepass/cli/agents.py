@@ -23,6 +23,7 @@ _COLUMNS = [
     ("status", "status"),
     ("algorithm", "alg"),
     ("labels", "labels"),
+    ("owners", "owners"),
     ("created_at", "created"),
 ]
 
@@ -68,7 +69,7 @@ def _show(agent: dict[str, Any], *, as_json: bool) -> None:
 
 
 @app.command("add")
-def add(
+def add(  # noqa: PLR0917 - Typer passes each option as a parameter
     name: str = typer.Argument(..., help="the agent's name, unique: [a-z0-9._-]"),
     tenant: str = typer.Option(..., "--tenant", "-t", help="the agent's tenant"),
     public_key: Path = typer.Option(
@@ -82,6 +83,9 @@ def add(
     label: list[str] = typer.Option(
         [], "--label", "-l", help="a label as key=value; repeat for more"
     ),
+    owner: list[str] = typer.Option(
+        [], "--owner", "-o", help="an operator responsible for it; repeatable"
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent with its public key."""
@@ -90,6 +94,7 @@ def add(
         "tenant": tenant,
         "public_key": _read_public_key(public_key),
         "labels": _parse_labels(label),
+        "owners": owner,
     }
     with admin_client() as client:
         agent = client.post("/v1/agents", body)

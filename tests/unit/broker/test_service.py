@@ -166,4 +166,4 @@ class TestKeysAndAudit:
 
 def admin_caller() -> Caller:
     """Return an admin caller for use-case calls."""
-    return Caller("tok_test", ApiRole.ADMIN)
+    return Caller.of("tok_test", ApiRole.ADMIN)

@@ -17,23 +17,21 @@ from gatepass.api.inputs import (
     agent_registration,
     validated,
 )
+from gatepass.api.routes.access import Handler, authenticated
 from gatepass.api.shapes import agent_json, lease_json, target_json, task_json
-from gatepass.broker import Broker, Caller
+from gatepass.broker import Broker, Caller, Permission
 from gatepass.errors import GatepassError, InvalidRequestError
 
 __all__ = ["admin_routes"]
 
-Handler = Callable[[Request, Broker, Caller], Awaitable[Response]]
+
+def _reads(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    # Reads are open to auditors as well as admins.
+    return authenticated(handler, needs=Permission.AUDIT)
 
 
-def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        broker: Broker = request.app.state.broker
-        caller = await broker.callers.authenticate(request.headers.get("authorization"))
-        return await handler(request, broker, caller)
-
-    endpoint.__doc__ = handler.__doc__
-    return endpoint
+def _changes(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    return authenticated(handler, needs=Permission.ADMINISTER)
 
 
 def _id(request: Request, name: str) -> str:
@@ -190,26 +188,22 @@ async def rotate_keys(request: Request, broker: Broker, caller: Caller) -> Respo
 
 
 admin_routes = [
-    Route("/v1/agents", _authenticated(add_agent), methods=["POST"]),
-    Route("/v1/agents", _authenticated(list_agents), methods=["GET"]),
-    Route("/v1/agents/{agent_id}", _authenticated(show_agent), methods=["GET"]),
-    Route(
-        "/v1/agents/{agent_id}/disable", _authenticated(disable_agent), methods=["POST"]
-    ),
-    Route("/v1/tasks", _authenticated(list_tasks), methods=["GET"]),
-    Route("/v1/tasks/{task_id}", _authenticated(show_task), methods=["GET"]),
-    Route("/v1/leases", _authenticated(list_leases), methods=["GET"]),
-    Route("/v1/leases/{lease_id}", _authenticated(show_lease), methods=["GET"]),
-    Route(
-        "/v1/leases/{lease_id}/revoke", _authenticated(revoke_lease), methods=["POST"]
-    ),
-    Route("/v1/targets", _authenticated(list_targets), methods=["GET"]),
-    Route("/v1/policy", _authenticated(policy_status), methods=["GET"]),
-    Route("/v1/policy/reload", _authenticated(policy_reload), methods=["POST"]),
-    Route("/v1/audit/events", _authenticated(audit_events), methods=["GET"]),
-    Route("/v1/audit/checkpoints", _authenticated(audit_checkpoints), methods=["GET"]),
-    Route("/v1/audit/checkpoints", _authenticated(checkpoint_now), methods=["POST"]),
-    Route("/v1/audit/reconcile", _authenticated(reconcile), methods=["POST"]),
-    Route("/v1/keys", _authenticated(list_keys), methods=["GET"]),
-    Route("/v1/keys/rotate", _authenticated(rotate_keys), methods=["POST"]),
+    Route("/v1/agents", _changes(add_agent), methods=["POST"]),
+    Route("/v1/agents", _reads(list_agents), methods=["GET"]),
+    Route("/v1/agents/{agent_id}", _reads(show_agent), methods=["GET"]),
+    Route("/v1/agents/{agent_id}/disable", _changes(disable_agent), methods=["POST"]),
+    Route("/v1/tasks", _reads(list_tasks), methods=["GET"]),
+    Route("/v1/tasks/{task_id}", _reads(show_task), methods=["GET"]),
+    Route("/v1/leases", _reads(list_leases), methods=["GET"]),
+    Route("/v1/leases/{lease_id}", _reads(show_lease), methods=["GET"]),
+    Route("/v1/leases/{lease_id}/revoke", _changes(revoke_lease), methods=["POST"]),
+    Route("/v1/targets", _reads(list_targets), methods=["GET"]),
+    Route("/v1/policy", _reads(policy_status), methods=["GET"]),
+    Route("/v1/policy/reload", _changes(policy_reload), methods=["POST"]),
+    Route("/v1/audit/events", _reads(audit_events), methods=["GET"]),
+    Route("/v1/audit/checkpoints", _reads(audit_checkpoints), methods=["GET"]),
+    Route("/v1/audit/checkpoints", _changes(checkpoint_now), methods=["POST"]),
+    Route("/v1/audit/reconcile", _changes(reconcile), methods=["POST"]),
+    Route("/v1/keys", _reads(list_keys), methods=["GET"]),
+    Route("/v1/keys/rotate", _changes(rotate_keys), methods=["POST"]),
 ]

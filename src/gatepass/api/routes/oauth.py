@@ -27,15 +27,12 @@ from gatepass.api.forms import (
 from gatepass.api.inputs import close_reason
 from gatepass.api.shapes import task_json
 from gatepass.api.tls import client_certificate_thumbprint
-from gatepass.broker import Broker, PresentedTaskToken
+from gatepass.broker import Broker, Permission, PresentedTaskToken
 from gatepass.errors import GatepassError, InvalidRequestError, PayloadTooLargeError
-from gatepass.models import ApiRole
 from gatepass.tokens import DPOP_ALGORITHMS, TOKEN_EXCHANGE
 from gatepass.verify import header_values, single_dpop_proof
 
 __all__ = ["TokenEndpointApp", "oauth_routes"]
-
-_INTROSPECTION_ROLES = frozenset({ApiRole.ADMIN, ApiRole.INTROSPECT, ApiRole.PROXY})
 
 
 def _broker(request: Request) -> Broker:
@@ -213,7 +210,7 @@ async def introspect(request: Request) -> Response:
     """Serve RFC 7662 introspection for resource servers holding an api token."""
     broker = _broker(request)
     await broker.callers.authenticate(
-        request.headers.get("authorization"), roles=_INTROSPECTION_ROLES
+        request.headers.get("authorization"), needs=Permission.INTROSPECT
     )
     body = await read_form_body(request, broker.settings.server.max_body_bytes)
     answer = await broker.token_status.introspect(parse_introspection(body))
@@ -251,7 +248,9 @@ async def close_task(request: Request) -> Response:
         )
         task = await broker.closing.close_as_agent(task_id, presented)
     else:
-        caller = await broker.callers.authenticate(authorization)
+        caller = await broker.callers.authenticate(
+            authorization, needs=Permission.ADMINISTER
+        )
         if request.headers.get("content-type"):
             reason = close_reason(await read_json(request, limit))
         else:

@@ -19,14 +19,12 @@ from starlette.routing import Route
 
 from gatepass.api.bodies import read_json
 from gatepass.api.inputs import proxy_calls
-from gatepass.broker import Broker
+from gatepass.broker import Broker, Permission
 from gatepass.errors import InvalidRequestError
-from gatepass.models import ApiRole, Lease
+from gatepass.models import Lease
 
 __all__ = ["proxy_support_routes"]
 
-_STREAM_ROLES = frozenset({ApiRole.ADMIN, ApiRole.PROXY, ApiRole.INTROSPECT})
-_AUDIT_ROLES = frozenset({ApiRole.PROXY, ApiRole.ADMIN})
 _POLL_SECONDS = 1.0
 _KEEPALIVE_EVERY = 15
 
@@ -54,7 +52,7 @@ async def revocation_stream(request: Request) -> Response:
     """Stream revoked access tokens (their ``jti``) as Server-Sent Events."""
     broker: Broker = request.app.state.broker
     await broker.callers.authenticate(
-        request.headers.get("authorization"), roles=_STREAM_ROLES
+        request.headers.get("authorization"), needs=Permission.INTROSPECT
     )
     feed = broker.feed
     cursor = _since(request, feed.now())
@@ -87,7 +85,7 @@ async def proxy_audit(request: Request) -> Response:
     """Append the proxy's records of proxied calls to the audit log."""
     broker: Broker = request.app.state.broker
     caller = await broker.callers.authenticate(
-        request.headers.get("authorization"), roles=_AUDIT_ROLES
+        request.headers.get("authorization"), needs=Permission.PROXY
     )
     calls = proxy_calls(await read_json(request, broker.settings.server.max_body_bytes))
     accepted = await broker.audit.record_proxy_calls(caller, calls)
