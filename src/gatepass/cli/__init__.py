@@ -14,6 +14,7 @@ import typer
 
 from gatepass.cli import (
     agents,
+    approvals,
     audit,
     keys,
     leases,
@@ -47,6 +48,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(operators.app, name="operators")
+app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
 app.command("whoami")(operators.whoami)
 
