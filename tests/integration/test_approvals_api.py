@@ -93,7 +93,7 @@ class TestWhoSees:
     def test_issue9_readers_and_voters(
         self, broker: ApprovalBroker, agent: ApprovalAgent, tokens: dict[str, str]
     ) -> None:
-        """Admin and auditor read, never vote; another tenant's approver sees nothing."""
+        """Admin and auditor read, never vote; other tenants' approvers see nothing."""
         task, approval_id = _pending(agent)
         for reader in ("admin", "ivy", "alice"):
             with _client(broker, tokens[reader]) as client:
