@@ -1,5 +1,5 @@
 """
-The broker's records: agents, targets, tasks and leases.
+The broker's records: agents, targets, tasks, leases and API tokens.
 
 Plain frozen dataclasses shared by the store (which persists them), the parts the
 broker composes, and the faces. They hold no secrets: tokens appear only as hashes.
@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "AgentStatus",
     "ApiRole",
+    "ApiToken",
     "Lease",
     "LeaseState",
     "Target",
@@ -38,6 +39,24 @@ class ApiRole(enum.StrEnum):
     ADMIN = "admin"
     INTROSPECT = "introspect"
     PROXY = "proxy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """
+    An API token as the broker records it: never the token, only what it is for.
+
+    Attributes:
+        id: the token's id (``tok_…``), which audit records name as the actor.
+        name: who holds it (a resource server, a proxy, an operator).
+        role: what it may do.
+        created_at: when it was created.
+    """
+
+    id: str
+    name: str
+    role: ApiRole
+    created_at: dt.datetime
 
 
 class AgentStatus(enum.StrEnum):

@@ -9,6 +9,7 @@ value (a value may be a key or a token someone pasted in the wrong place).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from collections.abc import Callable, Mapping
@@ -30,9 +31,15 @@ from pydantic import (
 
 from gatepass.api.forms import parse_scope
 from gatepass.audit import Outcome
-from gatepass.broker import AgentRegistration, CredentialRequest, ProxyCall
+from gatepass.broker import (
+    AgentRegistration,
+    AuditFilter,
+    CredentialRequest,
+    PolicyQuestion,
+    ProxyCall,
+)
 from gatepass.errors import InvalidRequestError
-from gatepass.models import AgentStatus, LeaseState, TaskState
+from gatepass.models import AgentStatus, ApiRole, LeaseState, TaskState
 from gatepass.tokens import algorithm_for, load_public_jwk
 
 __all__ = [
@@ -41,8 +48,11 @@ __all__ = [
     "LeaseQuery",
     "TaskQuery",
     "agent_registration",
+    "api_token_request",
+    "audit_filter",
     "close_reason",
     "credential_request",
+    "policy_question",
     "proxy_calls",
     "validated",
 ]
@@ -168,14 +178,57 @@ class LeaseQuery(_Query):
     limit: Annotated[int, BeforeValidator(_bounded(1000))] = 100
 
 
+def _moment(name: str) -> Callable[[object], object]:
+    """Return a validator of an aware ISO 8601 time, named in the error."""
+
+    def check(value: object) -> object:
+        if value is None:
+            return None
+        try:
+            moment = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValueError(
+                f"{name} must be an ISO 8601 time with a zone, such as "
+                "2026-01-06T10:00:00Z"
+            )
+        return moment.astimezone(dt.UTC)
+
+    return check
+
+
 class AuditQuery(_Query):
-    """``GET /v1/audit/events?after=&limit=`` or ``?last=``."""
+    """
+    ``GET /v1/audit/events?after=&limit=`` or ``?last=``, with optional filters.
+
+    The filters (``agent``, ``task``, ``kind``, ``outcome``, ``since``) apply to
+    both forms; every one given must hold.
+    """
 
     after: Annotated[int, BeforeValidator(_count("after", minimum=0))] = 0
     limit: Annotated[int, BeforeValidator(_bounded(1000))] = 500
     last: Annotated[
         int | None, BeforeValidator(_count("last", minimum=1, maximum=1000))
     ] = None
+    agent: str | None = Field(default=None, max_length=64)
+    task: str | None = Field(default=None, max_length=64)
+    kind: str | None = Field(default=None, max_length=64)
+    outcome: Annotated[
+        Outcome | None, BeforeValidator(_member_of(Outcome, "outcome"))
+    ] = None
+    since: Annotated[dt.datetime | None, BeforeValidator(_moment("since"))] = None
+
+
+def audit_filter(query: AuditQuery) -> AuditFilter:
+    """Return the filters of an audit query."""
+    return AuditFilter(
+        agent=query.agent,
+        task=query.task,
+        kind=query.kind,
+        outcome=query.outcome,
+        since=query.since,
+    )
 
 
 # ----------------------------------------------------------------- bodies
@@ -300,6 +353,63 @@ def credential_request(
         actions=parse_scope(scope),
         public_key=body.public_key,
         idempotency_key=idempotency_key,
+    )
+
+
+class _TokenBody(_Input):
+    role: Annotated[ApiRole, BeforeValidator(_member_of(ApiRole, "role"))]
+    name: Annotated[StrictStr, Field(pattern=_NAME)]
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        if not isinstance(value, str) or re.match(_NAME, value) is None:
+            raise ValueError("name must match [a-z0-9][a-z0-9._-]{0,63}")
+        return value
+
+
+def api_token_request(payload: object) -> tuple[ApiRole, str]:
+    """
+    Validate ``{"role", "name"}`` for a new API token.
+
+    Raises:
+        InvalidRequestError: the role is unknown or the name malformed.
+    """
+    body = validated(_TokenBody, payload)
+    return body.role, body.name
+
+
+_WORD = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class _QuestionBody(_Input):
+    agent: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    target: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    action: Annotated[StrictStr, Field(pattern=_WORD)]
+    purpose: Annotated[StrictStr, Field(max_length=64)] = ""
+    environment: Annotated[StrictStr, Field(pattern=_NAME)] | None = None
+    tenant: Annotated[StrictStr, Field(pattern=_NAME)] | None = None
+    intent: Annotated[StrictStr, Field(max_length=500)] = ""
+    at: Annotated[dt.datetime | None, BeforeValidator(_moment("at"))] = None
+
+
+def policy_question(payload: object) -> PolicyQuestion:
+    """
+    Validate a what-if ``{"agent", "target", "action", "purpose"?, ...}``.
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed.
+    """
+    body = validated(_QuestionBody, payload)
+    return PolicyQuestion(
+        agent=body.agent,
+        target=body.target,
+        action=body.action,
+        purpose=body.purpose,
+        environment=body.environment,
+        tenant=body.tenant,
+        intent=body.intent,
+        at=body.at,
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from gatepass.models import Agent, Lease, Target, Task
+from gatepass.models import Agent, ApiToken, Lease, Target, Task
 
-__all__ = ["agent_json", "lease_json", "target_json", "task_json"]
+__all__ = ["agent_json", "api_token_json", "lease_json", "target_json", "task_json"]
 
 
 def _time(moment: dt.datetime | None) -> str | None:
@@ -78,4 +78,14 @@ def target_json(target: Target) -> dict[str, Any]:
         "risk": target.risk,
         "actions": list(target.actions),
         "max_ttl_seconds": int(target.max_ttl.total_seconds()),
+    }
+
+
+def api_token_json(token: ApiToken) -> dict[str, Any]:
+    """Return an API token's shape: what it is for, never the token or its hash."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": token.role.value,
+        "created_at": _time(token.created_at),
     }

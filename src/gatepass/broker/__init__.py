@@ -9,7 +9,7 @@ faces (``gatepass.api``, ``gatepass.cli``) import only this package.
 
 from __future__ import annotations
 
-from gatepass.broker.audit_log import ProxyCall
+from gatepass.broker.audit_log import AuditFilter, ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
 from gatepass.broker.callers import ADMIN_ONLY, Caller
 from gatepass.broker.catalog import TargetCatalog
@@ -19,6 +19,7 @@ from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
+from gatepass.broker.policy_admin import PolicyQuestion
 from gatepass.broker.requests import (
     AccessTokenRequest,
     AgentRegistration,
@@ -37,6 +38,7 @@ __all__ = [
     "AccessTokenRequest",
     "AgentRegistration",
     "Attempt",
+    "AuditFilter",
     "Broker",
     "BrokerContext",
     "Caller",
@@ -44,6 +46,7 @@ __all__ = [
     "Introspection",
     "LiveKeys",
     "OpenTaskRequest",
+    "PolicyQuestion",
     "PresentedTaskToken",
     "ProxyCall",
     "Readiness",

@@ -79,6 +79,12 @@ class Callers:
             await self._context.trail.record(attempt, Outcome.DENY)
             raise AuthenticationError("unknown api token")
         caller = Caller(found[0], found[1])
+        if self._context.seal.ended(caller.token_id):
+            # Sealed after a restore: the journal says this token was revoked,
+            # although the restored row says otherwise (docs/audit.md).
+            attempt = Attempt(kind="admin.auth", data={"token_hash": digest})
+            await self._context.trail.record(attempt, Outcome.DENY)
+            raise AuthenticationError("unknown api token")
         if caller.role not in roles:
             raise AccessDeniedError(f"a {caller.role.value} token may not do this")
         return caller

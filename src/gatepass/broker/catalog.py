@@ -14,6 +14,16 @@ def _normal(uri: str) -> str:
     return uri.rstrip("/")
 
 
+_SHOWN = 100
+
+
+def _shown(reference: str) -> str:
+    """Quote a reference for an error message, cut to a readable length."""
+    if len(reference) > _SHOWN:
+        return repr(reference[:_SHOWN] + "...")
+    return repr(reference)
+
+
 class TargetCatalog:
     """
     Look targets up by their resource indicator or their name.
@@ -38,11 +48,13 @@ class TargetCatalog:
         A trailing slash does not distinguish two resources.
 
         Raises:
-            InvalidTargetError: no target matches.
+            InvalidTargetError: no target matches; the message names the
+                reference asked for (shortened), which is a name or a URI the
+                caller sent, never a secret.
         """
         target = self._by_uri.get(_normal(reference)) or self._by_name.get(reference)
         if target is None:
-            raise InvalidTargetError("unknown target")
+            raise InvalidTargetError(f"unknown target {_shown(reference)}")
         return target
 
     def get(self, name: str) -> Target | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gatepass.broker.agents import Agents
+from gatepass.broker.api_tokens import ApiTokens
 from gatepass.broker.audit_anchor import AuditAnchoring
 from gatepass.broker.audit_log import AuditLog
 from gatepass.broker.callers import Callers
@@ -54,6 +55,7 @@ class Broker:
         keys: the signing keys.
         audit: the audit log.
         callers: API-token authentication.
+        api_tokens: creating, listing and revoking API tokens.
         feed: revoked access tokens, for streams.
         health: readiness and metrics.
         sweeper: the expiry sweep.
@@ -73,6 +75,7 @@ class Broker:
     keys: SigningKeys
     audit: AuditLog
     callers: Callers
+    api_tokens: ApiTokens
     feed: RevocationFeed
     health: Health
     sweeper: Sweeper
@@ -127,6 +130,7 @@ def assemble(
         keys=SigningKeys(context),
         audit=audit,
         callers=Callers(context),
+        api_tokens=ApiTokens(context),
         feed=RevocationFeed(context),
         health=Health(context),
         sweeper=Sweeper(context, revocations),

@@ -8,11 +8,11 @@ Reconcile: bring a database that went back in time in line with the anchor journ
    closes the current journal file (renamed, kept) and starts a new segment whose
    first line names it and its SHA-256;
 3. in one transaction, re-applies every ending the journal holds and the database
-   lacks (tasks closed with their leases, leases ended, agents disabled; engine
-   leases go to ``revoking`` so the revocation worker drives them through their
-   engines again, idempotently) and appends an ``audit.rollback`` record naming
-   the problem, both heads, the closed segments with their fork seqs (the lost
-   range) and what was re-applied;
+   lacks (tasks closed with their leases, leases ended, agents disabled, API
+   tokens revoked; engine leases go to ``revoking`` so the revocation worker
+   drives them through their engines again, idempotently) and appends an
+   ``audit.rollback`` record naming the problem, both heads, the closed
+   segments with their fork seqs (the lost range) and what was re-applied;
 4. runs the revocation worker and the reaper at once, which removes every engine
    credential no live lease accounts for (those issued after the snapshot too);
 5. signs a checkpoint, compares once more and unseals.
@@ -37,6 +37,7 @@ from gatepass.models import AgentStatus
 from gatepass.observability import get_logger
 from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
+from gatepass.store import api_tokens as token_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
@@ -67,7 +68,12 @@ def _reapply_endings(
     conn: Connection, ended: Mapping[str, frozenset[str]], now: dt.datetime
 ) -> dict[str, list[str]]:
     """End, in one transaction, everything the journal ended and the rows lack."""
-    done: dict[str, list[str]] = {"tasks": [], "leases": [], "agents": []}
+    done: dict[str, list[str]] = {
+        "tasks": [],
+        "leases": [],
+        "agents": [],
+        "api_tokens": [],
+    }
     for agent_id in sorted(ended.get("agents", ())):
         if agent_rows.set_agent_status(conn, agent_id, AgentStatus.DISABLED, now):
             done["agents"].append(agent_id)
@@ -83,6 +89,10 @@ def _reapply_endings(
         for lease_id in sorted(ended.get("leases", ()))
         if lease_rows.revoke_lease(conn, lease_id, now)
     ]
+    # A revoked API token's row is deleted; a restore brought it back.
+    done["api_tokens"] = token_rows.delete_api_tokens(
+        conn, sorted(ended.get(token_rows.ENDED_KIND, ()))
+    )
     return done
 
 

@@ -7,8 +7,8 @@ with the ids in the same transaction. :class:`~gatepass.store.Database` collects
 the notes of a transaction and, once it has committed, hands them with the chain
 head to the journal in one line per commit: closing a task with a thousand leases
 is one line, and a group commit of many requests is one line too. A future kind of
-irreversible fact (a consumed approval, a revoked API token) is one more
-``note_ended`` call in the function that makes it.
+irreversible fact (a consumed approval) is one more ``note_ended`` call in the
+function that makes it, as a revoked API token is (``store/api_tokens.py``).
 
 The notes live in ``Connection.info``, which belongs to the DBAPI connection and
 outlives a transaction, so :func:`begin_transaction` clears them at every start:
@@ -21,11 +21,18 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, true
 
 from gatepass.audit import GENESIS_HASH, ROLLBACK_KIND, AuditMac
 from gatepass.models import AgentStatus, LeaseState, TaskState
-from gatepass.store.tables import agents, audit_events, audit_head, leases, tasks
+from gatepass.store.tables import (
+    agents,
+    api_tokens,
+    audit_events,
+    audit_head,
+    leases,
+    tasks,
+)
 
 __all__ = [
     "PendingAnchor",
@@ -179,6 +186,8 @@ class SqlChainView:
             "tasks": (tasks, tasks.c.state == TaskState.OPEN.value),
             "leases": (leases, leases.c.state.in_(_LIVE_LEASES)),
             "agents": (agents, agents.c.status == AgentStatus.ACTIVE.value),
+            # A revoked API token's row is deleted: any row left is live.
+            "api_tokens": (api_tokens, true()),
         }.get(kind, (None, None))
         if table is None or live is None:
             return set()

@@ -1,4 +1,8 @@
-"""The admin API under ``/v1/``: agents, tasks, leases, targets, policy, audit, keys."""
+"""
+The admin API under ``/v1/``.
+
+Agents, tasks, leases, targets, policy, audit, signing keys and API tokens.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,18 @@ from gatepass.api.inputs import (
     LeaseQuery,
     TaskQuery,
     agent_registration,
+    api_token_request,
+    audit_filter,
+    policy_question,
     validated,
 )
-from gatepass.api.shapes import agent_json, lease_json, target_json, task_json
+from gatepass.api.shapes import (
+    agent_json,
+    api_token_json,
+    lease_json,
+    target_json,
+    task_json,
+)
 from gatepass.broker import Broker, Caller
 from gatepass.errors import GatepassError, InvalidRequestError
 
@@ -137,14 +150,22 @@ async def policy_reload(request: Request, broker: Broker, caller: Caller) -> Res
     return JSONResponse(await broker.policy.reload(caller.actor))
 
 
+async def policy_explain(request: Request, broker: Broker, _caller: Caller) -> Response:
+    """Decide one request against the live set without issuing (a what-if)."""
+    payload = await read_json(request, broker.settings.server.max_body_bytes)
+    return JSONResponse(await broker.policy.explain(policy_question(payload)))
+
+
 async def audit_events(request: Request, broker: Broker, _caller: Caller) -> Response:
     """Page through audit records, or return the newest ones (``?last=N``)."""
     query = validated(AuditQuery, request.query_params)
+    match = audit_filter(query)
     if query.last is not None:
-        items = await broker.audit.last(query.last)
-        return JSONResponse({"items": items, "next": items[-1]["seq"] if items else 0})
-    items = await broker.audit.events(after=query.after, limit=query.limit)
-    next_seq = items[-1]["seq"] if items else query.after
+        items, next_seq = await broker.audit.page(match, limit=query.last, newest=True)
+    else:
+        items, next_seq = await broker.audit.page(
+            match, limit=query.limit, after=query.after
+        )
     return JSONResponse({"items": items, "next": next_seq})
 
 
@@ -189,6 +210,40 @@ async def rotate_keys(request: Request, broker: Broker, caller: Caller) -> Respo
     return JSONResponse({"items": await broker.keys.rotate(caller)})
 
 
+async def list_api_tokens(
+    _request: Request, broker: Broker, _caller: Caller
+) -> Response:
+    """List live API tokens (never a token or its hash)."""
+    found = await broker.api_tokens.find()
+    return JSONResponse({"items": [api_token_json(token) for token in found]})
+
+
+async def create_api_token(
+    request: Request, broker: Broker, caller: Caller
+) -> Response:
+    """Create an API token; the answer is the only time the token is shown."""
+    try:
+        payload = await read_json(request, broker.settings.server.max_body_bytes)
+        role, name = api_token_request(payload)
+    except GatepassError as error:
+        await broker.api_tokens.reject(caller, "api_token.create", error)
+        raise
+    token, value = await broker.api_tokens.create(caller, role=role, name=name)
+    body = api_token_json(token)
+    # The hand-over point: the one place the token leaves the broker.
+    body["token"] = value.reveal()
+    return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def revoke_api_token(
+    request: Request, broker: Broker, caller: Caller
+) -> Response:
+    """Revoke an API token at once."""
+    await _empty(request, broker)
+    token = await broker.api_tokens.revoke(caller, _id(request, "token_id"))
+    return JSONResponse({**api_token_json(token), "revoked": True})
+
+
 admin_routes = [
     Route("/v1/agents", _authenticated(add_agent), methods=["POST"]),
     Route("/v1/agents", _authenticated(list_agents), methods=["GET"]),
@@ -206,10 +261,18 @@ admin_routes = [
     Route("/v1/targets", _authenticated(list_targets), methods=["GET"]),
     Route("/v1/policy", _authenticated(policy_status), methods=["GET"]),
     Route("/v1/policy/reload", _authenticated(policy_reload), methods=["POST"]),
+    Route("/v1/policy/explain", _authenticated(policy_explain), methods=["POST"]),
     Route("/v1/audit/events", _authenticated(audit_events), methods=["GET"]),
     Route("/v1/audit/checkpoints", _authenticated(audit_checkpoints), methods=["GET"]),
     Route("/v1/audit/checkpoints", _authenticated(checkpoint_now), methods=["POST"]),
     Route("/v1/audit/reconcile", _authenticated(reconcile), methods=["POST"]),
     Route("/v1/keys", _authenticated(list_keys), methods=["GET"]),
     Route("/v1/keys/rotate", _authenticated(rotate_keys), methods=["POST"]),
+    Route("/v1/tokens", _authenticated(list_api_tokens), methods=["GET"]),
+    Route("/v1/tokens", _authenticated(create_api_token), methods=["POST"]),
+    Route(
+        "/v1/tokens/{token_id}/revoke",
+        _authenticated(revoke_api_token),
+        methods=["POST"],
+    ),
 ]
