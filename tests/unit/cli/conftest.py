@@ -219,6 +219,7 @@ class Cli:
             open_http=lambda _address: http or self.broker.http,
             owns_http=False,
             wait=wait or _never_wait,
+            clock=self.broker.clock,
         )
         return self.runner.invoke(app, list(args), obj=connector, env=environment)
 
