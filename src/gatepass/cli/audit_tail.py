@@ -31,7 +31,7 @@ from gatepass.cli.options import (
     Format,
     wants_json,
 )
-from gatepass.cli.output import cell, print_table, safe_json
+from gatepass.cli.output import cell, print_table, safe_json, stdout_console
 from gatepass.cli.tables import Column
 from gatepass.errors import InvalidRequestError
 
@@ -83,7 +83,10 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     found = _DURATION.match(value.strip())
     if found is not None:
         amount, unit = int(found.group(1)), found.group(2)
-        return now - dt.timedelta(seconds=amount * _UNITS[unit])
+        try:
+            return now - dt.timedelta(seconds=amount * _UNITS[unit])
+        except OverflowError:
+            raise InvalidRequestError("--since goes back past year 1") from None
     try:
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:
@@ -124,7 +127,8 @@ class _Printer:
         self._names = names
         self._columns: Sequence[Column] = _COLUMNS
         self._widths: dict[str, int] = {}
-        self._pages = 0
+        self._headed = False
+        self._said_empty = False
 
     def _row(self, event: Mapping[str, Any]) -> dict[str, Any]:
         row = dict(event)
@@ -140,20 +144,23 @@ class _Printer:
                 # Agent-chosen text must not drive the terminal (cli/output.py).
                 typer.echo(safe_json(event))
             return
-        first = self._pages == 0
-        if not events and not first:
+        if not events:
+            # Said once, and only before any event: polls that find nothing are
+            # silent.
+            if not self._headed and not self._said_empty:
+                stdout_console().print("no audit events")
+                self._said_empty = True
             return
-        self._pages += 1
         laid = print_table(
             [self._row(event) for event in events],
             self._columns,
             wide=self._wide,
-            empty="no audit events" if first else "",
-            show_header=first,
+            show_header=not self._headed,
             at_least=self._widths,
         )
         if laid is not None:
             # Later pages keep the first one's columns, at least as wide.
+            self._headed = True
             self._columns = laid.shown
             for key, width in laid.widths.items():
                 self._widths[key] = max(width, self._widths.get(key, 0))

@@ -171,7 +171,7 @@ def locate(addr: str | None = None, config: Path | None = None) -> Location:
         (issuer(flag_settings), f"--config {config}"),
         (_environment("GATEPASS_ADDR"), "GATEPASS_ADDR"),
         (issuer(env_settings), f"GATEPASS_CONFIG={env_config}"),
-        (DEFAULT_ADDR, "the default; set --addr, GATEPASS_ADDR or --config"),
+        (DEFAULT_ADDR, "the default"),
     ]
     address, source = next((value, why) for value, why in candidates if value)
     env_state = _environment("GATEPASS_STATE_DIR")
