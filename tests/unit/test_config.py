@@ -21,7 +21,11 @@ class TestLoadSettings:
         assert settings.server.issuer == "http://127.0.0.1:8400"
         assert settings.token_endpoint == "http://127.0.0.1:8400/token"
         assert settings.store_url.startswith("sqlite:///")
-        assert [t.name for t in settings.target_list()] == ["tickets", "tickets-prod"]
+        assert [t.name for t in settings.target_list()] == [
+            "tickets",
+            "tickets-prod",
+            "legacy-tickets",
+        ]
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A missing file is named."""

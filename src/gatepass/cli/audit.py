@@ -306,9 +306,9 @@ def verify(
         None,
         "--anchors",
         dir_okay=False,
-        help="the broker's anchor journal [default: audit-checkpoints.jsonl in "
-        "the broker's state directory (--config, GATEPASS_STATE_DIR), when it "
-        "exists]",
+        help="the broker's anchor journal (default: audit-checkpoints.jsonl in "
+        "the broker's state directory, from --config or GATEPASS_STATE_DIR, when "
+        "it exists)",
     ),
     addr: str | None = ADDR_OPTION,
     config: Path | None = CONFIG_OPTION,

@@ -168,7 +168,7 @@ class _Printer:
 
 def tail(
     after: int | None = typer.Option(
-        None, "--after", min=0, help="start after this seq [default: the newest events]"
+        None, "--after", min=0, help="start after this seq (default: the newest events)"
     ),
     limit: int = typer.Option(
         100,

@@ -34,8 +34,8 @@ ADDR_OPTION = typer.Option(
     None,
     "--addr",
     metavar="URL",
-    help="the broker's URL [default: GATEPASS_ADDR, the --config issuer, "
-    "http://127.0.0.1:8400]",
+    help="the broker's URL (default: the --config issuer, GATEPASS_ADDR, "
+    "then http://127.0.0.1:8400)",
     show_default=False,
 )
 CONFIG_OPTION = typer.Option(
@@ -45,7 +45,7 @@ CONFIG_OPTION = typer.Option(
     metavar="FILE",
     dir_okay=False,
     help="the broker's configuration: gives its issuer and the state directory "
-    "holding admin.token [default: GATEPASS_CONFIG]",
+    "holding admin.token (default: GATEPASS_CONFIG)",
     show_default=False,
 )
 OUTPUT_OPTION = typer.Option(

@@ -35,9 +35,9 @@ app = typer.Typer(
 
 _DIRECTORY = typer.Argument(
     None,
-    metavar="[DIR]",
+    metavar="DIR",
     help="a policy directory: schema.cedarschema and *.cedar files "
-    "[default: the [policy] directory of --config]",
+    "(default: the policy directory of --config)",
     show_default=False,
 )
 
@@ -96,7 +96,7 @@ def run_tests(
     cases: Path | None = typer.Option(
         None,
         "--cases",
-        help="a TOML case file or a directory of them [default: DIR/tests]",
+        help="a TOML case file or a directory of them (default: DIR/tests)",
     ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
@@ -173,10 +173,10 @@ def explain(
         None,
         "--environment",
         "-e",
-        help="the task's environment [default: the target's]",
+        help="the task's environment (default: the target's)",
     ),
     tenant: str | None = typer.Option(
-        None, "--tenant", "-t", help="the task's tenant [default: the agent's]"
+        None, "--tenant", "-t", help="the task's tenant (default: the agent's)"
     ),
     intent: str = typer.Option("", "--intent", help="the task's intent text"),
     at: str | None = typer.Option(
@@ -184,7 +184,7 @@ def explain(
         "--at",
         metavar="TIME",
         help="decide as of this ISO 8601 time, such as 2026-01-06T20:00:00Z "
-        "[default: now]",
+        "(default: now)",
     ),
     output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,

@@ -63,7 +63,6 @@ def bind(host: str, port: int, *, setting: str, config: Path) -> Listener:
         raise ConfigurationError(
             f"{problem}: stop what is listening there, or change {setting} in {config}"
         ) from None
-    sock.set_inheritable(True)
     return Listener(sock=sock, setting=setting)
 
 
