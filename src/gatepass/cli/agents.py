@@ -58,8 +58,21 @@ class Algorithm(enum.StrEnum):
     EDDSA = "EdDSA"
 
 
+def _private_key_given(path: Path) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{path} holds a private key, which never goes to the broker: pass it with "
+        "--private-key (only its public half is sent)"
+    )
+
+
 def _read_public_key(path: Path) -> str | dict[str, Any]:
-    """Return a JWK object for JSON files and the text itself for PEM files."""
+    """
+    Return a JWK object for JSON files and the text itself for PEM files.
+
+    Raises:
+        InvalidRequestError: the file is unreadable, not JSON, or holds a private
+            key (refused here, so that it is never sent).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -71,7 +84,11 @@ def _read_public_key(path: Path) -> str | dict[str, Any]:
             raise InvalidRequestError(f"{path}: not valid JWK JSON: {exc}") from exc
         # Text that starts with "{" and parses is always an object.
         jwk: dict[str, Any] = document
+        if "d" in jwk:
+            raise _private_key_given(path)
         return jwk
+    if "PRIVATE KEY" in text:
+        raise _private_key_given(path)
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -27,6 +28,19 @@ def _private_pem(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         )
     )
     return path, public_jwk_from_key(key.public_key())
+
+
+class _Recording(httpx.Client):
+    """An HTTP client that records every request before passing it on."""
+
+    def __init__(self, inner: httpx.Client, sent: list[object]) -> None:
+        super().__init__(base_url=inner.base_url)
+        self._inner = inner
+        self._sent = sent
+
+    def request(self, method, url, **kwargs):
+        self._sent.append((method, url))
+        return self._inner.request(method, url, **kwargs)
 
 
 def _add(cli, name: str, *options: str):
@@ -214,3 +228,45 @@ class TestIdentityFileReference:
         )
         identity = AgentIdentity.load(path)
         assert identity.public_jwk == public_jwk_from_key(key.public_key())
+
+
+class TestIssue17PrivateKeyNeverSent:
+    """A private key given as --public-key is refused before anything is sent."""
+
+    def test_issue17_private_pem_as_public_key(self, cli, tmp_path):
+        """A PEM private key is refused locally, pointing to --private-key."""
+        pem, _ = _private_pem(tmp_path)
+        sent: list[object] = []
+        result = cli(
+            "agents",
+            "add",
+            "leak",
+            "--tenant",
+            "acme",
+            "--public-key",
+            str(pem),
+            http=_Recording(cli.broker.http, sent),
+        )
+        assert result.exit_code == 64
+        assert "--private-key" in result.stderr
+        assert sent == []
+
+    def test_issue17_private_jwk_as_public_key(self, cli, tmp_path):
+        """A JWK with a private member d is refused locally too."""
+        key = ed25519.Ed25519PrivateKey.generate()
+        path = tmp_path / "k.jwk"
+        path.write_text(json.dumps(private_jwk(key)))
+        sent: list[object] = []
+        result = cli(
+            "agents",
+            "add",
+            "leak",
+            "--tenant",
+            "acme",
+            "--public-key",
+            str(path),
+            http=_Recording(cli.broker.http, sent),
+        )
+        assert result.exit_code == 64
+        assert "holds a private key" in result.stderr
+        assert sent == []
