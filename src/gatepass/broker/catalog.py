@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from gatepass.errors import InvalidTargetError
 from gatepass.models import Target
@@ -15,13 +17,34 @@ def _normal(uri: str) -> str:
 
 
 _SHOWN = 100
+_NAME_LIKE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/%-]+")
+# A long unbroken run of letters and digits is a key or a token, not a name.
+_OPAQUE = re.compile(r"[A-Za-z0-9]{25,}")
+_SCHEMES = frozenset({"http", "https", "postgresql", "redis", "rediss", "ssh"})
 
 
 def _shown(reference: str) -> str:
-    """Quote a reference for an error message, cut to a readable length."""
-    if len(reference) > _SHOWN:
-        return repr(reference[:_SHOWN] + "...")
-    return repr(reference)
+    """
+    Name the target asked for in an error, when it can only be a name or a URI.
+
+    Errors and their audit records never repeat what a client sent if it could be
+    a secret pasted in the wrong place (a token as the ``resource``): such a
+    reference is described, not shown.
+    """
+    hidden = "(not shown: it is not a target name or URI)"
+    if len(reference) > _SHOWN or _OPAQUE.search(reference):
+        return hidden
+    if _NAME_LIKE.fullmatch(reference):
+        return repr(reference)
+    parts = urlsplit(reference)
+    plain = (
+        parts.scheme in _SCHEMES
+        and bool(parts.hostname)
+        and not (parts.username or parts.password or parts.query or parts.fragment)
+        and _URI_CHARACTERS.fullmatch(reference) is not None
+    )
+    return repr(reference) if plain else hidden
 
 
 class TargetCatalog:

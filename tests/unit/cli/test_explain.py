@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from gatepass.tokens import DPoPKey, create_assertion, load_private_key
 
 from .conftest import ISSUER, TOKEN_EXCHANGE, LiveBroker
@@ -70,12 +72,32 @@ class TestIssue17Messages:
         assert answer.json()["error"] == "invalid_target"
         assert answer.json()["error_description"] == "unknown target 'payroll-db'"
 
-    def test_issue17_long_unknown_target_is_shortened(self, broker):
-        """A very long reference is cut in the message, never echoed whole."""
-        answer = _open_task(broker, targets=["x" * 400])
+    def test_issue17_unknown_target_uri_is_named(self, broker):
+        """A plain URI that names no target is shown as it was asked for."""
+        answer = _open_task(broker, targets=["https://payroll.example/api/"])
+        assert answer.json()["error_description"] == (
+            "unknown target 'https://payroll.example/api/'"
+        )
+
+    @pytest.mark.parametrize(
+        "reference",
+        [
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+            "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c",
+            "https://user:hunter2@db.example/",
+            "https://api.example/?key=abc",
+            "x" * 400,
+        ],
+    )
+    def test_issue17_secret_looking_target_is_never_echoed(self, broker, reference):
+        """What could be a pasted secret is described, not repeated."""
+        answer = _open_task(broker, targets=[reference])
         description = answer.json()["error_description"]
-        assert description.startswith("unknown target 'xxx")
-        assert len(description) < 130
+        assert description == (
+            "unknown target (not shown: it is not a target name or URI)"
+        )
+        for part in ("hunter2", "key=abc", "eyJ", "9f8e7d6c", "xxxx"):
+            assert part not in answer.text
 
 
 class TestIssue17Explain:
