@@ -10,6 +10,7 @@ every request looks its token up in the store (``broker/callers.py``).
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from gatepass.audit import Outcome
@@ -23,6 +24,8 @@ from gatepass.store import Connection
 from gatepass.store import api_tokens as token_rows
 
 __all__ = ["ApiTokens", "new_api_token"]
+
+_TOKEN_ID = re.compile(r"tok_[0-9a-f]{16}")
 
 
 def new_api_token(role: ApiRole) -> tuple[str, Secret]:
@@ -111,6 +114,14 @@ class ApiTokens:
             ConflictError: it is the last admin token (audited).
         """
         context = self._context
+        if _TOKEN_ID.fullmatch(token_id) is None:
+            # Perhaps the token itself, pasted where its id belongs: never record
+            # or repeat it (DESIGN ground rule 9).
+            refusal = NotFoundError("no api token has this id (ids look like tok_…)")
+            await context.trail.refuse(
+                Attempt(kind="api_token.revoke", actor=caller.actor), refusal
+            )
+            raise refusal
         attempt = Attempt(kind="api_token.revoke", actor=caller.actor, subject=token_id)
 
         def change(conn: Connection, audit: AuditRecorder) -> ApiToken:

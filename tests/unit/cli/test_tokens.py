@@ -96,10 +96,21 @@ class TestIssue17Tokens:
         assert cli("agents", "list").exit_code == 0
 
     def test_issue17_unknown_token_id_exits_66(self, cli):
-        """Revoking an id no token has is not_found."""
-        result = cli("tokens", "revoke", "tok_nope")
+        """Revoking an id no token has is not_found, naming the id."""
+        result = cli("tokens", "revoke", "tok_0123456789abcdef")
         assert result.exit_code == 66
-        assert "tok_nope" in result.stderr
+        assert "tok_0123456789abcdef" in result.stderr
+
+    def test_issue17_token_pasted_as_its_id_is_never_recorded(self, cli):
+        """A token given where its id belongs is refused without repeating it."""
+        token = cli("tokens", "create", "-r", "proxy", "-n", "p2").stdout.strip()
+        result = cli("tokens", "revoke", token)
+        assert result.exit_code == 66
+        assert token not in result.output
+        audit = cli("audit", "tail", "-k", "api_token.revoke", "-o", "json").stdout
+        assert '"outcome":"deny"' in audit
+        assert token not in audit
+        assert token[:20] not in audit
 
     def test_issue17_bad_role_and_name_are_usage_errors(self, cli):
         """An unknown role is refused by the CLI (2), a bad name by the broker (64)."""
