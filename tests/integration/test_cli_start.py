@@ -17,6 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gatepass.cli.startup import bind
+from gatepass.errors import ConfigurationError
+
 from .conftest import REPO, free_port
 from .deadline import poll
 
@@ -169,3 +172,34 @@ class TestIssue17SdkOnly:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout == "ok\n"
+
+
+class TestIssue17Bind:
+    """``startup.bind`` in-process: a listening socket, or a plain error."""
+
+    def test_issue17_bind_listens(self, tmp_path: Path) -> None:
+        """A free port is bound and listening before any server starts."""
+        port = free_port()
+        listener = bind("127.0.0.1", port, setting="[server] port", config=tmp_path)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+            assert listener.setting == "[server] port"
+        finally:
+            listener.sock.close()
+
+    def test_issue17_bind_taken_names_the_setting(self, tmp_path: Path) -> None:
+        """A taken port raises ConfigurationError naming the setting and file."""
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            with pytest.raises(ConfigurationError) as caught:
+                bind("127.0.0.1", port, setting="[demo] resource_port", config=tmp_path)
+        assert caught.value.detail == (
+            f"port {port} on 127.0.0.1 is already in use: stop what is listening "
+            f"there, or change [demo] resource_port in {tmp_path}"
+        )
+
+    def test_issue17_bind_unknown_host(self, tmp_path: Path) -> None:
+        """An address that cannot be bound at all is named with the reason."""
+        with pytest.raises(ConfigurationError, match=r"cannot listen on 192\.0\.2\.1"):
+            bind("192.0.2.1", free_port(), setting="[server] port", config=tmp_path)
