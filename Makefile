@@ -1,11 +1,23 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both bootstrap .venv from pyproject.toml.
+# `make help` lists every target.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The broker's configuration; its ports are in it (see the README's "Other ports"):
+#   make run CONFIG=my.toml   and then   export GATEPASS_CONFIG=my.toml   for the CLI.
 CONFIG ?= examples/quickstart/gatepass.toml
 
-.PHONY: run test lint types unit bench clean demo
+.PHONY: help run test lint types unit bench clean demo
+
+help:
+	@echo "make run      start the broker and the demo API (CONFIG=$(CONFIG))"
+	@echo "make demo     walk the demo agent through a task on the running broker"
+	@echo "make test     lint, types and the whole suite (see the README's Running the tests)"
+	@echo "make unit     the unit tests only: no services, no sockets, seconds"
+	@echo "make lint     ruff, ruff format, mypy --strict and the import contracts"
+	@echo "make bench    the benchmarks under bench/"
+	@echo "make clean    remove .venv and the quickstart's state in .gatepass/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +25,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The broker and its demo API, and beside them the example MCP server
-# (examples/mcp/server.py on 127.0.0.1:8402), stopped when the broker stops.
+# The quickstart broker with the demo API, on the ports CONFIG names, and beside
+# them the example MCP server (examples/mcp/server.py on 127.0.0.1:8402), stopped
+# when the broker stops.
 run: $(STAMP)
 	@$(BIN)/python examples/mcp/server.py & mcp=$$!; \
 	trap 'kill $$mcp 2>/dev/null' EXIT INT TERM; \
@@ -32,6 +45,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q --durations=10 --cov=gatepass --cov-branch --cov-report=term:skip-covered --cov-fail-under=95
 
+# Fast feedback while editing: tests/unit needs no PostgreSQL, Redis or sshd.
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 

@@ -84,6 +84,18 @@ class ServerSettings(_Section):
     )
     tls: TLSSettings | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _issuer_from_address(cls, data: object) -> object:
+        # The port lives in one place: without an issuer, the broker is named by
+        # the address it listens on (set one behind TLS or on 0.0.0.0).
+        if isinstance(data, dict) and "issuer" not in data:
+            host = str(data.get("host", "127.0.0.1"))
+            port = data.get("port", 8400)
+            shown = f"[{host}]" if ":" in host else host
+            return {**data, "issuer": f"http://{shown}:{port}"}
+        return data
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_origin(cls, value: str) -> str:
@@ -236,6 +248,29 @@ class Settings(_Section):
     identity: IdentitySettings = IdentitySettings()
     approvals: ApprovalSettings = ApprovalSettings()
     delegation: DelegationSettings = DelegationSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _demo_port_from_target(cls, data: object) -> object:
+        # The demo resource serves its target's URI: without a resource_port, the
+        # port is read from that URI, so it is written in one place only.
+        if not isinstance(data, dict):
+            return data
+        demo, targets = data.get("demo"), data.get("targets")
+        if not isinstance(demo, dict) or "resource_port" in demo:
+            return data
+        if not isinstance(targets, list):
+            return data
+        name = demo.get("resource_target", "tickets")
+        for target in targets:
+            if isinstance(target, dict) and target.get("name") == name:
+                try:
+                    port = urlsplit(str(target.get("uri", ""))).port
+                except ValueError:
+                    return data
+                if port is not None:
+                    return {**data, "demo": {**demo, "resource_port": port}}
+        return data
 
     @field_validator("targets")
     @classmethod

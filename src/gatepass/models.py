@@ -1,5 +1,5 @@
 """
-The broker's records: agents, targets, tasks and leases.
+The broker's records: agents, targets, tasks, leases and API tokens.
 
 Plain frozen dataclasses shared by the store (which persists them), the parts the
 broker composes, and the faces. They hold no secrets: tokens appear only as hashes.

@@ -25,6 +25,7 @@ class TestLoadSettings:
             "tickets",
             "tickets-prod",
             "notes-mcp",
+            "legacy-tickets",
         ]
 
     def test_missing_file(self, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ value (a value may be a key or a token someone pasted in the wrong place).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from collections.abc import Callable, Mapping
@@ -35,7 +36,13 @@ from gatepass.api.forms import (
     parse_scope,
 )
 from gatepass.audit import Outcome
-from gatepass.broker import AgentRegistration, CredentialRequest, ProxyCall
+from gatepass.broker import (
+    AgentRegistration,
+    AuditFilter,
+    CredentialRequest,
+    PolicyQuestion,
+    ProxyCall,
+)
 from gatepass.errors import InvalidRequestError
 from gatepass.models import AgentStatus, LeaseState, TaskState
 from gatepass.tokens import algorithm_for, load_public_jwk
@@ -46,9 +53,11 @@ __all__ = [
     "LeaseQuery",
     "TaskQuery",
     "agent_registration",
+    "audit_filter",
     "close_reason",
     "credential_request",
     "name_list",
+    "policy_question",
     "proxy_calls",
     "validated",
 ]
@@ -175,14 +184,57 @@ class LeaseQuery(_Query):
     limit: Annotated[int, BeforeValidator(_bounded(1000))] = 100
 
 
+def _moment(name: str) -> Callable[[object], object]:
+    """Return a validator of an aware ISO 8601 time, named in the error."""
+
+    def check(value: object) -> object:
+        if value is None:
+            return None
+        try:
+            moment = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValueError(
+                f"{name} must be an ISO 8601 time with a zone, such as "
+                "2026-01-06T10:00:00Z"
+            )
+        return moment.astimezone(dt.UTC)
+
+    return check
+
+
 class AuditQuery(_Query):
-    """``GET /v1/audit/events?after=&limit=`` or ``?last=``."""
+    """
+    ``GET /v1/audit/events?after=&limit=`` or ``?last=``, with optional filters.
+
+    The filters (``agent``, ``task``, ``kind``, ``outcome``, ``since``) apply to
+    both forms; every one given must hold.
+    """
 
     after: Annotated[int, BeforeValidator(_count("after", minimum=0))] = 0
     limit: Annotated[int, BeforeValidator(_bounded(1000))] = 500
     last: Annotated[
         int | None, BeforeValidator(_count("last", minimum=1, maximum=1000))
     ] = None
+    agent: str | None = Field(default=None, max_length=64)
+    task: str | None = Field(default=None, max_length=64)
+    kind: str | None = Field(default=None, max_length=64)
+    outcome: Annotated[
+        Outcome | None, BeforeValidator(_member_of(Outcome, "outcome"))
+    ] = None
+    since: Annotated[dt.datetime | None, BeforeValidator(_moment("since"))] = None
+
+
+def audit_filter(query: AuditQuery) -> AuditFilter:
+    """Return the filters of an audit query."""
+    return AuditFilter(
+        agent=query.agent,
+        task=query.task,
+        kind=query.kind,
+        outcome=query.outcome,
+        since=query.since,
+    )
 
 
 # ----------------------------------------------------------------- bodies
@@ -350,6 +402,40 @@ def credential_request(
         else parse_requested_ttl(body.requested_ttl),
         approval_id=parse_approval_id(body.approval_id),
         justification=parse_justification(body.justification),
+    )
+
+
+_WORD = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class _QuestionBody(_Input):
+    agent: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    target: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    action: Annotated[StrictStr, Field(pattern=_WORD)]
+    purpose: Annotated[StrictStr, Field(max_length=64)] = ""
+    environment: Annotated[StrictStr, Field(pattern=_NAME)] | None = None
+    tenant: Annotated[StrictStr, Field(pattern=_NAME)] | None = None
+    intent: Annotated[StrictStr, Field(max_length=500)] = ""
+    at: Annotated[dt.datetime | None, BeforeValidator(_moment("at"))] = None
+
+
+def policy_question(payload: object) -> PolicyQuestion:
+    """
+    Validate a what-if ``{"agent", "target", "action", "purpose"?, ...}``.
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed.
+    """
+    body = validated(_QuestionBody, payload)
+    return PolicyQuestion(
+        agent=body.agent,
+        target=body.target,
+        action=body.action,
+        purpose=body.purpose,
+        environment=body.environment,
+        tenant=body.tenant,
+        intent=body.intent,
+        at=body.at,
     )
 
 

@@ -10,7 +10,7 @@ faces (``gatepass.api``, ``gatepass.cli``) import only this package.
 from __future__ import annotations
 
 from gatepass.broker.approval_votes import Viewer
-from gatepass.broker.audit_log import ProxyCall
+from gatepass.broker.audit_log import AuditFilter, ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
 from gatepass.broker.callers import Caller, Permission, permissions_of
 from gatepass.broker.catalog import TargetCatalog
@@ -21,6 +21,7 @@ from gatepass.broker.idempotency import idempotency_key_from_headers
 from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
 from gatepass.broker.operators import check_registration
+from gatepass.broker.policy_admin import PolicyQuestion
 from gatepass.broker.requests import (
     AcceptDelegationRequest,
     AccessTokenRequest,
@@ -44,6 +45,7 @@ __all__ = [
     "AccessTokenRequest",
     "AgentRegistration",
     "Attempt",
+    "AuditFilter",
     "Broker",
     "BrokerContext",
     "Caller",
@@ -55,6 +57,7 @@ __all__ = [
     "OpenTaskRequest",
     "OperatorRegistration",
     "Permission",
+    "PolicyQuestion",
     "PresentedTaskToken",
     "ProxyCall",
     "Readiness",

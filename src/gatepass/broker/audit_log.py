@@ -8,6 +8,7 @@ rewritten cannot vouch for itself.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from gatepass.broker.trail import Attempt
 from gatepass.errors import GatepassError
 from gatepass.store import audit_log
 
-__all__ = ["AuditLog", "ProxyCall"]
+__all__ = ["AuditFilter", "AuditLog", "ProxyCall"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +40,26 @@ class ProxyCall:
     agent_id: str
     task_id: str
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditFilter:
+    """
+    Which audit records an operator asks for; every filter given must hold.
+
+    Attributes:
+        agent: an agent id that acted, was acted on, or is named in the details.
+        task: a task id that is the subject or is named in the details.
+        kind: a kind (``task.open``) or a dotted prefix (``task``).
+        outcome: ``ok``, ``allow``, ``deny`` or ``error``.
+        since: only records at or after this time.
+    """
+
+    agent: str | None = None
+    task: str | None = None
+    kind: str | None = None
+    outcome: Outcome | None = None
+    since: dt.datetime | None = None
 
 
 class AuditLog:
@@ -73,6 +94,44 @@ class AuditLog:
             lambda c: audit_log.last_audit(c, count)
         )
         return [record.to_json() for record in records]
+
+    async def page(
+        self,
+        match: AuditFilter,
+        *,
+        limit: int,
+        after: int = 0,
+        newest: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """
+        Return matching records as JSON objects, oldest first, and the next cursor.
+
+        Args:
+            match: the filters.
+            limit: at most this many records.
+            after: only records after this seq.
+            newest: the newest matching records rather than the oldest after
+                ``after``.
+
+        Returns:
+            The records and the seq to continue after (``audit tail --follow``
+            passes it back as ``after``); it never skips a matching record.
+        """
+        outcome = None if match.outcome is None else match.outcome.value
+        records, next_seq = await self._context.database.read(
+            lambda c: audit_log.audit_page(
+                c,
+                limit=limit,
+                after=after,
+                newest=newest,
+                agent=match.agent,
+                task=match.task,
+                kind=match.kind,
+                outcome=outcome,
+                since=match.since,
+            )
+        )
+        return [record.to_json() for record in records], next_seq
 
     async def checkpoints(self) -> list[dict[str, Any]]:
         """Return every checkpoint as JSON objects."""

@@ -61,6 +61,21 @@ def require_target_in_task(
         raise InvalidScopeError("scope names an action outside the task")
 
 
+def _denial(denied: list[tuple[PolicyRequest, Decision]]) -> str:
+    """
+    Word a denial: the action and the target, never the deciding policy ids.
+
+    The caller may be the agent itself, so which policies decided stays in the
+    audit record (and in ``gatepass policy explain``, for operators).
+    """
+    request, decision = denied[0]
+    what = f"{request.action} on target {request.target.name}"
+    more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
+    if decision.errors:
+        return f"policy evaluation failed for {what}{more}; denied"
+    return f"policy denied {what}{more}"
+
+
 class Authority:
     """
     Policy decisions and lifetimes.
@@ -127,10 +142,12 @@ class Authority:
         if errors:
             attempt.data["policy_errors"] = errors[:5]
         if isinstance(verdict, Deny):
-            detail = "policy denied the request"
-            if errors:
-                detail = "policy evaluation failed; denied"
-            raise AccessDeniedError(detail)
+            denied = [
+                (request, decision)
+                for request, decision in zip(requests, decisions, strict=True)
+                if not decision.allowed
+            ]
+            raise AccessDeniedError(_denial(denied))
         if verdict.profile != NO_PROFILE:
             attempt.data["profile"] = verdict.profile.to_json()
         return verdict

@@ -211,6 +211,15 @@ class Callers:
             # One answer for every refused token, so a caller cannot tell a
             # revoked token from one that never existed.
             raise AuthenticationError("unknown api token")
+        if self._context.seal.ended(caller.token_id):
+            # Sealed after a restore: the journal says this token was revoked,
+            # although the restored row says otherwise (docs/audit.md).
+            attempt = Attempt(
+                kind="admin.auth",
+                data={"token_hash": digest[:_HASH_PREFIX], "reason": "revoked"},
+            )
+            await self._context.trail.record(attempt, Outcome.DENY)
+            raise AuthenticationError("unknown api token")
         if needs is not None and not caller.may(needs):
             attempt = Attempt(
                 kind="admin.auth",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from gatepass.errors import InvalidTargetError
 from gatepass.models import Target
@@ -12,6 +14,37 @@ __all__ = ["TargetCatalog"]
 
 def _normal(uri: str) -> str:
     return uri.rstrip("/")
+
+
+_SHOWN = 100
+_NAME_LIKE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/%-]+")
+# A long unbroken run of letters and digits is a key or a token, not a name.
+_OPAQUE = re.compile(r"[A-Za-z0-9]{25,}")
+_SCHEMES = frozenset({"http", "https", "postgresql", "redis", "rediss", "ssh"})
+
+
+def _shown(reference: str) -> str:
+    """
+    Name the target asked for in an error, when it can only be a name or a URI.
+
+    Errors and their audit records never repeat what a client sent if it could be
+    a secret pasted in the wrong place (a token as the ``resource``): such a
+    reference is described, not shown.
+    """
+    hidden = "(not shown: it is not a target name or URI)"
+    if len(reference) > _SHOWN or _OPAQUE.search(reference):
+        return hidden
+    if _NAME_LIKE.fullmatch(reference):
+        return repr(reference)
+    parts = urlsplit(reference)
+    plain = (
+        parts.scheme in _SCHEMES
+        and bool(parts.hostname)
+        and not (parts.username or parts.password or parts.query or parts.fragment)
+        and _URI_CHARACTERS.fullmatch(reference) is not None
+    )
+    return repr(reference) if plain else hidden
 
 
 class TargetCatalog:
@@ -38,11 +71,13 @@ class TargetCatalog:
         A trailing slash does not distinguish two resources.
 
         Raises:
-            InvalidTargetError: no target matches.
+            InvalidTargetError: no target matches; the message names the
+                reference asked for (shortened), which is a name or a URI the
+                caller sent, never a secret.
         """
         target = self._by_uri.get(_normal(reference)) or self._by_name.get(reference)
         if target is None:
-            raise InvalidTargetError("unknown target")
+            raise InvalidTargetError(f"unknown target {_shown(reference)}")
         return target
 
     def get(self, name: str) -> Target | None:

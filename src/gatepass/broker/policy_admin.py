@@ -1,28 +1,88 @@
 """
-The live policy set: its status, reloading it, and re-deciding what is live.
+The live policy set: its status, reloading it, re-deciding what is live, what-ifs.
 
 A reload that refuses (a syntax error, a schema violation, an annotation out of
 range) leaves the old set live. A reload that changes the set re-runs the policy
 over every open task and live lease (a context change, DESIGN.md): a task the new
 set no longer allows is closed, a lease it no longer allows revoked.
+
+:meth:`PolicyAdmin.explain` decides one request without issuing anything (``gatepass
+policy explain``): it shows operators the deciding policy ids, which denials sent
+to agents never name.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from gatepass.audit import Outcome
 from gatepass.broker.closing import Closing
 from gatepass.broker.context import BrokerContext
-from gatepass.broker.facts import task_requests
+from gatepass.broker.facts import (
+    policy_requests,
+    task_facts,
+    task_requests,
+)
 from gatepass.broker.trail import Attempt
 from gatepass.errors import ConflictError, InvalidRequestError, NotFoundError
-from gatepass.models import Lease, TaskState
+from gatepass.ids import is_id
+from gatepass.models import Agent, AgentStatus, Lease, Target, TaskState
 from gatepass.policy import OPEN_TASK
+from gatepass.store import agents as agent_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
 
-__all__ = ["PolicyAdmin"]
+__all__ = ["PolicyAdmin", "PolicyQuestion"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyQuestion:
+    """
+    A what-if: may this agent do this action on this target, in such a task?
+
+    Attributes:
+        agent: the agent's id or name.
+        target: the target's name or URI.
+        action: an action of the target, or ``OpenTask``.
+        purpose: the task's purpose label.
+        environment: the task's environment [default: the target's].
+        tenant: the task's tenant [default: the agent's].
+        intent: the task's free-text intent.
+        at: the moment to decide at [default: now].
+    """
+
+    agent: str
+    target: str
+    action: str
+    purpose: str = ""
+    environment: str | None = None
+    tenant: str | None = None
+    intent: str = ""
+    at: dt.datetime | None = None
+
+
+def _time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _notes(agent: Agent, target: Target, action: str, environment: str) -> list[str]:
+    """Say what would refuse the request before policy is even asked."""
+    notes: list[str] = []
+    if agent.status is not AgentStatus.ACTIVE:
+        notes.append(
+            f"agent {agent.name} is {agent.status.value}: it cannot open tasks"
+        )
+    if action != OPEN_TASK and action not in target.actions:
+        offered = ", ".join(target.actions)
+        notes.append(f"target {target.name} offers {offered}, not {action}")
+    if environment != target.environment:
+        notes.append(
+            f"target {target.name} is in environment {target.environment}: a task "
+            f"in {environment} cannot name it"
+        )
+    return notes
 
 
 class PolicyAdmin:
@@ -48,6 +108,87 @@ class PolicyAdmin:
             "digest": holder.current.digest,
             "last_error": holder.last_error,
         }
+
+    async def explain(self, question: PolicyQuestion) -> dict[str, Any]:
+        """
+        Decide one request against the live set without issuing or recording it.
+
+        Returns:
+            ``decision`` (``allow`` or ``deny``), the deciding ``policy_ids``, the
+            evaluation ``errors``, the ``ttl_seconds`` cap, the ``policy_digest``,
+            the ``profile`` (the facts the policy saw) and ``notes`` (checks
+            outside policy that would refuse the request anyway).
+
+        Raises:
+            NotFoundError: no such agent.
+            InvalidTargetError: no such target.
+        """
+        context = self._context
+        agent = await self._find_agent(question.agent)
+        target = context.catalog.resolve(question.target)
+        environment = question.environment or target.environment
+        tenant = question.tenant or agent.tenant
+        now = question.at or context.clock.now()
+        facts = task_facts(
+            purpose=question.purpose,
+            intent=question.intent,
+            environment=environment,
+            tenant=tenant,
+            age=dt.timedelta(0),
+        )
+        requests = policy_requests(agent, facts, [(question.action, target)], now)
+        # Straight to the policy set: a what-if is not a decision the broker made,
+        # so it is neither counted in the decision metrics nor audited.
+        policy_set = context.policies.current
+        decision = policy_set.decide(requests)[0]
+        return {
+            "decision": "allow" if decision.allowed else "deny",
+            "policy_ids": list(decision.policy_ids),
+            "errors": list(decision.errors),
+            "ttl_seconds": (
+                None
+                if decision.ttl_cap is None
+                else int(decision.ttl_cap.total_seconds())
+            ),
+            "policy_digest": policy_set.digest,
+            "profile": {
+                "agent": {
+                    "id": agent.id,
+                    "name": agent.name,
+                    "tenant": agent.tenant,
+                    "labels": dict(agent.labels),
+                    "status": agent.status.value,
+                },
+                "target": {
+                    "name": target.name,
+                    "uri": target.uri,
+                    "kind": target.kind,
+                    "environment": target.environment,
+                    "tenant": target.tenant,
+                    "risk": target.risk,
+                },
+                "action": question.action,
+                "task": {
+                    "purpose": facts.purpose,
+                    "intent": facts.intent,
+                    "environment": facts.environment,
+                    "tenant": facts.tenant,
+                },
+                "at": _time(now),
+            },
+            "notes": _notes(agent, target, question.action, environment),
+        }
+
+    async def _find_agent(self, reference: str) -> Agent:
+        if is_id(reference, "agt"):
+            found = await self._context.directory.agent(reference)
+        else:
+            found = await self._context.database.read(
+                lambda c: agent_rows.get_agent_by_name(c, reference)
+            )
+        if found is None:
+            raise NotFoundError(f"no agent {reference[:64]!r}")
+        return found
 
     async def reload(self, actor: str = "system") -> dict[str, Any]:
         """

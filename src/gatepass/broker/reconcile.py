@@ -8,11 +8,11 @@ Reconcile: bring a database that went back in time in line with the anchor journ
    closes the current journal file (renamed, kept) and starts a new segment whose
    first line names it and its SHA-256;
 3. in one transaction, re-applies every ending the journal holds and the database
-   lacks (tasks closed with their leases, leases ended, agents disabled; engine
-   leases go to ``revoking`` so the revocation worker drives them through their
-   engines again, idempotently) and appends an ``audit.rollback`` record naming
-   the problem, both heads, the closed segments with their fork seqs (the lost
-   range) and what was re-applied;
+   lacks (tasks closed with their leases, leases ended, agents disabled, API
+   tokens revoked; engine leases go to ``revoking`` so the revocation worker
+   drives them through their engines again, idempotently) and appends an
+   ``audit.rollback`` record naming the problem, both heads, the closed
+   segments with their fork seqs (the lost range) and what was re-applied;
 4. runs the revocation worker and the reaper at once, which removes every engine
    credential no live lease accounts for (those issued after the snapshot too);
 5. signs a checkpoint, compares once more and unseals.
@@ -37,6 +37,7 @@ from gatepass.models import AgentStatus, ApprovalState
 from gatepass.observability import get_logger
 from gatepass.store import Connection
 from gatepass.store import agents as agent_rows
+from gatepass.store import api_tokens as token_rows
 from gatepass.store import approvals as approval_rows
 from gatepass.store import leases as lease_rows
 from gatepass.store import tasks as task_rows
@@ -73,6 +74,7 @@ def _reapply_endings(
         "leases": [],
         "agents": [],
         "approvals": [],
+        "api_tokens": [],
     }
     for agent_id in sorted(ended.get("agents", ())):
         if agent_rows.set_agent_status(conn, agent_id, AgentStatus.DISABLED, now):
@@ -97,6 +99,12 @@ def _reapply_endings(
         if approval_rows.end_approval(
             conn, approval_id, ApprovalState.CANCELLED, now=now, reason=_REASON
         )
+    ]
+    # A token the journal saw revoked is revoked again (a restore revived it).
+    done["api_tokens"] = [
+        token_id
+        for token_id in sorted(ended.get(token_rows.ENDED_KIND, ()))
+        if token_rows.revoke_api_token(conn, token_id, now)
     ]
     return done
 

@@ -1,72 +1,51 @@
 """
 The ``gatepass`` command line.
 
-One module per noun; each talks to the admin API through ``GATEPASS_ADDR`` and
-``GATEPASS_TOKEN`` (falling back to the quickstart's ``.gatepass/admin.token``),
-except ``serve`` and the local ``policy validate|test`` and ``audit verify --file``.
-Errors from any command end in :class:`~gatepass.cli.output.GatepassGroup`, which
-prints ``gatepass: <detail>`` and exits with the error's exit code.
+One module per noun; each talks to the admin API (see ``cli/client.py`` for how
+it finds the broker and its admin token), except ``serve``, ``proxy``, the local
+``policy validate|test`` and ``audit verify --file``. Errors from any command end
+in :class:`~gatepass.cli.output.GatepassGroup`, which prints ``gatepass:
+<detail>`` and exits with the error's exit code (docs/cli.md).
+
+The command line is part of the server install (``gatepass[server]``): with only
+the SDK installed, :func:`main` says so instead of failing on an import.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import TYPE_CHECKING, Final
 
-from gatepass.cli import (
-    agents,
-    approvals,
-    audit,
-    keys,
-    leases,
-    operators,
-    policy,
-    targets,
-    tasks,
-    tokens,
-)
-from gatepass.cli.demo import demo
-from gatepass.cli.output import GatepassGroup
-from gatepass.cli.proxy import proxy
-from gatepass.cli.serve import serve
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="gatepass",
-    cls=GatepassGroup,
-    no_args_is_help=True,
-    add_completion=False,
-)
-app.command("serve")(serve)
-app.command("demo")(demo)
-app.command("proxy")(proxy)
-app.add_typer(agents.app, name="agents")
-app.add_typer(tasks.app, name="tasks")
-app.add_typer(leases.app, name="leases")
-app.add_typer(targets.app, name="targets")
-app.add_typer(policy.app, name="policy")
-app.add_typer(audit.app, name="audit")
-app.add_typer(keys.app, name="keys")
-app.add_typer(operators.app, name="operators")
-app.add_typer(approvals.app, name="approvals")
-app.add_typer(tokens.app, name="tokens")
-app.command("whoami")(operators.whoami)
+# sysexits EX_UNAVAILABLE: a component the command needs is not there.
+_MISSING_EXIT: Final = 69
 
 
-@app.callback()
-def _root() -> None:
-    """
-    Short-lived, context-bound credentials for AI agents.
+def __getattr__(name: str) -> typer.Typer:
+    """Import the Typer app on first use, so that ``main`` can report its absence."""
+    if name == "app":
+        from gatepass.cli.root import app  # noqa: PLC0415 - deliberately lazy
 
-    Commands that talk to a broker use GATEPASS_ADDR (default
-    http://127.0.0.1:8400) and the API token in GATEPASS_TOKEN (an operator's
-    own token; `gatepass whoami` shows whose it is). When
-    GATEPASS_TOKEN is unset, the token is read from .gatepass/admin.token, which
-    the quickstart (`make run`) writes; GATEPASS_STATE_DIR changes that directory.
-    The token is never printed.
-    """
+        return app
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def main() -> None:
-    """Run the command line."""
+    """Run the command line, or explain how to install it."""
+    try:
+        from gatepass.cli.root import app  # noqa: PLC0415 - deliberately lazy
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing in {"", "gatepass"}:
+            raise
+        sys.stderr.write(
+            f"gatepass: the command line needs the server install ({missing} is "
+            "missing): pip install 'gatepass[server]' (see the README's Install)\n"
+        )
+        raise SystemExit(_MISSING_EXIT) from None
     app()

@@ -9,13 +9,23 @@ CLI's escaping (control characters, ANSI sequences, bidi overrides, markup).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from gatepass.approvals.agent_text import inert_text
 from gatepass.cli.client import admin_client, resource_path
-from gatepass.cli.output import JSON_OPTION, print_json, print_record, print_table
+from gatepass.cli.options import (
+    ADDR_OPTION,
+    CONFIG_OPTION,
+    JSON_OPTION,
+    OUTPUT_OPTION,
+    Format,
+    wants_json,
+)
+from gatepass.cli.output import print_json, print_record, print_table
+from gatepass.cli.tables import Column
 
 __all__ = ["app"]
 
@@ -24,14 +34,14 @@ app = typer.Typer(
 )
 
 _COLUMNS = [
-    ("approval_id", "id"),
-    ("state", "state"),
-    ("tenant", "tenant"),
-    ("target", "target"),
-    ("actions", "actions"),
-    ("groups", "groups"),
-    ("quorum", "quorum"),
-    ("expires_at", "expires"),
+    Column("approval_id", "id", "id"),
+    Column("state", "state", "word"),
+    Column("tenant", "tenant", "text"),
+    Column("target", "target", "text"),
+    Column("actions", "actions", "text"),
+    Column("groups", "groups", "text"),
+    Column("quorum", "quorum", "word"),
+    Column("expires_at", "expires", "time"),
 ]
 
 _FACTS = (
@@ -78,12 +88,15 @@ def list_approvals(
         "pending", "--state", "-s", help="pending, approved, denied, expired, ..., all"
     ),
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=500, help="at most"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """List approvals you may see (pending ones by default), newest first."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.get("/v1/admin/approvals", {"state": state, "limit": limit})
-    if as_json:
+    if wants_json(output, as_json):
         print_json(answer)
         return
     print_table(answer["approvals"], _COLUMNS, empty="nothing waits for approval")
@@ -92,12 +105,15 @@ def list_approvals(
 @app.command("show")
 def show(
     approval_id: str = typer.Argument(..., metavar="ID", help="the approval (apr_…)"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Show one approval: the broker's facts first, the agent's words last."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         shown = client.get(resource_path("/v1/admin/approvals", approval_id))
-    if as_json:
+    if wants_json(output, as_json):
         print_json(shown)
         return
     print_record(_facts(shown), title=f"approval {shown.get('approval_id', '')}")
@@ -105,10 +121,10 @@ def show(
     print_table(
         votes,
         [
-            ("operator", "operator"),
-            ("choice", "vote"),
-            ("reason", "reason"),
-            ("at", "at"),
+            Column("operator", "operator", "text"),
+            Column("choice", "vote", "word"),
+            Column("reason", "reason", "text"),
+            Column("at", "at", "time"),
         ],
         title="votes",
         empty="no votes yet",
@@ -123,8 +139,16 @@ def show(
     )
 
 
-def _vote(approval_id: str, verb: str, reason: str, as_json: bool) -> None:
-    with admin_client() as client:
+def _vote(
+    approval_id: str,
+    verb: str,
+    reason: str,
+    *,
+    as_json: bool,
+    addr: str | None,
+    config: Path | None,
+) -> None:
+    with admin_client(addr, config) as client:
         voted = client.post(
             resource_path("/v1/admin/approvals", approval_id) + f"/{verb}",
             {"reason": reason},
@@ -141,17 +165,37 @@ def approve(
     reason: str = typer.Option(
         ..., "--reason", "-r", help="why (a change or ticket id), for the audit log"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Approve a request (your vote counts once towards each group you hold)."""
-    _vote(approval_id, "approve", reason, as_json)
+    _vote(
+        approval_id,
+        "approve",
+        reason,
+        as_json=wants_json(output, as_json),
+        addr=addr,
+        config=config,
+    )
 
 
 @app.command("deny")
 def deny(
     approval_id: str = typer.Argument(..., metavar="ID", help="the approval (apr_…)"),
     reason: str = typer.Option(..., "--reason", "-r", help="why, for the audit log"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Deny a request; a deny is final."""
-    _vote(approval_id, "deny", reason, as_json)
+    _vote(
+        approval_id,
+        "deny",
+        reason,
+        as_json=wants_json(output, as_json),
+        addr=addr,
+        config=config,
+    )

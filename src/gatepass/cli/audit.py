@@ -14,7 +14,6 @@ the broker had already committed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,12 +37,19 @@ from gatepass.audit import (
     read_journal,
     verify_log,
 )
-from gatepass.cli.client import AdminClient, admin_client, current_connector
-from gatepass.cli.output import (
+from gatepass.cli.audit_tail import tail
+from gatepass.cli.client import AdminClient, admin_client, locate
+from gatepass.cli.options import (
+    ADDR_OPTION,
+    CONFIG_OPTION,
     JSON_OPTION,
+    OUTPUT_OPTION,
+    Format,
+    wants_json,
+)
+from gatepass.cli.output import (
     print_json,
     print_record,
-    safe_json,
     stderr_console,
     stdout_console,
 )
@@ -56,7 +62,6 @@ app = typer.Typer(
 )
 
 _PAGE = 1000
-_POLL_SECONDS = 1.0
 
 
 def _event_pages(
@@ -127,50 +132,7 @@ def _read_public_key(path: Path) -> Mapping[str, Any]:
     return document
 
 
-def _print_event(event: Mapping[str, Any]) -> None:
-    # Agent-chosen text must not drive the terminal (see cli/output.py).
-    typer.echo(safe_json(event))
-
-
-@app.command("tail")
-def tail(
-    after: int | None = typer.Option(
-        None, "--after", min=0, help="start after this seq [default: the newest events]"
-    ),
-    limit: int = typer.Option(
-        100,
-        "--limit",
-        "-n",
-        min=1,
-        max=1000,
-        help="at most this many events (per poll with --follow)",
-    ),
-    follow: bool = typer.Option(
-        False, "--follow", "-f", help="keep polling every second until Ctrl-C"
-    ),
-) -> None:
-    """Print audit events as JSON lines (control and bidi characters escaped)."""
-    wait = current_connector().wait
-    with admin_client() as client:
-        try:
-            while True:
-                query = (
-                    {"last": limit}
-                    if after is None
-                    else {"after": after, "limit": limit}
-                )
-                answer = client.get("/v1/audit/events", query)
-                for event in answer["items"]:
-                    _print_event(event)
-                after = int(answer["next"])
-                if not follow:
-                    return
-                # A full page means more is waiting: fetch it without pausing.
-                if len(answer["items"]) < limit:
-                    wait(_POLL_SECONDS)
-        except KeyboardInterrupt:
-            # Ctrl-C is how --follow ends; it is not a failure.
-            return
+app.command("tail")(tail)
 
 
 @app.command("export")
@@ -182,6 +144,8 @@ def export(
         dir_okay=False,
         help="write here instead of standard output",
     ),
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Export the log as self-verifying JSON lines, ending at a fresh checkpoint."""
     console = stderr_console()
@@ -197,7 +161,7 @@ def export(
         # Off when stderr is not a terminal: logs get the summary line only.
         disable=not console.is_terminal,
     )
-    with admin_client() as client, progress:
+    with admin_client(addr, config) as client, progress:
         counter = progress.add_task("export", total=None)
 
         def advance(count: int) -> None:
@@ -269,10 +233,9 @@ class _ObservedChain:
         return ()
 
 
-def _journal(anchors: Path | None) -> tuple[Journal | None, str | None]:
+def _journal(anchors: Path | None, state: Path) -> tuple[Journal | None, str | None]:
     """Read the journal to compare with, and say which one (or why none)."""
     if anchors is None:
-        state = Path(os.environ.get("GATEPASS_STATE_DIR") or ".gatepass")
         default = state / JOURNAL_FILE
         if not default.exists():
             return None, (
@@ -343,13 +306,16 @@ def verify(
         None,
         "--anchors",
         dir_okay=False,
-        help="the broker's anchor journal [default: audit-checkpoints.jsonl in "
-        "GATEPASS_STATE_DIR, when it exists]",
+        help="the broker's anchor journal (default: audit-checkpoints.jsonl in "
+        "the broker's state directory, from --config or GATEPASS_STATE_DIR, when "
+        "it exists)",
     ),
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Verify chain, checkpoints and anchor journal; exit 65 on any tampering."""
     pinned = _read_public_key(public_key) if public_key is not None else None
-    journal, note = _journal(anchors)
+    journal, note = _journal(anchors, locate(addr, config).state_dir)
     if note is not None:
         stderr_console().print(escape(note))
     observed = _ObservedChain(set() if journal is None else journal.seqs())
@@ -379,7 +345,7 @@ def verify(
             _check_journal(journal, observed, final)
         _print_report(report, str(file), journal)
         return
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         head, checkpoints, published = _anchored(client)
         trusted = pinned if pinned is not None else published
         through = 0 if head is None else head.seq
@@ -392,7 +358,12 @@ def verify(
 
 
 @app.command("reconcile")
-def reconcile(json_output: bool = JSON_OPTION) -> None:
+def reconcile(
+    output: Format = OUTPUT_OPTION,
+    as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
     """
     Reconcile a sealed broker with its anchor journal, then unseal it.
 
@@ -400,9 +371,9 @@ def reconcile(json_output: bool = JSON_OPTION) -> None:
     engine credentials no live lease accounts for, records an audit.rollback
     naming the lost range, starts a new journal segment and checkpoints.
     """
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.post("/v1/audit/reconcile")
-    if json_output:
+    if wants_json(output, as_json):
         print_json(answer)
         return
     if not answer.get("reconciled"):

@@ -1,10 +1,15 @@
 """
 The admin API client the commands share, and where its address and token come from.
 
-``GATEPASS_ADDR`` names the broker (default ``http://127.0.0.1:8400``) and
-``GATEPASS_TOKEN`` the admin token; without it the token is read from
-``admin.token`` in ``GATEPASS_STATE_DIR`` (default ``.gatepass``), which the
-quickstart writes. Tests put a :class:`Connector` in the context object
+The broker's address is the first of: ``--addr``; the issuer of ``--config FILE``
+(the broker's own configuration); ``GATEPASS_ADDR``; the issuer of
+``GATEPASS_CONFIG``; ``http://127.0.0.1:8400``. The admin token is
+``GATEPASS_TOKEN``, else the ``admin.token`` file the broker wrote in its state
+directory: that of ``--config``, else ``GATEPASS_STATE_DIR``, else that of
+``GATEPASS_CONFIG``, else ``.gatepass``. A flag beats the environment, and an
+address beats a configuration file at the same level. See docs/cli.md.
+
+Tests put a :class:`Connector` in the context object
 (``CliRunner.invoke(app, args, obj=Connector(...))``) to hand the commands an
 in-process ``httpx.Client`` such as ``starlette.testclient.TestClient``; the root
 command group installs it with :func:`use_connector`.
@@ -24,6 +29,8 @@ from urllib.parse import quote
 
 import httpx
 
+from gatepass.clock import Clock, SystemClock
+from gatepass.config import Settings, load_settings
 from gatepass.errors import AuthenticationError, GatepassError, error_for_code
 
 __all__ = [
@@ -31,8 +38,10 @@ __all__ = [
     "AdminClient",
     "BrokerUnreachableError",
     "Connector",
+    "Location",
     "admin_client",
     "current_connector",
+    "locate",
     "resource_path",
     "token_file",
     "use_connector",
@@ -55,9 +64,14 @@ class BrokerUnreachableError(Exception):
 
     exit_code: ClassVar[int] = 69
 
-    def __init__(self, address: str) -> None:
-        """Word the message for the operator."""
-        self.detail = f"cannot reach the broker at {address}: is `make run` running?"
+    def __init__(self, address: str, source: str = "") -> None:
+        """Word the message for the operator: where the address came from, and how."""
+        where = f" (from {source})" if source else ""
+        self.detail = (
+            f"cannot reach the broker at {address}{where}: start it with `make run` "
+            "or `gatepass serve --config FILE`, or point the CLI at it with --addr "
+            "URL, GATEPASS_ADDR or --config FILE"
+        )
         super().__init__(self.detail)
 
 
@@ -80,11 +94,13 @@ class Connector:
             used as is; the commands close it only when ``owns_http`` is true.
         owns_http: whether commands close the clients ``open_http`` returns.
         wait: pauses between polls of ``audit tail --follow``.
+        clock: the time tables show relative times against (``5m ago``).
     """
 
     open_http: Callable[[str], httpx.Client] = _open_http
     owns_http: bool = True
     wait: Callable[[float], None] = field(default=_wait)
+    clock: Clock = field(default_factory=SystemClock)
 
 
 def resource_path(collection: str, resource_id: str, *action: str) -> str:
@@ -102,27 +118,103 @@ def resource_path(collection: str, resource_id: str, *action: str) -> str:
     return "/".join([collection, quote(resource_id, safe=""), *action])
 
 
-def token_file() -> Path:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
     """
-    Return where the quickstart writes the admin token.
+    Where the broker is, and where its state (the admin token file) lives.
+
+    Attributes:
+        address: the broker's base URL.
+        source: where the address came from, for messages (``--addr``,
+            ``GATEPASS_ADDR``, ``--config FILE``...).
+        state_dir: the broker's state directory.
+        settings: the broker's configuration, when a file was given.
+    """
+
+    address: str
+    source: str
+    state_dir: Path
+    settings: Settings | None = None
+
+
+def _environment(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def locate(addr: str | None = None, config: Path | None = None) -> Location:
+    """
+    Find the broker from the command's flags and the environment.
+
+    Args:
+        addr: ``--addr``, if given.
+        config: ``--config``, if given: the broker's configuration file.
 
     Returns:
-        ``$GATEPASS_STATE_DIR/admin.token``, by default ``.gatepass/admin.token``.
+        The address and state directory, with where the address came from.
+
+    Raises:
+        ConfigurationError: the configuration file is missing or invalid.
     """
-    return Path(os.environ.get("GATEPASS_STATE_DIR") or ".gatepass") / "admin.token"
+    env_config = _environment("GATEPASS_CONFIG")
+    flag_settings = load_settings(config) if config is not None else None
+    env_settings = (
+        load_settings(Path(env_config))
+        if flag_settings is None and env_config is not None
+        else None
+    )
+
+    def issuer(settings: Settings | None) -> str | None:
+        return None if settings is None else settings.server.issuer
+
+    candidates: list[tuple[str | None, str]] = [
+        (addr, "--addr"),
+        (issuer(flag_settings), f"--config {config}"),
+        (_environment("GATEPASS_ADDR"), "GATEPASS_ADDR"),
+        (issuer(env_settings), f"GATEPASS_CONFIG={env_config}"),
+        (DEFAULT_ADDR, "the default"),
+    ]
+    address, source = next((value, why) for value, why in candidates if value)
+    env_state = _environment("GATEPASS_STATE_DIR")
+    if flag_settings is not None:
+        state_dir = flag_settings.server.state_dir
+    elif env_state is not None:
+        state_dir = Path(env_state)
+    elif env_settings is not None:
+        state_dir = env_settings.server.state_dir
+    else:
+        state_dir = Path(".gatepass")
+    return Location(
+        address=address.rstrip("/"),
+        source=source,
+        state_dir=state_dir,
+        settings=flag_settings or env_settings,
+    )
 
 
-def _admin_token() -> str:
+def token_file(location: Location | None = None) -> Path:
+    """
+    Return where the broker writes its bootstrap admin token.
+
+    Args:
+        location: the located broker; the environment's when omitted.
+
+    Returns:
+        ``admin.token`` in the broker's state directory.
+    """
+    return (location or locate()).state_dir / "admin.token"
+
+
+def _admin_token(location: Location) -> str:
     token = os.environ.get("GATEPASS_TOKEN", "").strip()
     if token:
         return token
-    path = token_file()
+    path = token_file(location)
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise AuthenticationError(
-            f"no admin token: set GATEPASS_TOKEN or start the broker, "
-            f"which writes {path}"
+            f"no admin token: set GATEPASS_TOKEN, or pass --config FILE (the "
+            f"broker's configuration) so the token file is found; looked for {path}"
         ) from exc
     if not token:
         raise AuthenticationError(f"no admin token: {path} is empty")
@@ -157,13 +249,17 @@ class AdminClient:
         http: the HTTP client; its ``base_url`` is the broker address.
         token: the admin token, sent as ``Authorization: Bearer``; never printed.
         address: the broker address, for messages.
+        source: where the address came from, for messages.
     """
 
-    def __init__(self, http: httpx.Client, *, token: str, address: str) -> None:
+    def __init__(
+        self, http: httpx.Client, *, token: str, address: str, source: str = ""
+    ) -> None:
         """Keep the client and the credentials."""
         self._http = http
         self._headers = {"Authorization": f"Bearer {token}"}
         self.address = address
+        self.source = source
 
     def __repr__(self) -> str:
         """Name the broker, never the token."""
@@ -216,7 +312,7 @@ class AdminClient:
                 method, path, params=params, json=json, headers=self._headers
             )
         except httpx.TransportError as exc:
-            raise BrokerUnreachableError(self.address) from exc
+            raise BrokerUnreachableError(self.address, self.source) from exc
         if not response.is_success:
             raise _error_from(response)
         try:
@@ -259,22 +355,31 @@ def current_connector() -> Connector:
 
 
 @contextlib.contextmanager
-def admin_client() -> Iterator[AdminClient]:
+def admin_client(
+    addr: str | None = None, config: Path | None = None
+) -> Iterator[AdminClient]:
     """
     Open an admin client for the running command.
 
+    Args:
+        addr: the command's ``--addr``, if given.
+        config: the command's ``--config``, if given.
+
     Yields:
-        A client for ``GATEPASS_ADDR`` with the admin token.
+        A client for the located broker with the admin token.
 
     Raises:
         AuthenticationError: no admin token is configured.
+        ConfigurationError: the configuration file is missing or invalid.
     """
-    address = os.environ.get("GATEPASS_ADDR") or DEFAULT_ADDR
-    token = _admin_token()
+    location = locate(addr, config)
+    token = _admin_token(location)
     connector = current_connector()
-    http = connector.open_http(address)
+    http = connector.open_http(location.address)
     try:
-        yield AdminClient(http, token=token, address=address)
+        yield AdminClient(
+            http, token=token, address=location.address, source=location.source
+        )
     finally:
         if connector.owns_http:
             http.close()

@@ -17,6 +17,7 @@ def demo(
         Path("examples/quickstart/gatepass.toml"),
         "--config",
         "-c",
+        envvar="GATEPASS_CONFIG",
         help="the configuration the broker was started with",
     ),
 ) -> None:

@@ -7,12 +7,22 @@ whoami`` (also here) shows who the broker takes the current token for.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from gatepass.cli.client import admin_client, resource_path
-from gatepass.cli.output import JSON_OPTION, print_json, print_record, print_table
+from gatepass.cli.options import (
+    ADDR_OPTION,
+    CONFIG_OPTION,
+    JSON_OPTION,
+    OUTPUT_OPTION,
+    Format,
+    wants_json,
+)
+from gatepass.cli.output import print_json, print_record, print_table
+from gatepass.cli.tables import Column
 from gatepass.cli.tokens import TOKEN_COLUMNS, print_issued
 
 __all__ = ["app", "whoami"]
@@ -22,13 +32,13 @@ app = typer.Typer(
 )
 
 _COLUMNS = [
-    ("id", "id"),
-    ("name", "name"),
-    ("roles", "roles"),
-    ("groups", "groups"),
-    ("tenants", "tenants"),
-    ("status", "status"),
-    ("created_at", "created"),
+    Column("id", "id", "id"),
+    Column("name", "name", "text"),
+    Column("roles", "roles", "text"),
+    Column("groups", "groups", "text"),
+    Column("tenants", "tenants", "text"),
+    Column("status", "status", "word"),
+    Column("created_at", "created", "time"),
 ]
 _OPERATORS = "/v1/admin/operators"
 
@@ -45,7 +55,7 @@ def _show(operator: dict[str, Any], *, as_json: bool) -> None:
 
 
 @app.command("add")
-def add(  # noqa: PLR0917 - Typer passes each option as a parameter
+def add(
     name: str = typer.Argument(..., help="the operator's name, unique: [a-z0-9._-]"),
     role: list[str] = typer.Option(
         ..., "--role", "-r", help="admin, approver or auditor; repeat for more"
@@ -59,7 +69,10 @@ def add(  # noqa: PLR0917 - Typer passes each option as a parameter
     description: str = typer.Option(
         "", "--description", "-d", help="what their first token is for"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Add an operator; their first token is printed once."""
     body: dict[str, Any] = {
@@ -70,9 +83,9 @@ def add(  # noqa: PLR0917 - Typer passes each option as a parameter
     }
     if description:
         body["description"] = description
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.post(_OPERATORS, body)
-    print_issued(answer, as_json=as_json)
+    print_issued(answer, as_json=wants_json(output, as_json))
 
 
 @app.command("list")
@@ -80,13 +93,16 @@ def list_operators(
     status: str | None = typer.Option(
         None, "--status", "-s", help="only this status (active, disabled)"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """List operators."""
     params = {} if status is None else {"status": status}
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.get(_OPERATORS, params)
-    if as_json:
+    if wants_json(output, as_json):
         print_json(answer)
         return
     print_table(answer["items"], _COLUMNS, empty="no operators")
@@ -95,23 +111,29 @@ def list_operators(
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="the operator's name"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Show one operator and their tokens (ids and dates, never a token)."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         operator = client.get(resource_path(_OPERATORS, name))
-    _show(operator, as_json=as_json)
+    _show(operator, as_json=wants_json(output, as_json))
 
 
 @app.command("disable")
 def disable(
     name: str = typer.Argument(..., help="the operator's name"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Disable an operator: every token they hold is revoked at once."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         operator = client.post(resource_path(_OPERATORS, name, "disable"))
-    _show(operator, as_json=as_json)
+    _show(operator, as_json=wants_json(output, as_json))
 
 
 @app.command("token")
@@ -120,20 +142,28 @@ def token(
     description: str = typer.Option(
         "", "--description", "-d", help="what the token is for"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Make another token for an operator; it is printed once."""
     body = {"description": description} if description else None
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.post(resource_path(_OPERATORS, name, "tokens"), body)
-    print_issued(answer, as_json=as_json)
+    print_issued(answer, as_json=wants_json(output, as_json))
 
 
-def whoami(as_json: bool = JSON_OPTION) -> None:
+def whoami(
+    output: Format = OUTPUT_OPTION,
+    as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
     """Show who the broker takes the current token for, and what it may do."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.get("/v1/admin/whoami")
-    if as_json:
+    if wants_json(output, as_json):
         print_json(answer)
         return
     print_record(answer, title=str(answer.get("actor", "")))

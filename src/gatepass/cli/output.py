@@ -27,11 +27,16 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from gatepass.cli.client import BrokerUnreachableError, Connector, use_connector
+from gatepass.cli.client import (
+    BrokerUnreachableError,
+    Connector,
+    current_connector,
+    use_connector,
+)
+from gatepass.cli.tables import Column, Layout, View, layout, table_width
 from gatepass.errors import GatepassError
 
 __all__ = [
-    "JSON_OPTION",
     "GatepassGroup",
     "cell",
     "fail",
@@ -43,8 +48,6 @@ __all__ = [
     "stdout_console",
     "terminal_safe",
 ]
-
-JSON_OPTION = typer.Option(False, "--json", help="print the API's JSON answer as is")
 
 # Unicode general categories a terminal may act on instead of displaying: controls
 # (Cc), format characters (Cf: bidi controls, zero-width characters, BOM), line and
@@ -212,37 +215,55 @@ def cell(value: object) -> str:
 
 def print_table(
     items: Iterable[Mapping[str, Any]],
-    columns: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
     *,
+    wide: bool = False,
     title: str | None = None,
     empty: str = "nothing to show",
-) -> None:
+    show_header: bool = True,
+    at_least: Mapping[str, int] | None = None,
+) -> Layout | None:
     """
-    Print records as a table, or a note when there are none.
+    Print records as a table that fits the terminal, or a note when there are none.
 
     Args:
         items: the records.
-        columns: ``(key, header)`` pairs, in order.
+        columns: every column the table may show (see :mod:`gatepass.cli.tables`).
+        wide: ``--wide``: every column and full timestamps.
         title: the table title.
         empty: what to say when there are no records.
+        show_header: print the column headers.
+        at_least: minimum column widths by key (pages that must line up).
+
+    Returns:
+        The layout printed, or None when there was nothing to print.
     """
     rows = list(items)
     console = stdout_console()
-    if not console.is_terminal:
-        # Piped or captured output is read by people in logs and pagers too; do
-        # not squeeze it into 80 columns.
-        console.width = max(console.width, 160)
     if not rows:
-        console.print(escape(empty))
-        return
-    table = Table(title=title, title_justify="left")
-    for key, header in columns:
-        # Ids are copied into the next command: never break one across lines.
-        whole = key == "id" or key.endswith("_id")
-        table.add_column(header, overflow="fold", no_wrap=whole)
-    for row in rows:
-        table.add_row(*(escape(cell(row.get(key))) for key, _ in columns))
-    console.print(table)
+        if empty:
+            console.print(escape(empty))
+        return None
+    view = View(
+        now=current_connector().clock.now(), wide=wide, width=table_width(console)
+    )
+    laid = layout(
+        rows,
+        columns,
+        view,
+        render=cell,
+        title=title,
+        show_header=show_header,
+        at_least=at_least,
+    )
+    console.width = laid.width
+    console.print(laid.table)
+    if laid.hidden:
+        stderr_console().print(
+            f"note: {escape(', '.join(laid.hidden))} left out to fit "
+            f"{laid.width} columns; --wide shows every column"
+        )
+    return laid
 
 
 def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None:

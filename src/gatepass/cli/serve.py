@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from pathlib import Path
 
 import typer
@@ -12,6 +13,7 @@ import uvicorn
 from gatepass.api import create_app
 from gatepass.api.tls import uvicorn_tls_options
 from gatepass.broker import build_runtime
+from gatepass.cli.startup import Listener, ReadyServer, banner, bind
 from gatepass.config import load_settings
 from gatepass.errors import GatepassError
 from gatepass.observability import configure_logging, get_logger
@@ -19,8 +21,10 @@ from gatepass.observability import configure_logging, get_logger
 __all__ = ["serve"]
 
 
-async def _serve_all(servers: list[uvicorn.Server]) -> None:
-    await asyncio.gather(*(server.serve() for server in servers))
+async def _serve_all(servers: list[tuple[uvicorn.Server, Listener]]) -> None:
+    await asyncio.gather(
+        *(server.serve(sockets=[listener.sock]) for server, listener in servers)
+    )
 
 
 def serve(
@@ -28,6 +32,7 @@ def serve(
         Path("examples/quickstart/gatepass.toml"),
         "--config",
         "-c",
+        envvar="GATEPASS_CONFIG",
         help="the broker's TOML configuration",
     ),
     with_demo: bool = typer.Option(
@@ -38,46 +43,81 @@ def serve(
     try:
         settings = load_settings(config)
         configure_logging(settings.server.log_level)
+        # Ports first: a taken port is one plain message, before any start-up work.
+        listeners = [
+            bind(
+                settings.server.host,
+                settings.server.port,
+                setting="[server] port",
+                config=config,
+            )
+        ]
+        if with_demo:
+            listeners.append(
+                bind(
+                    settings.server.host,
+                    settings.demo.resource_port,
+                    setting="[demo] resource_port (or the demo target's uri)",
+                    config=config,
+                )
+            )
         runtime = build_runtime(settings)
     except GatepassError as error:
         typer.echo(f"gatepass: {error.detail}", err=True)
         raise typer.Exit(error.exit_code) from error
     log = get_logger("gatepass.serve")
     state = settings.server.state_dir
-    log.info(
-        "broker ready",
-        issuer=settings.server.issuer,
-        store=runtime.database.dialect,
-        admin_file=str(state / "admin.token"),
-    )
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(
-                create_app(runtime),
-                host=settings.server.host,
-                port=settings.server.port,
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                limit_concurrency=2048,
-                timeout_keep_alive=30,
-                **uvicorn_tls_options(settings),
-            )
+    waiting = len(listeners)
+
+    def started() -> None:
+        # "Broker ready" only once every server listens on its bound socket.
+        nonlocal waiting
+        waiting -= 1
+        if waiting:
+            return
+        log.info(
+            "broker ready",
+            issuer=settings.server.issuer,
+            listening=f"{settings.server.host}:{settings.server.port}",
+            store=runtime.database.dialect,
+            admin_file=str(state / "admin.token"),
+        )
+        lines = banner(settings, store=runtime.database.dialect, with_demo=with_demo)
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+
+    servers: list[tuple[uvicorn.Server, Listener]] = [
+        (
+            ReadyServer(
+                uvicorn.Config(
+                    create_app(runtime),
+                    log_config=None,
+                    access_log=False,
+                    server_header=False,
+                    limit_concurrency=2048,
+                    timeout_keep_alive=30,
+                    **uvicorn_tls_options(settings),
+                ),
+                started,
+            ),
+            listeners[0],
         )
     ]
     if with_demo:
         from gatepass.demo import create_resource_app  # noqa: PLC0415 - optional
 
         servers.append(
-            uvicorn.Server(
-                uvicorn.Config(
-                    create_resource_app(settings),
-                    host=settings.server.host,
-                    port=settings.demo.resource_port,
-                    log_config=None,
-                    access_log=False,
-                    server_header=False,
-                )
+            (
+                ReadyServer(
+                    uvicorn.Config(
+                        create_resource_app(settings),
+                        log_config=None,
+                        access_log=False,
+                        server_header=False,
+                    ),
+                    started,
+                ),
+                listeners[1],
             )
         )
     # Everything built so far (policies, keys, modules) lives as long as the process:

@@ -2,38 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from gatepass.cli.client import admin_client, resource_path
-from gatepass.cli.leases import LEASE_COLUMNS
-from gatepass.cli.output import JSON_OPTION, print_json, print_record, print_table
+from gatepass.cli.leases import print_leases
+from gatepass.cli.names import AgentNames, with_agent_names
+from gatepass.cli.options import (
+    ADDR_OPTION,
+    CONFIG_OPTION,
+    JSON_OPTION,
+    OUTPUT_OPTION,
+    WIDE_OPTION,
+    Format,
+    wants_json,
+)
+from gatepass.cli.output import print_json, print_record, print_table
+from gatepass.cli.tables import Column
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Inspect and close agent tasks.", no_args_is_help=True)
 
 _COLUMNS = [
-    ("id", "id"),
-    ("agent_id", "agent"),
-    ("tenant", "tenant"),
-    ("environment", "env"),
-    ("purpose", "purpose"),
-    ("state", "state"),
-    ("created_at", "created"),
-    ("expires_at", "expires"),
+    Column("id", "id", "id"),
+    Column("agent", "agent", "text", drop=2),
+    Column("agent_id", "agent id", "id", wide=True),
+    Column("tenant", "tenant", "word", drop=4),
+    Column("environment", "env", "word", drop=3),
+    Column("purpose", "purpose", "text", drop=5),
+    Column("state", "state", "word"),
+    Column("created_at", "created", "time", wide=True),
+    Column("expires_at", "expires", "time", drop=1),
 ]
-
-
-def _show(task: dict[str, Any]) -> None:
-    leases = task.get("leases")
-    print_record(
-        {key: value for key, value in task.items() if key != "leases"},
-        title=f"task {task.get('id', '')}",
-    )
-    if isinstance(leases, list):
-        print_table(leases, LEASE_COLUMNS, title="leases", empty="no leases")
 
 
 @app.command("list")
@@ -41,36 +44,63 @@ def list_tasks(
     state: str | None = typer.Option(
         None, "--state", "-s", help="only tasks in this state (open, closed, expired)"
     ),
-    agent: str | None = typer.Option(None, "--agent", "-a", help="only this agent id"),
+    agent: str | None = typer.Option(
+        None, "--agent", "-a", help="only this agent (an id or a name)"
+    ),
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=1000, help="at most"),
+    output: Format = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """List tasks, newest first."""
     params: dict[str, str | int] = {"limit": limit}
     if state is not None:
         params["state"] = state
-    if agent is not None:
-        params["agent_id"] = agent
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
+        names = AgentNames(client)
+        if agent is not None:
+            params["agent_id"] = names.resolve(agent)
         answer = client.get("/v1/tasks", params)
-    if as_json:
-        print_json(answer)
-        return
-    print_table(answer["items"], _COLUMNS, empty="no tasks")
+        if wants_json(output, as_json):
+            print_json(answer)
+            return
+        print_table(
+            with_agent_names(answer["items"], names),
+            _COLUMNS,
+            wide=wide,
+            empty="no tasks",
+        )
+
+
+def _show(task: dict[str, Any], names: AgentNames, *, wide: bool) -> None:
+    leases = task.get("leases")
+    record = {key: value for key, value in task.items() if key != "leases"}
+    agent_id = record.get("agent_id")
+    if isinstance(agent_id, str):
+        record["agent"] = names.name(agent_id) or agent_id
+    print_record(record, title=f"task {task.get('id', '')}")
+    if isinstance(leases, list):
+        print_leases(leases, names, wide=wide, title="leases")
 
 
 @app.command("show")
 def show(
     task_id: str = typer.Argument(..., metavar="ID", help="the task id (tsk_…)"),
+    output: Format = OUTPUT_OPTION,
+    wide: bool = WIDE_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Show one task with its leases."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         task = client.get(resource_path("/v1/tasks", task_id))
-    if as_json:
-        print_json(task)
-        return
-    _show(task)
+        if wants_json(output, as_json):
+            print_json(task)
+            return
+        _show(task, AgentNames(client), wide=wide)
 
 
 @app.command("close")
@@ -79,13 +109,16 @@ def close(
     reason: str | None = typer.Option(
         None, "--reason", "-r", help="why, for the audit log"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Close a task and revoke its leases."""
     body = {"reason": reason} if reason is not None else None
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         task = client.post(resource_path("/v1/tasks", task_id, "close"), body)
-    if as_json:
+    if wants_json(output, as_json):
         print_json(task)
         return
     print_record(task, title=f"task {task.get('id', '')}")

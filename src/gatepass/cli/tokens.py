@@ -8,18 +8,27 @@ it once; ``list`` shows every API token (operators' too) by id, never the token;
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from gatepass.cli.client import admin_client, resource_path
-from gatepass.cli.output import (
+from gatepass.cli.options import (
+    ADDR_OPTION,
+    CONFIG_OPTION,
     JSON_OPTION,
+    OUTPUT_OPTION,
+    Format,
+    wants_json,
+)
+from gatepass.cli.output import (
     print_json,
     print_record,
     print_table,
     stderr_console,
 )
+from gatepass.cli.tables import Column
 
 __all__ = ["TOKEN_COLUMNS", "app", "print_issued"]
 
@@ -28,13 +37,13 @@ app = typer.Typer(
 )
 
 TOKEN_COLUMNS = [
-    ("id", "id"),
-    ("role", "role"),
-    ("operator", "operator"),
-    ("description", "description"),
-    ("state", "state"),
-    ("created_at", "created"),
-    ("revoked_at", "revoked"),
+    Column("id", "id", "id"),
+    Column("role", "role", "word"),
+    Column("operator", "operator", "text"),
+    Column("description", "description", "text"),
+    Column("state", "state", "word"),
+    Column("created_at", "created", "time"),
+    Column("revoked_at", "revoked", "time"),
 ]
 
 _NOT_AGAIN = "this token will not be shown again: store it now, e.g. in a secret store"
@@ -68,22 +77,30 @@ def create(
     description: str = typer.Option(
         ..., "--description", "-d", help="what the token is for (1-200 characters)"
     ),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Make a service token; it is printed once."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.post(
             "/v1/admin/tokens", {"role": role, "description": description}
         )
-    print_issued(answer, as_json=as_json)
+    print_issued(answer, as_json=wants_json(output, as_json))
 
 
 @app.command("list")
-def list_tokens(as_json: bool = JSON_OPTION) -> None:
+def list_tokens(
+    output: Format = OUTPUT_OPTION,
+    as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
     """List API tokens: ids, roles, operators and dates, never a token."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         answer = client.get("/v1/admin/tokens")
-    if as_json:
+    if wants_json(output, as_json):
         print_json(answer)
         return
     print_table(answer["items"], TOKEN_COLUMNS, empty="no api tokens")
@@ -92,12 +109,15 @@ def list_tokens(as_json: bool = JSON_OPTION) -> None:
 @app.command("revoke")
 def revoke(
     token_id: str = typer.Argument(..., metavar="ID", help="the token id (tok_…)"),
+    output: Format = OUTPUT_OPTION,
     as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Revoke an API token (a service token or an operator's); it stops at once."""
-    with admin_client() as client:
+    with admin_client(addr, config) as client:
         token = client.post(resource_path("/v1/admin/tokens", token_id, "revoke"))
-    if as_json:
+    if wants_json(output, as_json):
         print_json(token)
         return
     print_record(token, title=f"token {token.get('id', '')}")

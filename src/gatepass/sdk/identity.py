@@ -20,6 +20,35 @@ __all__ = ["AgentIdentity", "AgentKey"]
 AgentKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
+def _read_key_file(identity: Path, reference: object) -> str | dict[str, Any]:
+    """
+    Read the key file an identity file names, relative to the identity file.
+
+    Raises:
+        ConfigurationError: the reference is not a path, or the file cannot be
+            read; the message names the file, never its content.
+    """
+    if not isinstance(reference, str) or not reference:
+        raise ConfigurationError(
+            f"identity file {identity} has an invalid private_key_file"
+        )
+    path = identity.parent / reference
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigurationError(
+            f"key file {path} named by {identity} is not readable"
+        ) from None
+    if text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise ConfigurationError(f"key file {path} is not valid JWK JSON") from None
+        if isinstance(document, dict):
+            return document
+    return text
+
+
 class AgentIdentity:
     """
     Who the agent is: the key it signs its assertions with (RFC 7523 §3).
@@ -71,8 +100,11 @@ class AgentIdentity:
         """
         Read an identity file, as the broker writes ``demo-agent.json``.
 
-        The file is a JSON object with ``agent_id``, ``broker`` (optional) and
-        either ``private_jwk`` or ``private_key_pem``.
+        The file is a JSON object with ``agent_id``, ``broker`` (optional) and one
+        of ``private_jwk``, ``private_key_pem`` or ``private_key_file`` (a PEM or
+        JWK file, relative to the identity file's directory), which is how
+        ``gatepass agents add --private-key KEY --write-identity FILE`` refers
+        to a key that stays where it is.
 
         Args:
             path: the file.
@@ -100,13 +132,16 @@ class AgentIdentity:
         agent_id = document.get("agent_id")
         broker = document.get("broker")
         key = document.get("private_jwk", document.get("private_key_pem"))
+        if key is None and "private_key_file" in document:
+            key = _read_key_file(location, document["private_key_file"])
         if not isinstance(agent_id, str):
             raise ConfigurationError(f"identity file {location} has no agent_id")
         if broker is not None and not isinstance(broker, str):
             raise ConfigurationError(f"identity file {location} has an invalid broker")
         if not isinstance(key, str | dict):
             raise ConfigurationError(
-                f"identity file {location} has no private_jwk or private_key_pem"
+                f"identity file {location} has no private_jwk, private_key_pem "
+                "or private_key_file"
             )
         return cls(agent_id, key, broker)
 

@@ -8,8 +8,7 @@ with the ids in the same transaction. :class:`~gatepass.store.Database` collects
 the notes of a transaction and, once it has committed, hands them with the chain
 head to the journal in one line per commit: closing a task with a thousand leases
 is one line, and a group commit of many requests is one line too. A future kind of
-irreversible fact (a revoked API token, say) is one more
-``note_ended`` call in the function that makes it.
+irreversible fact is one more ``note_ended`` call in the function that makes it.
 
 The notes live in ``Connection.info``, which belongs to the DBAPI connection and
 outlives a transaction, so :func:`begin_transaction` clears them at every start:
@@ -28,6 +27,7 @@ from gatepass.audit import GENESIS_HASH, ROLLBACK_KIND, AuditMac
 from gatepass.models import AgentStatus, ApprovalState, LeaseState, TaskState
 from gatepass.store.tables import (
     agents,
+    api_tokens,
     approvals,
     audit_events,
     audit_head,
@@ -189,6 +189,8 @@ class SqlChainView:
             "leases": (leases, leases.c.state.in_(_LIVE_LEASES)),
             "agents": (agents, agents.c.status == AgentStatus.ACTIVE.value),
             "approvals": (approvals, approvals.c.state.in_(_OPEN_APPROVALS)),
+            # A revoked API token keeps its row with revoked_at set.
+            "api_tokens": (api_tokens, api_tokens.c.revoked_at.is_(None)),
         }.get(kind, (None, None))
         if table is None or live is None:
             return set()

@@ -11,15 +11,20 @@ every row of a role, revoked or not).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, select, update
 
 from gatepass.ids import OperatorId
 from gatepass.models import AgentStatus, ApiRole, ApiToken, OperatorRole
+from gatepass.store.anchors import note_ended
 from gatepass.store.tables import api_tokens, operators
 
+ENDED_KIND: Final = "api_tokens"
+"""The anchor journal's kind for revoked API tokens."""
+
 __all__ = [
+    "ENDED_KIND",
     "ApiRole",
     "LiveToken",
     "TokenMatch",
@@ -167,7 +172,10 @@ def revoke_api_token(conn: Connection, token_id: str, now: dt.datetime) -> bool:
         .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return result.rowcount > 0
+    revoked = result.rowcount > 0
+    # Irreversible: a database restored from backup must not bring it back.
+    note_ended(conn, ENDED_KIND, [token_id] if revoked else [])
+    return revoked
 
 
 def revoke_operator_tokens(
@@ -183,6 +191,7 @@ def revoke_operator_tokens(
     ids = sorted(conn.execute(select(api_tokens.c.id).where(*live)).scalars())
     if ids:
         conn.execute(update(api_tokens).where(*live).values(revoked_at=now))
+    note_ended(conn, ENDED_KIND, ids)
     return ids
 
 

@@ -9,10 +9,21 @@ is MACed with the keys :class:`~gatepass.store.Database` puts on the transaction
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from gatepass.audit import (
     GENESIS_HASH,
@@ -33,6 +44,7 @@ from gatepass.store.tables import (
 
 __all__ = [
     "append_audit",
+    "audit_page",
     "ensure_audit_head",
     "first_unkeyed_seq",
     "get_checkpoint",
@@ -168,6 +180,98 @@ def last_audit(conn: Connection, count: int) -> list[AuditRecord]:
     """Return the newest ``count`` records, oldest of them first."""
     query = select(audit_events).order_by(audit_events.c.seq.desc()).limit(count)
     return [_to_record(row) for row in reversed(conn.execute(query).all())]
+
+
+def _matching(
+    *,
+    agent: str | None,
+    task: str | None,
+    kind: str | None,
+    outcome: str | None,
+    since: dt.datetime | None,
+) -> list[ColumnElement[bool]]:
+    """Return the conditions of an audit query's filters (all must hold)."""
+    column = audit_events.c
+    conditions: list[ColumnElement[bool]] = []
+    if agent is not None:
+        # An agent acts (actor), is acted on (agent.add, agent.disable: subject),
+        # or is named in the details (the proxy's records).
+        conditions.append(
+            or_(
+                column.actor == agent,
+                column.subject == agent,
+                column.data["agent_id"].as_string() == agent,
+            )
+        )
+    if task is not None:
+        # Task records and credential issuances name the task as their subject;
+        # lease records name it in their details.
+        conditions.append(
+            or_(column.subject == task, column.data["task_id"].as_string() == task)
+        )
+    if kind is not None:
+        # "task" matches task.open and task.close; "task.open" only itself.
+        conditions.append(
+            or_(
+                column.kind == kind, column.kind.startswith(f"{kind}.", autoescape=True)
+            )
+        )
+    if outcome is not None:
+        conditions.append(column.outcome == outcome)
+    if since is not None:
+        conditions.append(column.at >= since)
+    return conditions
+
+
+def audit_page(
+    conn: Connection,
+    *,
+    limit: int,
+    after: int = 0,
+    newest: bool = False,
+    agent: str | None = None,
+    task: str | None = None,
+    kind: str | None = None,
+    outcome: str | None = None,
+    since: dt.datetime | None = None,
+) -> tuple[list[AuditRecord], int]:
+    """
+    Return a page of records matching every filter given, and where to go on.
+
+    Only records up to the chain head read first are considered: every record at
+    or below it has committed (the head moves in the transaction that appends),
+    so a reader that continues after the returned seq misses none.
+
+    Args:
+        conn: a read connection.
+        limit: at most this many records.
+        after: only records with a higher seq.
+        newest: the newest matching records instead of the oldest after ``after``.
+        agent: an agent id that is the actor, the subject or named in the data.
+        task: a task id that is the subject or named in the data.
+        kind: a kind, or a prefix of dotted kinds (``task`` for ``task.*``).
+        outcome: an outcome (``ok``, ``allow``, ``deny``, ``error``).
+        since: only records at or after this time.
+
+    Returns:
+        The records, oldest first, and the seq to pass as ``after`` next.
+    """
+    head, _ = read_audit_head(conn)
+    query = select(audit_events).where(
+        audit_events.c.seq > after,
+        audit_events.c.seq <= head,
+        *_matching(agent=agent, task=task, kind=kind, outcome=outcome, since=since),
+    )
+    if newest:
+        rows = conn.execute(query.order_by(audit_events.c.seq.desc()).limit(limit))
+        records = [_to_record(row) for row in reversed(rows.all())]
+        return records, max(after, head)
+    rows = conn.execute(query.order_by(audit_events.c.seq).limit(limit))
+    records = [_to_record(row) for row in rows]
+    if len(records) == limit:
+        # A full page: more may match before the head.
+        return records, records[-1].seq
+    return records, max(after, head)
 
 
 def insert_checkpoint(conn: Connection, checkpoint: Checkpoint) -> None:

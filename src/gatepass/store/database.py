@@ -15,6 +15,7 @@ something has committed, one line to the anchor journal (``store/anchors.py``).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +70,31 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+def _private_sqlite_files(path: Path) -> None:
+    """
+    Create the SQLite database file readable by its owner only (mode 0600).
+
+    The database holds token hashes, sealed keys and the audit log. SQLite creates
+    the ``-wal`` and ``-shm`` files with the database file's own mode, so creating
+    that file 0600 before SQLite opens it covers all three; files a looser umask
+    made before are tightened.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # An empty file is a valid new database to SQLite.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (
+        path,
+        path.with_name(f"{path.name}-wal"),
+        path.with_name(f"{path.name}-shm"),
+    ):
+        try:
+            mode = file.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            file.chmod(mode & 0o700)
+
+
 class Database:
     """
     The broker's database.
@@ -85,7 +111,7 @@ class Database:
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _private_sqlite_files(Path(path))
             self._write_engine = _sqlite_engine(url, immediate=True)
             self._read_engine = _sqlite_engine(url, immediate=False)
             read_threads = 4

@@ -212,6 +212,7 @@ class Cli:
             "GATEPASS_TOKEN": chosen,
             "GATEPASS_ADDR": "http://testserver",
             "GATEPASS_STATE_DIR": str(self.broker.state_dir / "absent"),
+            "GATEPASS_CONFIG": None,
             "COLUMNS": "250",
             **(env or {}),
         }
@@ -221,6 +222,7 @@ class Cli:
             open_http=lambda _address: cast("httpx.Client", http or self.broker.http),
             owns_http=False,
             wait=wait or _never_wait,
+            clock=self.broker.clock,
         )
         return self.runner.invoke(app, list(args), obj=connector, env=environment)
 
@@ -256,6 +258,7 @@ class LocalCli:
             "GATEPASS_TOKEN": None if http is None else "gp_admin_fake",
             "GATEPASS_ADDR": "http://broker",
             "GATEPASS_STATE_DIR": "/nonexistent",
+            "GATEPASS_CONFIG": None,
             "COLUMNS": "250",
         }
         connector = Connector(

@@ -44,8 +44,8 @@ class TestAuditTail:
     """``gatepass audit tail``."""
 
     def test_prints_json_lines(self, cli):
-        """Each event is one JSON object per line, in seq order."""
-        result = cli("audit", "tail")
+        """With -o json each event is one JSON object per line, in seq order."""
+        result = cli("audit", "tail", "-o", "json")
         assert result.exit_code == 0, result.output
         events = _lines(result)
         assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
@@ -53,18 +53,18 @@ class TestAuditTail:
 
     def test_default_is_the_newest_events(self, cli):
         """Without --after, tail shows the newest events, ending at the head."""
-        everything = _lines(cli("audit", "tail", "--limit", "1000"))
-        newest = _lines(cli("audit", "tail", "--limit", "2"))
+        everything = _lines(cli("audit", "tail", "--limit", "1000", "-o", "json"))
+        newest = _lines(cli("audit", "tail", "--limit", "2", "-o", "json"))
         assert [e["seq"] for e in newest] == [e["seq"] for e in everything[-2:]]
 
     def test_after_and_limit(self, cli):
         """--after and --limit select a window of the log."""
-        result = cli("audit", "tail", "--after", "1", "--limit", "2")
+        result = cli("audit", "tail", "--after", "1", "--limit", "2", "-o", "json")
         assert [event["seq"] for event in _lines(result)] == [2, 3]
 
     def test_follow_prints_new_events_until_ctrl_c(self, cli):
         """--follow polls again after each wait and ends cleanly on Ctrl-C."""
-        head = len(_lines(cli("audit", "tail")))
+        head = len(_lines(cli("audit", "tail", "-o", "json")))
         waits = []
 
         def wait(seconds):
@@ -74,7 +74,9 @@ class TestAuditTail:
                 return
             raise KeyboardInterrupt
 
-        result = cli("audit", "tail", "--follow", "--after", str(head), wait=wait)
+        result = cli(
+            "audit", "tail", "--follow", "--after", str(head), "-o", "json", wait=wait
+        )
         assert result.exit_code == 0, result.output
         assert waits == [1.0, 1.0]
         kinds = [event["kind"] for event in _lines(result)]
@@ -96,7 +98,7 @@ class TestAuditExport:
         assert keys[0] == "audit_public_key"
         assert keys[1] == "checkpoint"
         assert set(keys[2:]) == {"event"}
-        tail = _lines(cli("audit", "tail", "--limit", "1000"))
+        tail = _lines(cli("audit", "tail", "--limit", "1000", "-o", "json"))
         assert [obj["event"] for obj in objects[2:]] == tail
 
     def test_export_reports_on_stderr(self, cli, tmp_path):
@@ -274,7 +276,7 @@ class TestIssue13TailEscaping:
     def test_issue13_controls_and_bidi_are_escaped(self, cli):
         """Separators, bidi controls, ANSI, C0/C1 and zero-width chars print escaped."""
         self._append_hostile(cli)
-        result = cli("audit", "tail", "--limit", "1")
+        result = cli("audit", "tail", "--limit", "1", "-o", "json")
         assert result.exit_code == 0, result.output
         line = result.stdout.rstrip("\n")
         assert "\n" not in line
@@ -295,8 +297,18 @@ class TestIssue13TailEscaping:
             data={"intent": "réparer les tickets, 東京"},
         )
         anyio.run(cli.broker.runtime.context.trail.append, entry)
+        for form in ("json", "table"):
+            result = cli("audit", "tail", "--limit", "1", "-o", form)
+            assert "réparer les tickets, 東京" in result.stdout
+
+    def test_issue13_table_escapes_too(self, cli):
+        """The default table shows the same escapes and no raw control character."""
+        self._append_hostile(cli)
         result = cli("audit", "tail", "--limit", "1")
-        assert "réparer les tickets, 東京" in result.stdout
+        assert result.exit_code == 0, result.output
+        assert "\\u202e" in result.stdout
+        dangerous = set("\u2028\u2029\u202e\u2066\u200b\ufeff\x1b\x07\x9b\x85")
+        assert not dangerous & set(result.stdout)
 
 
 class TestIssue13HostileExportFile:

@@ -1,4 +1,8 @@
-"""The admin API under ``/v1/``: agents, tasks, leases, targets, policy, audit, keys."""
+"""
+The admin API under ``/v1/``.
+
+Agents, tasks, leases, targets, policy, audit, signing keys and API tokens.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from gatepass.api.inputs import (
     LeaseQuery,
     TaskQuery,
     agent_registration,
+    audit_filter,
+    policy_question,
     validated,
 )
 from gatepass.api.routes.access import Handler, authenticated
@@ -135,14 +141,22 @@ async def policy_reload(request: Request, broker: Broker, caller: Caller) -> Res
     return JSONResponse(await broker.policy.reload(caller.actor))
 
 
+async def policy_explain(request: Request, broker: Broker, _caller: Caller) -> Response:
+    """Decide one request against the live set without issuing (a what-if)."""
+    payload = await read_json(request, broker.settings.server.max_body_bytes)
+    return JSONResponse(await broker.policy.explain(policy_question(payload)))
+
+
 async def audit_events(request: Request, broker: Broker, _caller: Caller) -> Response:
     """Page through audit records, or return the newest ones (``?last=N``)."""
     query = validated(AuditQuery, request.query_params)
+    match = audit_filter(query)
     if query.last is not None:
-        items = await broker.audit.last(query.last)
-        return JSONResponse({"items": items, "next": items[-1]["seq"] if items else 0})
-    items = await broker.audit.events(after=query.after, limit=query.limit)
-    next_seq = items[-1]["seq"] if items else query.after
+        items, next_seq = await broker.audit.page(match, limit=query.last, newest=True)
+    else:
+        items, next_seq = await broker.audit.page(
+            match, limit=query.limit, after=query.after
+        )
     return JSONResponse({"items": items, "next": next_seq})
 
 
@@ -200,6 +214,7 @@ admin_routes = [
     Route("/v1/targets", _reads(list_targets), methods=["GET"]),
     Route("/v1/policy", _reads(policy_status), methods=["GET"]),
     Route("/v1/policy/reload", _changes(policy_reload), methods=["POST"]),
+    Route("/v1/policy/explain", _reads(policy_explain), methods=["POST"]),
     Route("/v1/audit/events", _reads(audit_events), methods=["GET"]),
     Route("/v1/audit/checkpoints", _reads(audit_checkpoints), methods=["GET"]),
     Route("/v1/audit/checkpoints", _changes(checkpoint_now), methods=["POST"]),
