@@ -1,9 +1,10 @@
 """
 Step-up approvals, the parts that need neither the store nor the broker.
 
-What binds an approval to the exact request (:mod:`~gatepass.approvals.canonical`)
-and the ``[approvals]`` configuration (:mod:`~gatepass.approvals.settings`). The
-broker composes them with the store (``broker/approvals.py``).
+What binds an approval to the exact request (:mod:`~gatepass.approvals.canonical`),
+the ``[approvals]`` configuration (:mod:`~gatepass.approvals.settings`) and how
+agent-supplied text is shown to approvers (:mod:`~gatepass.approvals.text`). The
+broker composes them with the store (``broker/approval_*.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from gatepass.approvals.settings import (
     ApproverGroupSettings,
     WebhookSettings,
 )
+from gatepass.approvals.text import inert, inert_html
 
 __all__ = [
     "ApprovalSettings",
     "ApproverGroupSettings",
     "CanonicalRequest",
     "WebhookSettings",
+    "inert",
+    "inert_html",
     "request_hash",
 ]
