@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/approvals.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache
