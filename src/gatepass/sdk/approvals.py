@@ -260,10 +260,6 @@ class _Poll(Generic[T]):
             except SlowDownError:
                 self.interval += SLOW_DOWN_STEP
                 self._report()
-            except ApprovalDeniedError as denied:
-                raise ApprovalDeniedError(
-                    denied.detail, approval_id=self.approval_id
-                ) from denied
             except AccessDeniedError as denied:
                 # After a pending answer, access_denied is an approver's deny
                 # (RFC 8628 §3.5); a policy deny would have come first.

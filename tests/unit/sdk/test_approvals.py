@@ -15,6 +15,7 @@ from gatepass.errors import (
     ApprovalExpiredError,
     ApprovalPendingError,
     GatepassError,
+    InsufficientScopeError,
     InvalidGrantError,
     InvalidRequestError,
 )
@@ -198,6 +199,15 @@ class TestEndings:
         task = open_task(waiting_client)
         broker.errors = [pending(), refused("invalid_grant")]
         with pytest.raises(InvalidGrantError):
+            task.access_token(TARGET, "write", wait=WAIT)
+
+    def test_issue9_insufficient_scope_is_not_an_approver_deny(
+        self, broker: FakeBroker, waiting_client: GatepassClient
+    ) -> None:
+        """Only access_denied itself becomes ApprovalDeniedError."""
+        task = open_task(waiting_client)
+        broker.errors = [pending(), refused("insufficient_scope", 403)]
+        with pytest.raises(InsufficientScopeError):
             task.access_token(TARGET, "write", wait=WAIT)
 
     def test_issue9_local_deadline_stops_before_a_late_poll(
