@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "FrozenClock", "SystemClock", "to_epoch"]
+__all__ = ["Clock", "FrozenClock", "SystemClock", "sleep", "to_epoch"]
 
 
 def _elapsed_clock() -> Callable[[], float]:
@@ -123,3 +123,17 @@ def to_epoch(moment: dt.datetime) -> int:
         moment: an aware datetime.
     """
     return int(moment.timestamp())
+
+
+def sleep(seconds: float) -> None:
+    """
+    Pause the calling thread for ``seconds`` of real time.
+
+    The SDK waits between polls for an approval with it. Code that pauses takes it
+    as a parameter, so tests pass a fake that advances a :class:`FrozenClock`.
+
+    Args:
+        seconds: how long to pause; nothing happens for zero or less.
+    """
+    if seconds > 0:
+        time.sleep(seconds)

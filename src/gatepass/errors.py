@@ -24,6 +24,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     ├── InvalidGrantError                  400 invalid_grant
     ├── ApprovalPendingError               400 authorization_pending (RFC 8628 §3.5)
     ├── ApprovalExpiredError               400 expired_token (RFC 8628 §3.5)
+    ├── SlowDownError                      400 slow_down (RFC 8628 §3.5: poll slower)
     ├── InvalidClientError                 401 invalid_client
     ├── DPoPProofError                     400 invalid_dpop_proof
     │   └── DPoPNonceRequiredError         400 use_dpop_nonce
@@ -87,6 +88,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "SealedError",
+    "SlowDownError",
     "StoreError",
     "TokenError",
     "TokenExpiredError",
@@ -256,11 +258,47 @@ class ApprovalPendingError(GatepassError):
 
 
 class ApprovalExpiredError(GatepassError):
-    """The approval expired before it was approved, or before it was redeemed."""
+    """
+    The approval expired before it was approved, or before it was redeemed.
+
+    The SDK also raises it when its own wait (``wait=``) ran out first; the approval
+    may then still be approved, and ``still_pending`` says so.
+
+    Args:
+        detail: description of what expired.
+        approval_id: the approval, when the raiser knows it (the SDK does).
+        still_pending: True when only the caller's wait ran out: repeating the same
+            request finds the same approval and resumes waiting.
+    """
 
     code = "expired_token"
     http_status = 400
     exit_code = 65
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        approval_id: str | None = None,
+        still_pending: bool = False,
+    ) -> None:
+        """Keep the approval id for the caller (not rendered in the body)."""
+        super().__init__(detail)
+        self.approval_id = approval_id
+        self.still_pending = still_pending
+
+
+class SlowDownError(GatepassError):
+    """
+    Still pending, and the agent polls too often (RFC 8628 §3.5 ``slow_down``).
+
+    The agent must add 5 seconds to its polling interval, for this and every later
+    request of the same approval.
+    """
+
+    code = "slow_down"
+    http_status = 400
+    exit_code = 75
 
 
 class InvalidClientError(GatepassError):
@@ -370,7 +408,18 @@ class InsufficientScopeError(AccessDeniedError):
 
 
 class ApprovalDeniedError(AccessDeniedError):
-    """An approver denied the request (any deny is final)."""
+    """
+    An approver denied the request (any deny is final).
+
+    Args:
+        detail: description of the refusal.
+        approval_id: the approval, when the raiser knows it (the SDK does).
+    """
+
+    def __init__(self, detail: str = "", *, approval_id: str | None = None) -> None:
+        """Keep the approval id for the caller (not rendered in the body)."""
+        super().__init__(detail)
+        self.approval_id = approval_id
 
 
 class NotFoundError(GatepassError):

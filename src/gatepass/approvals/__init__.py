@@ -2,10 +2,11 @@
 Step-up approvals, the parts that need neither the store nor the broker.
 
 What binds an approval to the exact request (:mod:`~gatepass.approvals.canonical`),
-the ``[approvals]`` configuration (:mod:`~gatepass.approvals.settings`), and how
+the ``[approvals]`` configuration (:mod:`~gatepass.approvals.settings`), how
 approver groups are told (:mod:`~gatepass.approvals.webhooks`: bodies, signatures,
-retries). The broker composes them with the store (``broker/approvals.py``,
-``broker/notifications.py``).
+retries) and how agent-supplied text is shown to approvers
+(:mod:`~gatepass.approvals.text`). The broker composes them with the store
+(``broker/approval_*.py``, ``broker/notifications.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gatepass.approvals.settings import (
     ApproverGroupSettings,
     WebhookSettings,
 )
+from gatepass.approvals.text import inert, inert_html
 from gatepass.approvals.webhooks import (
     Webhook,
     WebhookEvent,
@@ -29,6 +31,8 @@ __all__ = [
     "Webhook",
     "WebhookEvent",
     "WebhookSettings",
+    "inert",
+    "inert_html",
     "request_hash",
     "verify_signature",
 ]

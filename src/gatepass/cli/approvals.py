@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from gatepass.approvals.agent_text import inert_text
+from gatepass.approvals.text import inert
 from gatepass.cli.client import admin_client, resource_path
 from gatepass.cli.options import (
     ADDR_OPTION,
@@ -132,8 +132,8 @@ def show(
     supplied = shown.get("agent_supplied") or {}
     print_record(
         {
-            "justification": inert_text(supplied.get("justification")) or None,
-            "task intent": inert_text(supplied.get("intent")) or None,
+            "justification": inert(supplied.get("justification") or "") or None,
+            "task intent": inert(supplied.get("intent") or "") or None,
         },
         title=_AGENT_TITLE,
     )

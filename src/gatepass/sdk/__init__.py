@@ -15,6 +15,11 @@ The agent SDK: open a task at the broker, get short-lived access tokens, use the
         # or let the resource say what it is and what it needs (RFC 9728):
         httpx.get("http://127.0.0.1:8401/tickets", auth=ResourceAuth(task))
 
+A request that policy says needs a human's approval raises
+:class:`~gatepass.errors.ApprovalPendingError`, unless the call is asked to wait:
+``task.access_token(uri, "write", wait=timedelta(minutes=5))`` polls the broker until
+an approver decides (see :mod:`gatepass.sdk.approvals`).
+
 The SDK talks to the broker over HTTP only and never imports server code. Tokens
 live in memory, wrapped in :class:`~gatepass.secret.Secret`, and are never logged.
 Every error the broker answers is raised as the gatepass error of its code.
@@ -23,6 +28,7 @@ Every error the broker answers is raised as the gatepass error of its code.
 from __future__ import annotations
 
 from gatepass.sdk.access import AccessToken, DPoPAuth
+from gatepass.sdk.approvals import ApprovalProgress
 from gatepass.sdk.challenge import Challenge, read_challenge
 from gatepass.sdk.client import GatepassClient
 from gatepass.sdk.credential import Credential
@@ -36,6 +42,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "AccessToken",
     "AgentIdentity",
+    "ApprovalProgress",
     "Challenge",
     "Credential",
     "DPoPAuth",

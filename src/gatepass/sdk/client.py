@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
 import httpx
 
 from gatepass.clock import Clock, SystemClock
+from gatepass.clock import sleep as pause
 from gatepass.errors import ConfigurationError, GatepassError, InvalidRequestError
 from gatepass.ids import TaskId, is_id
 from gatepass.sdk.identity import AgentIdentity
@@ -31,7 +32,9 @@ class GatepassClient:
         broker_url: the broker's issuer URL; the identity's broker when omitted.
         http: the HTTP client; one with a 10 s timeout is created (and closed by
             :meth:`close`) when omitted.
-        clock: the time source for assertions and proofs.
+        clock: the time source for assertions and proofs, and for waits.
+        sleep: pauses between polls while waiting for an approval; a real pause
+            when omitted (tests pass one that advances a frozen clock).
 
     Raises:
         ConfigurationError: no broker URL is known.
@@ -44,6 +47,7 @@ class GatepassClient:
         *,
         http: httpx.Client | None = None,
         clock: Clock | None = None,
+        sleep: Callable[[float], None] = pause,
     ) -> None:
         """Prepare the session; the broker is contacted on first use."""
         url = broker_url or identity.broker_url
@@ -52,7 +56,9 @@ class GatepassClient:
         self.identity = identity
         self._owns_http = http is None
         client = http or httpx.Client(timeout=10.0, follow_redirects=False)
-        self._session = BrokerSession(url, http=client, clock=clock or SystemClock())
+        self._session = BrokerSession(
+            url, http=client, clock=clock or SystemClock(), sleep=sleep
+        )
 
     def __repr__(self) -> str:
         """Show the agent and broker."""

@@ -36,6 +36,26 @@ class Credential:
     fields: Mapping[str, Any] = field(default_factory=dict)
     password: Secret | None = None
 
+    @classmethod
+    def from_answer(cls, body: Mapping[str, Any]) -> Credential:
+        """
+        Read the broker's ``POST /v1/credentials`` answer.
+
+        Args:
+            body: the answer's JSON object.
+        """
+        fields = dict(body.get("credential", {}))
+        password = fields.pop("password", None)
+        return cls(
+            lease_id=LeaseId(str(body["lease_id"])),
+            target=str(body["target"]),
+            kind=str(body["kind"]),
+            actions=tuple(body.get("actions", ())),
+            expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
+            fields=fields,
+            password=Secret(password) if isinstance(password, str) else None,
+        )
+
     def connection_kwargs(self) -> dict[str, Any]:
         """
         Return keyword arguments for a client library.

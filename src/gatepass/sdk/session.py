@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from gatepass.clock import Clock
+from gatepass.clock import sleep as pause
 from gatepass.errors import (
     ApprovalPendingError,
     ConfigurationError,
@@ -102,13 +103,22 @@ class BrokerSession:
         broker_url: the broker's issuer URL.
         http: the HTTP client.
         clock: the time source for proofs.
+        sleep: pauses between polls for an approval (tests pass a fake).
     """
 
-    def __init__(self, broker_url: str, *, http: httpx.Client, clock: Clock) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        http: httpx.Client,
+        clock: Clock,
+        sleep: Callable[[float], None] = pause,
+    ) -> None:
         """Keep the configuration; nothing is fetched yet."""
         self.broker_url = broker_url.rstrip("/")
         self.http = http
         self.clock = clock
+        self.sleep = sleep
         self._metadata: BrokerMetadata | None = None
         self._nonce: str | None = None
         self._lock = threading.Lock()

@@ -12,9 +12,9 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 import jwt
@@ -28,6 +28,13 @@ from gatepass.errors import (
 )
 from gatepass.ids import LeaseId, TaskId
 from gatepass.sdk.access import AccessToken
+from gatepass.sdk.approvals import (
+    ApprovalParameters,
+    ApprovalProgress,
+    Waiting,
+    WaitOptions,
+    obtain,
+)
 from gatepass.sdk.credential import Credential
 from gatepass.sdk.session import BrokerSession
 from gatepass.secret import Secret
@@ -36,6 +43,8 @@ from gatepass.tokens import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TXN_TOKEN_TYPE, D
 __all__ = ["REFRESH_MARGIN", "Task"]
 
 _log = logging.getLogger("gatepass.sdk")
+
+T = TypeVar("T")
 
 
 # A cached access token is replaced this long before it expires, so a request never
@@ -98,7 +107,9 @@ class Task:
         self._key = key
         self._session = session
         self._close_url = close_url
-        self._cache: dict[tuple[str, tuple[str, ...]], AccessToken] = {}
+        self._cache: dict[
+            tuple[str, tuple[str, ...], dt.timedelta | None], AccessToken
+        ] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -138,26 +149,56 @@ class Task:
         """Whether the task was closed (or has expired)."""
         return self._token is None
 
-    def access_token(self, target: str, actions: Sequence[str] | str) -> AccessToken:
+    def access_token(
+        self,
+        target: str,
+        actions: Sequence[str] | str,
+        *,
+        wait: dt.timedelta | None = None,
+        justification: str | None = None,
+        requested_ttl: dt.timedelta | None = None,
+        on_progress: Callable[[ApprovalProgress], None] | None = None,
+    ) -> AccessToken:
         """
         Return an access token for a target, reusing one that is still fresh.
 
         Args:
             target: the target's URI (or name), one of the task's targets.
             actions: the actions, such as ``["read"]`` or ``"read write"``.
+            wait: when policy needs a human's approval, wait this long for it,
+                polling as the broker says; without it the request raises
+                ``ApprovalPendingError`` at once.
+            justification: why the agent asks, shown to the approvers as
+                agent-supplied text (sent with the first request only).
+            requested_ttl: ask for a shorter lifetime than policy allows (whole
+                seconds); an approval covers exactly this lifetime.
+            on_progress: called with an ``ApprovalProgress`` after every
+                "still waiting" answer; raise from it to stop waiting.
 
         Returns:
             A DPoP-bound token for exactly that target and those actions.
 
         Raises:
-            InvalidGrantError: the task is closed or has expired.
+            InvalidGrantError: the task is closed or has expired, or the approval
+                was cancelled.
             InvalidTargetError: the target is unknown or outside the task.
             InvalidScopeError: an action is not offered by the target.
             AccessDeniedError: policy denied the request.
+            ApprovalPendingError: approval is needed and ``wait`` was not given.
+            ApprovalDeniedError: an approver denied the request.
+            ApprovalExpiredError: the approval expired, or ``wait`` ran out first
+                (``still_pending`` is True then: call again to resume).
+            RateLimitedError: too many of the agent's requests wait for approval.
             GatepassError: any other error the broker answered.
         """
         wanted = _actions(actions)
-        key = (target, wanted)
+        options = WaitOptions(
+            wait=wait,
+            justification=justification,
+            requested_ttl=requested_ttl,
+            on_progress=on_progress,
+        )
+        key = (target, wanted, requested_ttl)
         now = self._session.clock.now()
         with self._lock:
             cached = self._cache.get(key)
@@ -167,7 +208,9 @@ class Task:
                 and now < cached.expires_at - REFRESH_MARGIN
             ):
                 return cached
-        issued = self._request_access_token(target, wanted)
+        issued = self._obtain(
+            lambda extra: self._request_access_token(target, wanted, extra), options
+        )
         with self._lock:
             self._cache[key] = issued
         return issued
@@ -202,6 +245,12 @@ class Task:
         """The HTTP client of the broker session, for discovery requests."""
         return self._session.http
 
+    def _obtain(
+        self, ask: Callable[[ApprovalParameters], T], options: WaitOptions
+    ) -> T:
+        session = self._session
+        return obtain(ask, options, clock=session.clock, sleep=session.sleep)
+
     def _live_token(self) -> str:
         token = self._token
         if token is None:
@@ -211,7 +260,7 @@ class Task:
         return token.reveal()
 
     def _request_access_token(
-        self, target: str, actions: tuple[str, ...]
+        self, target: str, actions: tuple[str, ...], extra: ApprovalParameters
     ) -> AccessToken:
         task_token = self._live_token()
         endpoint = self._session.metadata().token_endpoint
@@ -222,6 +271,7 @@ class Task:
             "requested_token_type": ACCESS_TOKEN_TYPE,
             "resource": target,
             "scope": " ".join(actions),
+            **extra.form(),
         }
         received_at = self._session.clock.now()
         response = self._session.post(endpoint, self._key, data=lambda: form)
@@ -249,6 +299,10 @@ class Task:
         *,
         public_key: str | None = None,
         idempotency_key: str | None = None,
+        wait: dt.timedelta | None = None,
+        justification: str | None = None,
+        requested_ttl: dt.timedelta | None = None,
+        on_progress: Callable[[ApprovalProgress], None] | None = None,
     ) -> Credential:
         """
         Ask for an engine-backed credential (PostgreSQL, Redis, SSH) for a target.
@@ -260,19 +314,43 @@ class Task:
             idempotency_key: sent as ``Idempotency-Key``: repeating a request whose
                 answer was lost with the same key returns the same lease (its
                 ``password`` is None then: a secret is handed over once).
+            wait: how long to wait for a human's approval, as for
+                :meth:`access_token`.
+            justification: why the agent asks, for the approvers.
+            requested_ttl: a shorter lifetime than policy allows (whole seconds).
+            on_progress: called after every "still waiting" answer.
 
         Raises:
             ConflictError: the key was used for another request, or its first
                 request is still in progress.
+            ApprovalPendingError: approval is needed and ``wait`` was not given.
+            ApprovalDeniedError: an approver denied the request.
+            ApprovalExpiredError: the approval expired, or ``wait`` ran out first.
             GatepassError: the broker refused (the class of its error code).
         """
         payload: dict[str, Any] = {"target": target, "actions": list(_actions(actions))}
         if public_key is not None:
             payload["public_key"] = public_key
-        url = self._close_url.split("/v1/tasks/", 1)[0] + "/v1/credentials"
+        options = WaitOptions(
+            wait=wait,
+            justification=justification,
+            requested_ttl=requested_ttl,
+            on_progress=on_progress,
+        )
         headers = {}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        return self._obtain(
+            lambda extra: self._request_credential(
+                {**payload, **extra.json()}, headers
+            ),
+            options,
+        )
+
+    def _request_credential(
+        self, payload: dict[str, Any], headers: dict[str, str]
+    ) -> Credential:
+        url = self._close_url.split("/v1/tasks/", 1)[0] + "/v1/credentials"
         response = self._session.post(
             url,
             self._key,
@@ -280,18 +358,7 @@ class Task:
             json_body=payload,
             headers=headers,
         )
-        body = response.json()
-        fields = dict(body.get("credential", {}))
-        password = fields.pop("password", None)
-        return Credential(
-            lease_id=LeaseId(str(body["lease_id"])),
-            target=str(body["target"]),
-            kind=str(body["kind"]),
-            actions=tuple(body.get("actions", ())),
-            expires_at=dt.datetime.fromisoformat(str(body["expires_at"])),
-            fields=fields,
-            password=Secret(password) if isinstance(password, str) else None,
-        )
+        return Credential.from_answer(response.json())
 
     def renew(self, credential: Credential) -> Credential:
         """
@@ -316,9 +383,17 @@ class Task:
         actions: Sequence[str] | str,
         *,
         idempotency_key: str | None = None,
+        **waiting: Unpack[Waiting],
     ) -> Credential:
-        """Return a temporary PostgreSQL role; ``connection_kwargs()`` suits psycopg."""
-        return self.credential(target, actions, idempotency_key=idempotency_key)
+        """
+        Return a temporary PostgreSQL role; ``connection_kwargs()`` suits psycopg.
+
+        ``wait``, ``justification``, ``requested_ttl`` and ``on_progress`` work as
+        for :meth:`credential`.
+        """
+        return self.credential(
+            target, actions, idempotency_key=idempotency_key, **waiting
+        )
 
     def redis(
         self,
@@ -326,9 +401,17 @@ class Task:
         actions: Sequence[str] | str,
         *,
         idempotency_key: str | None = None,
+        **waiting: Unpack[Waiting],
     ) -> Credential:
-        """Return a temporary Redis ACL user; ``connection_kwargs()`` suits redis-py."""
-        return self.credential(target, actions, idempotency_key=idempotency_key)
+        """
+        Return a temporary Redis ACL user; ``connection_kwargs()`` suits redis-py.
+
+        ``wait``, ``justification``, ``requested_ttl`` and ``on_progress`` work as
+        for :meth:`credential`.
+        """
+        return self.credential(
+            target, actions, idempotency_key=idempotency_key, **waiting
+        )
 
     def ssh_certificate(
         self,
@@ -337,10 +420,20 @@ class Task:
         *,
         public_key: str,
         idempotency_key: str | None = None,
+        **waiting: Unpack[Waiting],
     ) -> Credential:
-        """Return an OpenSSH user certificate for ``public_key`` (``.certificate``)."""
+        """
+        Return an OpenSSH user certificate for ``public_key`` (``.certificate``).
+
+        ``wait``, ``justification``, ``requested_ttl`` and ``on_progress`` work as
+        for :meth:`credential`.
+        """
         return self.credential(
-            target, actions, public_key=public_key, idempotency_key=idempotency_key
+            target,
+            actions,
+            public_key=public_key,
+            idempotency_key=idempotency_key,
+            **waiting,
         )
 
     def close(self) -> None:
