@@ -56,11 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
-<<<<<<< HEAD
 	$(BIN)/python bench/verify.py
-=======
 	$(BIN)/python bench/approvals.py
->>>>>>> sdk-wait
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache
