@@ -231,6 +231,8 @@ class DemoSettings(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
     resource_port: int = Field(default=8401, ge=1, le=65535)
     resource_target: Name = "tickets"
+    # The target `gatepass demo --approval` asks to write to (it needs approval).
+    approval_target: Name = "tickets-prod"
 
 
 class Settings(_Section):

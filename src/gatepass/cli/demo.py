@@ -8,6 +8,7 @@ import typer
 
 from gatepass.config import load_settings
 from gatepass.demo import run_tour
+from gatepass.demo.approval_tour import run_approval_tour
 
 __all__ = ["demo"]
 
@@ -20,6 +21,15 @@ def demo(
         envvar="GATEPASS_CONFIG",
         help="the configuration the broker was started with",
     ),
+    approval: bool = typer.Option(
+        False,
+        "--approval",
+        help="the step-up tour: a production write waits for an approver",
+    ),
 ) -> None:
     """Open a task, use its tokens on the demo API, close it, and show the refusal."""
-    run_tour(load_settings(config))
+    settings = load_settings(config)
+    if approval:
+        run_approval_tour(settings)
+        return
+    run_tour(settings)

@@ -546,6 +546,13 @@ class TestLifespan:
         assert verifier.events == ["start"]
 
 
+class _UnconnectedFeed(RevocationFeed):
+    """A feed marked healthy by hand that never dials the broker."""
+
+    async def start(self) -> None:
+        """Stay offline: a real follower would mark the feed down at once here."""
+
+
 class TestStreamsAreCut:
     """Revocation cuts live sessions: a streaming answer ends with its token."""
 
@@ -579,7 +586,9 @@ class TestStreamsAreCut:
         present: PresentFactory,
     ) -> None:
         """The broker revokes the token mid-stream: the answer ends there."""
-        feed = RevocationFeed(ISSUER, "api-token", clock=clock)
+        # The middleware starts the feed on the first request; a real follower
+        # would fail to reach this made-up broker and mark the feed down.
+        feed = _UnconnectedFeed(ISSUER, "api-token", clock=clock)
         feed._set_healthy(healthy=True)
         verifier = ResourceVerifier(
             issuer=ISSUER,
