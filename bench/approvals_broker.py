@@ -1,21 +1,19 @@
 """
-The approvals bench's broker: ``gatepass serve`` plus one bench-only vote route.
+The approvals bench's broker: ``gatepass serve``, with the approve route timed.
 
     .venv/bin/python bench/approvals_broker.py <config.toml>
 
 Serves the broker exactly as ``gatepass serve`` does (same uvicorn options, background
-jobs on, ``gc.freeze()``), with one addition in front of it: ``POST /_bench/vote``
-with ``{"approval_id": "apr_…"}`` casts an approving vote by a built-in approver
-through ``broker.approvals.vote``, the use case an admin route will call, on the
-broker's own event loop. The answer carries the use case's own duration
-(``server_us``), measured around the call. The admin API has no vote route yet on
-this branch; this route exists only in the bench process and only on 127.0.0.1.
+jobs on, ``gc.freeze()``). Votes go through the real admin route
+``POST /v1/admin/approvals/{id}/approve`` with an approver operator's token; the only
+addition is a ``Server-Timing: app;dur=<ms>`` header on that route's answers: the
+time the broker's ASGI app spent on it (authentication, parsing, the vote's
+transaction, the audit record), without the client's and the socket's share.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,63 +24,47 @@ import uvicorn
 from ceiling_app import UVICORN_OPTIONS
 from gatepass.api import create_app
 from gatepass.broker import build_runtime
-from gatepass.clock import SystemClock
 from gatepass.config import load_settings
-from gatepass.ids import OperatorId, new_operator_id
-from gatepass.models import AgentStatus, Operator, OperatorRole, VoteChoice
 from gatepass.observability import configure_logging
 
-VOTE_PATH = "/_bench/vote"
 APPROVER_GROUP = "bench-approvers"
+APPROVE_SUFFIX = "/approve"
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+Message = dict[str, Any]
 
 
-def approver() -> Operator:
-    """The bench's approver, in the bench group, for the demo agent's tenant."""
-    return Operator(
-        id=OperatorId(new_operator_id()),
-        name="bench-approver",
-        roles=frozenset({OperatorRole.APPROVER}),
-        groups=frozenset({APPROVER_GROUP}),
-        tenants=frozenset({"acme"}),
-        status=AgentStatus.ACTIVE,
-        created_at=SystemClock().now(),
-    )
+def with_server_timing(app: Any) -> Any:  # noqa: ANN401
+    """Wrap the broker's ASGI app: time the approve route, say so in a header."""
 
-
-def with_vote_route(app: Any, vote: Any, who: Operator) -> Any:  # noqa: ANN401
-    """Wrap the broker's ASGI app with the bench's vote route."""
-
-    async def bench_app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != VOTE_PATH:
+    async def timed_app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path.startswith("/v1/admin/approvals/") and path.endswith(APPROVE_SUFFIX)
+        ):
             await app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        approval_id = json.loads(body)["approval_id"]
         started = time.perf_counter()
-        result = await vote(who, approval_id, VoteChoice.APPROVE, "bench")
-        took = time.perf_counter() - started
-        answer = json.dumps(
-            {"state": result["state"], "server_us": round(took * 1e6, 1)}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        held: list[Message] = []
 
-    return bench_app
+        async def hold(message: Message) -> None:
+            # The body is complete only when the app has finished: hold the answer
+            # until then, so the header can carry the whole duration.
+            held.append(message)
+
+        await app(scope, receive, hold)
+        took_ms = (time.perf_counter() - started) * 1000
+        timing = (b"server-timing", f"app;dur={took_ms:.3f}".encode())
+        for message in held:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), timing]
+                await send({**message, "headers": headers})
+            else:
+                await send(message)
+
+    return timed_app
 
 
 def main() -> None:
@@ -90,9 +72,7 @@ def main() -> None:
     settings = load_settings(Path(sys.argv[1]))
     configure_logging(settings.server.log_level)
     runtime = build_runtime(settings)
-    app = with_vote_route(
-        create_app(runtime), runtime.broker.approvals.vote, approver()
-    )
+    app = with_server_timing(create_app(runtime))
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import anyio
+
 from gatepass.broker.context import BrokerContext
 from gatepass.models import Lease
 from gatepass.store import leases as lease_rows
@@ -41,6 +43,26 @@ class RevocationFeed:
             lambda conn: lease_rows.revoked_since(conn, cursor, limit=_PAGE)
         )
 
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when this process revokes something, or after ``timeout`` s."""
-        await self._context.signals.wait_for_revocations(timeout)
+    def watch(self) -> anyio.Event:
+        """
+        Start watching for revocations: call it before :meth:`revoked_since`.
+
+        Returns:
+            the event to pass to :meth:`wait`, so nothing revoked between the read
+            and the wait is missed.
+        """
+        return self._context.signals.next_revocation()
+
+    async def wait(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        watch: anyio.Event | None = None,
+    ) -> None:
+        """
+        Return when this process revokes something, or after ``timeout`` s.
+
+        Args:
+            timeout: the most seconds to wait.
+            watch: the event :meth:`watch` returned before the last read.
+        """
+        await self._context.signals.wait_for_revocations(timeout, after=watch)

@@ -28,7 +28,30 @@ class Signals:
         event, self._revoked = self._revoked, anyio.Event()
         event.set()
 
-    async def wait_for_revocations(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when this process revokes something, or after ``timeout`` s."""
+    def next_revocation(self) -> anyio.Event:
+        """
+        Return the event the next revocation of this process sets.
+
+        A stream takes it *before* it reads the store: a revocation that commits
+        between that read and the wait then still wakes it, instead of being
+        noticed only at the next poll.
+        """
+        return self._revoked
+
+    async def wait_for_revocations(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        after: anyio.Event | None = None,
+    ) -> None:
+        """
+        Return when this process revokes something, or after ``timeout`` s.
+
+        Args:
+            timeout: the most seconds to wait.
+            after: an event from :meth:`next_revocation`; when given, a revocation
+                since it was taken returns at once.
+        """
+        event = self._revoked if after is None else after
         with anyio.move_on_after(timeout):
-            await self._revoked.wait()
+            await event.wait()

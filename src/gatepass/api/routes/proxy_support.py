@@ -62,6 +62,7 @@ async def revocation_stream(request: Request) -> Response:
         quiet = 0
         yield ": gatepass revocations\n\n"
         while True:
+            watch = feed.watch()  # before the read: see RevocationFeed.watch
             found = await feed.revoked_since(cursor)
             for lease in found:
                 yield _event(lease)
@@ -72,7 +73,7 @@ async def revocation_stream(request: Request) -> Response:
             quiet += 1
             if quiet % _KEEPALIVE_EVERY == 0:
                 yield ": keepalive\n\n"
-            await feed.wait(_POLL_SECONDS)
+            await feed.wait(_POLL_SECONDS, watch)
 
     return StreamingResponse(
         events(),
