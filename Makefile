@@ -53,6 +53,7 @@ unit: $(STAMP)
 # bench/results/<name>.json. issuance.py installs its peer (npm) itself.
 bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
+	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py

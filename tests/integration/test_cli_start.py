@@ -188,6 +188,26 @@ class TestIssue17Bind:
         finally:
             listener.sock.close()
 
+    def test_accepted_connections_do_not_wait_for_nagle(self, tmp_path: Path) -> None:
+        """
+        Every accepted connection has TCP_NODELAY (uvicorn sets it only on its own).
+
+        Without it, a keep-alive client of ``gatepass serve`` waited ~40 ms for
+        each answer whose headers and body were written apart.
+        """
+        port = free_port()
+        listener = bind("127.0.0.1", port, setting="[server] port", config=tmp_path)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                accepted, _ = listener.sock.accept()
+                with accepted:
+                    nodelay = accepted.getsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_NODELAY
+                    )
+            assert nodelay != 0
+        finally:
+            listener.sock.close()
+
     def test_issue17_bind_taken_names_the_setting(self, tmp_path: Path) -> None:
         """A taken port raises ConfigurationError naming the setting and file."""
         with socket.create_server(("127.0.0.1", 0)) as taken:
