@@ -266,17 +266,20 @@ def print_table(
     return laid
 
 
-def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None:
+def print_record(
+    record: Mapping[str, Any], *, title: str | None = None, to_stderr: bool = False
+) -> None:
     """
     Print one record as a two-column table of field and value.
 
     Args:
         record: the record.
         title: the table title.
+        to_stderr: print it on stderr (when stdout carries only a value).
     """
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in record.items():
         table.add_row(escape(terminal_safe(key)), escape(cell(value)))
-    stdout_console().print(table)
+    (stderr_console() if to_stderr else stdout_console()).print(table)

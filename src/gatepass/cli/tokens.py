@@ -60,10 +60,20 @@ def print_issued(answer: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print_json(answer)
     else:
+        # The details go to stderr and the token alone to stdout, so that
+        # TOKEN=$(gatepass tokens create …) captures exactly the token.
         if isinstance(answer.get("operator"), dict):
             operator = answer["operator"]
-            print_record(operator, title=f"operator {operator.get('name', '')}")
-        print_record(answer["record"], title=f"token {answer.get('token_id', '')}")
+            print_record(
+                operator,
+                title=f"operator {operator.get('name', '')}",
+                to_stderr=True,
+            )
+        print_record(
+            answer["record"],
+            title=f"token {answer.get('token_id', '')}",
+            to_stderr=True,
+        )
         # Plain echo, not Rich: a token must never be wrapped or styled.
         typer.echo(str(answer["token"]))
     stderr_console().print(_NOT_AGAIN)

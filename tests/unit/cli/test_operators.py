@@ -33,7 +33,7 @@ class TestOperators:
     """Adding, listing, showing and disabling operators."""
 
     def test_add_prints_the_token_once(self, cli: Cli) -> None:
-        """The table shows the operator; the token is one plain line, then a note."""
+        """The token alone on stdout; the operator's table and a note on stderr."""
         result = cli(
             "operators",
             "add",
@@ -51,7 +51,8 @@ class TestOperators:
         ]
         assert len(token_lines) == 1
         assert token_lines[0].startswith("gp_operator_")
-        assert "prod-approvers" in result.stdout
+        assert result.stdout.strip() == token_lines[0]
+        assert "prod-approvers" in result.stderr
         assert NOT_AGAIN in result.stderr
         me = json.loads(cli("whoami", "--json", token=token_lines[0]).stdout)
         assert me["actor"] == "operator:alice"
@@ -136,11 +137,12 @@ class TestTokens:
             "tokens", "create", "--role", "introspect", "--description", "tickets api"
         )
         assert created.exit_code == 0, created.output
-        token = next(
-            line for line in created.stdout.splitlines() if line.startswith("gp_")
-        )
+        # The token alone on stdout: TOKEN=$(gatepass tokens create …) works.
+        token = created.stdout.strip()
         assert token.startswith("gp_introspect_")
+        assert "\n" not in token
         assert NOT_AGAIN in created.stderr
+        assert "tickets api" in created.stderr
         listed = cli.json("tokens", "list")
         mine = [t for t in listed["items"] if t["description"] == "tickets api"]
         assert len(mine) == 1
