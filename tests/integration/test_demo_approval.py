@@ -65,6 +65,8 @@ def test_issue9_tour_waits_is_approved_and_refuses_a_second_redemption(
     text = console.export_text()
     assert votes[0].status_code == 200, votes[0].text
     assert "gatepass approvals approve apr_" in text
+    # How long the approval may wait, for people: minutes and seconds.
+    assert re.search(r"\(expires in 1[45]m \d\ds\)", text), text  # of 15 minutes
     seconds = int(re.search(r"expires in ~(\d+)s", text).group(1))  # type: ignore[union-attr]
     assert 0 < seconds <= 60
     assert "refused: invalid_grant: the approval was already redeemed" in text

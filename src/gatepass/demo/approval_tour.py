@@ -30,6 +30,13 @@ __all__ = ["run_approval_tour"]
 _JUSTIFICATION = "close ticket PROD-42 after the customer confirmed the fix"
 
 
+def _minutes(left: dt.timedelta) -> str:
+    """``14m 59s``: how long an approval may still wait, for people."""
+    seconds = max(int(left.total_seconds()), 0)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
 def run_approval_tour(
     settings: Settings,
     *,
@@ -71,7 +78,7 @@ def run_approval_tour(
             told.append(update.approval_id)
             out.print(
                 f"   waiting for approval [bold]{escape(update.approval_id)}[/] "
-                f"(expires in {update.expires_in}s). As an approver, run:\n"
+                f"(expires in {_minutes(update.expires_in)}). As an approver, run:\n"
                 f"   gatepass approvals show {escape(update.approval_id)}\n"
                 f"   gatepass approvals approve {escape(update.approval_id)} "
                 '--reason "CHG-1234"'
