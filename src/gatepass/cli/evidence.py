@@ -109,7 +109,7 @@ def verify(
         )
     if report.problems:
         for problem in report.problems:
-            errors.print(escape(terminal_safe(f"problem: {problem}")))
+            errors.print(escape(terminal_safe(f"problem: {problem}")), soft_wrap=True)
         raise AuditIntegrityError(
             f"bundle failed verification: {len(report.problems)} problems"
         )
@@ -121,7 +121,11 @@ def verify(
                 f"{report.records} records, {report.links} hash-only links, "
                 f"{report.checkpoints} signed checkpoints, signed by {report.kid}"
             )
-        )
+        ),
+        soft_wrap=True,
     )
     for target, status in report.receipts:
-        out.print(escape(terminal_safe(f"revocation receipt {target}: {status}")))
+        out.print(
+            escape(terminal_safe(f"revocation receipt {target}: {status}")),
+            soft_wrap=True,
+        )

@@ -36,9 +36,10 @@ BROKER_CONFIRMATION: Final = (
 
 
 def _names_lease(record: AuditRecord, lease_id: str) -> bool:
-    if record.kind == "lease.revoked":
+    """Tell whether ``record`` is the ending of the lease (not its confirmation)."""
+    if record.outcome != "ok":
         return False
-    if record.subject == lease_id:
+    if record.kind == "lease.revoke" and record.subject == lease_id:
         return True
     revoked = record.data.get("revoked_leases")
     return isinstance(revoked, list) and lease_id in revoked
@@ -69,13 +70,13 @@ def _lease_entry(
 
 
 def _status(kind: str, entries: Sequence[Mapping[str, Any]]) -> str:
-    states = {entry["state"] for entry in entries}
+    states = {str(entry.get("state")) for entry in entries}
     if states & {"pending", "active"}:
         return "live"
     if "revoking" in states:
         return "pending"
     if kind in ENGINE_CONFIRMATIONS and any(
-        entry["confirmed_by"] is None for entry in entries
+        entry.get("confirmed_by") is None for entry in entries
     ):
         return "unconfirmed"
     if states == {"expired"}:

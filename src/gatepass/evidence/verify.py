@@ -218,6 +218,20 @@ def _manifest(
     )
 
 
+def _hidden(bundle: Bundle, problems: list[str]) -> None:
+    """A link whose (hashed) subject is one of the bundle's own ids hides a record."""
+    own = {str(task.get("id")) for task in bundle.tasks}
+    own |= {str(lease.get("id")) for lease in bundle.leases}
+    own.add(bundle.task)
+    problems.extend(
+        f"link at seq {entry.seq} is a record about {entry.subject[:64]!r} of this "
+        "bundle: record hidden"
+        for segment in bundle.segments
+        for entry in segment.entries
+        if isinstance(entry, Link) and entry.subject in own
+    )
+
+
 def _signature(
     bundle: Bundle, keys: Mapping[str, Ed25519PublicKey], problems: list[str]
 ) -> str:
@@ -269,6 +283,7 @@ def inspect_bundle(
         links += sum(isinstance(e, Link) for e in segment.entries)
         previous_end = max(previous_end, segment.checkpoint)
     _manifest(bundle.disclosed, found, problems)
+    _hidden(bundle, problems)
     problems.extend(check_receipts(bundle.receipts, bundle.leases, found))
     kid = _signature(bundle, keys, problems)
     unique = tuple(dict.fromkeys(problems))[:_MAX_PROBLEMS]
