@@ -11,6 +11,7 @@ of it may be disclosed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import shutil
 import uuid
@@ -26,10 +27,14 @@ from tests.conftest import POSTGRES_URL, require_service
 from typer.testing import CliRunner, Result
 
 from gatepass.api import create_app
+from gatepass.audit import AuditEntry
 from gatepass.broker import Runtime, build_runtime
 from gatepass.cli import app
 from gatepass.config import Settings
+from gatepass.ids import new_task_id, new_token_id
 from gatepass.sdk import AgentIdentity, GatepassClient
+from gatepass.store import audit_log as audit_rows
+from gatepass.store import tasks as task_rows
 
 from .conftest import QUICKSTART_POLICIES, free_port, start_server
 from .deadline import poll
@@ -353,6 +358,74 @@ class TestExportAndVerify:
         assert "record removed" in result.output
 
 
+def _admin_http(served: Served, token: str | None = None) -> httpx.Client:
+    return httpx.Client(
+        base_url=served.url,
+        headers={"authorization": f"Bearer {token or served.admin_token}"},
+    )
+
+
+class TestDescendants:
+    """A bundle covers the task and every task delegated from it."""
+
+    def test_a_child_task_and_its_close_are_in_the_bundle(
+        self, served: Served, tmp_path: Path
+    ) -> None:
+        """Closing the root closes the child; both tasks' records are disclosed."""
+        identity = AgentIdentity.load(served.state / "demo-agent.json")
+        with GatepassClient(identity) as client:
+            root = client.open_task(
+                intent="split work",
+                purpose="reporting",
+                environment="dev",
+                targets=["tickets"],
+            )
+        database = served.runtime.context.database
+        with database.reading() as conn:
+            parent = task_rows.get_task(conn, str(root.id))
+        assert parent is not None
+        # A delegated child as the delegation exchange stores it (its own tests
+        # cover the exchange); its task.open record is appended with the row.
+        child = dataclasses.replace(
+            parent,
+            id=new_task_id(),
+            token_jti=new_token_id(),
+            parent_id=parent.id,
+            lineage_id=parent.id,
+            depth=1,
+        )
+        entry = AuditEntry(
+            at=served.runtime.context.clock.now(),
+            kind="task.open",
+            outcome="ok",
+            actor=parent.agent_id,
+            subject=child.id,
+            data={"parent_id": parent.id},
+        )
+        with database.transaction() as conn:
+            task_rows.insert_task(conn, child)
+            audit_rows.append_audit(conn, entry)
+        with _admin_http(served) as admin:
+            closed = admin.post(f"/v1/tasks/{parent.id}/close", json={})
+            assert closed.status_code == 200, closed.text
+            answer = admin.get(f"/v1/admin/tasks/{parent.id}/evidence")
+        assert answer.status_code == 200
+        body = answer.json()["evidence"]
+        assert [task["id"] for task in body["tasks"]] == [parent.id, child.id]
+        records = [
+            e["record"] for s in body["segments"] for e in s["entries"] if "record" in e
+        ]
+        about_child = [
+            (r["kind"], r["data"].get("ancestor"))
+            for r in records
+            if r["subject"] == child.id
+        ]
+        assert about_child == [("task.open", None), ("task.close", parent.id)]
+        path = tmp_path / "tree.json"
+        path.write_text(json.dumps(answer.json()))
+        assert served.cli("evidence", "verify", str(path)).exit_code == 0
+
+
 class TestAccess:
     """The export needs the audit permission and a known task."""
 
@@ -364,6 +437,27 @@ class TestAccess:
         )
         assert answer.status_code == 404
         assert answer.json()["error"] == "not_found"
+
+    def test_another_tenants_operator_sees_404(
+        self, served: Served, story: Story
+    ) -> None:
+        """An auditor of another tenant cannot tell the task exists."""
+        with _admin_http(served) as admin:
+            added = admin.post(
+                "/v1/admin/operators",
+                json={
+                    "name": f"aud-{RUN}",
+                    "roles": ["auditor"],
+                    "tenants": ["globex"],
+                },
+            )
+            assert added.status_code == 201, added.text
+        token = added.json()["token"]
+        with _admin_http(served, token) as auditor:
+            answer = auditor.get(f"/v1/admin/tasks/{story.task_id}/evidence")
+            assert answer.status_code == 404
+            assert answer.json()["error"] == "not_found"
+            assert auditor.get("/v1/admin/report/frameworks").status_code == 200
 
     def test_without_a_token_is_401(self, served: Served, story: Story) -> None:
         """No API token, no bundle."""
