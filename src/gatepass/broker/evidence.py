@@ -88,7 +88,7 @@ class EvidenceExport:
         self._context = context
         self._audit = audit
 
-    async def _tree(self, caller: Caller, task_id: str) -> list[Task]:
+    async def _authorize(self, caller: Caller, task_id: str) -> None:
         tree = await self._context.database.read(
             lambda c: task_rows.subtree(c, task_id)
         )
@@ -98,11 +98,13 @@ class EvidenceExport:
             operator is not None and not operator.may_act_on(tree[0].tenant)
         ):
             raise NotFoundError("no such task")
-        return tree
 
     def _build(
-        self, conn: Connection, tree: list[Task], checkpoint: Checkpoint
+        self, conn: Connection, task_id: str, checkpoint: Checkpoint
     ) -> dict[str, Any]:
+        # The tree is read again in the transaction that reads its records, just
+        # after the checkpoint, so the summaries and the records agree.
+        tree = task_rows.subtree(conn, task_id)
         task_ids = [task.id for task in tree]
         leases = [
             lease
@@ -159,12 +161,12 @@ class EvidenceExport:
             AuditIntegrityError: a record failed its MAC; the broker vouches for
                 nothing until the log is repaired (docs/audit.md).
         """
-        tree = await self._tree(caller, task_id)
+        await self._authorize(caller, task_id)
         checkpoint = await self._audit.checkpoint_now()
         if checkpoint is None:  # pragma: no cover - the task's own record exists
             raise AuditIntegrityError("the audit log has no checkpoint to tie to")
         body = await self._context.database.read(
-            lambda conn: self._build(conn, tree, checkpoint)
+            lambda conn: self._build(conn, task_id, checkpoint)
         )
         signer = self._context.signer
         signature = signer.sign_statement(SIGNING_PREFIX, canonical_bytes(body))

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from gatepass.audit import AuditRecord, AuditSigner
 from gatepass.errors import AuditIntegrityError
-from gatepass.evidence import inspect_bundle, link_of, verify_bundle
+from gatepass.evidence import (
+    build_receipts,
+    check_receipts,
+    inspect_bundle,
+    link_of,
+    verify_bundle,
+)
 
 from .conftest import LEASE, TASK, Built, build, sign
 
@@ -271,3 +277,28 @@ class TestReceipts:
             sign(document, BUILT.signer), public_jwk=BUILT.jwk
         ).problems
         assert any("but its leases say 'pending'" in p for p in problems), problems
+
+
+class TestReceiptStatus:
+    """Receipts say what the records show, including what they do not show yet."""
+
+    def test_a_confirmation_after_the_checkpoint_is_unconfirmed(self) -> None:
+        """A revoked engine lease whose confirmation is not disclosed is unconfirmed."""
+        lease = BUILT.document["evidence"]["leases"][0]
+        records = [r for r in BUILT.records if r.kind != "lease.revoked"]
+        (receipt,) = build_receipts([lease], records)
+        assert receipt["status"] == "unconfirmed"
+        by_seq = {r.seq: r for r in records}
+        assert check_receipts([receipt], [lease], by_seq) == []
+
+    def test_a_revoking_lease_is_pending(self) -> None:
+        """A revocation still being retried makes the receipt pending, with why."""
+        lease = {
+            **BUILT.document["evidence"]["leases"][0],
+            "state": "revoking",
+            "attempts": 3,
+            "last_error": "engine unavailable",
+        }
+        (receipt,) = build_receipts([lease], BUILT.records)
+        assert receipt["status"] == "pending"
+        assert receipt["leases"][0]["attempts"] == 3
