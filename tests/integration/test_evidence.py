@@ -477,6 +477,22 @@ class TestFrameworkReport:
         assert "OWASP MCP Top 10" in result.output
         assert "NIST AI Risk Management Framework" in result.output
 
+    def test_formats(self, served: Served) -> None:
+        """Markdown is text/markdown; an unknown format is invalid_request, audited."""
+        with _admin_http(served) as admin:
+            markdown = admin.get("/v1/admin/report/frameworks", params={"format": "md"})
+            wrong = admin.get("/v1/admin/report/frameworks", params={"format": "pdf"})
+        assert markdown.headers["content-type"].startswith("text/markdown")
+        assert markdown.text.startswith("# gatepass framework report")
+        assert wrong.status_code == 400
+        assert wrong.json()["error"] == "invalid_request"
+        with _admin_http(served) as admin:
+            events = admin.get(
+                "/v1/audit/events", params={"kind": "report", "last": 1}
+            ).json()["items"]
+        assert events[-1]["outcome"] == "deny"
+        assert "format must be" in str(events[-1]["data"])
+
     def test_html_is_static(self, served: Served) -> None:
         """The html answer carries a CSP that forbids everything and no script."""
         answer = httpx.get(

@@ -101,7 +101,7 @@ def build_report(
             {"id": framework.id, "title": framework.title, "items": items}
         )
     return {
-        "generated_at": generated_at.astimezone(dt.UTC).isoformat(),
+        "generated_at": generated_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "issuer": facts.issuer,
         "policy_digest": facts.policy_digest,
         "summary": summary,

@@ -37,12 +37,14 @@ async def task_evidence(request: Request, broker: Broker, caller: Caller) -> Res
 
 
 async def framework_report(
-    request: Request, broker: Broker, _caller: Caller
+    request: Request, broker: Broker, caller: Caller
 ) -> Response:
     """The framework report of this deployment, as json, md or html."""
     wanted = request.query_params.get("format", "json")
     if wanted not in {"json", "md", "html"}:
-        raise InvalidRequestError("format must be json, md or html")
+        error = InvalidRequestError("format must be json, md or html")
+        await broker.audit.reject("report.frameworks", error, actor=caller.actor)
+        raise error
     report = await broker.frameworks.report()
     if wanted == "md":
         return Response(render_markdown(report), media_type="text/markdown")
