@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gatepass.errors import AuditIntegrityError
 from gatepass.evidence import FORMAT, VERSION, inspect_bundle, parse_bundle
 
-from .conftest import TASK, build
+from .bundles import TASK, build
 
 BUILT = build()
 _SCALARS = (

@@ -20,7 +20,7 @@ from gatepass.evidence import (
     verify_bundle,
 )
 
-from .conftest import LEASE, TASK, Built, build, sign
+from .bundles import LEASE, TASK, Built, build, sign
 
 BUILT = build()
 SIGNATURE = "bundle signature does not verify"
