@@ -11,6 +11,7 @@ of it may be disclosed.
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import json
 import shutil
@@ -31,6 +32,8 @@ from gatepass.audit import AuditEntry
 from gatepass.broker import Runtime, build_runtime
 from gatepass.cli import app
 from gatepass.config import Settings
+from gatepass.errors import AuditIntegrityError
+from gatepass.evidence import inspect_bundle
 from gatepass.ids import new_task_id, new_token_id
 from gatepass.sdk import AgentIdentity, GatepassClient
 from gatepass.store import audit_log as audit_rows
@@ -322,6 +325,53 @@ class TestExportAndVerify:
             if "link" in entry
         )
         assert SECRET_INTENT.encode() not in tails
+
+    def test_every_single_change_of_the_real_bundle_is_named(
+        self, bundle_file: Path, public_key: Path
+    ) -> None:
+        """Each record field edited, each entry deleted, each neighbour pair swapped."""
+        key = json.loads(public_key.read_text())
+        original = json.loads(bundle_file.read_bytes())
+        spots = [
+            (s, e)
+            for s, segment in enumerate(original["evidence"]["segments"])
+            for e in range(len(segment["entries"]))
+        ]
+
+        def named(document: dict[str, Any]) -> list[str]:
+            try:
+                report = inspect_bundle(json.dumps(document).encode(), public_jwk=key)
+            except AuditIntegrityError as error:
+                return [error.detail]
+            return [p for p in report.problems if "bundle signature" not in p]
+
+        checked = 0
+        for s, e in spots:
+            entry = original["evidence"]["segments"][s]["entries"][e]
+            seq = (entry.get("record") or entry["link"])["seq"]
+            deleted = copy.deepcopy(original)
+            del deleted["evidence"]["segments"][s]["entries"][e]
+            assert named(deleted), f"deleting seq {seq}"
+            if e:
+                swapped = copy.deepcopy(original)
+                entries = swapped["evidence"]["segments"][s]["entries"]
+                entries[e - 1], entries[e] = entries[e], entries[e - 1]
+                assert named(swapped), f"swapping seq {seq}"
+            for field in ("at", "kind", "outcome", "actor", "subject", "data"):
+                if "record" not in entry:
+                    break
+                edited = copy.deepcopy(original)
+                record = edited["evidence"]["segments"][s]["entries"][e]["record"]
+                record[field] = (
+                    {**record["data"], "x": 1}
+                    if field == "data"
+                    else "2031-01-01T00:00:00.000000Z"
+                    if field == "at"
+                    else record[field] + "x"
+                )
+                assert any(f"seq {seq}" in p for p in named(edited)), (seq, field)
+                checked += 1
+        assert checked >= 6 * 6
 
     def test_a_forged_signature_is_detected(
         self, served: Served, bundle_file: Path, public_key: Path, tmp_path: Path
