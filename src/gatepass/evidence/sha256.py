@@ -46,23 +46,28 @@ _K: Final = (
 )  # fmt: skip
 
 
+_WORDS = struct.Struct(">16I")
+
+
 def _compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
-    # Rotations are written out (x >> n | x << 32 - n) and masked once per sum:
-    # bitwise operations keep the low 32 bits exact, and inlining them is about
-    # five times faster in CPython than a helper call per rotation.
-    mask = _MASK
-    w = list(struct.unpack(">16I", block))
+    # Rotations are written out (x >> n | x << 32 - n) and only sums are masked:
+    # a carry never flows down, so bits above 32 cannot change the low 32 bits of
+    # a sum, and leaving them until the mask is several times faster in CPython
+    # than a helper call and a mask per rotation.
+    mask, k = _MASK, _K
+    w = list(_WORDS.unpack(block))
+    append = w.append
     for i in range(16, 64):
         x, y = w[i - 15], w[i - 2]
         s0 = (x >> 7 | x << 25) ^ (x >> 18 | x << 14) ^ (x >> 3)
         s1 = (y >> 17 | y << 15) ^ (y >> 19 | y << 13) ^ (y >> 10)
-        w.append((w[i - 16] + (s0 & mask) + w[i - 7] + (s1 & mask)) & mask)
+        append((w[i - 16] + s0 + w[i - 7] + s1) & mask)
     a, b, c, d, e, f, g, h = state
-    for k, word in zip(_K, w, strict=True):
+    for i in range(64):
         s1 = (e >> 6 | e << 26) ^ (e >> 11 | e << 21) ^ (e >> 25 | e << 7)
-        t1 = (h + (s1 & mask) + ((e & f) ^ (~e & g)) + k + word) & mask
+        t1 = (h + s1 + ((e & f) ^ (~e & g)) + k[i] + w[i]) & mask
         s0 = (a >> 2 | a << 30) ^ (a >> 13 | a << 19) ^ (a >> 22 | a << 10)
-        t2 = ((s0 & mask) + ((a & b) ^ (a & c) ^ (b & c))) & mask
+        t2 = s0 + ((a & b) ^ (a & c) ^ (b & c))
         h, g, f, e = g, f, e, (d + t1) & mask
         d, c, b, a = c, b, a, (t1 + t2) & mask
     return (
