@@ -31,8 +31,10 @@ def _section(settings: Settings, name: str) -> Mapping[str, Any] | None:
 
     TODO(#14): the signals and reuse-detection sections land with their own parts
     of issue 14; until then (or when a deployment leaves them out) the report
-    says "not configured". A section is read as configured when it has any
-    content that is switched on.
+    says "not configured". Until the lead wires their own "is it on" rule here, a
+    section counts as configured when it is not switched off (``enabled =
+    false``) and holds at least one non-empty list or table (receivers,
+    transmitters, rules): defaults alone (numbers, flags) configure nothing.
     """
     section = getattr(settings, name, None)
     if section is None:
@@ -40,7 +42,9 @@ def _section(settings: Settings, name: str) -> Mapping[str, Any] | None:
     dumped = section.model_dump() if hasattr(section, "model_dump") else section
     if not isinstance(dumped, Mapping) or dumped.get("enabled") is False:
         return None
-    present = {k: v for k, v in dumped.items() if v not in (None, [], {}, False)}
+    present = {
+        k: v for k, v in dumped.items() if isinstance(v, list | dict | tuple) and v
+    }
     return present or None
 
 
