@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/evidence.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

@@ -10,8 +10,8 @@ latency comparison of two kinds of subject token through the same endpoint;
 
 One ``gatepass serve`` process (SQLite, the bench configuration of
 ``broker_config.py``) trusts a GitHub Actions issuer (the ``github-actions``
-preset, keys in a JWK Set file written by this run, RS256 as GitHub signs). One request at a time,
-interleaved, ``ROUNDS`` x ``ITERATIONS`` times, the bench opens a task:
+preset, keys in a JWK Set file written by this run, RS256 as GitHub signs). One
+request at a time, interleaved, ``ROUNDS`` x ``ITERATIONS`` times, it opens a task:
 
 * **registered** - the demo agent's RFC 7523 assertion, signed by its registered key;
 * **federated** - a GitHub Actions ID token (a fresh ``jti`` each time: the preset

@@ -18,6 +18,7 @@ from gatepass.api.errors import handle_gatepass_error
 from gatepass.api.routes.admin import admin_routes
 from gatepass.api.routes.approvals import approval_routes
 from gatepass.api.routes.credentials import credential_routes
+from gatepass.api.routes.evidence import evidence_routes
 from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
 from gatepass.api.routes.operators import operator_routes
@@ -171,6 +172,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             *proxy_support_routes,
             *admin_routes,
             *operator_routes,
+            *evidence_routes,
             *approval_routes,
             *health_routes,
         ],

@@ -348,6 +348,28 @@ class AuditSigner:
             signature=_b64url_encode(signature),
         )
 
+    def sign_statement(self, domain: bytes, payload: bytes) -> str:
+        """
+        Sign ``domain + payload`` with the audit key (an evidence bundle, say).
+
+        The domain separates these signatures from checkpoints: a checkpoint's
+        signing input is a JSON object, so a domain that cannot start one (not
+        ``{`` and not whitespace) can never produce a checkpoint signature.
+
+        Args:
+            domain: a fixed label for the kind of statement, ending in a newline.
+            payload: the statement's bytes.
+
+        Returns:
+            The unpadded base64url Ed25519 signature.
+
+        Raises:
+            ValueError: the domain is empty or could start a JSON object.
+        """
+        if not domain or not domain.endswith(b"\n") or domain[:1] in b"{ \t\r\n":
+            raise ValueError("a statement domain must be a label ending in a newline")
+        return _b64url_encode(self._key.sign(domain + payload))
+
     def __repr__(self) -> str:
         """Show the kid, never the key."""
         return f"AuditSigner(kid={self._kid!r})"

@@ -19,6 +19,8 @@ from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.closing import Closing
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.engine_credentials import IssueEngineCredential
+from gatepass.broker.evidence import EvidenceExport
+from gatepass.broker.frameworks import FrameworkReport
 from gatepass.broker.health import Health
 from gatepass.broker.keys import SigningKeys
 from gatepass.broker.notifications import Notifier
@@ -66,6 +68,8 @@ class Broker:
         sweeper: the expiry sweep.
         revocations: drives revocations through engines; reaps orphans.
         notifier: approval notifications (outbox and webhook delivery).
+        evidence: evidence bundles of tasks (issue 14).
+        frameworks: the framework report (issue 14).
     """
 
     settings: Settings
@@ -89,6 +93,8 @@ class Broker:
     sweeper: Sweeper
     revocations: RevocationWorker
     notifier: Notifier
+    evidence: EvidenceExport
+    frameworks: FrameworkReport
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,4 +153,6 @@ def assemble(
         sweeper=Sweeper(context, revocations),
         revocations=revocations,
         notifier=context.notifier,
+        evidence=EvidenceExport(context, audit),
+        frameworks=FrameworkReport(context),
     )

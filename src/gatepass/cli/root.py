@@ -9,10 +9,12 @@ from gatepass.cli import (
     agents,
     approvals,
     audit,
+    evidence,
     keys,
     leases,
     operators,
     policy,
+    report,
     targets,
     tasks,
     tokens,
@@ -44,6 +46,8 @@ app.add_typer(operators.app, name="operators")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
 app.command("whoami")(operators.whoami)
+app.add_typer(evidence.app, name="evidence")
+app.add_typer(report.app, name="report")
 
 
 def _print_version(value: bool) -> None:

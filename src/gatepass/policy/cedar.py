@@ -368,6 +368,13 @@ class CedarPolicySet:
 
         return _POSITIONAL_ID.sub(rename, error)[:_ERROR_LIMIT]
 
+    @property
+    def approval_policy_count(self) -> int:
+        """How many loaded policies require a step-up approval (``@approval``)."""
+        return sum(
+            1 for info in self._by_position.values() if info.profile.needs_approval
+        )
+
     def __repr__(self) -> str:
         """Show where the set came from and what it holds."""
         return (

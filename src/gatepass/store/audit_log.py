@@ -10,7 +10,7 @@ is MACed with the keys :class:`~gatepass.store.Database` puts on the transaction
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from sqlalchemy import (
@@ -45,6 +45,7 @@ from gatepass.store.tables import (
 __all__ = [
     "append_audit",
     "audit_page",
+    "concerning",
     "ensure_audit_head",
     "first_unkeyed_seq",
     "get_checkpoint",
@@ -272,6 +273,43 @@ def audit_page(
         # A full page: more may match before the head.
         return records, records[-1].seq
     return records, max(after, head)
+
+
+def concerning(
+    conn: Connection,
+    *,
+    subjects: Collection[str],
+    task_ids: Collection[str],
+    through: int,
+) -> list[AuditRecord]:
+    """
+    Return the records up to ``through`` about any of these ids, in seq order.
+
+    A record concerns an id when it is the record's subject (tasks, leases,
+    approvals) or, for a task, when the record names it as ``data.task_id``
+    (approval transitions, engine intents). The log has no index on either, so
+    this scans it once: an evidence export is rare and the log is append-only.
+
+    Args:
+        conn: a read connection.
+        subjects: task, lease and approval ids.
+        task_ids: the task ids among them.
+        through: the last seq to consider (the export's checkpoint).
+    """
+    column = audit_events.c
+    conditions: list[ColumnElement[bool]] = []
+    if subjects:
+        conditions.append(column.subject.in_(list(subjects)))
+    if task_ids:
+        conditions.append(column.data["task_id"].as_string().in_(list(task_ids)))
+    if not conditions:
+        return []
+    query = (
+        select(audit_events)
+        .where(column.seq <= through, or_(*conditions))
+        .order_by(column.seq)
+    )
+    return [_to_record(row) for row in conn.execute(query)]
 
 
 def insert_checkpoint(conn: Connection, checkpoint: Checkpoint) -> None:

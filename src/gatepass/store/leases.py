@@ -30,6 +30,7 @@ __all__ = [
     "ACCESS_TOKEN_KIND",
     "activate_lease",
     "count_live_leases",
+    "count_revoking",
     "due_revocations",
     "end_stale_pending",
     "expire_leases",
@@ -483,3 +484,18 @@ def live_handles(conn: Connection) -> set[str]:
     for row in rows:
         found.update((row.id, row.handle))
     return found
+
+
+def count_revoking(conn: Connection) -> tuple[int, int]:
+    """
+    Return how many leases are ``revoking``, and how many of those have failed.
+
+    A failed one has at least one refused attempt: the framework report shows it as
+    a revocation failure outstanding (ground rule 5: never given up, but visible).
+    """
+    state = leases.c.state == LeaseState.REVOKING.value
+    total = conn.execute(select(func.count()).where(state)).scalar_one()
+    failed = conn.execute(
+        select(func.count()).where(state, leases.c.attempts > 0)
+    ).scalar_one()
+    return int(total), int(failed)
