@@ -338,3 +338,118 @@ class TestBadCaseFiles:
         """A directory with no *.toml is an error, not an empty pass."""
         with pytest.raises(InvalidRequestError, match=r"no \*\.toml case files"):
             run_cases(quickstart, tmp_path)
+
+
+DELEGATION_HEADER = (
+    HEADER
+    + """
+[agents.planner]
+tenant = "acme"
+labels = { role = "planner" }
+
+[agents.researcher]
+tenant = "acme"
+labels = { role = "researcher" }
+"""
+)
+
+
+class TestDelegationCases:
+    """Cases can ask Delegate, and ask as a delegated task."""
+
+    def test_delegate_case_decides_with_the_subtask(
+        self, quickstart: CedarPolicySet, write_cases: CasesWriter
+    ) -> None:
+        """A Delegate case is decided by decide_delegation, in file order."""
+        path = write_cases(
+            """
+[[case]]
+name = "reads"
+agent = "planner"
+action = "Delegate"
+child = "researcher"
+subtask = { targets = ["tickets"], actions = ["read"], ttl_seconds = 900 }
+expect = "allow"
+ttl_at_most = 600
+
+[[case]]
+name = "an ordinary case between two delegations"
+action = "read"
+expect = "allow"
+
+[[case]]
+name = "wrong way round"
+agent = "researcher"
+action = "Delegate"
+child = "planner"
+expect = "deny"
+""",
+            header=DELEGATION_HEADER,
+        )
+        report = run_cases(quickstart, path)
+        assert report.passed, report.summary()
+        assert [r.decision.allowed for r in report.results] == [True, True, False]
+
+    def test_delegated_task_case_sees_context_delegation(
+        self, quickstart: CedarPolicySet, write_cases: CasesWriter
+    ) -> None:
+        """A case's delegation table reaches the policies (a write is denied)."""
+        path = write_cases(
+            """
+[[case]]
+name = "a delegated write"
+action = "write"
+delegation = { depth = 1, parent_agent = "agt_planner" }
+expect = "allow"
+"""
+        )
+        [result] = run_cases(quickstart, path).results
+        assert not result.passed
+        assert "delegated-tasks-never-write" in result.problems[0]
+
+    @pytest.mark.parametrize(
+        ("case", "message"),
+        [
+            ('action = "Delegate"\nchild = "planner"\ntarget = "tickets"', "no target"),
+            ('action = "read"\nchild = "planner"', "child is only for Delegate"),
+            ('action = "read"\nsubtask = {}', "subtask is only for Delegate"),
+            ('action = "Delegate"', "no child"),
+            ('action = "Delegate"\nchild = "planner"\nsubtask = 3', "must be a table"),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { scope = "x" }',
+                "unknown keys ['scope']",
+            ),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { ttl_seconds = 0 }',
+                "ttl_seconds must be a positive integer",
+            ),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { actions = "x" }',
+                "actions must be a list of strings",
+            ),
+            (
+                'action = "read"\ndelegation = { parent_agent = "agt_x" }',
+                "depth must be a positive integer",
+            ),
+            ('action = "read"\ndelegation = { depth = 1 }', "parent_agent must be"),
+            ('action = "read"\ndelegation = 1', "delegation: must be a table"),
+            (
+                'action = "read"\ndelegation = { depth = 1, parent_agent = "a", x = 0}',
+                "unknown keys ['x']",
+            ),
+        ],
+    )
+    def test_malformed_delegation_cases_say_what(
+        self,
+        quickstart: CedarPolicySet,
+        write_cases: CasesWriter,
+        case: str,
+        message: str,
+    ) -> None:
+        """Each malformed delegation case names its problem."""
+        path = write_cases(
+            f'\n[[case]]\nname = "bad"\nexpect = "deny"\n{case}\n',
+            header=DELEGATION_HEADER,
+        )
+        with pytest.raises(InvalidRequestError, match=message.replace("[", r"\[")):
+            run_cases(quickstart, path)
