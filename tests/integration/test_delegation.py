@@ -10,6 +10,7 @@ OAuth error and an audit record.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from .deadline import poll
 from .delegation_kit import (
     DATABASE_TARGET,
     MAX_DEPTH,
+    RUN,
     DelegationBroker,
     claims,
     delegation_broker,
@@ -432,3 +434,45 @@ def _walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found.append(node)
         found.extend(_walk(node["children"]))
     return found
+
+
+class TestTreeRoute:
+    """``GET /v1/admin/tasks/{id}/tree``: the whole tree, tenant-scoped."""
+
+    def test_tree_from_any_member_and_tenant_scoping(self, chain: Chain) -> None:
+        """Asked from the child, the tree starts at the root; globex sees nothing."""
+        broker = chain.broker
+        with broker.admin as admin:
+            tree = admin.get(f"/v1/admin/tasks/{chain.child['task_id']}/tree").json()
+            assert tree["id"] == chain.root["task_id"]
+            assert tree["requested"] == chain.child["task_id"]
+            assert tree["depth"] == 0
+            [child] = tree["children"]
+            assert child["id"] == chain.child["task_id"]
+            assert child["agent_name"] == f"researcher-{RUN}"
+            assert child["parent_id"] == chain.root["task_id"]
+            assert child["actions"] == ["read"]
+            assert child["actors"] == [
+                broker.agent_id("researcher"),
+                broker.agent_id("planner"),
+            ]
+            tokens = {}
+            for tenant in ("acme", "globex"):
+                issued = admin.post(
+                    "/v1/admin/operators",
+                    json={
+                        "name": f"auditor-{tenant}-{uuid.uuid4().hex[:6]}",
+                        "roles": ["auditor"],
+                        "tenants": [tenant],
+                    },
+                )
+                assert issued.status_code == 201, issued.text
+                tokens[tenant] = issued.json()["token"]
+            assert admin.get("/v1/admin/tasks/tsk_missing/tree").status_code == 404
+        path = f"{broker.url}/v1/admin/tasks/{chain.root['task_id']}/tree"
+        own = httpx.get(path, headers={"Authorization": f"Bearer {tokens['acme']}"})
+        assert own.status_code == 200
+        other = httpx.get(path, headers={"Authorization": f"Bearer {tokens['globex']}"})
+        assert other.status_code == 404
+        assert other.json()["error"] == "not_found"
+        assert httpx.get(path).status_code == 401

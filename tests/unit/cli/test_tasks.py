@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gatepass.cli.task_tree import render_tree
+
 
 class TestTasksList:
     """``gatepass tasks list``."""
@@ -80,3 +82,74 @@ class TestTasksClose:
     def test_close_unknown_exits_66(self, cli):
         """Closing an unknown task is not_found."""
         assert cli("tasks", "close", "tsk_missing").exit_code == 66
+
+
+class TestTasksTree:
+    """``gatepass tasks tree``."""
+
+    def test_tree_of_a_root_task(self, cli):
+        """A task nobody delegated from is a tree of one, marked as asked."""
+        task_id, _ = cli.broker.open_lease()
+        result = cli("tasks", "tree", task_id)
+        assert result.exit_code == 0, result.output
+        [line] = result.stdout.splitlines()
+        assert line.startswith(task_id)
+        assert "demo-agent" in line
+        assert "open" in line
+        assert "depth 0" in line
+        assert "leases 1 (1 live)" in line
+        assert line.endswith("◀")
+
+    def test_tree_json(self, cli):
+        """--json prints the API's nested answer."""
+        task_id, lease_id = cli.broker.open_lease()
+        answer = cli.json("tasks", "tree", task_id)
+        assert answer["id"] == task_id
+        assert answer["requested"] == task_id
+        assert answer["children"] == []
+        assert [lease["id"] for lease in answer["leases"]] == [lease_id]
+
+    def test_unknown_task_exits_66(self, cli):
+        """An unknown task is not found."""
+        result = cli("tasks", "tree", "tsk_nope")
+        assert result.exit_code == 66
+
+
+class TestRenderTree:
+    """The tree's drawing, from an API answer."""
+
+    def test_children_are_drawn_under_their_parents(self):
+        """Guides continue below a middle child and end below the last one."""
+        def node(task_id, agent, depth, children=(), state="open"):
+            return {
+                "id": task_id,
+                "agent_name": agent,
+                "state": state,
+                "depth": depth,
+                "targets": ["db"],
+                "actions": ["read"],
+                "leases": [{"state": "active"}, {"state": "revoked"}],
+                "children": list(children),
+            }
+
+        tree = {
+            "requested": "tsk_c",
+            **node(
+                "tsk_a",
+                "planner",
+                0,
+                [
+                    node("tsk_b", "researcher", 1, [node("tsk_d", "reader", 2)]),
+                    node("tsk_c", "writer\x1b[2J", 1, state="closed"),
+                ],
+            ),
+        }
+        assert render_tree(tree) == [
+            "tsk_a  planner  open  depth 0  db  [read]  leases 2 (1 live)",
+            "├── tsk_b  researcher  open  depth 1  db  [read]  leases 2 (1 live)",
+            "│   └── tsk_d  reader  open  depth 2  db  [read]  leases 2 (1 live)",
+            (
+                "└── tsk_c  writer\\u001b[2J  closed  depth 1  db  [read]  "
+                "leases 2 (1 live)  ◀"
+            ),
+        ]
