@@ -118,9 +118,16 @@ class TestTasksTree:
 class TestRenderTree:
     """The tree's drawing, from an API answer."""
 
-    def test_children_are_drawn_under_their_parents(self):
+    def test_children_are_drawn_under_their_parents(self) -> None:
         """Guides continue below a middle child and end below the last one."""
-        def node(task_id, agent, depth, children=(), state="open"):
+
+        def node(
+            task_id: str,
+            agent: str,
+            depth: int,
+            children: tuple[dict[str, object], ...] = (),
+            state: str = "open",
+        ) -> dict[str, object]:
             return {
                 "id": task_id,
                 "agent_name": agent,
@@ -138,10 +145,10 @@ class TestRenderTree:
                 "tsk_a",
                 "planner",
                 0,
-                [
-                    node("tsk_b", "researcher", 1, [node("tsk_d", "reader", 2)]),
+                (
+                    node("tsk_b", "researcher", 1, (node("tsk_d", "reader", 2),)),
                     node("tsk_c", "writer\x1b[2J", 1, state="closed"),
-                ],
+                ),
             ),
         }
         assert render_tree(tree) == [
