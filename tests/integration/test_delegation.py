@@ -183,9 +183,17 @@ class TestPipeline:
         assert introspected.json() == {"active": False}
         with broker.admin as admin:
             tree = admin.get(f"/v1/admin/tasks/{root.id}/tree").json()
-        states = [tree["state"]] + [node["state"] for node in _walk(tree["children"])]
-        assert len(states) == 3
-        assert set(states) == {"closed"}
+            states = [tree["state"]]
+            states += [node["state"] for node in _walk(tree["children"])]
+            assert len(states) == 3
+            assert set(states) == {"closed"}
+            # The leaf's PostgreSQL lease is reported revoked once its engine
+            # confirmed (the role is gone).
+            lease_path = f"/v1/leases/{credential.lease_id}"
+            assert poll(
+                lambda: admin.get(lease_path).json()["state"] == "revoked",
+                within=5.0,
+            )
 
     def test_chain_is_in_the_tokens_and_the_audit(self, chain: Chain) -> None:
         """The act claim nests reader, researcher, planner; parent and lineage too."""
