@@ -1,7 +1,8 @@
 """
 A broker for delegation tests: PostgreSQL and HTTP targets, a pipeline of agents.
 
-The broker runs the quickstart policies (``delegation.cedar``: planner ->
+The targets: an HTTP API, a PostgreSQL database and a Redis, each of them low risk
+in ``dev``. The broker runs the quickstart policies (``delegation.cedar``: planner ->
 researcher -> reader, reads only) on a frozen clock, so that a grant can expire
 without a sleep; every assertion and DPoP proof is made at that clock's time.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from gatepass.tokens import (
 )
 
 from .conftest import QUICKSTART_POLICIES, free_port, start_server
+from .deadline import poll
 
 RUN = uuid.uuid4().hex[:8]
 ROLES = {
@@ -51,6 +54,9 @@ ROLES = {
 }
 MAX_DEPTH = 2
 DATABASE_TARGET = f"orders-{RUN}"
+CACHE_TARGET = f"cache-{RUN}"
+CACHE_PREFIX = f"deleg{RUN}:"
+REDIS_URL = os.environ.get("GATEPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def admin_url(database: str = "postgres") -> str:
@@ -274,6 +280,21 @@ def delegation_settings(state: Path, port: int, database: str) -> Settings:
                 "actions": ["read", "write"],
                 "engine": {"admin_url": admin_url(database), "grants": grants},
             },
+            {
+                "name": CACHE_TARGET,
+                "uri": "redis://127.0.0.1:6379/",
+                "kind": "redis",
+                "environment": "dev",
+                "tenant": "acme",
+                "risk": "low",
+                "actions": ["read"],
+                "engine": {
+                    "admin_url": REDIS_URL,
+                    "grants": {
+                        "read": {"keys": [f"{CACHE_PREFIX}*"], "categories": ["+@read"]}
+                    },
+                },
+            },
         ],
     }
     return Settings.model_validate(raw)
@@ -285,6 +306,7 @@ def delegation_broker(
 ) -> Iterator[DelegationBroker]:
     """A broker with the pipeline's agents registered, and a throwaway database."""
     require_service("PostgreSQL", POSTGRES_URL, 5432)
+    require_service("Redis", REDIS_URL, 6379)
     database = f"gp_it_{RUN}_delegation"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
@@ -317,6 +339,25 @@ def delegation_broker(
                 assert created.status_code == 201, created.text
                 broker.agents[name] = (created.json()["id"], key)
         yield broker
+        # Whatever a failed test left open is closed, so that its PostgreSQL roles
+        # and Redis users are revoked through their engines before the broker stops.
+        with broker.admin as admin:
+            for task in admin.get("/v1/tasks", params={"state": "open"}).json()[
+                "items"
+            ]:
+                admin.post(f"/v1/tasks/{task['id']}/close")
+            assert poll(
+                lambda: (
+                    not [
+                        lease
+                        for lease in admin.get(
+                            "/v1/leases", params={"limit": "1000"}
+                        ).json()["items"]
+                        if lease["state"] in {"pending", "active", "revoking"}
+                    ]
+                ),
+                within=10.0,
+            )
     finally:
         running.stop()
         runtime.database.dispose()

@@ -16,12 +16,15 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import redis
 
 from gatepass.errors import InvalidGrantError, TokenError
 from gatepass.sdk import GatepassClient
 
 from .deadline import poll
 from .delegation_kit import (
+    CACHE_PREFIX,
+    CACHE_TARGET,
     DATABASE_TARGET,
     MAX_DEPTH,
     RUN,
@@ -30,7 +33,7 @@ from .delegation_kit import (
     delegation_broker,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 __all__ = ["delegation_broker"]  # the fixture, imported for this module
 
@@ -194,6 +197,58 @@ class TestPipeline:
                 lambda: admin.get(lease_path).json()["state"] == "revoked",
                 within=5.0,
             )
+
+    def test_closing_the_root_deletes_the_leafs_redis_user(
+        self, delegation_broker: DelegationBroker
+    ) -> None:
+        """A grandchild's Redis user is deleted and its connection killed in 2 s."""
+        broker = delegation_broker
+        with (
+            broker.client("planner") as planner,
+            broker.client("researcher") as researcher,
+            broker.client("reader") as reader,
+        ):
+            root = planner.open_task(
+                intent="warm up",
+                purpose="research",
+                environment="dev",
+                targets=[CACHE_TARGET],
+            )
+            child = researcher.accept_delegation(
+                root.delegate(
+                    to=broker.agent_id("researcher"),
+                    targets=[CACHE_TARGET],
+                    actions=["read"],
+                    purpose="research",
+                )
+            )
+            leaf = reader.accept_delegation(
+                child.delegate(
+                    to=broker.agent_id("reader"),
+                    targets=[CACHE_TARGET],
+                    actions=["read"],
+                    purpose="lookup",
+                )
+            )
+            live = redis.Redis(**leaf.redis(CACHE_TARGET, "read").connection_kwargs())
+            try:
+                assert live.get(f"{CACHE_PREFIX}missing") is None
+                root.close()
+
+                def killed() -> bool:
+                    try:
+                        live.ping()
+                    except (
+                        redis.exceptions.ConnectionError,
+                        redis.exceptions.AuthenticationError,
+                        redis.exceptions.ResponseError,
+                    ):
+                        return True
+                    return False
+
+                assert poll(killed, within=2.0)
+            finally:
+                live.close()
 
     def test_chain_is_in_the_tokens_and_the_audit(self, chain: Chain) -> None:
         """The act claim nests reader, researcher, planner; parent and lineage too."""
