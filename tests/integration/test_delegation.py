@@ -17,6 +17,8 @@ import httpx
 import psycopg
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from gatepass.errors import InvalidGrantError, TokenError
 from gatepass.sdk import GatepassClient
@@ -230,7 +232,11 @@ class TestPipeline:
                     purpose="lookup",
                 )
             )
-            live = redis.Redis(**leaf.redis(CACHE_TARGET, "read").connection_kwargs())
+            # No client-side retries: each ping says at once whether the user lives.
+            live = redis.Redis(
+                **leaf.redis(CACHE_TARGET, "read").connection_kwargs(),
+                retry=Retry(NoBackoff(), 0),
+            )
             try:
                 assert live.get(f"{CACHE_PREFIX}missing") is None
                 root.close()
