@@ -2,9 +2,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatepass.errors import InvalidRequestError
-from gatepass.policy import CedarPolicySet, run_cases
+from gatepass.policy import CedarPolicySet, DelegationRequest, run_cases
+from gatepass.policy.cases import _delegation_request
 
 CasesWriter = Callable[..., Path]
 
@@ -453,3 +456,52 @@ expect = "allow"
         )
         with pytest.raises(InvalidRequestError, match=message.replace("[", r"\[")):
             run_cases(quickstart, path)
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_tables = st.dictionaries(
+    st.sampled_from(
+        [
+            *("depth", "parent_agent", "root_agent", "root_purpose", "root_tenant"),
+            *("targets", "actions", "purpose", "ttl_seconds", "x"),
+        ]
+    ),
+    _values,
+    max_size=5,
+)
+
+
+class TestDelegationCaseProperties:
+    """Whatever a case file holds, its delegation parts parse or name the problem."""
+
+    @given(delegation=_tables | _values, subtask=_tables | _values)
+    def test_any_delegate_case_parses_or_is_refused(
+        self, delegation: object, subtask: object
+    ) -> None:
+        """Only DelegationRequest or InvalidRequestError ever comes out."""
+        case = {
+            "name": "n",
+            "action": "Delegate",
+            "agent": {"tenant": "acme"},
+            "child": {"tenant": "acme"},
+            "task": {"purpose": "p", "environment": "dev", "tenant": "acme"},
+            "at": "2026-01-06T10:00:00+00:00",
+            "delegation": delegation,
+            "subtask": subtask,
+        }
+        try:
+            request = _delegation_request(
+                case, {"agents": {}, "targets": {}, "tasks": {}}, "w"
+            )
+        except InvalidRequestError:
+            return
+        assert isinstance(request, DelegationRequest)
+        assert request.delegation.depth >= 1
+        assert request.ttl_seconds >= 1
