@@ -10,6 +10,7 @@ OAuth error and an audit record.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -311,6 +312,33 @@ class TestPipeline:
         ]
         assert grants[-1]["subject"] == chain.child["task_id"]
         assert grants[-1]["data"]["child"] == broker.agent_id("reader")
+
+    def test_client_supplied_act_is_never_read(self, chain: Chain) -> None:
+        """An act or may_act sent along is ignored: the chain is the broker's."""
+        broker = chain.broker
+        reader = broker.hop("reader")
+        grant = chain.to_reader().json()["access_token"]
+        forged = json.dumps({"sub": "agt_" + "z" * 26})
+        response = reader.post(
+            {
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": grant,
+                "subject_token_type": "urn:gatepass:params:oauth:token-type:delegation",
+                "actor_token": reader.assertion(),
+                "actor_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "act": forged,
+                "may_act": forged,
+            }
+        )
+        # Unknown parameters are ignored (RFC 6749 §3.2), and so is this one.
+        assert response.status_code == 200, response.text
+        assert claims(response.json()["access_token"])["act"] == {
+            "sub": broker.agent_id("reader"),
+            "act": {
+                "sub": broker.agent_id("researcher"),
+                "act": {"sub": broker.agent_id("planner")},
+            },
+        }
 
     def test_closing_a_child_leaves_the_parent_alone(self, chain: Chain) -> None:
         """The researcher's task closes; the planner's still issues tokens."""
