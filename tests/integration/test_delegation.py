@@ -497,6 +497,19 @@ class TestRules:
             chain.broker, response, "delegation.grant", "invalid_dpop_proof"
         )
 
+    def test_grant_proof_by_another_key(self, chain: Chain) -> None:
+        """A stolen task token without its key cannot ask for a grant."""
+        thief = chain.broker.hop("researcher")
+        response = thief.grant(
+            chain.child["access_token"],
+            chain.broker.agent_id("reader"),
+            targets=[DATABASE_TARGET],
+            actions=["read"],
+        )
+        refused_and_audited(
+            chain.broker, response, "delegation.grant", "invalid_dpop_proof"
+        )
+
     def test_missing_dpop_when_accepting(self, chain: Chain) -> None:
         """Accepting without a proof of the child's new key is invalid_dpop_proof."""
         granted = chain.to_reader().json()["access_token"]
