@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/evidence.py
+	$(BIN)/python bench/delegation.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from gatepass.broker import TreeNode
 from gatepass.models import Agent, ApiToken, Lease, Operator, Target, Task
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "operator_json",
     "target_json",
     "task_json",
+    "task_tree_json",
 ]
 
 
@@ -113,3 +115,41 @@ def target_json(target: Target) -> dict[str, Any]:
         "actions": list(target.actions),
         "max_ttl_seconds": int(target.max_ttl.total_seconds()),
     }
+
+
+def task_tree_json(nodes: list[TreeNode], *, requested: str) -> dict[str, Any]:
+    """
+    Return a delegation tree as nested tasks, the root outermost.
+
+    Each task has its shape plus ``agent_name``, ``depth``, ``parent_id``,
+    ``lineage_id``, ``actions``, ``actors`` (current agent first), its ``leases``
+    and its ``children``; the root also says which task was ``requested``.
+
+    Args:
+        nodes: the tree, root first, each parent before its children.
+        requested: the task id the caller asked about.
+    """
+    shaped: dict[str, dict[str, Any]] = {}
+    root: dict[str, Any] | None = None
+    for node in nodes:
+        task = node.task
+        body = task_json(task)
+        body.update(
+            agent_name=node.agent_name,
+            depth=task.depth,
+            parent_id=task.parent_id,
+            lineage_id=task.lineage_id,
+            actions=None if task.actions is None else list(task.actions),
+            actors=list(task.actors),
+            leases=[lease_json(lease) for lease in node.leases],
+            children=[],
+        )
+        shaped[task.id] = body
+        parent = shaped.get(task.parent_id or "")
+        if parent is not None:
+            parent["children"].append(body)
+        elif root is None:
+            root = body
+    if root is None:
+        return {"requested": requested, "children": []}
+    return {"requested": requested, **root}

@@ -22,6 +22,7 @@ from gatepass.broker.jobs import run_jobs
 from gatepass.broker.live_keys import LiveKeys
 from gatepass.broker.operators import check_registration
 from gatepass.broker.policy_admin import PolicyQuestion
+from gatepass.broker.reads import TreeNode
 from gatepass.broker.requests import (
     AcceptDelegationRequest,
     AccessTokenRequest,
@@ -67,6 +68,7 @@ __all__ = [
     "TargetCatalog",
     "TaskDetails",
     "TokenResponse",
+    "TreeNode",
     "Viewer",
     "build_runtime",
     "check_registration",

@@ -274,9 +274,14 @@ class GrantDelegation:
     def _ttl(
         self, parent: Task, asked: dt.timedelta | None, now: dt.datetime
     ) -> dt.timedelta:
-        left = parent.expires_at - now
-        ttl = min(asked, left) if asked is not None else left
-        ttl = dt.timedelta(seconds=int(ttl.total_seconds()))
-        if ttl <= dt.timedelta(0):
+        left = dt.timedelta(seconds=int((parent.expires_at - now).total_seconds()))
+        if left <= dt.timedelta(0):
             raise InvalidRequestError("the delegating task has no life left")
-        return ttl
+        if asked is not None and asked > left:
+            # Asking for more life than the parent has is a widening, refused
+            # like a widened target or action rather than silently shortened.
+            raise InvalidRequestError(
+                f"the sub-task would outlive the delegating task "
+                f"({int(left.total_seconds())} s left)"
+            )
+        return left if asked is None else asked

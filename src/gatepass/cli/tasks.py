@@ -1,4 +1,4 @@
-"""``gatepass tasks``: list, show and close agent tasks."""
+"""``gatepass tasks``: list, show, close agent tasks, and show delegation trees."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from gatepass.cli.options import (
 )
 from gatepass.cli.output import print_json, print_record, print_table
 from gatepass.cli.tables import Column
+from gatepass.cli.task_tree import render_tree
 
 __all__ = ["app"]
 
@@ -101,6 +102,24 @@ def show(
             print_json(task)
             return
         _show(task, AgentNames(client), wide=wide)
+
+
+@app.command("tree")
+def tree(
+    task_id: str = typer.Argument(..., metavar="ID", help="any task of the tree"),
+    output: Format = OUTPUT_OPTION,
+    as_json: bool = JSON_OPTION,
+    addr: str | None = ADDR_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Show the delegation tree a task belongs to: agents, states, leases."""
+    with admin_client(addr, config) as client:
+        answer = client.get(resource_path("/v1/admin/tasks", task_id, "tree"))
+    if wants_json(output, as_json):
+        print_json(answer)
+        return
+    for line in render_tree(answer):
+        typer.echo(line)
 
 
 @app.command("close")

@@ -42,6 +42,25 @@ A case file names reusable agents, targets and tasks once, then lists cases::
 ``allow`` means issued at once: a permit that asks for approval makes the case
 ``needs_approval``, never ``allow``.
 
+Delegation cases (``action = "Delegate"``) name the ``child`` agent (a name or a
+table, like ``agent``) and the ``subtask`` handed over instead of a target; the
+delegating task is ``task``, and ``delegation`` (where the child would sit)
+defaults to depth 1 under the case's agent::
+
+    [[case]]
+    name = "a planner hands reads to a researcher"
+    agent = "planner"
+    action = "Delegate"
+    child = "researcher"
+    subtask = { targets = ["tickets"], actions = ["read"], ttl_seconds = 600 }
+    # purpose defaults to the task's
+    delegation = { depth = 1 }      # optional; also parent_agent, root_agent,
+    expect = "allow"                # root_purpose, root_tenant
+
+Any other case may give ``delegation`` to ask as a delegated task would
+(``context.delegation``); there ``depth`` and ``parent_agent`` are required and
+the root defaults to the parent, the task's purpose and its tenant.
+
 In a case, ``agent``, ``target`` and ``task`` are a name, or an inline table of
 fields, optionally starting ``from = "<name>"`` to override a named one
 (``task = { from = "triage", purpose = "billing" }``). Unknown keys are errors, so
@@ -59,8 +78,11 @@ from typing import Any, TypeVar
 
 from gatepass.errors import InvalidRequestError
 from gatepass.policy.facts import (
+    DELEGATE,
     AgentFacts,
     Decision,
+    DelegationFacts,
+    DelegationRequest,
     PolicyEngine,
     PolicyRequest,
     TargetFacts,
@@ -84,7 +106,14 @@ _CASE_KEYS = frozenset(
         "policy_ids_include",
         "approval_groups",
         "quorum",
+        "child",
+        "subtask",
+        "delegation",
     }
+)
+_SUBTASK_KEYS = frozenset({"targets", "actions", "purpose", "ttl_seconds"})
+_DELEGATION_KEYS = frozenset(
+    {"depth", "parent_agent", "root_agent", "root_purpose", "root_tenant"}
 )
 _EXPECTATIONS = ("allow", "deny", "needs_approval")
 _FILE_KEYS = frozenset({"defaults", "agents", "targets", "tasks", "case"})
@@ -153,7 +182,7 @@ class CaseReport:
 class _Case:
     file: Path
     name: str
-    request: PolicyRequest
+    request: PolicyRequest | DelegationRequest
     expect: str
     ttl_at_most: dt.timedelta | None
     policy_ids_include: tuple[str, ...]
@@ -185,7 +214,14 @@ def run_cases(policy_set: PolicyEngine, path: Path) -> CaseReport:
     else:
         raise InvalidRequestError(f"{path}: case file not found")
     cases = [case for file in files for case in _read_case_file(file)]
-    decisions = policy_set.decide([case.request for case in cases])
+    ordinary = [c.request for c in cases if isinstance(c.request, PolicyRequest)]
+    answers = iter(policy_set.decide(ordinary))
+    decisions = [
+        next(answers)
+        if isinstance(case.request, PolicyRequest)
+        else policy_set.decide_delegation(case.request)
+        for case in cases
+    ]
     return CaseReport(
         results=tuple(
             _judge(case, decision)
@@ -283,13 +319,32 @@ def _read_case(
 ) -> _Case:
     _reject_unknown(entry, _CASE_KEYS, where)
     merged = {**defaults, **entry}
-    request = PolicyRequest(
-        agent=_resolve(merged, "agent", named["agents"], _agent, where),
-        action=_string(merged, "action", where),
-        target=_resolve(merged, "target", named["targets"], _target, where),
-        task=_resolve(merged, "task", named["tasks"], _task, where),
-        now=_moment(merged.get("at"), where),
-    )
+    action = _string(merged, "action", where)
+    request: PolicyRequest | DelegationRequest
+    if action == DELEGATE:
+        if "target" in entry:
+            raise InvalidRequestError(
+                f"{where}: a {DELEGATE} case names a child and a subtask, no target"
+            )
+        request = _delegation_request(merged, named, where)
+    else:
+        for key in ("child", "subtask"):
+            if key in entry:
+                raise InvalidRequestError(f"{where}: {key} is only for {DELEGATE}")
+        agent = _resolve(merged, "agent", named["agents"], _agent, where)
+        target = _resolve(merged, "target", named["targets"], _target, where)
+        task = _resolve(merged, "task", named["tasks"], _task, where)
+        raw = entry.get("delegation")
+        request = PolicyRequest(
+            agent=agent,
+            action=action,
+            target=target,
+            task=task,
+            now=_moment(merged.get("at"), where),
+            delegation=None
+            if raw is None
+            else _position(raw, task, parent=None, where=f"{where}: delegation"),
+        )
     expect = entry.get("expect")
     if expect not in _EXPECTATIONS:
         raise InvalidRequestError(
@@ -323,6 +378,75 @@ def _read_case(
         approval_groups=None if groups is None else frozenset(groups),
         quorum=quorum,
     )
+
+
+def _delegation_request(
+    case: Mapping[str, Any], named: dict[str, dict[str, Any]], where: str
+) -> DelegationRequest:
+    """A ``Delegate`` case: the agent hands ``subtask`` of ``task`` to ``child``."""
+    parent = _resolve(case, "agent", named["agents"], _agent, where)
+    child = _resolve(case, "child", named["agents"], _agent, where)
+    task = _resolve(case, "task", named["tasks"], _task, where)
+    subtask = case.get("subtask", {})
+    if not isinstance(subtask, dict):
+        raise InvalidRequestError(f"{where}: subtask must be a table")
+    _reject_unknown(subtask, _SUBTASK_KEYS, f"{where}: subtask")
+    ttl = subtask.get("ttl_seconds", 300)
+    if type(ttl) is not int or ttl <= 0:
+        raise InvalidRequestError(
+            f"{where}: subtask.ttl_seconds must be a positive integer"
+        )
+    return DelegationRequest(
+        parent=parent,
+        child=child,
+        task=task,
+        targets=_names(subtask, "targets", f"{where}: subtask"),
+        actions=_names(subtask, "actions", f"{where}: subtask"),
+        purpose=_string(subtask, "purpose", f"{where}: subtask", default=task.purpose),
+        ttl_seconds=ttl,
+        delegation=_position(
+            case.get("delegation", {}),
+            task,
+            parent=parent,
+            where=f"{where}: delegation",
+        ),
+        now=_moment(case.get("at"), where),
+    )
+
+
+def _position(
+    raw: object, task: TaskFacts, *, parent: AgentFacts | None, where: str
+) -> DelegationFacts:
+    """
+    Read a ``delegation`` table.
+
+    For a ``Delegate`` case (``parent`` given) every key has a default: depth 1
+    under the delegating agent. For a delegated task's request, ``depth`` and
+    ``parent_agent`` are required.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidRequestError(f"{where}: must be a table")
+    _reject_unknown(raw, _DELEGATION_KEYS, where)
+    depth = raw.get("depth", 1 if parent is not None else None)
+    if type(depth) is not int or depth <= 0:
+        raise InvalidRequestError(f"{where}: depth must be a positive integer")
+    parent_agent = _string(
+        raw, "parent_agent", where, default=None if parent is None else parent.id
+    )
+    return DelegationFacts(
+        depth=depth,
+        parent_agent=parent_agent,
+        root_agent=_string(raw, "root_agent", where, default=parent_agent),
+        root_purpose=_string(raw, "root_purpose", where, default=task.purpose),
+        root_tenant=_string(raw, "root_tenant", where, default=task.tenant),
+    )
+
+
+def _names(fields: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = fields.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequestError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
 
 
 def _resolve(

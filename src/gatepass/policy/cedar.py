@@ -10,7 +10,13 @@ The Cedar model lives in the ``Gatepass`` namespace:
 - action ``Gatepass::Action::"OpenTask"`` and whatever target actions the schema
   declares;
 - context ``{task: {purpose, intent, environment, tenant, age_seconds},
-  time: {hour, weekday, epoch}}``, time in UTC, weekday 1 = Monday.
+  time: {hour, weekday, epoch}}``, time in UTC, weekday 1 = Monday, plus
+  ``delegation: {depth, parent_agent, root_agent, root_purpose, root_tenant}``
+  for a task received by delegation (an optional attribute in the schema);
+- ``Gatepass::Action::"Delegate"``: principal the delegating agent, resource the
+  child ``Gatepass::Agent``, context ``{task, time, delegation, subtask: {targets,
+  actions, purpose, ttl_seconds, environment, tenant}}``. It is optional: a
+  schema that does not declare it denies every delegation.
 
 Any evaluation error is a deny: Cedar skips a policy that errors, so an erroring
 ``forbid`` would otherwise not block (DESIGN.md, promise 3).
@@ -46,11 +52,13 @@ from gatepass.policy.model import (
     AGENT_TYPE,
     ENTITY_CACHE_SIZE,
     PROBE,
+    PROBE_DELEGATED,
     TARGET_TYPE,
     Description,
     Prepared,
     entity_json,
     prepare,
+    prepare_delegation,
 )
 from gatepass.policy.profiles import IssuanceProfile
 from gatepass.policy.slicing import MAX_SHARE, MAX_SLICE, PolicySlicer
@@ -129,7 +137,7 @@ class CedarPolicySet:
         # Actions whose requests the schema accepts (see _fits); bounded by the
         # actions the schema declares, since only those can ever be added. It only
         # grows, one atomic set.add at a time, so sharing it between threads is safe.
-        self._fitting: set[str] = set()
+        self._fitting: set[tuple[str, bool]] = set()
         self._no_policies = cedarpy.PolicySet.from_str("")
         problems = self._schema_problems()
         if problems:
@@ -139,6 +147,7 @@ class CedarPolicySet:
                 f"and time context): {'; '.join(problems)}"
             )
         self._fits(OPEN_TASK)
+        self._fits(OPEN_TASK, delegated=True)
 
     # Passed to PolicySlicer; tests widen them so that every request is sliced.
     _slice_share: ClassVar[float] = MAX_SHARE
@@ -162,17 +171,28 @@ class CedarPolicySet:
         """
         return cls(read_sources(path), directory=path, slicing=slicing)
 
-    def decide_delegation(self, request: DelegationRequest) -> Decision:  # noqa: ARG002 - until issue 10 lands
+    def decide_delegation(self, request: DelegationRequest) -> Decision:
         """
         Decide a delegation (``Delegate``, the child agent as resource).
 
-        Until the policy model evaluates ``Delegate``, every delegation is denied:
-        deny by default.
+        Always evaluated against the whole set and validated by Cedar against the
+        schema: delegations are rare (one per hop), and the slicing index assumes
+        a target as resource. A schema that does not declare ``Delegate`` (with an
+        ``Agent`` resource and the delegation context) makes this an error, so a
+        deny.
+
+        Args:
+            request: the question.
+
+        Returns:
+            The decision; never raises for a bad request, it denies it.
         """
-        return Decision(
-            allowed=False,
-            errors=(f"{DELEGATE} is not evaluated by this policy set yet",),
-        )
+        try:
+            prepared = prepare_delegation(request)
+        except (TypeError, ValueError, OverflowError) as exc:
+            return _error_decision(f"invalid {DELEGATE} request: {exc}")
+        [(_, decision)] = self._evaluate([prepared])
+        return decision
 
     def decide(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
         """
@@ -187,8 +207,10 @@ class CedarPolicySet:
         decisions: list[Decision | None] = [None] * len(requests)
         batch: list[Prepared] = []
         for index, request in enumerate(requests):
+            delegated = request.delegation is not None
             try:
-                batch.append(prepare(index, request, self._fits(request.action)))
+                fits = self._fits(request.action, delegated=delegated)
+                batch.append(prepare(index, request, fits))
             except (TypeError, ValueError, OverflowError) as exc:
                 decisions[index] = _error_decision(f"invalid request: {exc}")
         for group in _entity_groups(batch):
@@ -291,20 +313,24 @@ class CedarPolicySet:
             return [f"cedar: {str(exc) or type(exc).__name__}"[:_ERROR_LIMIT]]
         return [self._readable(error) for error in result.diagnostics.errors]
 
-    def _fits(self, action: object) -> bool:
+    def _fits(self, action: object, *, delegated: bool = False) -> bool:
         """
         Tell whether the schema accepts requests for ``action`` with our context.
 
         The principal and resource types are fixed, and the context always has the
-        shape of the probe's, so one request validated by Cedar against the schema
-        (with no policies, so that only the request itself can fail) answers for
-        every request with this action whose values have the probe's types.
+        shape of the probe's (with ``delegation`` for a delegated task's request,
+        whose fit is learnt apart: a schema may lack it), so one request validated
+        by Cedar against the schema (with no policies, so that only the request
+        itself can fail) answers for every request with this action whose values
+        have the probe's types.
         """
-        if action in self._fitting:
-            return True
         if not isinstance(action, str):
             return False
-        probe = dataclasses.replace(PROBE, action=action)
+        if (action, delegated) in self._fitting:
+            return True
+        probe = dataclasses.replace(
+            PROBE_DELEGATED if delegated else PROBE, action=action
+        )
         try:
             prepared = prepare(0, probe, fits=False)
             entities = self._entities_for([prepared])
@@ -319,7 +345,7 @@ class CedarPolicySet:
                 self._slicer.learn_action(action, prepared.request, entities)
         except Exception:  # noqa: BLE001 - anything cedarpy raises means "no"
             return False
-        self._fitting.add(action)
+        self._fitting.add((action, delegated))
         return True
 
     def _decision(self, result: cedarpy.AuthzResult) -> Decision:

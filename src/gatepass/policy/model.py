@@ -25,8 +25,11 @@ import json
 
 from gatepass.clock import to_epoch
 from gatepass.policy.facts import (
+    DELEGATE,
     OPEN_TASK,
     AgentFacts,
+    DelegationFacts,
+    DelegationRequest,
     PolicyRequest,
     TargetFacts,
     TaskFacts,
@@ -44,6 +47,7 @@ __all__ = [
     "KEY_PATHS",
     "PRINCIPAL",
     "PROBE",
+    "PROBE_DELEGATED",
     "RESOURCE",
     "TARGET_TYPE",
     "Description",
@@ -52,6 +56,7 @@ __all__ = [
     "Uid",
     "entity_json",
     "prepare",
+    "prepare_delegation",
     "request_keys",
 ]
 
@@ -185,6 +190,18 @@ PROBE = PolicyRequest(
 
 """A request of gatepass's shape, used to check a schema and an action against it."""
 
+PROBE_DELEGATED = dataclasses.replace(
+    PROBE,
+    delegation=DelegationFacts(
+        depth=1,
+        parent_agent="probe",
+        root_agent="probe",
+        root_purpose="probe",
+        root_tenant="probe",
+    ),
+)
+"""The probe as a delegated task asks: its context also has ``delegation``."""
+
 # What an entity is described by: its kind ("A" agent, "T" target) and every value
 # that goes into its JSON. Equal descriptions give identical JSON, so a description
 # keys the parsed entity handles without serialising anything per request.
@@ -244,37 +261,35 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
     ):
         raise TypeError("agent and target facts must be strings")
     age = task.age_seconds
+    delegation = request.delegation
     checked = (
         fits
         and _all_str(request.action, task.purpose, task.intent, task.environment)
         and type(task.tenant) is str
         and type(age) is int
         and _LONG_MIN <= age <= _LONG_MAX
+        and (delegation is None or _typed_delegation(delegation))
     )
     hour, weekday, epoch = utc.hour, utc.isoweekday(), to_epoch(utc)
     if checked:
         # Only the age and the time change between a task's requests: the rest of
         # the JSON is serialised once per task. All three are ints here.
         prefix = _task_prefix(task.purpose, task.intent, task.environment, task.tenant)
+        tail = "}" if delegation is None else f", {_delegation_json(delegation)}}}"
         context = (
             f'{prefix}{age}}}, "time": '
-            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}}}'
+            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}{tail}'
         )
     else:
         # cedarpy would json.dumps a dict context itself; passing the string saves
         # a copy of the request dict.
-        context = json.dumps(
-            {
-                "task": {
-                    "purpose": task.purpose,
-                    "intent": task.intent,
-                    "environment": task.environment,
-                    "tenant": task.tenant,
-                    "age_seconds": age,
-                },
-                "time": {"hour": hour, "weekday": weekday, "epoch": epoch},
-            }
-        )
+        document: dict[str, object] = {
+            "task": _task_record(task),
+            "time": {"hour": hour, "weekday": weekday, "epoch": epoch},
+        }
+        if delegation is not None:
+            document["delegation"] = _delegation_record(delegation)
+        context = json.dumps(document)
     return Prepared(
         index=index,
         request={
@@ -287,6 +302,115 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         checked=checked,
         keys=request_keys(request) if checked else None,
     )
+
+
+def prepare_delegation(request: DelegationRequest) -> Prepared:
+    """
+    Build cedarpy's ``Delegate`` request; raise on unusable facts.
+
+    The principal is the parent agent and the resource the child agent, both
+    ``Gatepass::Agent`` entities; the context is ``{task, time, delegation,
+    subtask: {targets, actions, purpose, ttl_seconds, environment, tenant}}``.
+    The request is never marked checked: Cedar validates it against the schema,
+    so a schema without ``Delegate`` denies every delegation.
+
+    Args:
+        request: the question.
+
+    Raises:
+        TypeError: an agent fact is not a string.
+        ValueError: ``now`` is naive.
+    """
+    if request.now.tzinfo is None or request.now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    utc = request.now.astimezone(dt.UTC)
+    parent, child, task = request.parent, request.child, request.task
+    entities: dict[str, Description] = {}
+    for agent in (parent, child):
+        labels = tuple(agent.labels.items())
+        if not _all_str(
+            agent.id, agent.name, agent.tenant, *(p for pair in labels for p in pair)
+        ) or (agent.issuer is not None and not _all_str(agent.issuer)):
+            raise TypeError("agent facts must be strings")
+        entities[f"A\0{agent.id}"] = (
+            "A",
+            agent.id,
+            agent.name,
+            agent.tenant,
+            labels,
+            agent.issuer,
+        )
+    context = {
+        "task": _task_record(task),
+        "time": {
+            "hour": utc.hour,
+            "weekday": utc.isoweekday(),
+            "epoch": to_epoch(utc),
+        },
+        "delegation": _delegation_record(request.delegation),
+        "subtask": {
+            # Cedar sets: policies ask ``context.subtask.actions.contains("read")``.
+            "targets": list(request.targets),
+            "actions": list(request.actions),
+            "purpose": request.purpose,
+            "ttl_seconds": request.ttl_seconds,
+            "environment": task.environment,
+            "tenant": task.tenant,
+        },
+    }
+    return Prepared(
+        index=0,
+        request={
+            "principal": {"type": AGENT_TYPE, "id": parent.id},
+            "action": {"type": ACTION_TYPE, "id": DELEGATE},
+            "resource": {"type": AGENT_TYPE, "id": child.id},
+            "context": json.dumps(context),
+        },
+        entities=entities,
+        checked=False,
+        keys=None,
+    )
+
+
+def _task_record(task: TaskFacts) -> dict[str, object]:
+    return {
+        "purpose": task.purpose,
+        "intent": task.intent,
+        "environment": task.environment,
+        "tenant": task.tenant,
+        "age_seconds": task.age_seconds,
+    }
+
+
+def _delegation_record(delegation: DelegationFacts) -> dict[str, object]:
+    return {
+        "depth": delegation.depth,
+        "parent_agent": delegation.parent_agent,
+        "root_agent": delegation.root_agent,
+        "root_purpose": delegation.root_purpose,
+        "root_tenant": delegation.root_tenant,
+    }
+
+
+def _typed_delegation(delegation: DelegationFacts) -> bool:
+    """Tell whether every delegation fact has the schema's type (Long, String)."""
+    depth = delegation.depth
+    return (
+        type(depth) is int
+        and _LONG_MIN <= depth <= _LONG_MAX
+        and _all_str(
+            delegation.parent_agent,
+            delegation.root_agent,
+            delegation.root_purpose,
+            delegation.root_tenant,
+        )
+    )
+
+
+@functools.lru_cache(maxsize=ENTITY_CACHE_SIZE)
+def _delegation_json(delegation: DelegationFacts) -> str:
+    """Return ``"delegation": {...}`` for a context; the same for a task's life."""
+    return '"delegation": ' + json.dumps(_delegation_record(delegation))
 
 
 def _all_str(*values: object) -> bool:

@@ -15,6 +15,14 @@ The agent SDK: open a task at the broker, get short-lived access tokens, use the
         # or let the resource say what it is and what it needs (RFC 9728):
         httpx.get("http://127.0.0.1:8401/tickets", auth=ResourceAuth(task))
 
+A task hands part of its work to another agent with a single-use grant; the child
+proves its own identity and gets its own, narrower task::
+
+    grant = task.delegate(
+        to="agt_…", targets=["tickets"], actions=["read"], purpose="research"
+    )
+    child_task = child_client.accept_delegation(grant.reveal())  # in the child
+
 A request that policy says needs a human's approval raises
 :class:`~gatepass.errors.ApprovalPendingError`, unless the call is asked to wait:
 ``task.access_token(uri, "write", wait=timedelta(minutes=5))`` polls the broker until
@@ -32,6 +40,7 @@ from gatepass.sdk.approvals import ApprovalProgress
 from gatepass.sdk.challenge import Challenge, read_challenge
 from gatepass.sdk.client import GatepassClient
 from gatepass.sdk.credential import Credential
+from gatepass.sdk.delegation import DelegationGrant
 from gatepass.sdk.discovery import ResourceMetadata, discover_resource
 from gatepass.sdk.identity import AgentIdentity
 from gatepass.sdk.resource_auth import ResourceAuth
@@ -46,6 +55,7 @@ __all__ = [
     "Challenge",
     "Credential",
     "DPoPAuth",
+    "DelegationGrant",
     "GatepassClient",
     "ResourceAuth",
     "ResourceMetadata",

@@ -14,11 +14,18 @@ from gatepass.clock import Clock, SystemClock
 from gatepass.clock import sleep as pause
 from gatepass.errors import ConfigurationError, GatepassError, InvalidRequestError
 from gatepass.ids import TaskId, is_id
+from gatepass.sdk.delegation import DelegationGrant
 from gatepass.sdk.identity import AgentIdentity
 from gatepass.sdk.session import BrokerSession
 from gatepass.sdk.task import Task
 from gatepass.secret import Secret
-from gatepass.tokens import JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TXN_TOKEN_TYPE, DPoPKey
+from gatepass.tokens import (
+    DELEGATION_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+    TXN_TOKEN_TYPE,
+    DPoPKey,
+)
 
 __all__ = ["GatepassClient"]
 
@@ -149,6 +156,58 @@ class GatepassClient:
                 "authorization_details": json.dumps([details]),
             }
 
+        return self._task_from(form, key, environment=environment)
+
+    def accept_delegation(self, grant: DelegationGrant | Secret | str) -> Task:
+        """
+        Open this agent's task from a delegation grant another agent handed over.
+
+        The agent proves its own identity (``actor_token``) and binds the new task
+        to a key generated for it here (DPoP); the sub-task is the grant's. The
+        grant is single use and names this agent only.
+
+        Args:
+            grant: the grant, or the string the parent's ``grant.reveal()`` gave.
+
+        Returns:
+            The child task (``parent_id`` set); use it as a context manager.
+
+        Raises:
+            InvalidGrantError: the grant is invalid, expired, already used, for
+                another agent, or its parent task has ended.
+            AccessDeniedError: policy denied the child's task.
+            GatepassError: any other error the broker answered.
+        """
+        token = grant if isinstance(grant, str) else grant.reveal()
+        if not token:
+            raise InvalidRequestError("grant must be a delegation token")
+        session = self._session
+        metadata = session.metadata()
+
+        def form() -> dict[str, str]:
+            return {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": token,
+                "subject_token_type": DELEGATION_TOKEN_TYPE,
+                "requested_token_type": TXN_TOKEN_TYPE,
+                "actor_token": self.identity.assertion(
+                    metadata.issuer, now=session.clock.now()
+                ),
+                "actor_token_type": JWT_TOKEN_TYPE,
+            }
+
+        return self._task_from(form, DPoPKey.generate(), environment=None)
+
+    def _task_from(
+        self,
+        form: Callable[[], dict[str, str]],
+        key: DPoPKey,
+        *,
+        environment: str | None,
+    ) -> Task:
+        """Post a task-opening exchange and hold the task it answers."""
+        session = self._session
+        metadata = session.metadata()
         received_at = session.clock.now()
         response = session.post(metadata.token_endpoint, key, data=form)
         body = response.json()
@@ -163,6 +222,13 @@ class GatepassClient:
             or not isinstance(expires_in, int)
         ):
             raise GatepassError("broker answered without a task token")
+        parent = body.get("parent_task_id")
+        details = body.get("authorization_details")
+        if environment is None and isinstance(details, list) and details:
+            echoed = (
+                details[0].get("environment") if isinstance(details[0], dict) else None
+            )
+            environment = echoed if isinstance(echoed, str) else None
         return Task(
             task_id=TaskId(str(task_id)),
             token=Secret(token),
@@ -170,4 +236,6 @@ class GatepassClient:
             key=key,
             session=session,
             close_url=f"{metadata.issuer.rstrip('/')}/v1/tasks/{task_id}/close",
+            environment=environment,
+            parent_id=TaskId(str(parent)) if is_id(parent, "tsk") else None,
         )

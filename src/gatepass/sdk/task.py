@@ -24,6 +24,7 @@ from gatepass.errors import (
     ConflictError,
     GatepassError,
     InvalidGrantError,
+    InvalidRequestError,
     InvalidScopeError,
 )
 from gatepass.ids import LeaseId, TaskId
@@ -36,6 +37,7 @@ from gatepass.sdk.approvals import (
     obtain,
 )
 from gatepass.sdk.credential import Credential
+from gatepass.sdk.delegation import DelegationGrant, request_grant
 from gatepass.sdk.session import BrokerSession
 from gatepass.secret import Secret
 from gatepass.tokens import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TXN_TOKEN_TYPE, DPoPKey
@@ -88,6 +90,14 @@ class Task:
         key: the task's DPoP key, generated in memory for this task only.
         session: the broker connection.
         close_url: the task's close endpoint.
+        environment: the task's environment, which its sub-tasks keep.
+        parent_id: for a task received by delegation, the task it came from.
+
+    Attributes:
+        id: the task id.
+        expires_at: when the task expires.
+        environment: the task's environment, when known.
+        parent_id: the parent task of a delegated task; None for a root task.
     """
 
     def __init__(
@@ -99,10 +109,14 @@ class Task:
         key: DPoPKey,
         session: BrokerSession,
         close_url: str,
+        environment: str | None = None,
+        parent_id: TaskId | None = None,
     ) -> None:
         """Hold the task's token and key in memory."""
         self.id = task_id
         self.expires_at = expires_at
+        self.environment = environment
+        self.parent_id = parent_id
         self._token: Secret | None = token
         self._key = key
         self._session = session
@@ -434,6 +448,65 @@ class Task:
             public_key=public_key,
             idempotency_key=idempotency_key,
             **waiting,
+        )
+
+    def delegate(
+        self,
+        *,
+        to: str,
+        targets: Sequence[str],
+        actions: Sequence[str],
+        purpose: str,
+        ttl: dt.timedelta | None = None,
+        intent: str | None = None,
+    ) -> DelegationGrant:
+        """
+        Hand part of this task to another agent: ask for a delegation grant.
+
+        The sub-task can only shrink: its targets are among this task's, its
+        actions ones this task could be granted, its life within this task's. Pass
+        ``grant.reveal()`` to the child, which opens its own task from it with
+        :meth:`GatepassClient.accept_delegation
+        <gatepass.sdk.GatepassClient.accept_delegation>`. Closing this task closes
+        the child's too.
+
+        Args:
+            to: the child agent's id (``agt_…``).
+            targets: the sub-task's targets (names or URIs).
+            actions: the sub-task's actions, such as ``["read"]``.
+            purpose: the sub-task's purpose label.
+            ttl: the longest the child's task may live; the broker may shorten it.
+            intent: free text describing the sub-task; the purpose when omitted.
+
+        Returns:
+            The single-use grant, for the child agent only.
+
+        Raises:
+            InvalidRequestError: a parameter is malformed (raised locally), or
+                the sub-task would leave this task's environment, tenant or
+                depth limit.
+            InvalidGrantError: this task is closed or has expired.
+            InvalidTargetError: a target is outside this task, the child is no
+                active agent, or it is already in this task's chain.
+            InvalidScopeError: an action this task could not be granted.
+            AccessDeniedError: policy denied the delegation.
+            GatepassError: any other error the broker answered.
+        """
+        environment = self.environment
+        if environment is None:
+            raise InvalidRequestError("this task's environment is not known")
+        return request_grant(
+            self._session,
+            self._key,
+            self._live_token(),
+            parent_task=self.id,
+            to=to,
+            targets=targets,
+            actions=list(_actions(actions)),
+            purpose=purpose,
+            environment=environment,
+            intent=purpose if intent is None else intent,
+            ttl=ttl,
         )
 
     def close(self) -> None:

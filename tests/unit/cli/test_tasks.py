@@ -80,3 +80,34 @@ class TestTasksClose:
     def test_close_unknown_exits_66(self, cli):
         """Closing an unknown task is not_found."""
         assert cli("tasks", "close", "tsk_missing").exit_code == 66
+
+
+class TestTasksTree:
+    """``gatepass tasks tree``."""
+
+    def test_tree_of_a_root_task(self, cli):
+        """A task nobody delegated from is a tree of one, marked as asked."""
+        task_id, _ = cli.broker.open_lease()
+        result = cli("tasks", "tree", task_id)
+        assert result.exit_code == 0, result.output
+        [line] = result.stdout.splitlines()
+        assert line.startswith(task_id)
+        assert "demo-agent" in line
+        assert "open" in line
+        assert "depth 0" in line
+        assert "leases 1 (1 live)" in line
+        assert line.endswith("◀")
+
+    def test_tree_json(self, cli):
+        """--json prints the API's nested answer."""
+        task_id, lease_id = cli.broker.open_lease()
+        answer = cli.json("tasks", "tree", task_id)
+        assert answer["id"] == task_id
+        assert answer["requested"] == task_id
+        assert answer["children"] == []
+        assert [lease["id"] for lease in answer["leases"]] == [lease_id]
+
+    def test_unknown_task_exits_66(self, cli):
+        """An unknown task is not found."""
+        result = cli("tasks", "tree", "tsk_nope")
+        assert result.exit_code == 66

@@ -18,7 +18,13 @@ from string import Template
 
 from hypothesis import strategies as st
 
-from gatepass.policy import AgentFacts, PolicyRequest, TargetFacts, TaskFacts
+from gatepass.policy import (
+    AgentFacts,
+    DelegationFacts,
+    PolicyRequest,
+    TargetFacts,
+    TaskFacts,
+)
 
 TENANTS = ("t0", "t1", "t2")
 AGENTS = ("a0", "a1", "a2")
@@ -42,7 +48,11 @@ namespace Gatepass {
     age_seconds: Long,
   };
   type Time = { hour: Long, weekday: Long, epoch: Long };
-  type Request = { task: Task, time: Time };
+  type Delegation = {
+    depth: Long, parent_agent: String, root_agent: String, root_purpose: String,
+    root_tenant: String,
+  };
+  type Request = { task: Task, time: Time, delegation?: Delegation };
   action reads, changes;
   action OpenTask appliesTo {
     principal: [Agent], resource: [Target], context: Request,
@@ -94,6 +104,8 @@ $effect (principal, action, resource) \
 unless { principal.tenant == "$tenant2" } when { resource.tenant == "$tenant" };
 $effect (principal, action, resource) \
 when { context.time.hour < $hour && resource.tenant == "$tenant" };
+$effect (principal, action, resource) when { resource.tenant == "$tenant" \
+&& context has delegation && context.delegation.depth >= $depth };
 $effect (principal, action, resource) \
 when { resource.tenant == "$tenant" || principal.tenant == "$tenant2" };
 $effect (principal, action, resource) \
@@ -112,14 +124,17 @@ $effect (principal, action in [$actions], resource) when { resource.environment 
 "$env" && Gatepass::Agent::"$agent".tenant == "$tenant" };
 $effect (principal, action, resource) when { principal.tenant == "$tenant" } \
 unless { context.time.epoch * 4000000000 > 0 };
+$effect (principal, action, resource) when { resource.tenant == "$tenant" \
+&& context has delegation && context.delegation.depth * 4611686018427387904 > 0 };
 """
-# The first eleven are indexed (tenant, agent, target, kind, group and attribute
-# shapes); the next three are indexed by their scope only (||, if, getTag); the last
-# five fail for some requests (overflow, an entity the request does not carry).
+# The first twelve are indexed (tenant, agent, target, kind, group and attribute
+# shapes, one reading the delegation); the next three are indexed by their scope
+# only (||, if, getTag); the last six fail for some requests (overflow, an entity
+# the request does not carry, a delegation deep enough to overflow).
 _TEMPLATES = tuple(
     Template(line) for line in _TEMPLATE_LINES.strip().splitlines() if line
 )
-_FAILING = 5
+_FAILING = 6
 
 
 def _action(name: str) -> str:
@@ -139,6 +154,7 @@ _PLACEHOLDERS: dict[str, st.SearchStrategy[str]] = {
     "kind": st.sampled_from(KINDS),
     "uri": st.sampled_from(URIS),
     "hour": st.integers(min_value=0, max_value=24).map(str),
+    "depth": st.integers(min_value=1, max_value=3).map(str),
 }
 
 
@@ -223,6 +239,16 @@ schema_requests = st.builds(
         age_seconds=_ages,
     ),
     now=_moments,
+    # A task received by delegation, now and then (depth 2 overflows a template).
+    delegation=st.none()
+    | st.builds(
+        DelegationFacts,
+        depth=st.integers(min_value=1, max_value=4),
+        parent_agent=_near(AGENTS),
+        root_agent=_near(AGENTS),
+        root_purpose=st.just("triage"),
+        root_tenant=_near(TENANTS),
+    ),
 )
 """Requests over the values the policies name, and near misses of them."""
 

@@ -2,9 +2,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatepass.errors import InvalidRequestError
-from gatepass.policy import CedarPolicySet, run_cases
+from gatepass.policy import CedarPolicySet, DelegationRequest, run_cases
+from gatepass.policy.cases import _delegation_request
 
 CasesWriter = Callable[..., Path]
 
@@ -338,3 +341,167 @@ class TestBadCaseFiles:
         """A directory with no *.toml is an error, not an empty pass."""
         with pytest.raises(InvalidRequestError, match=r"no \*\.toml case files"):
             run_cases(quickstart, tmp_path)
+
+
+DELEGATION_HEADER = (
+    HEADER
+    + """
+[agents.planner]
+tenant = "acme"
+labels = { role = "planner" }
+
+[agents.researcher]
+tenant = "acme"
+labels = { role = "researcher" }
+"""
+)
+
+
+class TestDelegationCases:
+    """Cases can ask Delegate, and ask as a delegated task."""
+
+    def test_delegate_case_decides_with_the_subtask(
+        self, quickstart: CedarPolicySet, write_cases: CasesWriter
+    ) -> None:
+        """A Delegate case is decided by decide_delegation, in file order."""
+        path = write_cases(
+            """
+[[case]]
+name = "reads"
+agent = "planner"
+action = "Delegate"
+child = "researcher"
+subtask = { targets = ["tickets"], actions = ["read"], ttl_seconds = 900 }
+expect = "allow"
+ttl_at_most = 600
+
+[[case]]
+name = "an ordinary case between two delegations"
+action = "read"
+expect = "allow"
+
+[[case]]
+name = "wrong way round"
+agent = "researcher"
+action = "Delegate"
+child = "planner"
+expect = "deny"
+""",
+            header=DELEGATION_HEADER,
+        )
+        report = run_cases(quickstart, path)
+        assert report.passed, report.summary()
+        assert [r.decision.allowed for r in report.results] == [True, True, False]
+
+    def test_delegated_task_case_sees_context_delegation(
+        self, quickstart: CedarPolicySet, write_cases: CasesWriter
+    ) -> None:
+        """A case's delegation table reaches the policies (a write is denied)."""
+        path = write_cases(
+            """
+[[case]]
+name = "a delegated write"
+action = "write"
+delegation = { depth = 1, parent_agent = "agt_planner" }
+expect = "allow"
+"""
+        )
+        [result] = run_cases(quickstart, path).results
+        assert not result.passed
+        assert "delegated-tasks-never-write" in result.problems[0]
+
+    @pytest.mark.parametrize(
+        ("case", "message"),
+        [
+            ('action = "Delegate"\nchild = "planner"\ntarget = "tickets"', "no target"),
+            ('action = "read"\nchild = "planner"', "child is only for Delegate"),
+            ('action = "read"\nsubtask = {}', "subtask is only for Delegate"),
+            ('action = "Delegate"', "no child"),
+            ('action = "Delegate"\nchild = "planner"\nsubtask = 3', "must be a table"),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { scope = "x" }',
+                "unknown keys ['scope']",
+            ),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { ttl_seconds = 0 }',
+                "ttl_seconds must be a positive integer",
+            ),
+            (
+                'action = "Delegate"\nchild = "planner"\nsubtask = { actions = "x" }',
+                "actions must be a list of strings",
+            ),
+            (
+                'action = "read"\ndelegation = { parent_agent = "agt_x" }',
+                "depth must be a positive integer",
+            ),
+            ('action = "read"\ndelegation = { depth = 1 }', "parent_agent must be"),
+            ('action = "read"\ndelegation = 1', "delegation: must be a table"),
+            (
+                'action = "read"\ndelegation = { depth = 1, parent_agent = "a", x = 0}',
+                "unknown keys ['x']",
+            ),
+        ],
+    )
+    def test_malformed_delegation_cases_say_what(
+        self,
+        quickstart: CedarPolicySet,
+        write_cases: CasesWriter,
+        case: str,
+        message: str,
+    ) -> None:
+        """Each malformed delegation case names its problem."""
+        path = write_cases(
+            f'\n[[case]]\nname = "bad"\nexpect = "deny"\n{case}\n',
+            header=DELEGATION_HEADER,
+        )
+        with pytest.raises(InvalidRequestError, match=message.replace("[", r"\[")):
+            run_cases(quickstart, path)
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_tables = st.dictionaries(
+    st.sampled_from(
+        [
+            *("depth", "parent_agent", "root_agent", "root_purpose", "root_tenant"),
+            *("targets", "actions", "purpose", "ttl_seconds", "x"),
+        ]
+    ),
+    _values,
+    max_size=5,
+)
+
+
+class TestDelegationCaseProperties:
+    """Whatever a case file holds, its delegation parts parse or name the problem."""
+
+    @given(delegation=_tables | _values, subtask=_tables | _values)
+    def test_any_delegate_case_parses_or_is_refused(
+        self, delegation: object, subtask: object
+    ) -> None:
+        """Only DelegationRequest or InvalidRequestError ever comes out."""
+        case = {
+            "name": "n",
+            "action": "Delegate",
+            "agent": {"tenant": "acme"},
+            "child": {"tenant": "acme"},
+            "task": {"purpose": "p", "environment": "dev", "tenant": "acme"},
+            "at": "2026-01-06T10:00:00+00:00",
+            "delegation": delegation,
+            "subtask": subtask,
+        }
+        try:
+            request = _delegation_request(
+                case, {"agents": {}, "targets": {}, "tasks": {}}, "w"
+            )
+        except InvalidRequestError:
+            return
+        assert isinstance(request, DelegationRequest)
+        assert request.delegation.depth >= 1
+        assert request.ttl_seconds >= 1

@@ -141,9 +141,9 @@ class TestQuickstartDecisions:
     def test_is_a_policy_engine(self, quickstart: CedarPolicySet) -> None:
         """The set exposes the PolicyEngine attributes."""
         engine: PolicyEngine = quickstart
-        assert engine.policy_count == 7
+        assert engine.policy_count == 12
         assert engine.digest.startswith("sha256:")
-        assert "policy_count=7" in repr(quickstart)
+        assert "policy_count=12" in repr(quickstart)
 
 
 class TestTTLAndIds:
@@ -314,9 +314,14 @@ class TestRequestValidation:
     ) -> None:
         """After the first request, an action is known to fit; others are not."""
         policy_set = CedarPolicySet.from_directory(quickstart_dir)
-        assert policy_set._fitting == {"OpenTask"}  # the load-time probe
+        # The load-time probes, of a task and of a delegated task.
+        assert policy_set._fitting == {("OpenTask", False), ("OpenTask", True)}
         policy_set.decide([make_request(action="read"), make_request(action="nope")])
-        assert policy_set._fitting == {"OpenTask", "read"}
+        assert policy_set._fitting == {
+            ("OpenTask", False),
+            ("OpenTask", True),
+            ("read", False),
+        }
 
     def test_action_with_another_context_denies(
         self, make_policy_dir: DirFactory, make_request: RequestFactory
@@ -333,7 +338,7 @@ class TestRequestValidation:
         assert not legacy.allowed
         assert "task" in legacy.errors[0]
         assert write.allowed
-        assert "legacy" not in policy_set._fitting
+        assert ("legacy", False) not in policy_set._fitting
 
     def test_action_groups_still_apply(
         self, make_policy_dir: DirFactory, make_request: RequestFactory

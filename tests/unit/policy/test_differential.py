@@ -57,6 +57,8 @@ class TestSlicedEqualsWhole:
         event(f"policies left out of some request's slice: {left_out(eager, batch)}")
         failed = any("while evaluating policy" in e for d in expected for e in d.errors)
         event("a policy failed for some request" if failed else "no policy failed")
+        delegated = any(request.delegation is not None for request in batch)
+        event("a delegated task's request" if delegated else "no delegated request")
 
 
 def left_out(policy_set: CedarPolicySet, batch: list[PolicyRequest]) -> str:
@@ -66,7 +68,10 @@ def left_out(policy_set: CedarPolicySet, batch: list[PolicyRequest]) -> str:
     most = 0
     for request in batch:
         try:
-            keys = prepare(0, request, policy_set._fits(request.action)).keys
+            fits = policy_set._fits(
+                request.action, delegated=request.delegation is not None
+            )
+            keys = prepare(0, request, fits).keys
         except (TypeError, ValueError):
             continue
         selection = None if keys is None else slicer.select([keys])

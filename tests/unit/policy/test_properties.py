@@ -224,7 +224,7 @@ class TestHostileInput:
 class _AlwaysValidating(CedarPolicySet):
     """A set that never trusts an action to fit: Cedar validates every request."""
 
-    def _fits(self, action: object) -> bool:  # noqa: ARG002 - the point is to ignore it
+    def _fits(self, action: object, *, delegated: bool = False) -> bool:  # noqa: ARG002 - the point is to ignore them
         return False
 
 

@@ -76,6 +76,9 @@ class FakeBroker:
     def _token(self, request: httpx.Request, proof: str | None) -> httpx.Response:
         self.dpop.verify(proof, method="POST", url=f"{BROKER}/token")
         form = httpx.QueryParams(request.content.decode())
+        delegation = _delegation_answer(form)
+        if delegation is not None:
+            return delegation
         if form["subject_token_type"].endswith(":jwt"):
             return httpx.Response(
                 200,
@@ -120,6 +123,45 @@ class FakeBroker:
             for r in self.requests
             if r.url.path == "/token"
         ]
+
+
+CHILD_TASK_ID = "tsk_" + "c" * 26
+
+
+def _delegation_answer(form: httpx.QueryParams) -> httpx.Response | None:
+    """Answer a delegation grant or its acceptance; None for other exchanges."""
+    if form.get("requested_token_type", "").endswith(":delegation"):
+        [sub_task] = json.loads(form["authorization_details"])
+        return httpx.Response(
+            200,
+            json={
+                "access_token": "delegation-token",
+                "issued_token_type": form["requested_token_type"],
+                "token_type": "N_A",
+                "expires_in": 120,
+                "authorization_details": [
+                    {
+                        **sub_task,
+                        "max_ttl_seconds": sub_task.get("max_ttl_seconds", 600),
+                    }
+                ],
+            },
+        )
+    if form["subject_token_type"].endswith(":delegation"):
+        return httpx.Response(
+            200,
+            json={
+                "access_token": "child-task-token",
+                "token_type": "DPoP",
+                "expires_in": 300,
+                "task_id": CHILD_TASK_ID,
+                "parent_task_id": TASK_ID,
+                "authorization_details": [
+                    {"type": "agent_task", "environment": "dev", "targets": ["db"]}
+                ],
+            },
+        )
+    return None
 
 
 def _claims(proof: str) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from gatepass.api.inputs import (
     validated,
 )
 from gatepass.api.routes.access import Handler, authenticated
-from gatepass.api.shapes import agent_json, lease_json, target_json, task_json
+from gatepass.api.shapes import (
+    agent_json,
+    lease_json,
+    target_json,
+    task_json,
+    task_tree_json,
+)
 from gatepass.broker import Broker, Caller, Permission
 from gatepass.errors import GatepassError, InvalidRequestError
 
@@ -98,6 +104,20 @@ async def show_task(request: Request, broker: Broker, _caller: Caller) -> Respon
     body = task_json(task)
     body["leases"] = [lease_json(lease) for lease in leases]
     return JSONResponse(body)
+
+
+async def task_tree(request: Request, broker: Broker, caller: Caller) -> Response:
+    """Show the delegation tree a task belongs to, with agents, states and leases."""
+    task_id = _id(request, "task_id")
+    operator = caller.operator
+    # Operators see the trees of their tenants; service tokens see every tenant.
+    tenants = (
+        None
+        if operator is None or "*" in operator.tenants
+        else frozenset(operator.tenants)
+    )
+    nodes = await broker.reads.tree(task_id, tenants=tenants)
+    return JSONResponse(task_tree_json(nodes, requested=task_id))
 
 
 async def list_leases(request: Request, broker: Broker, _caller: Caller) -> Response:
@@ -208,6 +228,7 @@ admin_routes = [
     Route("/v1/agents/{agent_id}/disable", _changes(disable_agent), methods=["POST"]),
     Route("/v1/tasks", _reads(list_tasks), methods=["GET"]),
     Route("/v1/tasks/{task_id}", _reads(show_task), methods=["GET"]),
+    Route("/v1/admin/tasks/{task_id}/tree", _reads(task_tree), methods=["GET"]),
     Route("/v1/leases", _reads(list_leases), methods=["GET"]),
     Route("/v1/leases/{lease_id}", _reads(show_lease), methods=["GET"]),
     Route("/v1/leases/{lease_id}/revoke", _changes(revoke_lease), methods=["POST"]),
