@@ -29,6 +29,8 @@ from gatepass.broker.renewal import RenewCredential
 from gatepass.broker.revocation_feed import RevocationFeed
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.service_tokens import ServiceTokens
+from gatepass.broker.ssf_delivery import SSFDelivery
+from gatepass.broker.ssf_streams import SSFStreams
 from gatepass.broker.sweep import Sweeper
 from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
@@ -66,6 +68,8 @@ class Broker:
         sweeper: the expiry sweep.
         revocations: drives revocations through engines; reaps orphans.
         notifier: approval notifications (outbox and webhook delivery).
+        ssf_streams: the SSF transmitter's discovery, receivers and streams.
+        ssf_delivery: SETs made from revocations, pushed and polled.
     """
 
     settings: Settings
@@ -89,6 +93,8 @@ class Broker:
     sweeper: Sweeper
     revocations: RevocationWorker
     notifier: Notifier
+    ssf_streams: SSFStreams
+    ssf_delivery: SSFDelivery
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +131,7 @@ def assemble(
 ) -> Broker:
     """Build every use case over one context."""
     closing = Closing(context, revocations)
+    ssf_streams = SSFStreams(context)
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
@@ -147,4 +154,6 @@ def assemble(
         sweeper=Sweeper(context, revocations),
         revocations=revocations,
         notifier=context.notifier,
+        ssf_streams=ssf_streams,
+        ssf_delivery=SSFDelivery(context, ssf_streams),
     )
