@@ -244,8 +244,10 @@ class SSFStreams:
             if request.method is model.DeliveryMethod.PUSH and request.endpoint_url:
                 self._check_push_url(request.endpoint_url)
         if request.events_requested is not None or base is None:
+            requested = request.events_requested
+            # Absent: everything supported; an empty list: verification only.
             config["events_requested"] = list(
-                request.events_requested or transmit.EVENTS_SUPPORTED
+                transmit.EVENTS_SUPPORTED if requested is None else requested
             )
         if request.description is not None:
             config["description"] = request.description
