@@ -22,11 +22,29 @@ class Signals:
         """Start with nothing in flight."""
         self._revoked = anyio.Event()
         self.issuing: set[str] = set()
+        self.revocations = 0
 
     def revoked(self) -> None:
         """Wake every revocation stream of this process."""
+        self.revocations += 1
         event, self._revoked = self._revoked, anyio.Event()
         event.set()
+
+    async def wait_for_revocations_after(
+        self,
+        seen: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """
+        Return once this process revoked something since the count was ``seen``.
+
+        A waiter that read the count before looking at the store misses no
+        revocation that happened while it looked (it returns at once).
+        """
+        if self.revocations != seen:
+            return
+        with anyio.move_on_after(timeout):
+            await self._revoked.wait()
 
     async def wait_for_revocations(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return when this process revokes something, or after ``timeout`` s."""

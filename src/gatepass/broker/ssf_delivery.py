@@ -297,7 +297,9 @@ class SSFDelivery:
         if limit == 0:
             return {"sets": {}, "moreAvailable": False}
         deadline = anyio.current_time() + float(self._settings.poll_wait_seconds)
+        signals = self._context.signals
         while True:
+            seen = signals.revocations
             found: list[rows.PendingEvent] = []
             if stream.status == model.StreamStatus.ENABLED:
                 await self.catch_up(stream)
@@ -307,8 +309,8 @@ class SSFDelivery:
             remaining = deadline - anyio.current_time()
             if found or request.return_immediately or remaining <= 0:
                 break
-            await self._context.signals.wait_for_revocations(
-                min(remaining, _TICK_SECONDS)
+            await signals.wait_for_revocations_after(
+                seen, min(remaining, _TICK_SECONDS)
             )
         return {
             "sets": {event.jti: event.token for event in found[:limit]},
@@ -536,7 +538,9 @@ class SSFDelivery:
 
     async def run(self) -> None:
         """Run :meth:`tick` on every revocation of this process and every second."""
+        signals = self._context.signals
         while True:
+            seen = signals.revocations
             try:
                 await self.tick()
             except GatepassError as error:
@@ -545,4 +549,4 @@ class SSFDelivery:
                 )
             except Exception as error:  # noqa: BLE001 - the loop must never die
                 _log.error("ssf delivery crashed", error=type(error).__name__)
-            await self._context.signals.wait_for_revocations(_TICK_SECONDS)
+            await signals.wait_for_revocations_after(seen, _TICK_SECONDS)
