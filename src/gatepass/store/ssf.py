@@ -347,8 +347,12 @@ def add_events(
     if not events:
         return 0
     module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = module.insert(ssf_events).on_conflict_do_nothing(
-        index_elements=["stream_id", "event", "subject"]
+    # RETURNING counts what was new on both backends (psycopg reports no
+    # rowcount for a conflicting insert).
+    statement = (
+        module.insert(ssf_events)
+        .on_conflict_do_nothing(index_elements=["stream_id", "event", "subject"])
+        .returning(ssf_events.c.id)
     )
     added = 0
     for jti, event, subject, token in events:
@@ -365,7 +369,7 @@ def add_events(
                 "next_attempt_at": now,
             },
         )
-        added += int(result.rowcount or 0)
+        added += len(result.all())
     return added
 
 
