@@ -104,7 +104,7 @@ class TestSSFStore:
         assert _add(database, "sst_2", "jti-a", "set_3") == 1
 
     def test_poll_ack(self, database: Database) -> None:
-        """Pending SETs come oldest first until acknowledged; others' acks do nothing."""
+        """Pending SETs come oldest first until acked; acks of others do nothing."""
         with database.transaction() as conn:
             ssf.insert_stream(conn, _stream())
         for n in range(3):
