@@ -316,7 +316,8 @@ class TestPush:
             assert claims["txn"] == task.id
             assert claims["sub_id"] == {"format": "opaque", "id": jti}
             event = claims["events"][CAEP_SESSION_REVOKED]
-            assert event["initiating_entity"] == "system"
+            assert event["initiating_entity"] == "admin"
+            assert event["reason_admin"] == {"en": "closed by admin"}
             assert {auth for auth, _ in receiver.bodies} == {"Bearer receiver-secret"}
         finally:
             running.stop()

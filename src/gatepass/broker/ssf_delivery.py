@@ -63,6 +63,23 @@ _TOUCH_EVERY: Final = dt.timedelta(seconds=60)
 _TICK_SECONDS: Final = 1.0
 _PUSH_BATCH: Final = 64
 _MAX_ERR = 64
+# CAEP 1.0 initiating_entity from why a task ended: a policy decision, an
+# administrator (agents are disabled by one), the agent itself (the "user" of its
+# task), or the broker (expiry, and closes whose initiator is not recorded here).
+_INITIATORS: Final = (
+    ("policy", "policy"),
+    ("agent disabled", "admin"),
+    ("closed by admin", "admin"),
+    ("closed by agent", "user"),
+    ("task token revoked", "user"),
+)
+
+
+def _initiator(reason: str | None) -> str:
+    for prefix, entity in _INITIATORS:
+        if reason and reason.startswith(prefix):
+            return entity
+    return "system"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +237,8 @@ class SSFDelivery:
                 audiences=audiences,
                 revoked_at=token.revoked_at,
                 now=now,
+                initiating_entity=_initiator(token.reason),
+                reason=token.reason,
             )
             signed = transmit.sign_event(self._context.issuer, event)
             made.append((event.jti, event.event_type, event.subject, signed))

@@ -37,6 +37,7 @@ from gatepass.store.tables import (
     ssf_events,
     ssf_receivers,
     ssf_streams,
+    tasks,
 )
 
 __all__ = [
@@ -125,12 +126,14 @@ class RevokedToken:
         task_id: its task.
         target: its target's name.
         revoked_at: when it was revoked.
+        reason: why its task ended, when it did (``task closed``...).
     """
 
     jti: str
     task_id: str
     target: str
     revoked_at: dt.datetime
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -303,7 +306,14 @@ def revoked_for(
         ssf_events.c.subject == leases.c.handle,
     )
     query = (
-        select(leases.c.handle, leases.c.task_id, leases.c.target, leases.c.revoked_at)
+        select(
+            leases.c.handle,
+            leases.c.task_id,
+            leases.c.target,
+            leases.c.revoked_at,
+            tasks.c.close_reason,
+        )
+        .outerjoin(tasks, tasks.c.id == leases.c.task_id)
         .where(
             leases.c.revoked_at > since,
             leases.c.kind == ACCESS_TOKEN_KIND,
@@ -321,6 +331,7 @@ def revoked_for(
             task_id=row.task_id,
             target=row.target,
             revoked_at=row.revoked_at,
+            reason=row.close_reason,
         )
         for row in conn.execute(query)
     ]
