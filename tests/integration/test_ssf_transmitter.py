@@ -8,6 +8,7 @@ are real servers beside it.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from gatepass.api import create_app
 from gatepass.broker import Runtime, build_runtime
 from gatepass.sdk import AgentIdentity, GatepassClient, Task
 from gatepass.ssf.transmit import CAEP_SESSION_REVOKED, SSF_VERIFICATION
-from gatepass.store import audit_log, leases
+from gatepass.store import audit_log, leases, ssf
 from gatepass.verify import GatepassMiddleware, ResourceVerifier
 
 from .conftest import RunningServer, free_port, quickstart_settings, start_server
@@ -504,3 +505,64 @@ class TestStreamAuthorization:
         assert patched["description"] == "renamed"
         assert patched["delivery"] == created["delivery"]
         assert transmitter.kinds("ssf.stream.status")
+
+
+class TestStreamLifecycle:
+    """Receivers' errors and abandoned streams."""
+
+    def _poll_stream(self, transmitter: Transmitter) -> tuple[dict[str, str], Any]:
+        token = transmitter.receiver(["tickets"])
+        headers = {"Authorization": f"Bearer {token}"}
+        created = _create(
+            transmitter, token, {"delivery": {"method": POLL}, "events_requested": []}
+        ).json()
+        return headers, created
+
+    def test_set_errors_are_audited_and_not_sent_again(
+        self, transmitter: Transmitter
+    ) -> None:
+        """A SET the receiver reports in setErrs is given up and audited."""
+        headers, created = self._poll_stream(transmitter)
+        httpx.post(
+            f"{transmitter.url}/v1/ssf/verify",
+            headers=headers,
+            json={"stream_id": created["stream_id"]},
+        )
+        endpoint = created["delivery"]["endpoint_url"]
+        first = httpx.post(endpoint, headers=headers, json={"returnImmediately": True})
+        (jti,) = first.json()["sets"]
+        errs = {jti: {"err": "invalid_key", "description": "unknown kid"}}
+        again = httpx.post(
+            endpoint,
+            headers=headers,
+            json={"setErrs": errs, "returnImmediately": True},
+        ).json()
+        assert again["sets"] == {}
+        (record,) = [
+            r for r in transmitter.kinds("ssf.set_error") if r.data["jti"] == jti
+        ]
+        assert record.data["err"] == "invalid_key"
+        assert record.outcome == "error"
+
+    def test_inactive_stream_is_disabled(self, transmitter: Transmitter) -> None:
+        """A stream nobody touched for its inactivity_timeout is disabled (audited)."""
+        headers, created = self._poll_stream(transmitter)
+        stream_id = created["stream_id"]
+        long_ago = transmitter.runtime.context.clock.now() - dt.timedelta(days=2)
+        with transmitter.runtime.database.transaction() as conn:
+            assert ssf.update_stream(conn, stream_id, active_at=long_ago)
+
+        def status() -> str:
+            answer = httpx.get(
+                f"{transmitter.url}/v1/ssf/status",
+                params={"stream_id": stream_id},
+                headers=headers,
+            ).json()
+            return str(answer["status"])
+
+        assert poll(lambda: status() == "disabled", within=5)
+        (record,) = [
+            r for r in transmitter.kinds("ssf.stream.status") if r.subject == stream_id
+        ]
+        assert record.actor == "system"
+        assert record.data["reason"] == "inactive"
