@@ -160,6 +160,39 @@ class SSFStreams:
         """Return every receiver (for administrators)."""
         return await self._context.database.read(rows.list_receivers)
 
+    async def overview(self) -> list[dict[str, Any]]:
+        """
+        Return every stream as operators see it: owner, status, SETs not delivered.
+
+        Never the push authorization; the push endpoint only as its host.
+        """
+
+        def read(
+            conn: Connection,
+        ) -> tuple[list[rows.StoredStream], dict[str, int]]:
+            return rows.list_streams(conn), rows.open_counts(conn)
+
+        found, pending = await self._context.database.read(read)
+        shown = []
+        for stream in found:
+            config = stream.config
+            item: dict[str, Any] = {
+                "stream_id": stream.id,
+                "token_id": stream.token_id,
+                "method": "push" if config["method"] == model.DELIVERY_PUSH else "poll",
+                "audiences": list(config["audiences"]),
+                "status": stream.status,
+                "reason": stream.reason,
+                "events_delivered": delivered_events(config["events_requested"]),
+                "undelivered": pending.get(stream.id, 0),
+                "created_at": stream.created_at.isoformat(),
+                "active_at": stream.active_at.isoformat(),
+            }
+            if config.get("endpoint_url"):
+                item["endpoint_host"] = urlsplit(config["endpoint_url"]).hostname
+            shown.append(item)
+        return shown
+
     # -- streams (receivers) ----------------------------------------------------
 
     def render(self, stream: rows.StoredStream) -> dict[str, Any]:

@@ -59,6 +59,7 @@ __all__ = [
     "mark_delivered",
     "mark_failed",
     "mark_retry",
+    "open_counts",
     "pending_events",
     "prune_events",
     "revoked_for",
@@ -406,6 +407,16 @@ def pending_events(conn: Connection, stream_id: str, limit: int) -> list[Pending
         .limit(limit)
     )
     return [_pending(row) for row in conn.execute(query)]
+
+
+def open_counts(conn: Connection) -> dict[str, int]:
+    """Return how many undelivered SETs each stream holds (none: left out)."""
+    query = (
+        select(ssf_events.c.stream_id, func.count())
+        .where(*_OPEN)
+        .group_by(ssf_events.c.stream_id)
+    )
+    return {row[0]: int(row[1]) for row in conn.execute(query)}
 
 
 def ack_events(

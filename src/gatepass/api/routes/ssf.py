@@ -5,7 +5,8 @@ The SSF transmitter's HTTP face (OpenID SSF 1.0, RFC 8935, RFC 8936).
 (``/v1/ssf/streams``, ``/v1/ssf/status``, ``/v1/ssf/verify``) and polling
 (``POST /v1/ssf/poll/{stream_id}``) need an ``ssf_receiver`` API token, which
 sees only its own streams; registering receivers (``/v1/admin/ssf/receivers``)
-needs ``administer``.
+needs ``administer``, and listing every stream (``/v1/admin/ssf/streams``)
+``audit``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ async def _receivers(request: Request, broker: Broker, caller: Caller) -> Respon
     )
 
 
+async def _overview(_request: Request, broker: Broker, _caller: Caller) -> Response:
+    """List every stream for operators."""
+    return JSONResponse({"items": await broker.ssf_streams.overview()})
+
+
 _RECEIVE = Permission.SSF_RECEIVE
 ssf_routes = [
     Route("/.well-known/ssf-configuration", configuration, methods=["GET"]),
@@ -151,6 +157,11 @@ ssf_routes = [
         "/v1/ssf/poll/{stream_id}",
         authenticated(_poll, needs=_RECEIVE),
         methods=["POST"],
+    ),
+    Route(
+        "/v1/admin/ssf/streams",
+        authenticated(_overview, needs=Permission.AUDIT),
+        methods=["GET"],
     ),
     Route(
         "/v1/admin/ssf/receivers",
