@@ -477,8 +477,9 @@ class SSFStreams:
                 "updated_at": now,
                 "active_at": now,
             }
-            if status is model.StreamStatus.DISABLED:
-                # Disabled: nothing is kept; enabling again starts from now.
+            if model.StreamStatus.DISABLED in (status, stream.status):
+                # SSF 1.0 §8.1.2: a disabled stream holds nothing, so neither
+                # disabling nor enabling again announces what happened meanwhile.
                 values["cursor"] = now
             rows.update_stream(conn, stream.id, **values)
             audit.record(conn, attempt, Outcome.OK)

@@ -175,7 +175,10 @@ class SSFPollSubscription:
         inactivity_timeout: int = 600,
     ) -> None:
         """Keep the configuration; nothing is sent until :meth:`follow`."""
-        self._issuer = broker.rstrip("/")
+        # The issuer as configured is what SETs and the metadata name; URLs are
+        # built on it without a trailing slash.
+        self._issuer = broker
+        self._base = broker.rstrip("/")
         self.audience = audience
         self._keys = keys
         self._description = description
@@ -196,7 +199,7 @@ class SSFPollSubscription:
 
     async def _discover(self, http: httpx.AsyncClient) -> dict[str, Any]:
         if self._configuration is None:
-            response = await http.get(f"{self._issuer}/.well-known/ssf-configuration")
+            response = await http.get(f"{self._base}/.well-known/ssf-configuration")
             response.raise_for_status()
             document = response.json()
             if not isinstance(document, dict) or document.get("issuer") != self._issuer:
