@@ -22,31 +22,36 @@ class Signals:
         """Start with nothing in flight."""
         self._revoked = anyio.Event()
         self.issuing: set[str] = set()
-        self.revocations = 0
 
     def revoked(self) -> None:
         """Wake every revocation stream of this process."""
-        self.revocations += 1
         event, self._revoked = self._revoked, anyio.Event()
         event.set()
 
-    async def wait_for_revocations_after(
+    def next_revocation(self) -> anyio.Event:
+        """
+        Return the event the next revocation of this process sets.
+
+        A stream takes it *before* it reads the store: a revocation that commits
+        between that read and the wait then still wakes it, instead of being
+        noticed only at the next poll.
+        """
+        return self._revoked
+
+    async def wait_for_revocations(
         self,
-        seen: int,
         timeout: float,  # noqa: ASYNC109
+        *,
+        after: anyio.Event | None = None,
     ) -> None:
         """
-        Return once this process revoked something since the count was ``seen``.
+        Return when this process revokes something, or after ``timeout`` s.
 
-        A waiter that read the count before looking at the store misses no
-        revocation that happened while it looked (it returns at once).
+        Args:
+            timeout: the most seconds to wait.
+            after: an event from :meth:`next_revocation`; when given, a revocation
+                since it was taken returns at once.
         """
-        if self.revocations != seen:
-            return
+        event = self._revoked if after is None else after
         with anyio.move_on_after(timeout):
-            await self._revoked.wait()
-
-    async def wait_for_revocations(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when this process revokes something, or after ``timeout`` s."""
-        with anyio.move_on_after(timeout):
-            await self._revoked.wait()
+            await event.wait()

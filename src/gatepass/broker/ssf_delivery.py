@@ -318,7 +318,9 @@ class SSFDelivery:
         deadline = anyio.current_time() + float(self._settings.poll_wait_seconds)
         signals = self._context.signals
         while True:
-            seen = signals.revocations
+            # Taken before looking at the store: a revocation committed while it
+            # looks still wakes the wait below.
+            watch = signals.next_revocation()
             found: list[rows.PendingEvent] = []
             if stream.status == model.StreamStatus.ENABLED:
                 await self.catch_up(stream)
@@ -328,8 +330,8 @@ class SSFDelivery:
             remaining = deadline - anyio.current_time()
             if found or request.return_immediately or remaining <= 0:
                 break
-            await signals.wait_for_revocations_after(
-                seen, min(remaining, _TICK_SECONDS)
+            await signals.wait_for_revocations(
+                min(remaining, _TICK_SECONDS), after=watch
             )
         return {
             "sets": {event.jti: event.token for event in found[:limit]},
@@ -559,7 +561,7 @@ class SSFDelivery:
         """Run :meth:`tick` on every revocation of this process and every second."""
         signals = self._context.signals
         while True:
-            seen = signals.revocations
+            watch = signals.next_revocation()
             try:
                 await self.tick()
             except GatepassError as error:
@@ -568,4 +570,4 @@ class SSFDelivery:
                 )
             except Exception as error:  # noqa: BLE001 - the loop must never die
                 _log.error("ssf delivery crashed", error=type(error).__name__)
-            await signals.wait_for_revocations_after(seen, _TICK_SECONDS)
+            await signals.wait_for_revocations(_TICK_SECONDS, after=watch)

@@ -2,8 +2,9 @@
 ``gatepass ssf``: the Shared Signals transmitter's receivers and streams.
 
 ``receivers add`` registers a receiver (an ``ssf_receiver`` token limited to some
-targets) and prints its token once; ``receivers list`` shows them; ``streams``
-shows every stream with its status and how many SETs it has not delivered.
+targets) and prints its token once, alone on stdout; ``receivers list`` shows
+them; ``streams`` shows every stream with its status and how many SETs it has not
+delivered.
 Receivers manage their own streams over the API (docs/ssf.md).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from gatepass.cli.client import admin_client
 from gatepass.cli.options import (
@@ -22,7 +24,12 @@ from gatepass.cli.options import (
     Format,
     wants_json,
 )
-from gatepass.cli.output import print_json, print_record, print_table, stderr_console
+from gatepass.cli.output import (
+    print_json,
+    print_table,
+    stderr_console,
+    terminal_safe,
+)
 from gatepass.cli.tables import Column
 
 __all__ = ["app"]
@@ -75,8 +82,12 @@ def add(
     if wants_json(output, as_json):
         print_json(answer)
     else:
-        shown = {key: value for key, value in answer.items() if key != "token"}
-        print_record(shown, title=f"receiver {answer.get('token_id', '')}")
+        # The details go to stderr and the token alone to stdout, as with
+        # `gatepass tokens create`: TOKEN=$(gatepass ssf receivers add …).
+        audiences = ", ".join(str(name) for name in answer.get("audiences", []))
+        stderr_console().print(
+            escape(terminal_safe(f"receiver {answer.get('token_id', '')}: {audiences}"))
+        )
         # Plain echo, not Rich: a token must never be wrapped or styled.
         typer.echo(str(answer["token"]))
     stderr_console().print(_NOT_AGAIN)

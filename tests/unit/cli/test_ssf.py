@@ -14,8 +14,9 @@ class TestReceivers:
             "ssf", "receivers", "add", "--audience", "tickets", "--description", "rs"
         )
         assert result.exit_code == 0, result.output
-        token = result.stdout.strip().splitlines()[-1]
+        token = result.stdout.strip()
         assert token.startswith("gp_ssf_receiver_")
+        assert "\n" not in token
         listed = cli("ssf", "receivers", "list")
         assert listed.exit_code == 0, listed.output
         assert "tickets" in listed.stdout
