@@ -188,6 +188,23 @@ class SSFDelivery:
 
     # -- making events -----------------------------------------------------------
 
+    async def live_streams(self) -> list[rows.StoredStream]:
+        """
+        Return the enabled and paused streams, disabling those left inactive.
+
+        Returns:
+            The streams that are still enabled or paused.
+        """
+        found = await self._context.database.read(
+            lambda conn: rows.list_streams(
+                conn,
+                statuses=(model.StreamStatus.ENABLED, model.StreamStatus.PAUSED),
+            )
+        )
+        return [
+            stream for stream in found if not await self._expire_if_inactive(stream)
+        ]
+
     async def catch_up(self, stream: rows.StoredStream | None = None) -> int:
         """
         Make the SETs of revocations not yet announced, on one stream or all.
@@ -197,16 +214,8 @@ class SSFDelivery:
         """
         if stream is not None:
             return await self._catch_up(stream)
-        live = await self._context.database.read(
-            lambda conn: rows.list_streams(
-                conn,
-                statuses=(model.StreamStatus.ENABLED, model.StreamStatus.PAUSED),
-            )
-        )
         added = 0
-        for each in live:
-            if await self._expire_if_inactive(each):
-                continue
+        for each in await self.live_streams():
             added += await self._catch_up(each)
         return added
 
@@ -369,23 +378,28 @@ class SSFDelivery:
 
     # -- push (RFC 8935) ---------------------------------------------------------
 
-    async def deliver_push(self) -> int:
+    async def deliver_push(self, streams: list[rows.StoredStream] | None = None) -> int:
         """
         Push every due SET of every enabled push stream, once each.
+
+        Args:
+            streams: the streams as just read (by :meth:`tick`); read when omitted.
 
         Returns:
             How many were delivered in this pass.
         """
         async with self._lock:
-            streams = await self._context.database.read(
-                lambda conn: rows.list_streams(
-                    conn, statuses=(model.StreamStatus.ENABLED,)
+            if streams is None:
+                streams = await self._context.database.read(
+                    lambda conn: rows.list_streams(
+                        conn, statuses=(model.StreamStatus.ENABLED,)
+                    )
                 )
-            )
             push = {
                 stream.id: stream
                 for stream in streams
                 if stream.config["method"] == model.DELIVERY_PUSH
+                and stream.status == model.StreamStatus.ENABLED
             }
             if not push:
                 return 0
@@ -543,9 +557,17 @@ class SSFDelivery:
     # -- the loop ----------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Catch every stream up, push what is due, prune old SETs."""
-        await self.catch_up()
-        await self.deliver_push()
+        """Catch push streams up and push, then catch poll streams up; prune."""
+        live = await self.live_streams()
+        pushed = [s for s in live if s.config["method"] == model.DELIVERY_PUSH]
+        # Push streams first: a poll stream's own long poll catches it up the
+        # moment it wakes, so only pushes wait on this loop.
+        for stream in pushed:
+            await self._catch_up(stream)
+        await self.deliver_push(pushed)
+        for stream in live:
+            if stream.config["method"] != model.DELIVERY_PUSH:
+                await self._catch_up(stream)
         now = self._context.clock.now()
         if self._pruned_at is None or now - self._pruned_at >= _PRUNE_EVERY:
             self._pruned_at = now
