@@ -566,3 +566,137 @@ class TestStreamLifecycle:
         ]
         assert record.actor == "system"
         assert record.data["reason"] == "inactive"
+
+
+class TestRefusedPushAndRequests:
+    """A receiver's 400, and requests the transmitter refuses."""
+
+    def test_receiver_400_gives_the_set_up_at_once(
+        self, transmitter: Transmitter
+    ) -> None:
+        """RFC 8935 §2.3: a SET the receiver refuses is not retried (audited)."""
+        seen: list[str] = []
+
+        async def refuse(request: Request) -> Response:
+            seen.append((await request.body()).decode())
+            return JSONResponse({"err": "invalid_key", "description": "?"}, 400)
+
+        port = free_port()
+        running = start_server(
+            Starlette(routes=[Route("/events", refuse, methods=["POST"])]), port
+        )
+        try:
+            token = transmitter.receiver(["tickets"])
+            created = _create(
+                transmitter,
+                token,
+                {
+                    "delivery": {
+                        "method": PUSH,
+                        "endpoint_url": f"http://127.0.0.1:{port}/events",
+                    },
+                    "events_requested": [],
+                },
+            ).json()
+            stream_id = created["stream_id"]
+            verify = httpx.post(
+                f"{transmitter.url}/v1/ssf/verify",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"stream_id": stream_id},
+            )
+            assert verify.status_code == 204
+
+            def given_up() -> list[Any]:
+                return [
+                    r
+                    for r in transmitter.kinds("ssf.delivery_failed")
+                    if r.subject == stream_id
+                ]
+
+            assert poll(given_up, within=5)
+            (record,) = given_up()
+            assert record.data["reason"] == "receiver refused: invalid_key"
+            assert record.data["retry"] is False
+            assert len(seen) == 1
+        finally:
+            running.stop()
+
+    def test_malformed_requests(self, transmitter: Transmitter) -> None:
+        """Each malformed stream, status, verify or poll request is a 400."""
+        token = transmitter.receiver(["tickets"])
+        headers = {"Authorization": f"Bearer {token}"}
+        streams = f"{transmitter.url}/v1/ssf/streams"
+        created = _create(transmitter, token, {"delivery": {"method": POLL}}).json()
+        stream_id = created["stream_id"]
+        answers = [
+            httpx.patch(streams, headers=headers, json={"description": "x"}),
+            httpx.delete(streams, headers=headers),
+            httpx.get(streams, headers=headers, params={"stream_id": ""}),
+            httpx.get(f"{streams}?stream_id=a&stream_id=b", headers=headers),
+            httpx.get(f"{transmitter.url}/v1/ssf/status", headers=headers),
+            httpx.post(f"{transmitter.url}/v1/ssf/status", headers=headers, json={}),
+            httpx.post(f"{transmitter.url}/v1/ssf/verify", headers=headers, json={}),
+            httpx.post(
+                f"{transmitter.url}/v1/ssf/verify",
+                headers=headers,
+                json={"stream_id": stream_id, "state": 7},
+            ),
+            httpx.post(
+                created["delivery"]["endpoint_url"],
+                headers=headers,
+                json={"maxEvents": -1},
+            ),
+            httpx.post(
+                f"{transmitter.url}/v1/admin/ssf/receivers",
+                headers=transmitter.admin(),
+                json={"description": "x", "audiences": ["bastion"]},
+            ),
+            httpx.post(
+                f"{transmitter.url}/v1/admin/ssf/receivers",
+                headers=transmitter.admin(),
+                json={"description": "x", "audiences": "tickets"},
+            ),
+        ]
+        assert [answer.status_code for answer in answers] == [400] * len(answers)
+        assert all(answer.json()["error"] == "invalid_request" for answer in answers)
+
+    def test_replace_and_list(self, transmitter: Transmitter) -> None:
+        """PUT replaces a stream (poll to push); GET without id lists the caller's."""
+        token = transmitter.receiver(["tickets"])
+        headers = {"Authorization": f"Bearer {token}"}
+        created = _create(transmitter, token, {"delivery": {"method": POLL}}).json()
+        replaced = httpx.put(
+            f"{transmitter.url}/v1/ssf/streams",
+            headers=headers,
+            json={
+                **created,
+                "delivery": {
+                    "method": PUSH,
+                    "endpoint_url": "https://receiver.example/events",
+                },
+            },
+        )
+        assert replaced.status_code == 200, replaced.text
+        assert replaced.json()["delivery"] == {
+            "method": PUSH,
+            "endpoint_url": "https://receiver.example/events",
+        }
+        listed = httpx.get(f"{transmitter.url}/v1/ssf/streams", headers=headers).json()
+        assert [item["stream_id"] for item in listed] == [created["stream_id"]]
+        overview = httpx.get(
+            f"{transmitter.url}/v1/admin/ssf/streams", headers=transmitter.admin()
+        ).json()["items"]
+        (mine,) = [i for i in overview if i["stream_id"] == created["stream_id"]]
+        assert mine["method"] == "push"
+        assert mine["endpoint_host"] == "receiver.example"
+
+    def test_too_many_streams(self, transmitter: Transmitter) -> None:
+        """Beyond ssf.max_streams_per_receiver a create is 409 conflict."""
+        token = transmitter.receiver(["tickets"])
+        limit = transmitter.runtime.settings.ssf.max_streams_per_receiver
+        for _ in range(limit):
+            made = _create(transmitter, token, {"delivery": {"method": POLL}})
+            assert made.status_code == 201
+        refused = _create(transmitter, token, {"delivery": {"method": POLL}})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "conflict"

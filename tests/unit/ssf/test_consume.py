@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from gatepass.clock import FrozenClock
+from gatepass.errors import TokenError, TokenSignatureError
 from gatepass.ssf import transmit
-from gatepass.ssf.consume import SSFPollSubscription
+from gatepass.ssf.consume import SSFPollSubscription, verify_set
 from gatepass.tokens import JWTIssuer, KeyRing
 
 from .conftest import AUDIENCE, ISSUER
@@ -134,3 +135,80 @@ async def test_configuration_of_another_issuer(ring: KeyRing) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(other)) as http:
         with pytest.raises(ValueError, match="another issuer"):
             await subscription.follow(http, "t", _Sink())
+
+
+class TestVerifySetRefusals:
+    """verify_set refuses what is not a broker SET, one check at a time."""
+
+    def _signed(self, signer: JWTIssuer, claims: dict[str, Any]) -> str:
+        return signer.sign(claims, typ="secevent+jwt")
+
+    def _claims(self, clock: FrozenClock) -> dict[str, Any]:
+        event = transmit.session_revoked(
+            token_id="j",
+            task_id="t",
+            audiences=[AUDIENCE],
+            revoked_at=clock.now(),
+            now=clock.now(),
+        )
+        return dict(event.claims)
+
+    def test_no_jti(self, signer: JWTIssuer, ring: KeyRing, clock: FrozenClock) -> None:
+        """A SET without its own jti is refused."""
+        claims = self._claims(clock)
+        del claims["jti"]
+        with pytest.raises(TokenError, match="no jti"):
+            verify_set(
+                self._signed(signer, claims),
+                keys=ring,
+                issuer=ISSUER,
+                audience=AUDIENCE,
+            )
+
+    def test_string_audience_is_accepted(
+        self, signer: JWTIssuer, ring: KeyRing, clock: FrozenClock
+    ) -> None:
+        """RFC 8417 allows aud as a string."""
+        claims = {**self._claims(clock), "aud": AUDIENCE}
+        token = self._signed(signer, claims)
+        assert verify_set(token, keys=ring, issuer=ISSUER, audience=AUDIENCE)["aud"]
+
+    def test_algorithm_not_allowed(
+        self, signer: JWTIssuer, ring: KeyRing, clock: FrozenClock
+    ) -> None:
+        """An allow-list without the key's algorithm refuses the SET."""
+        token = self._signed(signer, self._claims(clock))
+        with pytest.raises(TokenSignatureError, match="not allowed"):
+            verify_set(
+                token,
+                keys=ring,
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                algorithms=frozenset({"ES256", "EdDSA"} - {ring.signing_algorithm}),
+            )
+
+
+@pytest.mark.anyio
+async def test_poll_refused_after_subscribing(signer: JWTIssuer, ring: KeyRing) -> None:
+    """A poll answered 401 ends follow with False, to back off."""
+    fake = _Transmitter([])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/poll":
+            return httpx.Response(401, json={"error": "unauthenticated"})
+        return fake.handle(request)
+
+    subscription = SSFPollSubscription(ISSUER, AUDIENCE, keys=ring)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        assert await subscription.follow(http, "t", _Sink()) is False
+        assert subscription.stream_id == "sst_1"
+        deleted: list[str] = []
+
+        def record(request: httpx.Request) -> httpx.Response:
+            deleted.append(str(request.url))
+            return httpx.Response(204)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as other:
+            await subscription.close(other, "t")
+    assert deleted == [f"{ISSUER}/v1/ssf/streams?stream_id=sst_1"]
+    assert subscription.stream_id is None
