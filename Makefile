@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/evidence.py
 	$(BIN)/python bench/delegation.py
+	$(BIN)/python bench/ssf.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

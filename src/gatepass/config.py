@@ -36,6 +36,7 @@ __all__ = [
     "IdentitySettings",
     "IssuerSettings",
     "PolicySettings",
+    "SSFSettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
@@ -235,6 +236,29 @@ class DemoSettings(_Section):
     approval_target: Name = "tickets-prod"
 
 
+class SSFSettings(_Section):
+    """
+    ``[ssf]``: the Shared Signals transmitter (docs/ssf.md).
+
+    Receivers (resource servers and other systems, each with an ``ssf_receiver``
+    API token limited to some targets) subscribe to CAEP events about the access
+    tokens those targets accept. ``push_http_hosts`` are the only hosts a push
+    stream may use over plain http (say ``127.0.0.1`` for a receiver on the same
+    machine); every other push endpoint must be https, and when ``push_hosts`` is
+    set, one of them.
+    """
+
+    enabled: bool = True
+    poll_wait_seconds: int = Field(default=20, ge=1, le=40)
+    max_poll_events: int = Field(default=100, ge=1, le=1000)
+    push_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    push_max_attempts: int = Field(default=10, ge=1, le=100)
+    push_hosts: list[str] = Field(default_factory=list, max_length=1000)
+    push_http_hosts: list[str] = Field(default_factory=list, max_length=100)
+    max_streams_per_receiver: int = Field(default=16, ge=1, le=1000)
+    inactivity_timeout_seconds: int = Field(default=86_400, ge=60, le=2_592_000)
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -250,6 +274,7 @@ class Settings(_Section):
     identity: IdentitySettings = IdentitySettings()
     approvals: ApprovalSettings = ApprovalSettings()
     delegation: DelegationSettings = DelegationSettings()
+    ssf: SSFSettings = SSFSettings()
 
     @model_validator(mode="before")
     @classmethod

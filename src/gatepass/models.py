@@ -48,6 +48,8 @@ class ApiRole(enum.StrEnum):
     INTROSPECT = "introspect"
     PROXY = "proxy"
     OPERATOR = "operator"
+    # An SSF receiver: manages its own streams over the audiences it was given.
+    SSF_RECEIVER = "ssf_receiver"
 
 
 class AgentStatus(enum.StrEnum):

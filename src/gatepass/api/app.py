@@ -23,6 +23,7 @@ from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
 from gatepass.api.routes.operators import operator_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
+from gatepass.api.routes.ssf import ssf_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.errors import GatepassError
 from gatepass.observability import Metrics, get_logger
@@ -175,6 +176,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             *evidence_routes,
             *approval_routes,
             *health_routes,
+            *ssf_routes,
         ],
         exception_handlers={
             GatepassError: handle_gatepass_error,

@@ -38,6 +38,7 @@ from gatepass.broker.requests import (
     TokenResponse,
 )
 from gatepass.broker.service_tokens import IssuedToken
+from gatepass.broker.ssf_delivery import parse_poll_request
 from gatepass.broker.task_access import PresentedTaskToken
 from gatepass.broker.trail import Attempt
 
@@ -73,6 +74,7 @@ __all__ = [
     "build_runtime",
     "check_registration",
     "idempotency_key_from_headers",
+    "parse_poll_request",
     "permissions_of",
     "run_jobs",
     "write_secret_file",

@@ -11,6 +11,7 @@ token or operator role  permissions
 ``admin`` token         ``administer``, ``audit``
 ``introspect`` token    ``introspect``
 ``proxy`` token         ``introspect``, ``proxy``
+``ssf_receiver`` token  ``ssf_receive``
 operator ``admin``      ``administer``, ``audit``
 operator ``approver``   ``approve``
 operator ``auditor``    ``audit``
@@ -47,6 +48,7 @@ class Permission(enum.StrEnum):
     ``audit``: read tasks, leases, agents, approvals and the audit log.
     ``introspect``: RFC 7662 introspection and the revocation stream.
     ``proxy``: submit the proxy's records of proxied calls.
+    ``ssf_receive``: manage and read one's own SSF streams (docs/ssf.md).
     """
 
     ADMINISTER = "administer"
@@ -54,6 +56,7 @@ class Permission(enum.StrEnum):
     AUDIT = "audit"
     INTROSPECT = "introspect"
     PROXY = "proxy"
+    SSF_RECEIVE = "ssf_receive"
 
 
 _SERVICE: Final[dict[ApiRole, frozenset[Permission]]] = {
@@ -61,6 +64,7 @@ _SERVICE: Final[dict[ApiRole, frozenset[Permission]]] = {
     ApiRole.INTROSPECT: frozenset({Permission.INTROSPECT}),
     ApiRole.PROXY: frozenset({Permission.INTROSPECT, Permission.PROXY}),
     ApiRole.OPERATOR: frozenset(),
+    ApiRole.SSF_RECEIVER: frozenset({Permission.SSF_RECEIVE}),
 }
 _OPERATOR: Final[dict[OperatorRole, frozenset[Permission]]] = {
     OperatorRole.ADMIN: frozenset({Permission.ADMINISTER, Permission.AUDIT}),

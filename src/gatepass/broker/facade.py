@@ -31,6 +31,8 @@ from gatepass.broker.renewal import RenewCredential
 from gatepass.broker.revocation_feed import RevocationFeed
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.service_tokens import ServiceTokens
+from gatepass.broker.ssf_delivery import SSFDelivery
+from gatepass.broker.ssf_streams import SSFStreams
 from gatepass.broker.sweep import Sweeper
 from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
@@ -70,6 +72,8 @@ class Broker:
         notifier: approval notifications (outbox and webhook delivery).
         evidence: evidence bundles of tasks (issue 14).
         frameworks: the framework report (issue 14).
+        ssf_streams: the SSF transmitter's discovery, receivers and streams.
+        ssf_delivery: SETs made from revocations, pushed and polled.
     """
 
     settings: Settings
@@ -95,6 +99,8 @@ class Broker:
     notifier: Notifier
     evidence: EvidenceExport
     frameworks: FrameworkReport
+    ssf_streams: SSFStreams
+    ssf_delivery: SSFDelivery
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +137,7 @@ def assemble(
 ) -> Broker:
     """Build every use case over one context."""
     closing = Closing(context, revocations)
+    ssf_streams = SSFStreams(context)
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
@@ -155,4 +162,6 @@ def assemble(
         notifier=context.notifier,
         evidence=EvidenceExport(context, audit),
         frameworks=FrameworkReport(context),
+        ssf_streams=ssf_streams,
+        ssf_delivery=SSFDelivery(context, ssf_streams),
     )

@@ -2,7 +2,8 @@
 The broker's background work.
 
 Sweep expired tasks and leases, checkpoint the audit chain, hot-reload policies,
-pick up keys rotated by another replica, deliver approver notifications.
+pick up keys rotated by another replica, deliver approver notifications, make and push
+SSF events (``broker/ssf_delivery.py``).
 
 Each job runs on its own interval and logs, never raises: one failing job (a
 database blip) must not stop the others, and each retries on its next tick.
@@ -76,6 +77,9 @@ async def run_jobs(broker: Broker) -> None:
             )
         if broker.notifier.enabled:
             group.start_soon(_every, 1.0, "notifications", broker.notifier.deliver_due)
+        if settings.ssf.enabled:
+            # Its own loop: it wakes on this process's revocations, not on a tick.
+            group.start_soon(broker.ssf_delivery.run)
         interval = settings.policy.reload_interval_seconds
         if interval > 0:
             group.start_soon(

@@ -15,6 +15,7 @@ from gatepass.cli import (
     operators,
     policy,
     report,
+    ssf,
     targets,
     tasks,
     tokens,
@@ -45,6 +46,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(operators.app, name="operators")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(ssf.app, name="ssf")
 app.command("whoami")(operators.whoami)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(report.app, name="report")

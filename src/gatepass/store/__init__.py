@@ -24,6 +24,7 @@ from gatepass.store import (
     operators,
     outbox,
     replay,
+    ssf,
     tasks,
 )
 from gatepass.store.api_tokens import ApiRole
@@ -47,5 +48,6 @@ __all__ = [
     "operators",
     "outbox",
     "replay",
+    "ssf",
     "tasks",
 ]

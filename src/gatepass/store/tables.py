@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     inspect,
 )
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +53,9 @@ __all__ = [
     "seen_values",
     "settings_kv",
     "signing_keys",
+    "ssf_events",
+    "ssf_receivers",
+    "ssf_streams",
     "tasks",
     "upgrade_schema",
 ]
@@ -363,6 +367,58 @@ idempotency_keys = Table(
     Column("lease_id", String(40), nullable=False),
     Column("response", JSON),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+
+# --- SSF transmitter (issue 14, signals out) ---------------------------------------
+# The audiences (target names) each SSF receiver token may subscribe to.
+ssf_receivers = Table(
+    "gp_ssf_receivers",
+    metadata,
+    Column("token_id", String(40), primary_key=True),
+    Column("audiences", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per SSF stream (OpenID SSF 1.0 §8): the receiver's validated
+# configuration (never its push authorization, which is sealed apart), its
+# status, and the revocation time up to which its events were made.
+ssf_streams = Table(
+    "gp_ssf_streams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_id", String(40), nullable=False, index=True),
+    Column("config", JSON, nullable=False),
+    Column("sealed_authorization", LargeBinary),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(200)),
+    Column("cursor", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("active_at", UTCDateTime, nullable=False),
+)
+
+# Signed SETs of each stream, pushed with retries (the outbox pattern) or held
+# until a poll acknowledges them. (stream, event, subject) is unique, so two
+# replicas making the same event store it once.
+ssf_events = Table(
+    "gp_ssf_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("stream_id", String(40), nullable=False),
+    Column("jti", String(64), nullable=False, unique=True),
+    Column("event", String(128), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("token", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("failed_at", UTCDateTime),
+    Column("last_error", String(200)),
+    UniqueConstraint("stream_id", "event", "subject", name="uq_gp_ssf_events_subject"),
+    Index("ix_gp_ssf_events_open", "stream_id", "delivered_at", "failed_at"),
+    Index("ix_gp_ssf_events_created", "created_at"),
 )
 
 

@@ -34,6 +34,7 @@ import httpx
 from gatepass.clock import Clock, SystemClock
 from gatepass.errors import GatepassError
 from gatepass.secret import Secret
+from gatepass.ssf.consume import SSFPollSubscription
 
 __all__ = ["RevocationFeed"]
 
@@ -65,6 +66,9 @@ class RevocationFeed:
         backoff_max: the longest reconnection delay in seconds.
         pause: waits between reconnections, given the seconds; by default until
             that many seconds passed or the feed is closed.
+        subscription: follow the broker's SSF transmitter by poll (an
+            ``ssf_receiver`` ``api_token``, docs/ssf.md) instead of the
+            Server-Sent Events stream.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class RevocationFeed:
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
         pause: Callable[[float], Awaitable[None]] | None = None,
+        subscription: SSFPollSubscription | None = None,
     ) -> None:
         """Keep the configuration; nothing connects until :meth:`start`."""
         self._url = f"{broker.rstrip('/')}/v1/revocations/stream"
@@ -104,10 +109,17 @@ class RevocationFeed:
         self._connected = asyncio.Event()
         self.events_seen = 0
         self.reconnects = 0
+        self.subscription = subscription
 
     def __repr__(self) -> str:
         """Show the stream URL and state, never the api token."""
+        if self.subscription is not None:
+            return f"RevocationFeed({self.subscription!r}, healthy={self._healthy})"
         return f"RevocationFeed(url={self._url!r}, healthy={self._healthy})"
+
+    def mark_connected(self) -> None:
+        """Say that revocations arrive as they happen (an SSF subscription polls)."""
+        self._set_healthy(healthy=True)
 
     @property
     def healthy(self) -> bool:
@@ -207,6 +219,9 @@ class RevocationFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._set_healthy(healthy=False)
+        if self.subscription is not None:
+            with contextlib.suppress(GatepassError):
+                await self.subscription.close(self._http, self._token())
         if self._owns_http:
             await self._http.aclose()
 
@@ -253,12 +268,18 @@ class RevocationFeed:
             return self._clock.now() - self._lifetime
         return self._cursor - _OVERLAP
 
-    async def _follow(self) -> bool:
+    def _token(self) -> str:
         source = self._api_token
         credential = source() if callable(source) else source
         token = credential.reveal() if isinstance(credential, Secret) else credential
+        return token.strip()
+
+    async def _follow(self) -> bool:
+        token = self._token()
+        if self.subscription is not None:
+            return await self.subscription.follow(self._http, token, self)
         headers = {
-            "Authorization": f"Bearer {token.strip()}",
+            "Authorization": f"Bearer {token}",
             "Accept": "text/event-stream",
             "Cache-Control": "no-store",
         }

@@ -16,13 +16,14 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from gatepass.clock import Clock, SystemClock
 from gatepass.errors import ConfigurationError, TokenError, TokenRevokedError
 from gatepass.secret import token_hash
+from gatepass.ssf.consume import SSFPollSubscription
 from gatepass.tokens import (
     ACCESS_TOKEN_TYP,
     AccessTokenClaims,
@@ -151,6 +152,8 @@ class ResourceVerifier:
         clock: Clock | None = None,
         token_lifetime: dt.timedelta = dt.timedelta(minutes=15),
         introspection_cache_ttl: dt.timedelta = dt.timedelta(seconds=5),
+        revocations: Literal["stream", "ssf"] = "stream",
+        ssf_token: ApiToken | None = None,
     ) -> ResourceVerifier:
         """
         Build the verifier a resource server of one gatepass broker needs.
@@ -173,6 +176,16 @@ class ResourceVerifier:
                 remembered.
             introspection_cache_ttl: how long an *active* introspection answer is
                 trusted while the stream is down.
+            revocations: ``stream`` follows ``/v1/revocations/stream`` (Server-Sent
+                Events, gatepass only); ``ssf`` subscribes to the broker's OpenID
+                SSF transmitter by poll (RFC 8936: signed CAEP events, no inbound
+                connection) with ``ssf_token``. Either way introspection is asked
+                only while the subscription is down.
+            ssf_token: an ``ssf_receiver`` api token allowed this audience (or a
+                callable returning it); required with ``revocations="ssf"``.
+
+        Raises:
+            ConfigurationError: ``revocations="ssf"`` without ``ssf_token``.
 
         Returns:
             The verifier; start it (or serve it through
@@ -180,7 +193,9 @@ class ResourceVerifier:
             the stream.
         """
         base = issuer.rstrip("/")
-        return cls(
+        if revocations == "ssf" and ssf_token is None:
+            raise ConfigurationError("revocations='ssf' needs an ssf_token")
+        verifier = cls(
             issuer=issuer,
             audience=audience,
             jwks_uri=f"{base}/jwks.json",
@@ -190,14 +205,27 @@ class ResourceVerifier:
                 cache_ttl=introspection_cache_ttl,
                 clock=clock,
             ),
-            revocations=RevocationFeed(
-                issuer, api_token, token_lifetime=token_lifetime, clock=clock
-            ),
             clock=clock,
             public_url=public_url,
             scopes=scopes,
             resource_name=resource_name,
         )
+        if revocations == "ssf" and ssf_token is not None:
+            keys = verifier._owned_source
+            if keys is None:  # pragma: no cover - jwks_uri is always given here
+                raise ConfigurationError("the broker's keys are needed for ssf")
+            verifier.revocations = RevocationFeed(
+                issuer,
+                ssf_token,
+                token_lifetime=token_lifetime,
+                clock=clock,
+                subscription=SSFPollSubscription(issuer, audience, keys=keys),
+            )
+        else:
+            verifier.revocations = RevocationFeed(
+                issuer, api_token, token_lifetime=token_lifetime, clock=clock
+            )
+        return verifier
 
     @property
     def clock(self) -> Clock:
