@@ -17,6 +17,8 @@ from gatepass.broker.audit_log import AuditLog
 from gatepass.broker.callers import Callers
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.closing import Closing
+from gatepass.broker.console_access import ConsoleAccess
+from gatepass.broker.console_views import ConsoleViews
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.health import Health
@@ -66,6 +68,8 @@ class Broker:
         sweeper: the expiry sweep.
         revocations: drives revocations through engines; reaps orphans.
         notifier: approval notifications (outbox and webhook delivery).
+        console: console sign-in (login links, sessions).
+        console_views: the console's tenant-scoped reads and actions.
     """
 
     settings: Settings
@@ -89,6 +93,8 @@ class Broker:
     sweeper: Sweeper
     revocations: RevocationWorker
     notifier: Notifier
+    console: ConsoleAccess
+    console_views: ConsoleViews
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +131,8 @@ def assemble(
 ) -> Broker:
     """Build every use case over one context."""
     closing = Closing(context, revocations)
+    agents = Agents(context, revocations)
+    approvals = ApprovalVotes(context)
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
@@ -133,8 +141,8 @@ def assemble(
         issue_credential=IssueEngineCredential(context, revocations),
         renew_credential=RenewCredential(context),
         closing=closing,
-        agents=Agents(context, revocations),
-        approvals=ApprovalVotes(context),
+        agents=agents,
+        approvals=approvals,
         reads=Reads(context),
         policy=PolicyAdmin(context, closing),
         keys=SigningKeys(context),
@@ -147,4 +155,12 @@ def assemble(
         sweeper=Sweeper(context, revocations),
         revocations=revocations,
         notifier=context.notifier,
+        console=ConsoleAccess(context),
+        console_views=ConsoleViews(
+            context,
+            audit=audit,
+            approvals=approvals,
+            closing=closing,
+            agents=agents,
+        ),
     )

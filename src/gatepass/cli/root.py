@@ -9,6 +9,7 @@ from gatepass.cli import (
     agents,
     approvals,
     audit,
+    console,
     keys,
     leases,
     operators,
@@ -44,6 +45,7 @@ app.add_typer(operators.app, name="operators")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
 app.command("whoami")(operators.whoami)
+app.add_typer(console.app, name="console")
 
 
 def _print_version(value: bool) -> None:

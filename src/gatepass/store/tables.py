@@ -366,6 +366,31 @@ idempotency_keys = Table(
 )
 
 
+# --- console (issue 13): browser sessions and one-time login links. Only SHA-256
+# hashes of the cookie values and link tokens are stored.
+console_sessions = Table(
+    "gp_console_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("operator_id", String(40), nullable=False, index=True),
+    Column("method", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime),
+)
+
+console_links = Table(
+    "gp_console_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("operator_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("used_at", UTCDateTime),
+)
+
+
 def upgrade_schema(conn: Connection, version: int) -> None:
     """
     Bring a database of an older schema version up to :data:`SCHEMA_VERSION`.
