@@ -1,0 +1,201 @@
+"""The console's pages in-process (httpx over ASGI, no sockets) (issue 13)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from gatepass.api import create_app
+from gatepass.broker import Caller, OperatorRegistration, Runtime, build_runtime
+from gatepass.config import Settings
+from gatepass.models import ApiRole, OperatorRole
+
+REPO = Path(__file__).resolve().parents[3]
+ADMIN = Caller.of("tok_admin", ApiRole.ADMIN)
+PAGES = ["/", "/tasks", "/leases", "/agents", "/approvals", "/audit", "/policy"]
+
+
+def runtime_at(tmp_path: Path, issuer: str) -> Runtime:
+    """A quickstart-like broker with the console's bootstrap operator."""
+    settings = Settings.model_validate(
+        {
+            "server": {"issuer": issuer, "state_dir": str(tmp_path / "state")},
+            "policy": {
+                "directory": str(REPO / "examples" / "quickstart" / "policies"),
+                "reload_interval_seconds": 0,
+            },
+            "demo": {"enabled": True, "tenant": "acme"},
+            "console": {"bootstrap_operator": "admin"},
+        }
+    )
+    return build_runtime(settings)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A fresh broker."""
+    built = runtime_at(tmp_path, "http://broker.test")
+    try:
+        yield built
+    finally:
+        built.database.dispose()
+
+
+async def browser(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client speaking to the app in-process."""
+    app = create_app(runtime, background_jobs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url=runtime.settings.server.issuer
+    ) as client:
+        yield client
+
+
+async def signed_in(
+    client: httpx.AsyncClient, runtime: Runtime, operator: str | None = None
+) -> str:
+    """Sign in with a login link; return the page's CSRF token."""
+    link = await runtime.broker.console.make_link(ADMIN, operator)
+    shown = await client.get("/console/login/link", params={"token": link.token})
+    assert shown.status_code == 200
+    used = await client.post("/console/login/link", data={"token": link.token})
+    assert used.status_code == 303
+    page = await client.get("/console/")
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert found
+    return found.group(1)
+
+
+def run(runtime: Runtime, check: Any) -> None:
+    """Run an async check with a client."""
+
+    async def main() -> None:
+        async for client in browser(runtime):
+            await check(client)
+
+    anyio.run(main)
+
+
+class TestAccess:
+    """No session, no page; every answer carries the security headers."""
+
+    def test_issue13_pages_need_a_session(self, runtime: Runtime) -> None:
+        """A page without a session sends to sign-in; an action is refused."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            for path in PAGES:
+                answer = await client.get(f"/console{path}")
+                assert answer.status_code == 303
+                assert answer.headers["location"] == "/console/login"
+            refused = await client.post(
+                "/console/tasks/tsk_x/close", data={"reason": "x"}
+            )
+            assert refused.status_code == 403
+            assert "access_denied" in refused.text
+            assert refused.headers["x-frame-options"] == "DENY"
+
+        run(runtime, check)
+
+    def test_issue13_every_page_renders_with_headers(self, runtime: Runtime) -> None:
+        """Signed in, each page answers 200 with the CSP and no-store."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            await signed_in(client, runtime)
+            for path in PAGES:
+                answer = await client.get(f"/console{path}")
+                assert answer.status_code == 200, (path, answer.text[-400:])
+                assert (
+                    "frame-ancestors 'none'"
+                    in answer.headers["content-security-policy"]
+                )
+                assert answer.headers["cache-control"] == "no-store"
+                assert "<script>" not in answer.text
+                assert " style=" not in answer.text
+
+        run(runtime, check)
+
+    def test_issue13_link_page_spends_nothing(self, runtime: Runtime) -> None:
+        """Opening the link only shows a button; the link still works after."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            link = await runtime.broker.console.make_link(ADMIN, None)
+            for _ in range(2):
+                shown = await client.get(
+                    "/console/login/link", params={"token": link.token}
+                )
+                assert shown.status_code == 200
+            used = await client.post("/console/login/link", data={"token": link.token})
+            assert used.status_code == 303
+            cookie = used.headers["set-cookie"].lower()
+            for part in ("httponly", "samesite=strict", "path=/console"):
+                assert part in cookie
+            assert "secure" not in cookie
+            again = await client.post("/console/login/link", data={"token": link.token})
+            assert again.status_code == 401
+
+        run(runtime, check)
+
+    def test_issue13_secure_cookie_under_https(self, tmp_path: Path) -> None:
+        """Behind an https issuer the session cookie is Secure."""
+        built = runtime_at(tmp_path, "https://broker.test")
+        try:
+
+            async def check(client: httpx.AsyncClient) -> None:
+                link = await built.broker.console.make_link(ADMIN, None)
+                used = await client.post(
+                    "/console/login/link", data={"token": link.token}
+                )
+                assert "secure" in used.headers["set-cookie"].lower()
+
+            run(built, check)
+        finally:
+            built.database.dispose()
+
+
+class TestForms:
+    """Forms are strict."""
+
+    def test_issue13_repeated_field_and_bad_choice_are_invalid(
+        self, runtime: Runtime
+    ) -> None:
+        """A repeated field or an unknown vote choice is 400 invalid_request."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            csrf = await signed_in(client, runtime)
+            repeated = await client.post(
+                "/console/tasks/tsk_x/close",
+                content=f"csrf={csrf}&reason=a&reason=b",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            assert repeated.status_code == 400
+            assert "invalid_request" in repeated.text
+
+        run(runtime, check)
+
+    def test_issue13_auditor_sees_no_actions(self, runtime: Runtime) -> None:
+        """An auditor's pages have no Close, Revoke or Disable form."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            await runtime.broker.operators.add(
+                ADMIN,
+                OperatorRegistration(
+                    name="audrey",
+                    roles=frozenset({OperatorRole.AUDITOR}),
+                    tenants=frozenset({"*"}),
+                ),
+            )
+            await signed_in(client, runtime, "audrey")
+            agents = await runtime.broker.agents.find()
+            page = await client.get(f"/console/agents/{agents[0].id}")
+            assert page.status_code == 200
+            assert "disable-agent" not in page.text
+            refused = await client.get("/console/approvals")
+            assert refused.status_code == 200
+
+        run(runtime, check)
