@@ -187,7 +187,11 @@ class ConsoleViews:
             if not tree:
                 below = task_rows.subtree(c, task.id)
                 tree = below if len(below) > 1 else []
-            records, _ = audit_log.audit_page(c, limit=200, newest=True, task=task.id)
+            # Nothing about a task predates it: search only the records since.
+            after = console_views.first_seq_since(c, task.created_at) - 1
+            records, _ = audit_log.audit_page(
+                c, limit=200, after=max(after, 0), newest=True, task=task.id
+            )
             return TaskPage(
                 task=task,
                 agent=agent_rows.get_agent(c, task.agent_id),

@@ -32,6 +32,7 @@ __all__ = [
     "agents_in",
     "audit_before",
     "deny_minutes",
+    "first_seq_since",
     "lease_minutes",
     "leases_page",
     "live_lease_counts",
@@ -226,21 +227,44 @@ def lease_minutes(
     return issued, revoked
 
 
+def first_seq_since(conn: Connection, moment: dt.datetime) -> int:
+    """
+    Return the lowest seq of a record at or after ``moment`` (head + 1 if none).
+
+    A binary search over the primary key (about 17 point reads for 100,000
+    records) instead of a scan of the unindexed ``at``: records are appended in
+    time order, so ``at`` grows with ``seq`` (a clock step back can only make the
+    answer a little early, which a caller filtering by time still corrects).
+    """
+    head, _ = read_audit_head(conn)
+    low, high = 1, head + 1
+    column = audit_events.c
+    while low < high:
+        middle = (low + high) // 2
+        at = conn.execute(
+            select(column.at).where(column.seq >= middle).order_by(column.seq).limit(1)
+        ).scalar_one_or_none()
+        if at is None or at >= moment:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def deny_minutes(
     conn: Connection, *, tenants: Sequence[str] | None, since: dt.datetime
 ) -> Counter[dt.datetime]:
     """Return denied requests per minute since ``since`` (of these tenants' agents)."""
     head, _ = read_audit_head(conn)
-    first = conn.execute(
-        select(func.min(audit_events.c.seq)).where(audit_events.c.at >= since)
-    ).scalar_one_or_none()
+    first = first_seq_since(conn, since)
     denied: Counter[dt.datetime] = Counter()
-    if first is None:
+    if first > head:
         return denied
     conditions: list[ColumnElement[bool]] = [
         audit_events.c.seq >= first,
         audit_events.c.seq <= head,
         audit_events.c.outcome == "deny",
+        audit_events.c.at >= since,
     ]
     if tenants is not None:
         conditions.append(
