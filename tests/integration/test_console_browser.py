@@ -186,6 +186,21 @@ class TestSecurity:
         expect(page.get_by_test_id("verify-ok")).to_contain_text("verified")
         screenshot(page, "audit")
 
+    def test_issue13_policy_what_if(
+        self, broker: ApprovalBroker, people: Operators, context: BrowserContext
+    ) -> None:
+        """The what-if form shows the decision and the deciding policy ids."""
+        page = sign_in(context, broker, people.root)
+        page.goto(f"{broker.url}/console/policy")
+        expect(page.get_by_test_id("policies")).to_contain_text("permit")
+        page.locator("input[name=agent]").fill("demo-agent")
+        page.locator("select[name=target]").select_option("tickets")
+        page.locator("input[name=action]").fill("read")
+        page.locator("input[name=purpose]").fill("support-triage")
+        page.get_by_test_id("explain").click()
+        expect(page.get_by_test_id("decision")).to_have_text("allow")
+        screenshot(page, "policy")
+
 
 class TestApprovals:
     """The approvals inbox, end to end with the agent polling."""
@@ -205,6 +220,7 @@ class TestApprovals:
         page = sign_in(context, broker, people.alice)
         page.get_by_role("link", name="Approvals", exact=True).click()
         expect(page.get_by_test_id("pending")).to_contain_text(approval_id)
+        screenshot(page, "approvals")
         page.get_by_role("link", name=approval_id).first.click()
         expect(page.get_by_test_id("quorum")).to_contain_text("0 approvals")
         facts = page.locator("section.facts-block")
