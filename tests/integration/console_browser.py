@@ -60,9 +60,15 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(IMAGES / f"console-{name}.png"), full_page=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One headless chromium for every browser test of the session."""
+    """
+    One headless chromium for the browser tests of a module.
+
+    Not of the session: Playwright's sync API keeps an event loop running in the
+    test thread while it is open, and the tests of other modules that call
+    ``anyio.run`` there would fail; a module's fixture ends with the module.
+    """
     yield from launched()
 
 

@@ -88,6 +88,25 @@ class TestTasks:
         refused = agent.post_token(agent.access_form(token))
         assert refused.status_code == 400, refused.text
 
+    def test_issue13_revoke_one_lease(
+        self,
+        broker: ApprovalBroker,
+        people: Operators,
+        agent: ApprovalAgent,
+        context: BrowserContext,
+    ) -> None:
+        """An admin revokes one lease with a reason; its page shows it revoked."""
+        _, task_id = open_task_with_lease(agent)
+        page = sign_in(context, broker, people.root)
+        page.goto(f"{broker.url}/console/leases?state=active&task={task_id}")
+        page.get_by_test_id("leases").get_by_role("link", name="lse_").first.click()
+        expect(page.get_by_test_id("lease-state")).to_have_text("active")
+        page.locator("input[name=reason]").fill("leaked in a log")
+        page.get_by_test_id("revoke-lease").click()
+        expect(page.get_by_test_id("lease-state")).to_have_text("revoked")
+        expect(page.get_by_test_id("lease-trail")).to_contain_text("lease.revoke")
+        expect(page.get_by_test_id("lease-trail")).to_contain_text("operator:root")
+
     def test_issue13_auditor_cannot_close_tasks(
         self,
         broker: ApprovalBroker,

@@ -232,13 +232,26 @@ class ConsoleViews:
         Raises:
             NotFoundError: no such lease in the operator's tenants.
         """
+        lease, task, _ = await self.lease_page(operator, lease_id)
+        return lease, task
 
-        def read(c: Connection) -> tuple[Lease, Task] | None:
+    async def lease_page(
+        self, operator: Operator, lease_id: str
+    ) -> tuple[Lease, Task, list[dict[str, Any]]]:
+        """
+        Return a lease, its task and the audit records about the lease.
+
+        Raises:
+            NotFoundError: no such lease in the operator's tenants.
+        """
+
+        def read(c: Connection) -> tuple[Lease, Task, list[dict[str, Any]]] | None:
             lease = lease_rows.get_lease(c, lease_id)
             task = None if lease is None else task_rows.get_task(c, lease.task_id)
             if lease is None or task is None or not operator.may_act_on(task.tenant):
                 return None
-            return lease, task
+            records = console_views.records_about(c, lease.id, since=lease.issued_at)
+            return lease, task, [record.to_json() for record in records]
 
         found = await self._context.database.read(read)
         if found is None:

@@ -81,7 +81,7 @@ def _session_cookie(
 
 async def redeem_link(request: Request) -> Response:
     """Spend a login link and open the session."""
-    check_same_origin(request)
+    check_same_origin(request, broker_of(request).settings.server.issuer)
     form = await form_of(request)
     token = form.get("token", "")
     if not token.startswith("gpl_") or len(token) > 100:

@@ -108,10 +108,15 @@ async def leases_page(request: Request, signed: Signed) -> Response:
 async def lease_page(request: Request, signed: Signed) -> Response:
     """One lease with its revocation attempts."""
     signed.need(Permission.AUDIT)
-    lease, task = await broker_of(request).console_views.lease(
+    lease, task, trail = await broker_of(request).console_views.lease_page(
         signed.session.operator, _id(request, "lease_id")
     )
-    return render(request, "lease.html", {"lease": lease, "task": task}, signed=signed)
+    return render(
+        request,
+        "lease.html",
+        {"lease": lease, "task": task, "trail": trail},
+        signed=signed,
+    )
 
 
 async def agents_page(request: Request, signed: Signed) -> Response:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import Final
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -111,9 +112,14 @@ def check_csrf(session_cookie: str, presented: str | None) -> None:
         raise CSRFError("the form's csrf token is missing or wrong: reload the page")
 
 
-def check_same_origin(request: Request) -> None:
+def check_same_origin(request: Request, issuer: str | None = None) -> None:
     """
     Refuse a state-changing request that a browser says came from another site.
+
+    Args:
+        request: the request.
+        issuer: the broker's public URL; its origin counts as the console's own
+            too (behind a reverse proxy the request's Host may be another).
 
     Raises:
         CSRFError: ``Sec-Fetch-Site`` is ``cross-site``, or ``Origin`` names
@@ -126,6 +132,10 @@ def check_same_origin(request: Request) -> None:
         # Browsers send Origin on every POST; "null" comes from sandboxed frames
         # and privacy modes, and the session-bound CSRF token still decides.
         return
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if not hmac.compare_digest(origin.encode(), own.encode()):
+    own = {f"{request.url.scheme}://{request.url.netloc}"}
+    if issuer:
+        parts = urlsplit(issuer)
+        own.add(f"{parts.scheme}://{parts.netloc}")
+    # Origins are public; the secret check is the CSRF token's, in constant time.
+    if origin not in own:
         raise CSRFError("cross-site form posts are refused")

@@ -173,7 +173,7 @@ def page(
                 raise AccessDeniedError("sign in to the console first")
             return RedirectResponse(f"{PREFIX}/login", status_code=303)
         if changes:
-            check_same_origin(request)
+            check_same_origin(request, broker_of(request).settings.server.issuer)
             form = await form_of(request)
             presented = form.get("csrf") or request.headers.get("x-csrf-token")
             check_csrf(request.cookies[SESSION_COOKIE], presented)

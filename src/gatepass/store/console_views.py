@@ -37,6 +37,7 @@ __all__ = [
     "leases_page",
     "live_lease_counts",
     "open_task_count",
+    "records_about",
     "retrying_revocations",
     "tasks_page",
 ]
@@ -249,6 +250,25 @@ def first_seq_since(conn: Connection, moment: dt.datetime) -> int:
         else:
             low = middle + 1
     return low
+
+
+def records_about(
+    conn: Connection, subject: str, *, since: dt.datetime, limit: int = 100
+) -> list[AuditRecord]:
+    """Return the records whose subject is ``subject``, since a time, in order."""
+    first = first_seq_since(conn, since)
+    head, _ = read_audit_head(conn)
+    query = (
+        select(audit_events)
+        .where(
+            audit_events.c.seq >= first,
+            audit_events.c.seq <= head,
+            audit_events.c.subject == subject,
+        )
+        .order_by(audit_events.c.seq)
+        .limit(limit)
+    )
+    return [_to_record(row) for row in conn.execute(query)]
 
 
 def deny_minutes(
