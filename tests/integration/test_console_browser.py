@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from .approvals_kit import ApprovalAgent, ApprovalBroker, approval_broker
 from .console_browser import chromium, context, screenshot
@@ -219,6 +219,48 @@ class TestSecurity:
         page.get_by_test_id("explain").click()
         expect(page.get_by_test_id("decision")).to_have_text("allow")
         screenshot(page, "policy")
+
+
+class TestLayout:
+    """A narrow window, the dark theme, the keyboard."""
+
+    def test_issue13_narrow_dark_and_keyboard(
+        self,
+        broker: ApprovalBroker,
+        people: Operators,
+        agent: ApprovalAgent,
+        chromium: Browser,
+    ) -> None:
+        """At 390 px nothing overflows sideways; dark is dark; Tab reaches the nav."""
+        _, task_id = open_task_with_lease(agent)
+        phone = chromium.new_context(
+            viewport={"width": 390, "height": 800}, color_scheme="dark"
+        )
+        try:
+            page = sign_in(phone, broker, people.root)
+            for path in ("/console/", f"/console/tasks/{task_id}", "/console/audit"):
+                page.goto(f"{broker.url}{path}")
+                wide = page.evaluate(
+                    "() => document.documentElement.scrollWidth - window.innerWidth"
+                )
+                assert wide <= 1, (path, wide)
+            background = page.evaluate(
+                "() => getComputedStyle(document.body).backgroundColor"
+            )
+            assert background == "rgb(13, 17, 23)"
+            page.goto(f"{broker.url}/console/")
+            screenshot(page, "overview-narrow-dark")
+            page.keyboard.press("Tab")
+            assert page.evaluate("() => document.activeElement.textContent") == (
+                "Skip to content"
+            )
+            page.keyboard.press("Tab")
+            page.keyboard.press("Tab")
+            assert page.evaluate("() => document.activeElement.textContent") == (
+                "Overview"
+            )
+        finally:
+            phone.close()
 
 
 class TestApprovals:
