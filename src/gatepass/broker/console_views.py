@@ -180,13 +180,11 @@ class ConsoleViews:
             task = task_rows.get_task(c, task_id)
             if task is None or not operator.may_act_on(task.tenant):
                 return None
-            root = task.lineage_id or task.id
-            tree = (
-                task_rows.subtree(c, root) if task.lineage_id or task.parent_id else []
-            )
-            if not tree:
-                below = task_rows.subtree(c, task.id)
-                tree = below if len(below) > 1 else []
+            # The whole delegation tree the task belongs to, from its root; a
+            # task that delegated nothing and was not delegated has none.
+            tree = task_rows.subtree(c, task.lineage_id or task.id)
+            if len(tree) < 2:
+                tree = []
             # Nothing about a task predates it: search only the records since.
             after = console_views.first_seq_since(c, task.created_at) - 1
             records, _ = audit_log.audit_page(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gatepass.broker import AuditFilter, Caller, LeaseFilter, TaskFilter
 from gatepass.errors import AccessDeniedError, NotFoundError
-from gatepass.ids import OperatorId
+from gatepass.ids import OperatorId, new_task_id
 from gatepass.models import ApiRole, LeaseState, Operator, OperatorRole, TaskState
+from gatepass.store import tasks as task_rows
 from gatepass.tokens import DPoPKey
 
 from .conftest import START, Harness
@@ -117,6 +120,30 @@ class TestScope:
             views.audit, ROOT, every, before=records[-1]["seq"], until=None, limit=5
         )
         assert all(r["seq"] < records[-1]["seq"] for r in older)
+
+
+class TestTree:
+    """A task page shows the delegation tree it belongs to."""
+
+    def test_issue13_delegated_task_shows_its_tree(self, harness: Harness) -> None:
+        """Parent and child both show the two-task tree; a lone task shows none."""
+        task_id = task_with_lease(harness)
+        views = harness.broker.console_views
+        assert harness.run(views.task, caller(ACME), task_id).tree == []
+        parent = harness.run(views.task, caller(ACME), task_id).task
+        child = dataclasses.replace(
+            parent,
+            id=new_task_id(),
+            token_jti="child-jti",
+            parent_id=parent.id,
+            lineage_id=parent.id,
+            depth=1,
+        )
+        with harness.runtime.database.transaction() as conn:
+            task_rows.insert_task(conn, child)
+        for shown in (task_id, child.id):
+            tree = harness.run(views.task, caller(ACME), shown).tree
+            assert [(t.id, t.depth) for t in tree] == [(parent.id, 0), (child.id, 1)]
 
 
 class TestOverview:
