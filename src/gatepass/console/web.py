@@ -143,6 +143,8 @@ def render(
         may_audit=signed is not None and signed.may(Permission.AUDIT),
         may_approve=signed is not None and signed.may(Permission.APPROVE),
         path=request.url.path,
+        request_url=request.url.path
+        + (f"?{request.url.query}" if request.url.query else ""),
         **values,
     )
     return HTMLResponse(body, status_code=status_code)

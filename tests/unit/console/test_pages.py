@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -197,5 +198,75 @@ class TestForms:
             assert "disable-agent" not in page.text
             refused = await client.get("/console/approvals")
             assert refused.status_code == 200
+
+        run(runtime, check)
+
+
+class TestAudit:
+    """Export and verify-now, in-process."""
+
+    def test_issue13_export_is_json_lines_in_chain_order(
+        self, runtime: Runtime
+    ) -> None:
+        """The export holds every record once, oldest first, each with its hash."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            await signed_in(client, runtime)
+            answer = await client.get("/console/audit/export")
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("application/x-ndjson")
+            assert "attachment" in answer.headers["content-disposition"]
+            records = [json.loads(line) for line in answer.text.splitlines()]
+            seqs = [record["seq"] for record in records]
+            assert seqs == list(range(1, len(seqs) + 1))
+            assert all(len(record["hash"]) == 64 for record in records)
+            only = await client.get("/console/audit/export?kind=console")
+            kinds = {json.loads(line)["kind"] for line in only.text.splitlines()}
+            assert kinds <= {"console.link", "console.login"}
+            assert kinds
+
+        run(runtime, check)
+
+    def test_issue13_verify_now_answers_a_fragment_to_htmx(
+        self, runtime: Runtime
+    ) -> None:
+        """With HX-Request the answer is the result alone; without, a whole page."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            csrf = await signed_in(client, runtime)
+            fragment = await client.post(
+                "/console/audit/verify",
+                data={"csrf": csrf},
+                headers={"hx-request": "true"},
+            )
+            assert fragment.status_code == 200
+            assert fragment.text.lstrip().startswith('<span class="ok"')
+            page = await client.post("/console/audit/verify", data={"csrf": csrf})
+            assert "<html" in page.text
+            assert "verified:" in page.text
+
+        run(runtime, check)
+
+    def test_issue13_scoped_operator_exports_one_agent_only(
+        self, runtime: Runtime
+    ) -> None:
+        """An operator of some tenants must name an agent or task to export."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            await runtime.broker.operators.add(
+                ADMIN,
+                OperatorRegistration(
+                    name="ann",
+                    roles=frozenset({OperatorRole.AUDITOR}),
+                    tenants=frozenset({"acme"}),
+                ),
+            )
+            await signed_in(client, runtime, "ann")
+            refused = await client.get("/console/audit/export")
+            assert refused.status_code == 403
+            agents = await runtime.broker.agents.find()
+            allowed = await client.get(f"/console/audit/export?agent={agents[0].id}")
+            assert allowed.status_code == 200
+            assert allowed.text
 
         run(runtime, check)
