@@ -69,18 +69,26 @@ class OIDCClient:
 
     Args:
         settings: ``[console.oidc]``.
+        transport: the HTTP transport (tests pass a fake provider); None: the
+            network.
     """
 
-    def __init__(self, settings: ConsoleOIDCSettings) -> None:
+    def __init__(
+        self,
+        settings: ConsoleOIDCSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         """Keep the settings; metadata and keys are fetched when first needed."""
         self.settings = settings
+        self._transport = transport
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str, jwt.PyJWK] | None = None
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(
-                timeout=_TIMEOUT, follow_redirects=False
+                timeout=_TIMEOUT, follow_redirects=False, transport=self._transport
             ) as client:
                 response = await client.get(url, headers={"accept": "application/json"})
         except httpx.HTTPError:
@@ -228,7 +236,7 @@ class OIDCClient:
             form["client_id"] = self.settings.client_id
         try:
             async with httpx.AsyncClient(
-                timeout=_TIMEOUT, follow_redirects=False
+                timeout=_TIMEOUT, follow_redirects=False, transport=self._transport
             ) as client:
                 response = await client.post(
                     token_endpoint, data=form, auth=auth or httpx.USE_CLIENT_DEFAULT

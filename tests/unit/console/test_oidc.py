@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gatepass.config import ConsoleOIDCSettings
 from gatepass.console.oidc import OIDCClient, pkce_challenge
-from gatepass.errors import AuthenticationError
+from gatepass.errors import AuthenticationError, FetchError
 
 ISSUER = "https://idp.test"
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -187,3 +188,128 @@ class TestSettings:
                     "redirect_uri": "https://gp.test/console/login/oidc/callback",
                 }
             )
+
+
+class FakeProvider:
+    """An in-memory provider behind httpx.MockTransport: metadata, JWKS, token."""
+
+    def __init__(self, *, issuer: str = ISSUER, client_key: Any = None) -> None:
+        """Keep what the token endpoint checks."""
+        self.issuer = issuer
+        self.client_key = client_key
+        self.nonce = ""
+        self.challenge = ""
+        self.forms: list[dict[str, str]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request."""
+        path = request.url.path
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.issuer,
+                    "authorization_endpoint": f"{ISSUER}/auth",
+                    "token_endpoint": f"{ISSUER}/token",
+                    "jwks_uri": f"{ISSUER}/jwks",
+                },
+            )
+        if path == "/jwks":
+            public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key()))
+            return httpx.Response(200, json={"keys": [{**public, "kid": "k1"}]})
+        if path == "/token":
+            form = dict(httpx.QueryParams(request.content.decode()))
+            self.forms.append(form)
+            if pkce_challenge(form["code_verifier"]) != self.challenge:
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            if self.client_key is not None:
+                jwt.decode(
+                    form["client_assertion"],
+                    self.client_key,
+                    algorithms=["ES256"],
+                    audience=f"{ISSUER}/token",
+                )
+            return httpx.Response(200, json={"id_token": id_token(nonce=self.nonce)})
+        return httpx.Response(404)
+
+
+def live_client(tmp_path: Path, provider: FakeProvider, **overrides: Any) -> OIDCClient:
+    """A client that fetches everything from the fake provider."""
+    raw: dict[str, Any] = {
+        "issuer": ISSUER,
+        "client_id": "console",
+        "redirect_uri": "http://127.0.0.1:8400/console/login/oidc/callback",
+        "operators": {"ann@example.com": "ann"},
+        **overrides,
+    }
+    if "private_key_file" not in raw:
+        secret = tmp_path / "secret"
+        secret.write_text("s3cret\n")
+        raw["client_secret_file"] = str(secret)
+    return OIDCClient(
+        ConsoleOIDCSettings.model_validate(raw),
+        transport=httpx.MockTransport(provider.handle),
+    )
+
+
+def sign_in(oidc: OIDCClient, provider: FakeProvider) -> dict[str, Any]:
+    """Start, let the fake provider see the challenge and nonce, finish."""
+
+    async def flow() -> dict[str, Any]:
+        started = await oidc.start()
+        query = httpx.URL(started.url).params
+        provider.challenge = query["code_challenge"]
+        provider.nonce = query["nonce"]
+        return await oidc.finish(
+            code="code-1", state=query["state"], cookie=started.cookie
+        )
+
+    result: dict[str, Any] = anyio.run(flow)
+    return result
+
+
+class TestFlow:
+    """The whole relying-party side against a fake provider (no network)."""
+
+    def test_issue13_secret_client_signs_in(self, tmp_path: Path) -> None:
+        """Metadata, keys, the code exchange with PKCE, the ID token: ann."""
+        provider = FakeProvider()
+        oidc = live_client(tmp_path, provider)
+        claims = sign_in(oidc, provider)
+        assert oidc.operator_for(claims)[0] == "ann"
+        assert provider.forms[0]["grant_type"] == "authorization_code"
+        assert "client_assertion" not in provider.forms[0]
+
+    def test_issue13_private_key_jwt_client_signs_in(self, tmp_path: Path) -> None:
+        """The client authenticates with an ES256 assertion the provider verifies."""
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        private = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(client_key))
+        key_file = tmp_path / "client.jwk"
+        key_file.write_text(json.dumps({**private, "kid": "c1", "alg": "ES256"}))
+        provider = FakeProvider(client_key=client_key.public_key())
+        oidc = live_client(tmp_path, provider, private_key_file=str(key_file))
+        claims = sign_in(oidc, provider)
+        assert claims["email"] == "ann@example.com"
+        assert provider.forms[0]["client_id"] == "console"
+
+    def test_issue13_metadata_naming_another_issuer_is_refused(
+        self, tmp_path: Path
+    ) -> None:
+        """A discovery document for another issuer is never used."""
+        provider = FakeProvider(issuer="https://evil.test")
+        with pytest.raises(FetchError):
+            anyio.run(live_client(tmp_path, provider).start)
+
+    def test_issue13_unreachable_provider_is_a_fetch_error(
+        self, tmp_path: Path
+    ) -> None:
+        """A provider that cannot be reached is fetch_failed, not a crash."""
+
+        def down(_request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("down")
+
+        oidc = OIDCClient(
+            client(tmp_path).settings, transport=httpx.MockTransport(down)
+        )
+        with pytest.raises(FetchError):
+            anyio.run(oidc.start)

@@ -270,3 +270,55 @@ class TestAudit:
             assert allowed.text
 
         run(runtime, check)
+
+
+class TestActions:
+    """Disable, sign out and unknown pages, in-process."""
+
+    def test_issue13_disable_agent_from_its_page(self, runtime: Runtime) -> None:
+        """An admin disables the demo agent; its page says so; again conflicts."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            csrf = await signed_in(client, runtime)
+            agent = (await runtime.broker.agents.find())[0]
+            path = f"/console/agents/{agent.id}/disable"
+            done = await client.post(path, data={"csrf": csrf})
+            assert done.status_code == 303
+            page = await client.get(done.headers["location"])
+            assert 'data-testid="agent-status">disabled' in page.text
+            again = await client.post(path, data={"csrf": csrf})
+            assert again.status_code == 409
+
+        run(runtime, check)
+
+    def test_issue13_sign_out_ends_the_session(self, runtime: Runtime) -> None:
+        """After signing out the same cookie opens nothing."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            csrf = await signed_in(client, runtime)
+            out = await client.post("/console/logout", data={"csrf": csrf})
+            assert out.status_code == 303
+            cookie = next(iter(client.cookies.jar)).value if client.cookies else None
+            assert (
+                cookie is None or await runtime.broker.console.session(cookie) is None
+            )
+            again = await client.get("/console/tasks")
+            assert again.status_code == 303
+
+        run(runtime, check)
+
+    def test_issue13_unknown_page_and_bad_id(self, runtime: Runtime) -> None:
+        """An unknown path is a 404 page; a malformed id is 400, both with headers."""
+
+        async def check(client: httpx.AsyncClient) -> None:
+            await signed_in(client, runtime)
+            missing = await client.get("/console/nothing-here")
+            assert missing.status_code == 404
+            assert "not_found" in missing.text
+            assert missing.headers["x-frame-options"] == "DENY"
+            bad = await client.get("/console/tasks/" + "x" * 80)
+            assert bad.status_code == 400
+            unknown = await client.get("/console/tasks/tsk_unknown")
+            assert unknown.status_code == 404
+
+        run(runtime, check)
