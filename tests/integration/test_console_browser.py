@@ -189,6 +189,14 @@ class TestSecurity:
         answer = page.goto(f"{broker.url}/console/audit")
         assert answer is not None
         assert answer.status == 403
+        answer = page.goto(
+            f"{broker.url}/console/policy?agent=demo-agent&target=tickets&action=read"
+        )
+        assert answer is not None
+        assert answer.status == 404
+        page.goto(f"{broker.url}/console/policy")
+        targets = page.locator("select[name=target] option").all_inner_texts()
+        assert targets == ["globex-dev"]
 
     def test_issue13_headers_forbid_framing_and_inline_script(
         self, broker: ApprovalBroker, people: Operators, context: BrowserContext

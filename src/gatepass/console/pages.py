@@ -24,7 +24,7 @@ from gatepass.console.queries import (
     text_field,
 )
 from gatepass.console.web import Signed, broker_of, render
-from gatepass.errors import InvalidRequestError
+from gatepass.errors import InvalidRequestError, NotFoundError
 
 __all__ = [
     "agent_page",
@@ -228,9 +228,12 @@ async def policy_page(request: Request, signed: Signed) -> Response:
         "purpose": text_field(params, "purpose") or "",
         "environment": text_field(params, "environment") or "",
     }
+    operator = signed.session.operator
     if question["agent"] and question["target"] and question["action"]:
         views = broker.console_views
-        await views.scoped_agent_reference(signed.session.operator, question["agent"])
+        await views.scoped_agent_reference(operator, question["agent"])
+        if not operator.may_act_on(broker.catalog.resolve(question["target"]).tenant):
+            raise NotFoundError("no such target")
         answer = await broker.policy.explain(
             PolicyQuestion(
                 agent=question["agent"],
@@ -246,7 +249,9 @@ async def policy_page(request: Request, signed: Signed) -> Response:
         {
             "status": broker.policy.status(),
             "policies": broker.console_views.policies(),
-            "targets": broker.catalog.all(),
+            "targets": [
+                t for t in broker.catalog.all() if operator.may_act_on(t.tenant)
+            ],
             "question": question,
             "answer": answer,
         },
