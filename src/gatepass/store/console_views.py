@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
@@ -303,7 +302,11 @@ def audit_before(
     limit: int,
     before: int | None = None,
     until: dt.datetime | None = None,
-    **filters: Any,  # noqa: ANN401 - the audit API's filters, passed through
+    agent: str | None = None,
+    task: str | None = None,
+    kind: str | None = None,
+    outcome: str | None = None,
+    since: dt.datetime | None = None,
 ) -> tuple[list[AuditRecord], int]:
     """
     Return matching records newest first, below ``before``, and the chain head.
@@ -313,15 +316,21 @@ def audit_before(
         limit: at most this many records.
         before: only records with a lower seq (the keyset of the next page).
         until: only records before this time.
-        filters: ``agent``, ``task``, ``kind``, ``outcome``, ``since`` as
-            :func:`gatepass.store.audit_log.audit_page` takes them.
+        agent: as :func:`gatepass.store.audit_log.audit_page` takes it.
+        task: likewise.
+        kind: likewise.
+        outcome: likewise.
+        since: likewise.
 
     Returns:
         The records, newest first, and the head's seq.
     """
     head, _ = read_audit_head(conn)
     ceiling = head if before is None else min(head, before - 1)
-    conditions = [audit_events.c.seq <= ceiling, *_matching(**filters)]
+    conditions = [
+        audit_events.c.seq <= ceiling,
+        *_matching(agent=agent, task=task, kind=kind, outcome=outcome, since=since),
+    ]
     if until is not None:
         conditions.append(audit_events.c.at < until)
     query = (
