@@ -312,6 +312,11 @@ class TestApprovals:
         assert polled.json()["access_token"]
         vote = broker.audit_of(approval_id, "approval.vote")
         assert vote["actor"] == "operator:alice"
+        # Redeemed, it leaves the pending list for the history.
+        page.goto(f"{broker.url}/console/approvals")
+        expect(page.get_by_test_id("pending")).not_to_contain_text(approval_id)
+        expect(page.get_by_test_id("history")).to_contain_text(approval_id)
+        expect(page.get_by_test_id("history")).to_contain_text("redeemed")
 
     def test_issue13_agent_text_with_markup_and_script_is_inert(
         self,

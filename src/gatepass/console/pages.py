@@ -25,6 +25,7 @@ from gatepass.console.queries import (
 )
 from gatepass.console.web import Signed, broker_of, render
 from gatepass.errors import InvalidRequestError, NotFoundError
+from gatepass.models import ApprovalState
 
 __all__ = [
     "agent_page",
@@ -142,9 +143,8 @@ async def approvals_page(request: Request, signed: Signed) -> Response:
     signed.need(Permission.APPROVE, Permission.AUDIT)
     views = broker_of(request).console_views
     pending = await views.approvals(signed.caller, states=("pending",))
-    history = await views.approvals(
-        signed.caller, states=("approved", "denied", "expired", "cancelled", "used")
-    )
+    ended = tuple(s.value for s in ApprovalState if s is not ApprovalState.PENDING)
+    history = await views.approvals(signed.caller, states=ended)
     return render(
         request,
         "approvals.html",
