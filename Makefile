@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/evidence.py
 	$(BIN)/python bench/delegation.py
 	$(BIN)/python bench/ssf.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

@@ -29,6 +29,8 @@ from gatepass.models import Target
 __all__ = [
     "AuditSettings",
     "ClaimRuleSettings",
+    "ConsoleOIDCSettings",
+    "ConsoleSettings",
     "DPoPSettings",
     "DelegationSettings",
     "DemoSettings",
@@ -259,6 +261,76 @@ class SSFSettings(_Section):
     inactivity_timeout_seconds: int = Field(default=86_400, ge=60, le=2_592_000)
 
 
+# --- console (issue 13) ---------------------------------------------------------
+
+
+_IdTokenAlgorithm = Literal["RS256", "PS256", "ES256", "EdDSA"]
+
+
+class ConsoleOIDCSettings(_Section):
+    """
+    ``[console.oidc]``: sign operators in with an OpenID Connect provider.
+
+    Authorization code flow with PKCE (S256). The client authenticates with a
+    secret read from ``client_secret_file`` or, with ``private_key_file`` (a
+    private JWK), by ``private_key_jwt``. The ID token's claim named by ``claim``
+    is looked up in ``operators`` (claim value -> operator name); an ``email``
+    claim counts only with ``email_verified`` true.
+    """
+
+    issuer: str
+    client_id: Annotated[str, Field(min_length=1, max_length=255)]
+    client_secret_file: Path | None = None
+    private_key_file: Path | None = None
+    redirect_uri: str
+    scopes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(
+        default_factory=lambda: ["openid", "email"]
+    )
+    algorithms: list[_IdTokenAlgorithm] = Field(
+        default_factory=lambda: list[_IdTokenAlgorithm](["RS256", "ES256"]),
+        min_length=1,
+    )
+    claim: Literal["sub", "email"] = "email"
+    operators: dict[str, Name] = Field(default_factory=dict)
+
+    @field_validator("issuer", "redirect_uri")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        local = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("must be an https URL (http only for a local address)")
+        if parts.fragment or not parts.netloc:
+            raise ValueError("must be an absolute URL without a fragment")
+        return value.rstrip("/") if value.endswith("/") and parts.path == "/" else value
+
+    @model_validator(mode="after")
+    def _one_client_credential(self) -> ConsoleOIDCSettings:
+        if (self.client_secret_file is None) == (self.private_key_file is None):
+            raise ValueError("give exactly one of client_secret_file, private_key_file")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid")
+        return self
+
+
+class ConsoleSettings(_Section):
+    """
+    ``[console]``: the web console at ``/console``.
+
+    Sessions live ``session_ttl_seconds``; a one-time login link
+    (``gatepass console login``) lives ``link_ttl_seconds``, at most five minutes.
+    ``bootstrap_operator`` names the admin operator a link is made for when the
+    admin token asks without naming one (the quickstart sets it); without it, the
+    operator must be named.
+    """
+
+    enabled: bool = True
+    session_ttl_seconds: int = Field(default=28_800, ge=300, le=86_400)
+    link_ttl_seconds: int = Field(default=300, ge=30, le=300)
+    bootstrap_operator: Name | None = None
+    oidc: ConsoleOIDCSettings | None = None
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -275,6 +347,7 @@ class Settings(_Section):
     approvals: ApprovalSettings = ApprovalSettings()
     delegation: DelegationSettings = DelegationSettings()
     ssf: SSFSettings = SSFSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="before")
     @classmethod

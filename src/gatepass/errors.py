@@ -37,7 +37,8 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   └── WebhookSignatureError          401 invalid_signature (a receiver's check)
     ├── AccessDeniedError                  403 access_denied
     │   ├── InsufficientScopeError         403 insufficient_scope
-    │   └── ApprovalDeniedError            403 access_denied (an approver said no)
+    │   ├── ApprovalDeniedError            403 access_denied (an approver said no)
+    │   └── CSRFError                      403 invalid_csrf_token (console forms)
     ├── NotFoundError                      404 not_found
     ├── ConflictError                      409 conflict
     ├── RateLimitedError                   429 rate_limited
@@ -65,6 +66,7 @@ __all__ = [
     "ApprovalPendingError",
     "AuditIntegrityError",
     "AuthenticationError",
+    "CSRFError",
     "ConfigurationError",
     "ConflictError",
     "DPoPNonceRequiredError",
@@ -387,6 +389,12 @@ class AccessDeniedError(GatepassError):
     code = "access_denied"
     http_status = 403
     exit_code = 77
+
+
+class CSRFError(AccessDeniedError):
+    """A console form arrived without its session's CSRF token, or from elsewhere."""
+
+    code = "invalid_csrf_token"
 
 
 class InsufficientScopeError(AccessDeniedError):

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatepass.api.errors import handle_gatepass_error
 from gatepass.api.routes.admin import admin_routes
 from gatepass.api.routes.approvals import approval_routes
+from gatepass.api.routes.console_links import console_link_routes
 from gatepass.api.routes.credentials import credential_routes
 from gatepass.api.routes.evidence import evidence_routes
 from gatepass.api.routes.health import health_routes
@@ -25,6 +26,7 @@ from gatepass.api.routes.operators import operator_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
 from gatepass.api.routes.ssf import ssf_routes
 from gatepass.broker import Runtime, run_jobs
+from gatepass.console import console_mount
 from gatepass.errors import GatepassError
 from gatepass.observability import Metrics, get_logger
 
@@ -177,6 +179,9 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             *approval_routes,
             *health_routes,
             *ssf_routes,
+            # The web console (issue 13): its own error pages and headers.
+            *console_link_routes,
+            *console_mount(broker),
         ],
         exception_handlers={
             GatepassError: handle_gatepass_error,

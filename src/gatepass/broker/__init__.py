@@ -14,6 +14,14 @@ from gatepass.broker.audit_log import AuditFilter, ProxyCall
 from gatepass.broker.bootstrap import build_runtime, write_secret_file
 from gatepass.broker.callers import Caller, Permission, permissions_of
 from gatepass.broker.catalog import TargetCatalog
+from gatepass.broker.console_access import ConsoleLink, ConsoleSession
+from gatepass.broker.console_views import (
+    ChartSeries,
+    LeaseFilter,
+    Overview,
+    TaskFilter,
+    TaskPage,
+)
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.facade import Broker, Runtime
 from gatepass.broker.health import Readiness
@@ -51,13 +59,18 @@ __all__ = [
     "Broker",
     "BrokerContext",
     "Caller",
+    "ChartSeries",
+    "ConsoleLink",
+    "ConsoleSession",
     "CredentialRequest",
     "DelegationGrantRequest",
     "Introspection",
     "IssuedToken",
+    "LeaseFilter",
     "LiveKeys",
     "OpenTaskRequest",
     "OperatorRegistration",
+    "Overview",
     "Permission",
     "PolicyQuestion",
     "PresentedTaskToken",
@@ -68,6 +81,8 @@ __all__ = [
     "ServiceTokenRequest",
     "TargetCatalog",
     "TaskDetails",
+    "TaskFilter",
+    "TaskPage",
     "TokenResponse",
     "TreeNode",
     "Viewer",

@@ -17,6 +17,8 @@ from gatepass.broker.audit_log import AuditLog
 from gatepass.broker.callers import Callers
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.closing import Closing
+from gatepass.broker.console_access import ConsoleAccess
+from gatepass.broker.console_views import ConsoleViews
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.evidence import EvidenceExport
@@ -74,6 +76,8 @@ class Broker:
         frameworks: the framework report (issue 14).
         ssf_streams: the SSF transmitter's discovery, receivers and streams.
         ssf_delivery: SETs made from revocations, pushed and polled.
+        console: console sign-in (login links, sessions).
+        console_views: the console's tenant-scoped reads and actions.
     """
 
     settings: Settings
@@ -101,6 +105,8 @@ class Broker:
     frameworks: FrameworkReport
     ssf_streams: SSFStreams
     ssf_delivery: SSFDelivery
+    console: ConsoleAccess
+    console_views: ConsoleViews
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +144,8 @@ def assemble(
     """Build every use case over one context."""
     closing = Closing(context, revocations)
     ssf_streams = SSFStreams(context)
+    agents = Agents(context, revocations)
+    approvals = ApprovalVotes(context)
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
@@ -146,8 +154,8 @@ def assemble(
         issue_credential=IssueEngineCredential(context, revocations),
         renew_credential=RenewCredential(context),
         closing=closing,
-        agents=Agents(context, revocations),
-        approvals=ApprovalVotes(context),
+        agents=agents,
+        approvals=approvals,
         reads=Reads(context),
         policy=PolicyAdmin(context, closing),
         keys=SigningKeys(context),
@@ -164,4 +172,12 @@ def assemble(
         frameworks=FrameworkReport(context),
         ssf_streams=ssf_streams,
         ssf_delivery=SSFDelivery(context, ssf_streams),
+        console=ConsoleAccess(context),
+        console_views=ConsoleViews(
+            context,
+            audit=audit,
+            approvals=approvals,
+            closing=closing,
+            agents=agents,
+        ),
     )

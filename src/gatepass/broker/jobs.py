@@ -63,6 +63,10 @@ async def run_jobs(broker: Broker) -> None:
             broker.audit.checkpoint,
         )
         group.start_soon(_every, 30.0, "keys", broker.keys.refresh)
+        if settings.console.enabled:
+            group.start_soon(
+                _every, 300.0, "console-sessions", broker.console.forget_expired
+            )
         if settings.identity.issuers:
             group.start_soon(
                 _every, 10.0, "identity-keys", broker.health.refresh_identity_keys

@@ -9,6 +9,7 @@ from gatepass.cli import (
     agents,
     approvals,
     audit,
+    console,
     evidence,
     keys,
     leases,
@@ -50,6 +51,7 @@ app.add_typer(ssf.app, name="ssf")
 app.command("whoami")(operators.whoami)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(report.app, name="report")
+app.add_typer(console.app, name="console")
 
 
 def _print_version(value: bool) -> None:

@@ -126,5 +126,9 @@ def banner(settings: Settings, *, store: str, with_demo: bool) -> list[str]:
             uris[0] if uris else f"http://{server.host}:{settings.demo.resource_port}/"
         )
         lines.append(f"  demo API     {shown} (target {name})")
+    if settings.console.enabled:
+        lines.append(
+            f"  console      {server.issuer}/console/ (sign in: gatepass console login)"
+        )
     lines.append(f"  docs         {server.service_documentation}")
     return lines

@@ -45,6 +45,8 @@ __all__ = [
     "audit_checkpoints",
     "audit_events",
     "audit_head",
+    "console_links",
+    "console_sessions",
     "idempotency_keys",
     "leases",
     "metadata",
@@ -419,6 +421,31 @@ ssf_events = Table(
     UniqueConstraint("stream_id", "event", "subject", name="uq_gp_ssf_events_subject"),
     Index("ix_gp_ssf_events_open", "stream_id", "delivered_at", "failed_at"),
     Index("ix_gp_ssf_events_created", "created_at"),
+)
+
+
+# --- console (issue 13): browser sessions and one-time login links. Only SHA-256
+# hashes of the cookie values and link tokens are stored.
+console_sessions = Table(
+    "gp_console_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("operator_id", String(40), nullable=False, index=True),
+    Column("method", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime),
+)
+
+console_links = Table(
+    "gp_console_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("operator_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("used_at", UTCDateTime),
 )
 
 
