@@ -22,6 +22,7 @@ from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
 from gatepass.api.routes.operators import operator_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
+from gatepass.api.routes.signals import signal_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.errors import GatepassError
 from gatepass.observability import Metrics, get_logger
@@ -173,6 +174,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             *operator_routes,
             *approval_routes,
             *health_routes,
+            *signal_routes,
         ],
         exception_handlers={
             GatepassError: handle_gatepass_error,

@@ -15,6 +15,7 @@ from gatepass.broker.bootstrap import build_runtime, write_secret_file
 from gatepass.broker.callers import Caller, Permission, permissions_of
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.context import BrokerContext
+from gatepass.broker.context_signals import SignalRequest
 from gatepass.broker.facade import Broker, Runtime
 from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
@@ -64,6 +65,7 @@ __all__ = [
     "RevocationRequest",
     "Runtime",
     "ServiceTokenRequest",
+    "SignalRequest",
     "TargetCatalog",
     "TaskDetails",
     "TokenResponse",

@@ -8,10 +8,10 @@ its operator's roles allow:
 ======================  =====================================
 token or operator role  permissions
 ======================  =====================================
-``admin`` token         ``administer``, ``audit``
+``admin`` token         ``administer``, ``audit``, ``signal``
 ``introspect`` token    ``introspect``
 ``proxy`` token         ``introspect``, ``proxy``
-operator ``admin``      ``administer``, ``audit``
+operator ``admin``      ``administer``, ``audit``, ``signal``
 operator ``approver``   ``approve``
 operator ``auditor``    ``audit``
 ======================  =====================================
@@ -47,6 +47,8 @@ class Permission(enum.StrEnum):
     ``audit``: read tasks, leases, agents, approvals and the audit log.
     ``introspect``: RFC 7662 introspection and the revocation stream.
     ``proxy``: submit the proxy's records of proxied calls.
+    ``signal``: send context signals (``POST /v1/signals``: an agent's risk, a
+    frozen environment, a tenant's incident).
     """
 
     ADMINISTER = "administer"
@@ -54,16 +56,21 @@ class Permission(enum.StrEnum):
     AUDIT = "audit"
     INTROSPECT = "introspect"
     PROXY = "proxy"
+    SIGNAL = "signal"
 
 
 _SERVICE: Final[dict[ApiRole, frozenset[Permission]]] = {
-    ApiRole.ADMIN: frozenset({Permission.ADMINISTER, Permission.AUDIT}),
+    ApiRole.ADMIN: frozenset(
+        {Permission.ADMINISTER, Permission.AUDIT, Permission.SIGNAL}
+    ),
     ApiRole.INTROSPECT: frozenset({Permission.INTROSPECT}),
     ApiRole.PROXY: frozenset({Permission.INTROSPECT, Permission.PROXY}),
     ApiRole.OPERATOR: frozenset(),
 }
 _OPERATOR: Final[dict[OperatorRole, frozenset[Permission]]] = {
-    OperatorRole.ADMIN: frozenset({Permission.ADMINISTER, Permission.AUDIT}),
+    OperatorRole.ADMIN: frozenset(
+        {Permission.ADMINISTER, Permission.AUDIT, Permission.SIGNAL}
+    ),
     OperatorRole.APPROVER: frozenset({Permission.APPROVE}),
     OperatorRole.AUDITOR: frozenset({Permission.AUDIT}),
 }

@@ -18,14 +18,17 @@ from gatepass.broker.callers import Callers
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.closing import Closing
 from gatepass.broker.context import BrokerContext
+from gatepass.broker.context_signals import ContextSignals
 from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.health import Health
 from gatepass.broker.keys import SigningKeys
 from gatepass.broker.notifications import Notifier
 from gatepass.broker.operators import Operators
 from gatepass.broker.policy_admin import PolicyAdmin
+from gatepass.broker.quarantine import Quarantine
 from gatepass.broker.reads import Reads
 from gatepass.broker.renewal import RenewCredential
+from gatepass.broker.reuse import ReuseDetector
 from gatepass.broker.revocation_feed import RevocationFeed
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.service_tokens import ServiceTokens
@@ -34,6 +37,7 @@ from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
 from gatepass.config import Settings
 from gatepass.observability import Metrics
+from gatepass.ssf.receive import SETVerifier
 from gatepass.store import Database
 
 __all__ = ["Broker", "Runtime", "assemble"]
@@ -66,6 +70,8 @@ class Broker:
         sweeper: the expiry sweep.
         revocations: drives revocations through engines; reaps orphans.
         notifier: approval notifications (outbox and webhook delivery).
+        context_signals: context signals (own and SSF) and their re-evaluation.
+        reuse: credential-reuse events and their responses.
     """
 
     settings: Settings
@@ -89,6 +95,8 @@ class Broker:
     sweeper: Sweeper
     revocations: RevocationWorker
     notifier: Notifier
+    context_signals: ContextSignals
+    reuse: ReuseDetector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,22 +129,31 @@ class Runtime:
 
 
 def assemble(
-    context: BrokerContext, *, revocations: RevocationWorker, audit: AuditLog
+    context: BrokerContext,
+    *,
+    revocations: RevocationWorker,
+    audit: AuditLog,
+    set_verifier: SETVerifier | None = None,
 ) -> Broker:
     """Build every use case over one context."""
     closing = Closing(context, revocations)
+    agents = Agents(context, revocations)
+    policy = PolicyAdmin(context, closing)
+    reuse = ReuseDetector(
+        context, closing=closing, quarantine=Quarantine(context, agents)
+    )
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
-        tokens=TokenEndpoint(context),
-        token_status=TokenStatus(context, closing),
-        issue_credential=IssueEngineCredential(context, revocations),
+        tokens=TokenEndpoint(context, reuse=reuse),
+        token_status=TokenStatus(context, closing, reuse=reuse),
+        issue_credential=IssueEngineCredential(context, revocations, reuse=reuse),
         renew_credential=RenewCredential(context),
         closing=closing,
-        agents=Agents(context, revocations),
+        agents=agents,
         approvals=ApprovalVotes(context),
         reads=Reads(context),
-        policy=PolicyAdmin(context, closing),
+        policy=policy,
         keys=SigningKeys(context),
         audit=audit,
         callers=Callers(context),
@@ -147,4 +164,13 @@ def assemble(
         sweeper=Sweeper(context, revocations),
         revocations=revocations,
         notifier=context.notifier,
+        context_signals=ContextSignals(
+            context,
+            closing=closing,
+            policy=policy,
+            revocations=revocations,
+            verifier=set_verifier
+            or SETVerifier(context.settings.signals, clock=context.clock),
+        ),
+        reuse=reuse,
     )

@@ -206,6 +206,39 @@ class Notifier:
             queued.append(outbox.enqueue(conn, event.value, group, payload, now))
         return queued
 
+    def enqueue_notice(
+        self,
+        conn: Connection,
+        kind: str,
+        groups: list[str],
+        body: dict[str, object],
+        now: dt.datetime,
+    ) -> list[str]:
+        """
+        Queue a notice that is not about an approval (an agent quarantined).
+
+        Delivered like approval notifications (signed, retried), to each group
+        that has a webhook; inside the caller's transaction.
+
+        Args:
+            conn: the transaction of the change.
+            kind: the event name (``agent.quarantined``), the ``Gatepass-Event``.
+            groups: the approver groups to tell; those without a webhook are
+                skipped.
+            body: the JSON body (ids only, never a secret).
+            now: the time of the change.
+
+        Returns:
+            The groups queued.
+        """
+        queued = []
+        for group in dict.fromkeys(groups):
+            if group not in self._webhooks:
+                continue
+            outbox.enqueue(conn, kind[:32], group, {"body": body}, now)
+            queued.append(group)
+        return queued
+
     async def announce(self, approval: Approval, event: WebhookEvent) -> list[int]:
         """
         Queue an event's notifications in a transaction of their own.

@@ -45,10 +45,13 @@ from gatepass.policy.model import (
     ACTION_TYPE,
     AGENT_TYPE,
     ENTITY_CACHE_SIZE,
+    NO_SIGNALS,
     PROBE,
+    SIGNAL_FEATURE_CHOICES,
     TARGET_TYPE,
     Description,
     Prepared,
+    SignalFeatures,
     entity_json,
     prepare,
 )
@@ -131,6 +134,9 @@ class CedarPolicySet:
         # grows, one atomic set.add at a time, so sharing it between threads is safe.
         self._fitting: set[str] = set()
         self._no_policies = cedarpy.PolicySet.from_str("")
+        # Context signals (principal.risk, context.environment_frozen...) are in
+        # requests only when the schema declares them (model.SignalFeatures).
+        self.signal_features = self._signal_features()
         problems = self._schema_problems()
         if problems:
             raise ConfigurationError(
@@ -188,7 +194,14 @@ class CedarPolicySet:
         batch: list[Prepared] = []
         for index, request in enumerate(requests):
             try:
-                batch.append(prepare(index, request, self._fits(request.action)))
+                batch.append(
+                    prepare(
+                        index,
+                        request,
+                        self._fits(request.action),
+                        self.signal_features,
+                    )
+                )
             except (TypeError, ValueError, OverflowError) as exc:
                 decisions[index] = _error_decision(f"invalid request: {exc}")
         for group in _entity_groups(batch):
@@ -272,6 +285,25 @@ class CedarPolicySet:
             self._entities[key] = handle
         return handle
 
+    def _signal_features(self) -> SignalFeatures:
+        """Return the richest context-signal facts the schema accepts."""
+        for features in SIGNAL_FEATURE_CHOICES:
+            if features == NO_SIGNALS:
+                break
+            try:
+                prepared = prepare(0, PROBE, fits=False, features=features)
+                result = cedarpy.is_authorized(
+                    prepared.request,
+                    self._no_policies,
+                    self._entities_for([prepared]),
+                    schema=self._schema,
+                )
+            except Exception:  # noqa: BLE001, S112 - anything cedarpy raises means "no"
+                continue
+            if not result.diagnostics.errors:
+                return features
+        return NO_SIGNALS
+
     def _schema_problems(self) -> list[str]:
         """
         Return why the schema cannot take gatepass's requests; empty when it can.
@@ -279,7 +311,7 @@ class CedarPolicySet:
         Asked with no policies, so that only the request and its entities can
         fail: a policy that fails for the probe request is no schema problem.
         """
-        prepared = prepare(0, PROBE, fits=False)
+        prepared = prepare(0, PROBE, fits=False, features=self.signal_features)
         try:
             result = cedarpy.is_authorized(
                 prepared.request,
@@ -306,7 +338,7 @@ class CedarPolicySet:
             return False
         probe = dataclasses.replace(PROBE, action=action)
         try:
-            prepared = prepare(0, probe, fits=False)
+            prepared = prepare(0, probe, fits=False, features=self.signal_features)
             entities = self._entities_for([prepared])
             result = cedarpy.is_authorized(
                 prepared.request, self._no_policies, entities, schema=self._schema

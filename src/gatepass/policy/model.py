@@ -42,13 +42,16 @@ __all__ = [
     "DIMENSIONS",
     "ENTITY_CACHE_SIZE",
     "KEY_PATHS",
+    "NO_SIGNALS",
     "PRINCIPAL",
     "PROBE",
     "RESOURCE",
+    "SIGNAL_FEATURE_CHOICES",
     "TARGET_TYPE",
     "Description",
     "Keys",
     "Prepared",
+    "SignalFeatures",
     "Uid",
     "entity_json",
     "prepare",
@@ -185,6 +188,38 @@ PROBE = PolicyRequest(
 
 """A request of gatepass's shape, used to check a schema and an action against it."""
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignalFeatures:
+    """
+    Which context-signal facts the schema declares, so requests carry them.
+
+    Cedar records and entities are closed: an attribute the schema does not
+    declare makes the request fail (and so deny), and one it declares must be
+    there. A schema written before context signals existed keeps working
+    unchanged; one that declares them gets them in every request.
+
+    Attributes:
+        risk: ``Agent`` declares ``risk: String`` (``principal.risk``).
+        environment_frozen: the context declares ``environment_frozen: Bool``.
+        tenant_incident: the context declares ``tenant_incident: Bool``.
+    """
+
+    risk: bool = False
+    environment_frozen: bool = False
+    tenant_incident: bool = False
+
+
+SIGNAL_FEATURE_CHOICES: tuple[SignalFeatures, ...] = tuple(
+    SignalFeatures(risk, frozen, incident)
+    for risk in (True, False)
+    for frozen in (True, False)
+    for incident in (True, False)
+)
+"""Every combination, the richest first: the policy set uses the first that fits."""
+NO_SIGNALS = SignalFeatures()
+"""A schema that declares none of the context-signal facts."""
+
 # What an entity is described by: its kind ("A" agent, "T" target) and every value
 # that goes into its JSON. Equal descriptions give identical JSON, so a description
 # keys the parsed entity handles without serialising anything per request.
@@ -205,7 +240,12 @@ class Prepared:
     keys: Keys | None
 
 
-def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
+def prepare(
+    index: int,
+    request: PolicyRequest,
+    fits: bool,
+    features: SignalFeatures = NO_SIGNALS,
+) -> Prepared:
     """
     Build cedarpy's request and describe its two entities; raise on unusable facts.
 
@@ -213,13 +253,22 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         index: the request's position in the batch.
         request: the question.
         fits: whether the schema is known to accept requests for this action.
+        features: the context-signal facts the schema declares.
     """
     agent, target, task, now = request.agent, request.target, request.task, request.now
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     utc = now.astimezone(dt.UTC)
     labels = tuple(agent.labels.items())
-    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels, agent.issuer)
+    risk = agent.risk if features.risk else None
+    if risk is not None and type(risk) is not str:
+        raise TypeError("agent risk must be a string")
+    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels, agent.issuer, risk)
+    signals: dict[str, bool] = {}
+    if features.environment_frozen:
+        signals["environment_frozen"] = request.environment_frozen is True
+    if features.tenant_incident:
+        signals["tenant_incident"] = request.tenant_incident is True
     target_entity = (
         "T",
         target.name,
@@ -256,9 +305,13 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         # Only the age and the time change between a task's requests: the rest of
         # the JSON is serialised once per task. All three are ints here.
         prefix = _task_prefix(task.purpose, task.intent, task.environment, task.tenant)
+        extra = "".join(
+            f', "{name}": {"true" if value else "false"}'
+            for name, value in signals.items()
+        )
         context = (
             f'{prefix}{age}}}, "time": '
-            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}}}'
+            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}{extra}}}'
         )
     else:
         # cedarpy would json.dumps a dict context itself; passing the string saves
@@ -273,6 +326,7 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
                     "age_seconds": age,
                 },
                 "time": {"hour": hour, "weekday": weekday, "epoch": epoch},
+                **signals,
             }
         )
     return Prepared(
@@ -313,12 +367,15 @@ def _task_prefix(purpose: str, intent: str, environment: str, tenant: str) -> st
 def entity_json(description: Description) -> str:
     """Return the Cedar JSON of an agent or target described by :func:`prepare`."""
     if description[0] == "A":
-        _, agent_id, name, tenant, labels, issuer = description
+        _, agent_id, name, tenant, labels, issuer, risk = description
         attrs: dict[str, object] = {"name": name, "tenant": tenant}
         if issuer is not None:
             # Optional in the schema (``issuer?: String``): only federated agents
             # have one, so ``principal has issuer`` tells them apart.
             attrs["issuer"] = issuer
+        if risk is not None:
+            # Only when the schema declares it (SignalFeatures).
+            attrs["risk"] = risk
         return json.dumps(
             {
                 "uid": {"type": AGENT_TYPE, "id": agent_id},
