@@ -74,11 +74,11 @@ def classify(attempt: Attempt, error: GatepassError) -> Suspicion | None:
     if attempt.suspicion is not None:
         return attempt.suspicion
     if isinstance(error, DPoPReplayError):
-        return Suspicion("replayed_proof", {"proof_jkt": error.jkt})
+        return Suspicion("replayed_proof", {"presented_jkt": error.jkt})
     if isinstance(error, DPoPKeyMismatchError):
         # At the token endpoint the bound token is the task token: the task is
         # being driven from a second key.
-        return Suspicion("two_keys", {"proof_jkt": error.jkt})
+        return Suspicion("two_keys", {"presented_jkt": error.jkt})
     return None
 
 
@@ -156,7 +156,7 @@ class ReuseDetector:
         for call in calls:
             if call.details.get("error") != "token_revoked":
                 continue
-            evidence = {"token_jti": str(call.details.get("jti", ""))[:80]}
+            evidence = {"jti": str(call.details.get("jti", ""))[:80]}
             await self.report(
                 Suspicion("closed_task_use", evidence),
                 agent_id=call.agent_id if is_id(call.agent_id, "agt") else "",

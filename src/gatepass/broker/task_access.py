@@ -155,7 +155,7 @@ class TaskAccess:
             "wrong_audience",
             {
                 "token_hash": token_hash(token),
-                "token_jti": str(claims.get("jti", ""))[:80],
+                "jti": str(claims.get("jti", ""))[:80],
                 "audience": audience[:200],
                 "presented_to": self._issuer_url,
             },
@@ -234,8 +234,8 @@ class TaskAccess:
                 "foreign_key",
                 {
                     "token_hash": token_hash(token),
-                    "token_jkt": claims.jkt,
-                    "proof_jkt": error.jkt,
+                    "bound_jkt": claims.jkt,
+                    "presented_jkt": error.jkt,
                 },
             )
             raise
