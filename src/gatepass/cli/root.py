@@ -13,6 +13,7 @@ from gatepass.cli import (
     leases,
     operators,
     policy,
+    signals,
     targets,
     tasks,
     tokens,
@@ -43,6 +44,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(operators.app, name="operators")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(signals.app, name="signals")
 app.command("whoami")(operators.whoami)
 
 
