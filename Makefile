@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/signals.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache
