@@ -138,6 +138,8 @@ class PolicyAdmin:
             age=dt.timedelta(0),
         )
         requests = policy_requests(agent, facts, [(question.action, target)], now)
+        # With the context signals in force, as a real decision would see them.
+        requests = context.signal_board.enrich(requests)
         # Straight to the policy set: a what-if is not a decision the broker made,
         # so it is neither counted in the decision metrics nor audited.
         policy_set = context.policies.current
