@@ -182,6 +182,33 @@ class TestDetection:
         assert record["data"]["evidence"]["audience"].startswith("http://127.0.0.1:")
         assert record["actor"] == agent.agent_id
 
+    def test_proxy_refusing_a_revoked_token(
+        self, reuse_broker: LiveBroker, agent: ProtocolAgent, admin: httpx.Client
+    ) -> None:
+        """The proxy's token_revoked refusals it ships are closed_task_use events."""
+        task = agent.open_task()
+        proxy_token = (reuse_broker.state_dir / "proxy.token").read_text().strip()
+        event = {
+            "jti": "jti-of-a-revoked-token",
+            "task_id": task["task_id"],
+            "agent_id": agent.agent_id,
+            "route": "legacy",
+            "method": "GET",
+            "path": "/tickets",
+            "status": 401,
+            "outcome": "deny",
+            "error": "token_revoked",
+        }
+        shipped = httpx.post(
+            f"{reuse_broker.url}/v1/audit/proxy",
+            json={"events": [event, {**event, "error": "rate_limited"}]},
+            headers={"Authorization": f"Bearer {proxy_token}"},
+        )
+        assert shipped.status_code == 202, shipped.text
+        (record,) = reuse_records(admin, task["task_id"])
+        assert record["data"]["seen_at"] == "proxy.call"
+        assert record["data"]["evidence"] == {"jti": "jti-of-a-revoked-token"}
+
 
 class TestResponses:
     """The rules' responses: revoke the task, quarantine the agent."""

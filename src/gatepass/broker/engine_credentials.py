@@ -116,9 +116,9 @@ class IssueEngineCredential:
                     return answer
             return await self._issue(verified, target, request, claim, attempt)
         except GatepassError as error:
-            await context.trail.refuse(attempt, error)
             if self._reuse is not None:
                 await self._reuse.observe(attempt, error)
+            await context.trail.refuse(attempt, error)
             raise
 
     def _check_target(

@@ -121,8 +121,9 @@ class ReuseDetector:
         """
         Report a refusal if it looks like reuse; never raises for the caller.
 
-        The refusal was already audited and is raised by the caller as it is; a
-        failure to record the reuse event is logged, not raised.
+        Called just before the caller audits and raises the refusal as it is, so
+        the refusal's record stays the last of the request; a failure to record
+        the reuse event is logged, not raised.
         """
         suspicion = classify(attempt, error)
         if suspicion is None:

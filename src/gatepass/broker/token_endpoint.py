@@ -102,10 +102,11 @@ class TokenEndpoint:
                 )
         except GatepassError as error:
             self._count(attempt.kind, error.code)
-            await self._context.trail.refuse(attempt, error)
             if self._reuse is not None:
-                # The refusal stands as it is; reuse detection only watches it.
+                # The refusal stands as it is; reuse detection only watches it
+                # (its record precedes the refusal's, which stays the last word).
                 await self._reuse.observe(attempt, error)
+            await self._context.trail.refuse(attempt, error)
             raise
         self._count(attempt.kind, "ok")
         return response
