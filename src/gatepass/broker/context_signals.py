@@ -327,10 +327,9 @@ class ContextSignals:
         spent = SingleUse(
             "set", f"{verified.issuer}|{verified.jti}", verified.expires_at
         )
+        # Spent only in the store, with the receipt: a SET whose receipt failed
+        # to commit (a 5xx) is accepted when the transmitter retries it.
         replayed = SecurityEventError("invalid_request", "jti was already received")
-        if context.replay.seen(spent.namespace, spent.value, spent.expires_at):
-            await self._refused(attempt, replayed)
-            raise replayed
 
         def change(conn: Connection, audit: AuditRecorder) -> list[tuple[str, str]]:
             if replay.claim_single_use(conn, [spent], now) is not None:
