@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +18,13 @@ from tests.integration.conftest import (
     quickstart_settings,
     start_server,
 )
+from tests.integration.test_ssh_credentials import is_revoked, openssh_public_key
 from tests.integration.transmitter import CAEP, RISC, LocalTransmitter
 
 from gatepass.api import create_app
 from gatepass.broker import build_runtime
 from gatepass.clock import SystemClock
+from gatepass.sdk import AgentIdentity, GatepassClient
 
 SET_TYPE = "application/secevent+jwt"
 
@@ -66,6 +69,11 @@ def signal_broker(
                     "events": ["device-compliance-change"],
                     "match": "environment",
                     "effect": "freeze_environment",
+                },
+                {
+                    "events": ["credential-compromise"],
+                    "match": "tenant",
+                    "effect": "revoke_tasks",
                 },
             ],
         },
@@ -244,6 +252,54 @@ class TestPushReceiver:
         assert introspect(signal_broker, read.json()["access_token"])["active"] is True
         again = agent.post_token(agent.access_form(task["access_token"], scope="write"))
         assert again.json()["error"] == "access_denied"
+
+    def test_tenant_rule_revokes_every_task_of_the_tenant(
+        self,
+        signal_broker: LiveBroker,
+        transmitter: LocalTransmitter,
+        agent: ProtocolAgent,
+    ) -> None:
+        """A RISC credential-compromise naming a tenant closes its open tasks."""
+        task = agent.open_task()
+        token = transmitter.make_set(
+            RISC + "credential-compromise",
+            {"format": "complex", "tenant": {"format": "opaque", "id": "acme"}},
+        )
+        assert push(signal_broker, token, transmitter).status_code == 202
+        assert introspect(signal_broker, task["access_token"]) == {"active": False}
+
+
+class TestEngineCredentials:
+    """A signal revokes engine credentials through their engine, not just the lease."""
+
+    def test_risk_signal_puts_the_ssh_certificate_in_the_krl(
+        self, signal_broker: LiveBroker, admin: httpx.Client, tmp_path: Path
+    ) -> None:
+        """The SSH certificate is in the target's KRL once the signal answers."""
+        client = GatepassClient(
+            AgentIdentity.load(signal_broker.state_dir / "demo-agent.json")
+        )
+        with client:
+            task = client.open_task(
+                intent="rotate logs",
+                purpose="maintenance",
+                environment="dev",
+                targets=["bastion"],
+            )
+            credential = task.ssh_certificate(
+                "bastion", "read", public_key=openssh_public_key()
+            )
+            certificate = credential.certificate
+            assert certificate is not None
+            sent = admin.post(
+                "/v1/signals",
+                json={"kind": "risk", "agent": "demo-agent", "level": "high"},
+            )
+            assert sent.status_code == 200, sent.text
+            krl = httpx.get(f"{signal_broker.url}/v1/ssh/bastion/krl")
+            assert is_revoked(krl.content, certificate, tmp_path)
+            lease = admin.get(f"/v1/leases/{credential.lease_id}").json()
+            assert lease["state"] == "revoked"
 
 
 def _other_key() -> ec.EllipticCurvePrivateKey:
