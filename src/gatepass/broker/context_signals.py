@@ -331,9 +331,11 @@ class ContextSignals:
         # to commit (a 5xx) is accepted when the transmitter retries it.
         replayed = SecurityEventError("invalid_request", "jti was already received")
 
-        def change(conn: Connection, audit: AuditRecorder) -> list[tuple[str, str]]:
+        def change(
+            conn: Connection, audit: AuditRecorder
+        ) -> list[tuple[str, str]] | None:
             if replay.claim_single_use(conn, [spent], now) is not None:
-                return []
+                return None
             scopes = self._effects.store(conn, actions, verified, now)
             attempt.data["rules"] = sorted({action.rule for action in actions})
             attempt.data["effects"] = [
@@ -341,14 +343,13 @@ class ContextSignals:
             ]
             attempt.data["signals"] = [f"{kind}:{scope}" for kind, scope in scopes]
             audit.record(conn, attempt, Outcome.OK)
-            scopes.append(("", ""))  # marks a committed receipt
             return scopes
 
-        scopes = await context.trail.write(change)
-        if not scopes:
+        stored = await context.trail.write(change)
+        if stored is None:
             await self._refused(attempt, replayed)
             raise replayed
-        scopes.pop()
+        scopes = stored
         outcome = SignalOutcome(
             signals=[{"kind": kind, "scope": scope} for kind, scope in scopes]
         )
