@@ -25,6 +25,7 @@ from gatepass.api import create_app
 from gatepass.broker import build_runtime
 from gatepass.clock import SystemClock
 from gatepass.sdk import AgentIdentity, GatepassClient
+from gatepass.tokens import DPoPKey
 
 SET_TYPE = "application/secevent+jwt"
 
@@ -74,6 +75,12 @@ def signal_broker(
                     "events": ["credential-compromise"],
                     "match": "tenant",
                     "effect": "revoke_tasks",
+                },
+                {
+                    "events": ["risk-level-change"],
+                    "match": "owner",
+                    "effect": "set_risk",
+                    "risk": "medium",
                 },
             ],
         },
@@ -267,6 +274,44 @@ class TestPushReceiver:
         )
         assert push(signal_broker, token, transmitter).status_code == 202
         assert introspect(signal_broker, task["access_token"]) == {"active": False}
+
+    def test_owner_rule_raises_the_risk_of_every_agent_it_owns(
+        self,
+        signal_broker: LiveBroker,
+        transmitter: LocalTransmitter,
+        admin: httpx.Client,
+    ) -> None:
+        """A SET naming an operator sets the risk of the agents it owns, only those."""
+        added = admin.post(
+            "/v1/admin/operators",
+            json={
+                "name": "oscar",
+                "roles": ["approver"],
+                "groups": ["owners"],
+                "tenants": ["acme"],
+            },
+        )
+        assert added.status_code == 201, added.text
+        owned = admin.post(
+            "/v1/agents",
+            json={
+                "name": "owned-agent",
+                "tenant": "acme",
+                "public_key": DPoPKey.generate().public_jwk,
+                "owners": ["oscar"],
+            },
+        )
+        assert owned.status_code == 201, owned.text
+        token = transmitter.make_set(
+            "risk-level-change", {"format": "email", "email": "oscar"}
+        )
+        assert push(signal_broker, token, transmitter).status_code == 202
+        (risk,) = admin.get("/v1/signals").json()["signals"]
+        assert (risk["kind"], risk["scope"], risk["value"]) == (
+            "risk",
+            owned.json()["id"],
+            "medium",
+        )
 
 
 class TestEngineCredentials:
