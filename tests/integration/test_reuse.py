@@ -10,13 +10,20 @@ record carries the evidence, and ``[[reuse.rules]]`` decides the response.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from tests.integration.agents import ProtocolAgent
 from tests.integration.conftest import (
     LiveBroker,
@@ -26,17 +33,60 @@ from tests.integration.conftest import (
 )
 
 from gatepass.api import create_app
+from gatepass.approvals.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify_signature
 from gatepass.broker import build_runtime
+from gatepass.clock import SystemClock
 from gatepass.sdk import AgentIdentity, GatepassClient
-from gatepass.store import outbox
 from gatepass.tokens import DPoPKey
 from gatepass.tokens.proofs import private_jwk
 
 
+@dataclass
+class Notices:
+    """What the owners' webhook receiver got, signature checked."""
+
+    got: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+
+HOOK_SECRET = "whsec-quarantine-test-do-not-log"
+
+
 @pytest.fixture(scope="module")
-def reuse_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+def notices() -> Iterator[tuple[Notices, str]]:
+    """A webhook receiver on 127.0.0.1 that checks every signature."""
+    received = Notices()
+
+    async def hook(request: Request) -> Response:
+        body = await request.body()
+        verify_signature(
+            HOOK_SECRET,
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            SystemClock().now(),
+        )
+        received.got.append(
+            (request.url.path, request.headers[EVENT_HEADER], json.loads(body))
+        )
+        return Response(status_code=204)
+
+    port = free_port()
+    app = Starlette(routes=[Route("/{group}", hook, methods=["POST"])])
+    running = start_server(app, port)
+    try:
+        yield received, running.url
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def reuse_broker(
+    tmp_path_factory: pytest.TempPathFactory, notices: tuple[Notices, str]
+) -> Iterator[LiveBroker]:
     """A quickstart broker with one reuse rule per response."""
     state_dir = tmp_path_factory.mktemp("broker") / "state"
+    secret_file = tmp_path_factory.mktemp("hooks") / "hook.secret"
+    secret_file.write_text(HOOK_SECRET, encoding="utf-8")
+    _, hooks = notices
     port = free_port()
     settings = quickstart_settings(
         state_dir,
@@ -58,8 +108,14 @@ def reuse_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroke
         },
         approvals={
             "groups": [
-                {"name": "owners", "webhook": {"url": "http://127.0.0.1:9/owners"}},
-                {"name": "security", "webhook": {"url": "http://127.0.0.1:9/sec"}},
+                {
+                    "name": name,
+                    "webhook": {
+                        "url": f"{hooks}/{name}",
+                        "secret_file": str(secret_file),
+                    },
+                }
+                for name in ("owners", "security")
             ]
         },
     )
@@ -233,7 +289,10 @@ class TestResponses:
         assert shown["state"] == "closed"
 
     def test_foreign_key_twice_quarantines_the_agent(
-        self, reuse_broker: LiveBroker, admin: httpx.Client
+        self,
+        reuse_broker: LiveBroker,
+        admin: httpx.Client,
+        notices: tuple[Notices, str],
     ) -> None:
         """Two foreign-key uses in the window disable the agent and tell its owners."""
         operator = admin.post(
@@ -289,10 +348,15 @@ class TestResponses:
         ).json()["items"][0]
         assert quarantine["subject"] == identity["agent_id"]
         assert sorted(quarantine["data"]["notified_groups"]) == ["owners", "security"]
-        with reuse_broker.runtime.database.reading() as conn:
-            queued = outbox.list_messages(conn, kinds=["agent.quarantined"])
-        assert sorted(m.destination for m in queued) == ["owners", "security"]
-        assert queued[0].payload["body"]["agent_id"] == identity["agent_id"]
+        # What the notifications job does every second: deliver what is due.
+        received, _ = notices
+        assert anyio.run(reuse_broker.runtime.broker.notifier.deliver_due) == 2
+        assert sorted(path for path, _, _ in received.got) == ["/owners", "/security"]
+        for _, event, body in received.got:
+            assert event == "agent.quarantined"
+            assert body["agent_id"] == identity["agent_id"]
+            assert body["owners"] == ["olga"]
+            assert body["reason"] == "foreign_key"
 
 
 class TestNoTokenOnDisk:

@@ -64,6 +64,15 @@ _KEEP_FINISHED: Final = dt.timedelta(days=7)
 _PRUNE_EVERY: Final = dt.timedelta(hours=1)
 
 
+def _subject_of(message: OutboxMessage) -> str:
+    """Return what a notice is about: its approval, or a quarantined agent."""
+    approval = message.payload.get("approval_id")
+    if approval:
+        return str(approval)
+    body = message.payload.get("body")
+    return str(body.get("agent_id", "")) if isinstance(body, dict) else ""
+
+
 class Notifier:
     """
     Queue approval notifications in the outbox and deliver them to webhooks.
@@ -374,7 +383,7 @@ class Notifier:
         return Attempt(
             kind=kind,
             actor="system",
-            subject=str(message.payload.get("approval_id", "")),
+            subject=_subject_of(message),
             data={
                 "group": message.destination,
                 "event": message.kind,
