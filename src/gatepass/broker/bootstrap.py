@@ -15,6 +15,7 @@ the state directory, and a broker whose database is behind it starts sealed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 
 from gatepass.audit import JOURNAL_FILE, AnchorJournal, AuditSigner
@@ -39,6 +40,7 @@ from gatepass.broker.signal_board import SignalBoard
 from gatepass.broker.signals import Signals
 from gatepass.broker.task_access import TaskAccess
 from gatepass.broker.trail import AuditTrail
+from gatepass.broker.transmitter_keys import transmitter_keys
 from gatepass.clock import Clock, SystemClock
 from gatepass.config import Settings
 from gatepass.engines import (
@@ -240,7 +242,11 @@ def build_runtime(
     )
     anchoring.start()
     # Push tokens are read now, once: a missing or empty file stops the start.
-    set_verifier = SETVerifier(settings.signals, clock=clock)
+    set_verifier = SETVerifier(
+        settings.signals,
+        clock=clock,
+        keys=functools.partial(transmitter_keys, clock=clock),
+    )
     redact_values(set_verifier.secrets)
     broker = assemble(
         context,

@@ -8,6 +8,7 @@ The broker as its faces see it: every use case, grouped by what it acts on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from gatepass.broker.agents import Agents
@@ -35,6 +36,7 @@ from gatepass.broker.service_tokens import ServiceTokens
 from gatepass.broker.sweep import Sweeper
 from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
+from gatepass.broker.transmitter_keys import transmitter_keys
 from gatepass.config import Settings
 from gatepass.observability import Metrics
 from gatepass.ssf.receive import SETVerifier
@@ -170,7 +172,11 @@ def assemble(
             policy=policy,
             revocations=revocations,
             verifier=set_verifier
-            or SETVerifier(context.settings.signals, clock=context.clock),
+            or SETVerifier(
+                context.settings.signals,
+                clock=context.clock,
+                keys=functools.partial(transmitter_keys, clock=context.clock),
+            ),
         ),
         reuse=reuse,
     )

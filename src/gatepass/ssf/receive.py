@@ -20,33 +20,27 @@ Every check is the receiver's own, in this order, each refusal with its RFC 8935
    a known type or one a rule names, with an RFC 9493 subject in ``sub_id`` or
    in the event's ``subject`` (``invalid_request``).
 
-Keys come only from configuration (a file, or a JWKS URL fetched through the
-identity fetcher and cached); no URL a SET names is ever fetched. Whether the
-``jti`` was seen before is for the caller (the broker's single-use store).
+Keys come only from configuration: the caller hands each transmitter's
+:class:`TransmitterKeys` in (the broker builds them from ``jwks_file`` or
+``jwks_uri``, fetched through the identity fetcher and cached); no URL a SET names
+is ever fetched. Whether the ``jti`` was seen before is for the caller (the
+broker's single-use store).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from gatepass.clock import Clock, to_epoch
 from gatepass.errors import (
     ConfigurationError,
     GatepassError,
     SecurityEventError,
-)
-from gatepass.identity import (
-    DocumentFetcher,
-    FetchLimits,
-    IssuerKeys,
-    parse_key_set,
-    read_key_file,
 )
 from gatepass.secret import Secret
 from gatepass.ssf.events import SubjectIdentifier, is_known, parse_subject
@@ -60,14 +54,21 @@ from gatepass.tokens import (
     verify_signature,
 )
 
-__all__ = ["SET_MEDIA_TYPE", "SET_TYP", "SETVerifier", "VerifiedSET", "jti_hash"]
+__all__ = [
+    "SET_MEDIA_TYPE",
+    "SET_TYP",
+    "PinnedKey",
+    "SETVerifier",
+    "TransmitterKeys",
+    "VerifiedSET",
+    "jti_hash",
+]
 
 SET_TYP: Final = "secevent+jwt"
 """RFC 8417 §2.3: the ``typ`` header of a SET."""
 SET_MEDIA_TYPE: Final = "application/secevent+jwt"
 """RFC 8935 §2: the content type of a pushed SET."""
 _MAX_JTI = 256
-_MAX_KEYS = 32
 # A transmitter's clock may run a little ahead of ours.
 _FUTURE_LEEWAY: Final = dt.timedelta(seconds=30)
 
@@ -101,6 +102,37 @@ class VerifiedSET:
     expires_at: dt.datetime
 
 
+class PinnedKey(Protocol):
+    """A transmitter's public key and the one algorithm pinned to it."""
+
+    @property
+    def key(self) -> object:
+        """The cryptography public key."""
+        ...
+
+    @property
+    def algorithm(self) -> str:
+        """The JWS algorithm pinned to the key."""
+        ...
+
+
+class TransmitterKeys(Protocol):
+    """One transmitter's keys, cached (``identity.IssuerKeys`` is one)."""
+
+    async def key_for(self, kid: str) -> PinnedKey:
+        """
+        Return the key with this kid.
+
+        Raises:
+            GatepassError: the kid is unknown or the keys are unavailable.
+        """
+        ...
+
+    async def refresh_if_due(self) -> None:
+        """Reload the keys if their refresh time has come; never raises."""
+        ...
+
+
 def _refuse(err: str, description: str) -> SecurityEventError:
     return SecurityEventError(err, description)
 
@@ -108,33 +140,12 @@ def _refuse(err: str, description: str) -> SecurityEventError:
 class _Transmitter:
     """One configured transmitter: its settings, keys and push token."""
 
-    def __init__(
-        self,
-        settings: TransmitterSettings,
-        *,
-        clock: Clock,
-        fetcher: Callable[[TransmitterSettings], Callable[[], Awaitable[bytes]]],
-    ) -> None:
+    def __init__(self, settings: TransmitterSettings, keys: TransmitterKeys) -> None:
         self.settings = settings
         self.algorithms = frozenset(
             canonical_algorithm(name) or "" for name in settings.algorithms
         )
-        self.keys = IssuerKeys(
-            issuer=settings.issuer,
-            load=fetcher(settings),
-            parse=functools.partial(
-                parse_key_set,
-                algorithms=frozenset(settings.algorithms),
-                max_keys=_MAX_KEYS,
-                spiffe_bundle=False,
-            ),
-            clock=clock,
-            # A file is re-read when a kid is unknown, at most every 5 s; a URL
-            # at most once a minute (identity/keycache.py).
-            min_refetch_interval=dt.timedelta(
-                seconds=5 if settings.jwks_file is not None else 60
-            ),
-        )
+        self.keys = keys
         self.push_token = _read_token(settings)
 
 
@@ -155,18 +166,6 @@ def _read_token(settings: TransmitterSettings) -> Secret | None:
     return Secret(text)
 
 
-def _loader(settings: TransmitterSettings) -> Callable[[], Awaitable[bytes]]:
-    limits = FetchLimits()
-    if settings.jwks_uri is not None:
-        fetcher = DocumentFetcher(
-            limits=limits, allow_http_loopback=settings.allow_http_loopback
-        )
-        return functools.partial(fetcher.fetch, settings.jwks_uri)
-    if settings.jwks_file is None:  # pragma: no cover - the settings require one
-        raise ConfigurationError("transmitter has no key source")
-    return functools.partial(read_key_file, settings.jwks_file, limits.max_bytes)
-
-
 class SETVerifier:
     """
     Verify pushed SETs against the configured transmitters.
@@ -174,7 +173,7 @@ class SETVerifier:
     Args:
         settings: ``[signals]``.
         clock: the time source.
-        loader: builds each transmitter's key loader (tests may pass their own).
+        keys: builds each transmitter's keys from its settings.
 
     Raises:
         ConfigurationError: a push token file is unreadable or empty.
@@ -185,15 +184,13 @@ class SETVerifier:
         settings: SignalSettings,
         *,
         clock: Clock,
-        loader: Callable[[TransmitterSettings], Callable[[], Awaitable[bytes]]]
-        | None = None,
+        keys: Callable[[TransmitterSettings], TransmitterKeys],
     ) -> None:
         """Read every push token now; keys are loaded on first use."""
         self._settings = settings
         self._clock = clock
         self._transmitters = {
-            t.issuer: _Transmitter(t, clock=clock, fetcher=loader or _loader)
-            for t in settings.transmitters
+            t.issuer: _Transmitter(t, keys(t)) for t in settings.transmitters
         }
 
     @property

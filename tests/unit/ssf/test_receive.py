@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,27 +13,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatepass.clock import FrozenClock, to_epoch
-from gatepass.errors import SecurityEventError
+from gatepass.errors import InvalidGrantError, SecurityEventError
+from gatepass.identity import VerificationKey
 from gatepass.ssf.events import CAEP
 from gatepass.ssf.receive import SETVerifier, VerifiedSET
 from gatepass.ssf.rules import SignalSettings, TransmitterSettings
-from gatepass.tokens import b64url, public_jwk_from_key
+from gatepass.tokens import b64url
 from gatepass.tokens.jws import sign
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 ISSUER = "https://idp.example.test"
 AUDIENCE = "https://gatepass.example.test/ssf"
 KEY = ec.generate_private_key(ec.SECP256R1())
-JWKS = json.dumps(
-    {"keys": [{**public_jwk_from_key(KEY.public_key()), "kid": "k1", "alg": "ES256"}]}
-).encode()
 
 
-def _loader(_: TransmitterSettings) -> Callable[[], Awaitable[bytes]]:
-    async def load() -> bytes:
-        return JWKS
+class FakeKeys:
+    """A transmitter's keys in memory: the module's key under kid k1."""
 
-    return load
+    async def key_for(self, kid: str) -> VerificationKey:
+        """Return k1, refuse any other kid as the key cache does."""
+        if kid != "k1":
+            raise InvalidGrantError("token key is not in the key set")
+        return VerificationKey(kid="k1", key=KEY.public_key(), algorithm="ES256")
+
+    async def refresh_if_due(self) -> None:
+        """Nothing to refresh."""
+
+
+def _keys(_: TransmitterSettings) -> FakeKeys:
+    return FakeKeys()
 
 
 def make_verifier(**transmitter: Any) -> SETVerifier:
@@ -49,7 +56,7 @@ def make_verifier(**transmitter: Any) -> SETVerifier:
             )
         ]
     )
-    return SETVerifier(settings_, clock=FrozenClock(NOW), loader=_loader)
+    return SETVerifier(settings_, clock=FrozenClock(NOW), keys=_keys)
 
 
 def make_set(
