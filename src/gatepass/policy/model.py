@@ -367,7 +367,9 @@ def _task_prefix(purpose: str, intent: str, environment: str, tenant: str) -> st
 def entity_json(description: Description) -> str:
     """Return the Cedar JSON of an agent or target described by :func:`prepare`."""
     if description[0] == "A":
-        _, agent_id, name, tenant, labels, issuer, risk = description
+        _, agent_id, name, tenant, labels, issuer = description[:6]
+        # Agents described without the risk fact (other request kinds) omit it.
+        risk = description[6] if len(description) > 6 else None
         attrs: dict[str, object] = {"name": name, "tenant": tenant}
         if issuer is not None:
             # Optional in the schema (``issuer?: String``): only federated agents

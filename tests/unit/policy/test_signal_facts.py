@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from tests.unit.policy.test_cedar import SCHEMA_VARIANT
 
 from gatepass.policy import CedarPolicySet
-from gatepass.policy.model import NO_SIGNALS, SignalFeatures
+from gatepass.policy.model import NO_SIGNALS, SignalFeatures, entity_json
 
 PERMIT_ALL = "permit (principal, action, resource);"
 OLD_SCHEMA = SCHEMA_VARIANT
@@ -126,3 +127,14 @@ class TestQuickstartGuardrails:
         (decision,) = quickstart.decide([request])
         blocked = risk == "high" or (action == "write" and (frozen or incident))
         assert decision.allowed == (without.allowed and not blocked)
+
+
+class TestEntityDescriptions:
+    """Agent entities described without the risk fact still serialise."""
+
+    def test_six_part_description_has_no_risk(self) -> None:
+        """An agent described without risk (other request kinds) omits it."""
+        document = json.loads(entity_json(("A", "a1", "a", "acme", (), None)))
+        assert "risk" not in document["attrs"]
+        with_risk = json.loads(entity_json(("A", "a1", "a", "acme", (), None, "high")))
+        assert with_risk["attrs"]["risk"] == "high"
