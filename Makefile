@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delegation.py
 	$(BIN)/python bench/ssf.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/signals.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ from gatepass.approvals import ApprovalSettings
 from gatepass.documents import read_toml, validate_document
 from gatepass.identity import ClaimRuleSettings, IdentitySettings, IssuerSettings
 from gatepass.models import Target
+from gatepass.ssf.rules import SignalRuleSettings, SignalSettings, TransmitterSettings
 
 __all__ = [
     "AuditSettings",
@@ -38,13 +39,18 @@ __all__ = [
     "IdentitySettings",
     "IssuerSettings",
     "PolicySettings",
+    "ReuseRuleSettings",
+    "ReuseSettings",
     "SSFSettings",
     "ServerSettings",
     "Settings",
+    "SignalRuleSettings",
+    "SignalSettings",
     "StoreSettings",
     "TLSSettings",
     "TargetSettings",
     "TokenSettings",
+    "TransmitterSettings",
     "load_settings",
 ]
 
@@ -331,6 +337,42 @@ class ConsoleSettings(_Section):
     oidc: ConsoleOIDCSettings | None = None
 
 
+# --- signals-in (issue 14): credential reuse rules -------------------------------
+ReuseKind = Literal[
+    "closed_task_use", "foreign_key", "replayed_proof", "wrong_audience", "two_keys"
+]
+
+
+class ReuseRuleSettings(_Section):
+    """
+    ``[[reuse.rules]]``: after N reuse events of these kinds in a window, respond.
+
+    Attributes:
+        kinds: the ``credential.reuse`` kinds counted (all when empty).
+        threshold: how many events of one agent, in the window, trigger it.
+        window_seconds: the window.
+        response: ``alert`` (audit and log only), ``revoke_task`` (close the
+            task the event is about) or ``quarantine`` (disable the agent, close
+            its tasks, notify its owners' approver groups by webhook).
+        notify_groups: approver groups told of a quarantine besides the owners'.
+    """
+
+    kinds: list[ReuseKind] = Field(default_factory=list)
+    threshold: int = Field(default=1, ge=1, le=10_000)
+    window_seconds: int = Field(default=300, ge=1, le=86_400)
+    response: Literal["alert", "revoke_task", "quarantine"] = "alert"
+    notify_groups: list[Name] = Field(default_factory=list)
+
+
+class ReuseSettings(_Section):
+    """``[reuse]``: what detected credential reuse leads to (docs/signals.md)."""
+
+    rules: list[ReuseRuleSettings] = Field(default_factory=list, max_length=64)
+
+
+# --- end signals-in ----------------------------------------------------------------
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -348,6 +390,8 @@ class Settings(_Section):
     delegation: DelegationSettings = DelegationSettings()
     ssf: SSFSettings = SSFSettings()
     console: ConsoleSettings = ConsoleSettings()
+    signals: SignalSettings = SignalSettings()
+    reuse: ReuseSettings = ReuseSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     │   ├── RequestTimeoutError            408 invalid_request
     │   ├── HeadersTooLargeError           431 invalid_request
     │   ├── HeaderMismatchError            400 invalid_request (MCP routing headers)
+    │   ├── SecurityEventError             400 invalid_request (a refused SET)
     │   └── MethodNotAllowedError          405 method_not_allowed
     ├── InvalidGrantError                  400 invalid_grant
     ├── ApprovalPendingError               400 authorization_pending (RFC 8628 §3.5)
@@ -27,7 +28,9 @@ RFC 8693 §2.2.2, RFC 9449 §12.2, RFC 9396 §5, RFC 6750 §3.1).
     ├── SlowDownError                      400 slow_down (RFC 8628 §3.5: poll slower)
     ├── InvalidClientError                 401 invalid_client
     ├── DPoPProofError                     400 invalid_dpop_proof
-    │   └── DPoPNonceRequiredError         400 use_dpop_nonce
+    │   ├── DPoPNonceRequiredError         400 use_dpop_nonce
+    │   ├── DPoPKeyMismatchError           (the proof's key is not the token's)
+    │   └── DPoPReplayError                (the proof was already used)
     ├── AuthenticationError                401 unauthenticated (admin API)
     │   └── TokenError                     401 invalid_token
     │       ├── TokenMissingError          (no token sent: a challenge without a code)
@@ -69,8 +72,10 @@ __all__ = [
     "CSRFError",
     "ConfigurationError",
     "ConflictError",
+    "DPoPKeyMismatchError",
     "DPoPNonceRequiredError",
     "DPoPProofError",
+    "DPoPReplayError",
     "EngineError",
     "EngineUnavailableError",
     "FetchError",
@@ -90,6 +95,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "SealedError",
+    "SecurityEventError",
     "SlowDownError",
     "StoreError",
     "TokenError",
@@ -215,6 +221,49 @@ class MethodNotAllowedError(InvalidRequestError):
         self.allowed = allowed
 
 
+class SecurityEventError(InvalidRequestError):
+    """
+    A Security Event Token pushed to the receiver was refused (RFC 8935 §2.3).
+
+    ``err`` is one of the RFC 8935 §2.4 codes (``invalid_request``, ``invalid_key``,
+    ``invalid_issuer``, ``invalid_audience``, ``authentication_failed``,
+    ``access_denied``); the receiver answers ``{"err": ..., "description": ...}``.
+
+    Args:
+        err: the RFC 8935 error code.
+        detail: the description (never the token or a secret).
+    """
+
+    ERRORS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "invalid_request",
+            "invalid_key",
+            "invalid_issuer",
+            "invalid_audience",
+            "authentication_failed",
+            "access_denied",
+        }
+    )
+
+    def __init__(self, err: str, detail: str) -> None:
+        """Keep the RFC 8935 code beside the description."""
+        super().__init__(detail)
+        self.err = err if err in self.ERRORS else "invalid_request"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the refusal: 401/403 for push authentication, else 400."""
+        if self.err == "authentication_failed":
+            return 401
+        if self.err == "access_denied":
+            return 403
+        return 400
+
+    def fields(self) -> dict[str, object]:
+        """Return the RFC 8935 code as ``err``."""
+        return {"err": self.err}
+
+
 class InvalidGrantError(GatepassError):
     """The subject token or assertion is invalid, expired, replayed or revoked."""
 
@@ -317,6 +366,38 @@ class DPoPProofError(GatepassError):
     code = "invalid_dpop_proof"
     http_status = 400
     exit_code = 65
+
+
+class DPoPKeyMismatchError(DPoPProofError):
+    """
+    The DPoP proof is signed by a key other than the one the token is bound to.
+
+    Reuse detection reads ``jkt`` (the proof key's thumbprint, never a secret).
+
+    Args:
+        detail: description of the problem.
+        jkt: the RFC 7638 thumbprint of the proof's key.
+    """
+
+    def __init__(self, detail: str, *, jkt: str) -> None:
+        """Keep the proof key's thumbprint as evidence."""
+        super().__init__(detail)
+        self.jkt = jkt
+
+
+class DPoPReplayError(DPoPProofError):
+    """
+    The DPoP proof was already used (RFC 9449 §11.1).
+
+    Args:
+        detail: description of the problem.
+        jkt: the RFC 7638 thumbprint of the proof's key, when known.
+    """
+
+    def __init__(self, detail: str, *, jkt: str = "") -> None:
+        """Keep the proof key's thumbprint as evidence."""
+        super().__init__(detail)
+        self.jkt = jkt
 
 
 class DPoPNonceRequiredError(DPoPProofError):

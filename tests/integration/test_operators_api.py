@@ -124,7 +124,7 @@ class TestRoles:
         assert issued["operator"]["roles"] == ["admin"]
         me = admin.get("/v1/admin/whoami").json()
         assert me["kind"] == "service"
-        assert me["permissions"] == ["administer", "audit"]
+        assert me["permissions"] == ["administer", "audit", "signal"]
 
         async def caller() -> Any:
             return await live_broker.runtime.broker.callers.authenticate(

@@ -24,6 +24,7 @@ from gatepass.api.routes.health import health_routes
 from gatepass.api.routes.oauth import TokenEndpointApp, oauth_routes
 from gatepass.api.routes.operators import operator_routes
 from gatepass.api.routes.proxy_support import proxy_support_routes
+from gatepass.api.routes.signals import signal_routes
 from gatepass.api.routes.ssf import ssf_routes
 from gatepass.broker import Runtime, run_jobs
 from gatepass.console import console_mount
@@ -182,6 +183,7 @@ def create_app(runtime: Runtime, *, background_jobs: bool = True) -> ASGIApp:
             # The web console (issue 13): its own error pages and headers.
             *console_link_routes,
             *console_mount(broker),
+            *signal_routes,
         ],
         exception_handlers={
             GatepassError: handle_gatepass_error,

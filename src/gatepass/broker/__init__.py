@@ -23,6 +23,7 @@ from gatepass.broker.console_views import (
     TaskPage,
 )
 from gatepass.broker.context import BrokerContext
+from gatepass.broker.context_signals import SignalRequest
 from gatepass.broker.facade import Broker, Runtime
 from gatepass.broker.health import Readiness
 from gatepass.broker.idempotency import idempotency_key_from_headers
@@ -79,6 +80,7 @@ __all__ = [
     "RevocationRequest",
     "Runtime",
     "ServiceTokenRequest",
+    "SignalRequest",
     "TargetCatalog",
     "TaskDetails",
     "TaskFilter",

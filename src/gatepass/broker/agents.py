@@ -138,6 +138,23 @@ class Agents:
             NotFoundError: no such agent.
             ConflictError: it is already disabled.
         """
+        return await self.disable_as(caller.actor, agent_id)
+
+    async def disable_as(
+        self, actor: str, agent_id: str, *, reason: str = "agent disabled"
+    ) -> Agent:
+        """
+        Disable an agent on behalf of ``actor`` (an operator, or the quarantine).
+
+        Args:
+            actor: the audit actor.
+            agent_id: the agent.
+            reason: why its tasks were closed, for their records.
+
+        Raises:
+            NotFoundError: no such agent.
+            ConflictError: it is already disabled.
+        """
         context = self._context
         now = context.clock.now()
         events = ApprovalEvents(context.notifier)
@@ -151,30 +168,28 @@ class Agents:
             closed: list[str] = []
             if changed:
                 for task_id in task_rows.open_task_ids_of_agent(conn, agent_id):
-                    task_rows.close_task(
-                        conn, task_id, now=now, reason="agent disabled"
-                    )
+                    task_rows.close_task(conn, task_id, now=now, reason=reason)
                     revoked = lease_rows.revoke_task_leases(conn, task_id, now)
                     closed.append(task_id)
                     # Everything delegated from its tasks ends with them.
                     below = end_descendants(
-                        conn, audit, events, task_id, actor=caller.actor, now=now
+                        conn, audit, events, task_id, actor=actor, now=now
                     )
                     closed.extend(below.tasks)
                     closing = Attempt(
                         kind="task.close",
-                        actor=caller.actor,
+                        actor=actor,
                         subject=task_id,
-                        data={"reason": "agent disabled", "revoked_leases": revoked},
+                        data={"reason": reason, "revoked_leases": revoked},
                     )
                     audit.record(conn, closing, Outcome.OK)
                 cancelled = approval_rows.cancel_approvals(
-                    conn, now=now, reason="agent disabled", agent_id=agent_id
+                    conn, now=now, reason=reason, agent_id=agent_id
                 )
-                events.end_all(conn, audit, cancelled, actor=caller.actor, now=now)
+                events.end_all(conn, audit, cancelled, actor=actor, now=now)
                 disabling = Attempt(
                     kind="agent.disable",
-                    actor=caller.actor,
+                    actor=actor,
                     subject=agent_id,
                     data={"tasks": closed},
                 )

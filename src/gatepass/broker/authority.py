@@ -13,6 +13,7 @@ import datetime as dt
 
 from gatepass.broker.catalog import TargetCatalog
 from gatepass.broker.requests import TaskDetails
+from gatepass.broker.signal_board import SignalBoard
 from gatepass.broker.trail import Attempt
 from gatepass.config import TokenSettings
 from gatepass.errors import (
@@ -85,6 +86,8 @@ class Authority:
         catalog: the configured targets.
         tokens: the broker's token lifetimes.
         metrics: where decisions are counted.
+        board: the context signals in force; every request is decided with
+            their facts (``principal.risk``, ``context.environment_frozen``...).
     """
 
     def __init__(
@@ -94,12 +97,14 @@ class Authority:
         catalog: TargetCatalog,
         tokens: TokenSettings,
         metrics: Metrics,
+        board: SignalBoard | None = None,
     ) -> None:
         """Keep the collaborators."""
         self._policies = policies
         self._catalog = catalog
         self._tokens = tokens
         self._metrics = metrics
+        self._board = board or SignalBoard()
 
     def decide(self, requests: list[PolicyRequest]) -> list[Decision]:
         """Ask the live policy set; any evaluation error is already a deny."""
@@ -108,6 +113,7 @@ class Authority:
     def _decide_with(
         self, policy_set: PolicyEngine, requests: list[PolicyRequest]
     ) -> list[Decision]:
+        requests = self._board.enrich(requests)
         decisions = policy_set.decide(requests)
         for request, decision in zip(requests, decisions, strict=True):
             outcome = "allow" if decision.allowed else "deny"

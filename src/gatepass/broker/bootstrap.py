@@ -15,6 +15,7 @@ the state directory, and a broker whose database is behind it starts sealed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 
 from gatepass.audit import JOURNAL_FILE, AnchorJournal, AuditSigner
@@ -35,9 +36,11 @@ from gatepass.broker.live_keys import LiveKeys
 from gatepass.broker.notifications import Notifier
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.seal import Seal
+from gatepass.broker.signal_board import SignalBoard
 from gatepass.broker.signals import Signals
 from gatepass.broker.task_access import TaskAccess
 from gatepass.broker.trail import AuditTrail
+from gatepass.broker.transmitter_keys import transmitter_keys
 from gatepass.clock import Clock, SystemClock
 from gatepass.config import Settings
 from gatepass.engines import (
@@ -47,10 +50,11 @@ from gatepass.engines import (
     build_engines,
 )
 from gatepass.identity import FederatedVerifier
-from gatepass.observability import Metrics, get_logger
+from gatepass.observability import Metrics, get_logger, redact_values
 from gatepass.policy import PolicyHolder
 from gatepass.sealing import load_sealer
-from gatepass.store import Database, clocks
+from gatepass.ssf.receive import SETVerifier
+from gatepass.store import Database, clocks, context_signals
 from gatepass.tokens import (
     DPoPVerifier,
     JWTIssuer,
@@ -181,6 +185,13 @@ def build_runtime(
     notifier = Notifier.from_settings(
         settings, database=database, trail=trail, clock=clock, metrics=metrics
     )
+    # The context signals in force, read back from the store before serving.
+    board = SignalBoard()
+    with database.reading() as conn:
+        board.load(
+            (s.kind, s.scope, s.value, s.until)
+            for s in context_signals.list_signals(conn, clock.now())
+        )
     context = BrokerContext(
         settings=settings,
         database=database,
@@ -199,7 +210,11 @@ def build_runtime(
         directory=directory,
         signals=Signals(),
         authority=Authority(
-            policies, catalog=catalog, tokens=settings.tokens, metrics=metrics
+            policies,
+            catalog=catalog,
+            tokens=settings.tokens,
+            metrics=metrics,
+            board=board,
         ),
         task_access=TaskAccess(
             verifier=verifier,
@@ -212,6 +227,7 @@ def build_runtime(
         signer=signer,
         sealer=sealer,
         notifier=notifier,
+        signal_board=board,
     )
     revocations = RevocationWorker(
         context,
@@ -225,8 +241,18 @@ def build_runtime(
         context, signer=signer, mac=mac, journal=journal, revocations=revocations
     )
     anchoring.start()
+    # Push tokens are read now, once: a missing or empty file stops the start.
+    set_verifier = SETVerifier(
+        settings.signals,
+        clock=clock,
+        keys=functools.partial(transmitter_keys, clock=clock),
+    )
+    redact_values(set_verifier.secrets)
     broker = assemble(
-        context, revocations=revocations, audit=AuditLog(context, anchoring)
+        context,
+        revocations=revocations,
+        audit=AuditLog(context, anchoring),
+        set_verifier=set_verifier,
     )
     return Runtime(
         settings=settings,

@@ -8,11 +8,11 @@ its operator's roles allow:
 ======================  =====================================
 token or operator role  permissions
 ======================  =====================================
-``admin`` token         ``administer``, ``audit``
+``admin`` token         ``administer``, ``audit``, ``signal``
 ``introspect`` token    ``introspect``
 ``proxy`` token         ``introspect``, ``proxy``
 ``ssf_receiver`` token  ``ssf_receive``
-operator ``admin``      ``administer``, ``audit``
+operator ``admin``      ``administer``, ``audit``, ``signal``
 operator ``approver``   ``approve``
 operator ``auditor``    ``audit``
 ======================  =====================================
@@ -49,6 +49,8 @@ class Permission(enum.StrEnum):
     ``introspect``: RFC 7662 introspection and the revocation stream.
     ``proxy``: submit the proxy's records of proxied calls.
     ``ssf_receive``: manage and read one's own SSF streams (docs/ssf.md).
+    ``signal``: send context signals (``POST /v1/signals``: an agent's risk, a
+    frozen environment, a tenant's incident).
     """
 
     ADMINISTER = "administer"
@@ -57,17 +59,22 @@ class Permission(enum.StrEnum):
     INTROSPECT = "introspect"
     PROXY = "proxy"
     SSF_RECEIVE = "ssf_receive"
+    SIGNAL = "signal"
 
 
 _SERVICE: Final[dict[ApiRole, frozenset[Permission]]] = {
-    ApiRole.ADMIN: frozenset({Permission.ADMINISTER, Permission.AUDIT}),
+    ApiRole.ADMIN: frozenset(
+        {Permission.ADMINISTER, Permission.AUDIT, Permission.SIGNAL}
+    ),
     ApiRole.INTROSPECT: frozenset({Permission.INTROSPECT}),
     ApiRole.PROXY: frozenset({Permission.INTROSPECT, Permission.PROXY}),
     ApiRole.OPERATOR: frozenset(),
     ApiRole.SSF_RECEIVER: frozenset({Permission.SSF_RECEIVE}),
 }
 _OPERATOR: Final[dict[OperatorRole, frozenset[Permission]]] = {
-    OperatorRole.ADMIN: frozenset({Permission.ADMINISTER, Permission.AUDIT}),
+    OperatorRole.ADMIN: frozenset(
+        {Permission.ADMINISTER, Permission.AUDIT, Permission.SIGNAL}
+    ),
     OperatorRole.APPROVER: frozenset({Permission.APPROVE}),
     OperatorRole.AUDITOR: frozenset({Permission.AUDIT}),
 }

@@ -19,6 +19,7 @@ from gatepass.broker.directory import Directory
 from gatepass.broker.live_keys import LiveKeys
 from gatepass.broker.notifications import Notifier
 from gatepass.broker.seal import Seal
+from gatepass.broker.signal_board import SignalBoard
 from gatepass.broker.signals import Signals
 from gatepass.broker.task_access import TaskAccess
 from gatepass.broker.trail import AuditTrail
@@ -65,6 +66,8 @@ class BrokerContext:
         sealer: seals private keys at rest with the master key.
         notifier: queues approval notifications in the outbox (inside the
             approval's transaction) and delivers them to approver webhooks.
+        signal_board: the context signals in force (agents' risk, frozen
+            environments, tenants' incidents), which every decision reads.
     """
 
     settings: Settings
@@ -89,6 +92,7 @@ class BrokerContext:
     signer: AuditSigner
     sealer: Sealer
     notifier: Notifier
+    signal_board: SignalBoard
 
     @property
     def issuer_url(self) -> str:

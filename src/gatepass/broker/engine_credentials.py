@@ -30,6 +30,7 @@ from gatepass.broker.facts import task_requests
 from gatepass.broker.idempotency import IN_PROGRESS, IdempotencyClaim, replayed_answer
 from gatepass.broker.issuance import record_lease
 from gatepass.broker.requests import CredentialRequest
+from gatepass.broker.reuse import ReuseDetector
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.task_access import PresentedTaskToken, VerifiedTask
 from gatepass.broker.trail import Attempt, AuditRecorder
@@ -60,10 +61,17 @@ class IssueEngineCredential:
         revocations: removes what a failed or raced issuance left in a target.
     """
 
-    def __init__(self, context: BrokerContext, revocations: RevocationWorker) -> None:
+    def __init__(
+        self,
+        context: BrokerContext,
+        revocations: RevocationWorker,
+        *,
+        reuse: ReuseDetector | None = None,
+    ) -> None:
         """Keep the collaborators."""
         self._context = context
         self._revocations = revocations
+        self._reuse = reuse
         self._gate = ApprovalGate(context)
 
     async def __call__(
@@ -108,6 +116,8 @@ class IssueEngineCredential:
                     return answer
             return await self._issue(verified, target, request, claim, attempt)
         except GatepassError as error:
+            if self._reuse is not None:
+                await self._reuse.observe(attempt, error)
             await context.trail.refuse(attempt, error)
             raise
 

@@ -8,6 +8,7 @@ The broker as its faces see it: every use case, grouped by what it acts on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from gatepass.broker.agents import Agents
@@ -20,6 +21,7 @@ from gatepass.broker.closing import Closing
 from gatepass.broker.console_access import ConsoleAccess
 from gatepass.broker.console_views import ConsoleViews
 from gatepass.broker.context import BrokerContext
+from gatepass.broker.context_signals import ContextSignals
 from gatepass.broker.engine_credentials import IssueEngineCredential
 from gatepass.broker.evidence import EvidenceExport
 from gatepass.broker.frameworks import FrameworkReport
@@ -28,8 +30,10 @@ from gatepass.broker.keys import SigningKeys
 from gatepass.broker.notifications import Notifier
 from gatepass.broker.operators import Operators
 from gatepass.broker.policy_admin import PolicyAdmin
+from gatepass.broker.quarantine import Quarantine
 from gatepass.broker.reads import Reads
 from gatepass.broker.renewal import RenewCredential
+from gatepass.broker.reuse import ReuseDetector
 from gatepass.broker.revocation_feed import RevocationFeed
 from gatepass.broker.revocations import RevocationWorker
 from gatepass.broker.service_tokens import ServiceTokens
@@ -38,8 +42,10 @@ from gatepass.broker.ssf_streams import SSFStreams
 from gatepass.broker.sweep import Sweeper
 from gatepass.broker.token_endpoint import TokenEndpoint
 from gatepass.broker.token_status import TokenStatus
+from gatepass.broker.transmitter_keys import transmitter_keys
 from gatepass.config import Settings
 from gatepass.observability import Metrics
+from gatepass.ssf.receive import SETVerifier
 from gatepass.store import Database
 
 __all__ = ["Broker", "Runtime", "assemble"]
@@ -78,6 +84,8 @@ class Broker:
         ssf_delivery: SETs made from revocations, pushed and polled.
         console: console sign-in (login links, sessions).
         console_views: the console's tenant-scoped reads and actions.
+        context_signals: context signals (own and SSF) and their re-evaluation.
+        reuse: credential-reuse events and their responses.
     """
 
     settings: Settings
@@ -107,6 +115,8 @@ class Broker:
     ssf_delivery: SSFDelivery
     console: ConsoleAccess
     console_views: ConsoleViews
+    context_signals: ContextSignals
+    reuse: ReuseDetector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,25 +149,33 @@ class Runtime:
 
 
 def assemble(
-    context: BrokerContext, *, revocations: RevocationWorker, audit: AuditLog
+    context: BrokerContext,
+    *,
+    revocations: RevocationWorker,
+    audit: AuditLog,
+    set_verifier: SETVerifier | None = None,
 ) -> Broker:
     """Build every use case over one context."""
     closing = Closing(context, revocations)
     ssf_streams = SSFStreams(context)
     agents = Agents(context, revocations)
     approvals = ApprovalVotes(context)
+    policy = PolicyAdmin(context, closing)
+    reuse = ReuseDetector(
+        context, closing=closing, quarantine=Quarantine(context, agents)
+    )
     return Broker(
         settings=context.settings,
         catalog=context.catalog,
-        tokens=TokenEndpoint(context),
-        token_status=TokenStatus(context, closing),
-        issue_credential=IssueEngineCredential(context, revocations),
+        tokens=TokenEndpoint(context, reuse=reuse),
+        token_status=TokenStatus(context, closing, reuse=reuse),
+        issue_credential=IssueEngineCredential(context, revocations, reuse=reuse),
         renew_credential=RenewCredential(context),
         closing=closing,
         agents=agents,
         approvals=approvals,
         reads=Reads(context),
-        policy=PolicyAdmin(context, closing),
+        policy=policy,
         keys=SigningKeys(context),
         audit=audit,
         callers=Callers(context),
@@ -180,4 +198,17 @@ def assemble(
             closing=closing,
             agents=agents,
         ),
+        context_signals=ContextSignals(
+            context,
+            closing=closing,
+            policy=policy,
+            revocations=revocations,
+            verifier=set_verifier
+            or SETVerifier(
+                context.settings.signals,
+                clock=context.clock,
+                keys=functools.partial(transmitter_keys, clock=context.clock),
+            ),
+        ),
+        reuse=reuse,
     )

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from gatepass.broker.context import BrokerContext
 from gatepass.config import Settings
 from gatepass.frameworks import Facts, TargetFact, build_report
@@ -25,22 +27,17 @@ from gatepass.store import leases as lease_rows
 __all__ = ["FrameworkReport"]
 
 
-def _section(settings: Settings, name: str) -> Mapping[str, Any] | None:
+def _section(section: BaseModel) -> Mapping[str, Any] | None:
     """
-    Return a configuration section that other features may add, if present.
+    Return what a configuration section configures, or None when it is not on.
 
-    TODO(#14): the signals and reuse-detection sections land with their own parts
-    of issue 14; until then (or when a deployment leaves them out) the report
-    says "not configured". Until the lead wires their own "is it on" rule here, a
+    Used for ``[signals]`` (transmitters, rules) and ``[reuse]`` (rules): a
     section counts as configured when it is not switched off (``enabled =
-    false``) and holds at least one non-empty list or table (receivers,
-    transmitters, rules): defaults alone (numbers, flags) configure nothing.
+    false``) and holds at least one non-empty list or table; defaults alone
+    (numbers, flags) configure nothing.
     """
-    section = getattr(settings, name, None)
-    if section is None:
-        return None
-    dumped = section.model_dump() if hasattr(section, "model_dump") else section
-    if not isinstance(dumped, Mapping) or dumped.get("enabled") is False:
+    dumped = section.model_dump()
+    if dumped.get("enabled") is False:
         return None
     present = {
         k: v for k, v in dumped.items() if isinstance(v, list | dict | tuple) and v
@@ -122,8 +119,8 @@ class FrameworkReport:
             approval_policies=policies.current.approval_policy_count,
             federated_issuers=tuple(i.name for i in settings.identity.issuers),
             delegation_max_depth=settings.delegation.max_depth,
-            signals=_section(settings, "signals"),
-            reuse=_section(settings, "reuse"),
+            signals=_section(settings.signals),
+            reuse=_section(settings.reuse),
             master_key_source=(
                 "environment"
                 if os.environ.get(MASTER_KEY_ENV)

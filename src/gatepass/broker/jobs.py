@@ -79,6 +79,13 @@ async def run_jobs(broker: Broker) -> None:
                 "reap",
                 broker.revocations.reap,
             )
+        # Context signals another replica set reach this one's decisions within
+        # a second (this replica's own are on its board at once).
+        group.start_soon(_every, 1.0, "signals", broker.context_signals.refresh)
+        if settings.signals.transmitters:
+            group.start_soon(
+                _every, 30.0, "ssf-keys", broker.context_signals.refresh_keys
+            )
         if broker.notifier.enabled:
             group.start_soon(_every, 1.0, "notifications", broker.notifier.deliver_due)
         if settings.ssf.enabled:

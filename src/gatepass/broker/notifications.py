@@ -64,6 +64,15 @@ _KEEP_FINISHED: Final = dt.timedelta(days=7)
 _PRUNE_EVERY: Final = dt.timedelta(hours=1)
 
 
+def _subject_of(message: OutboxMessage) -> str:
+    """Return what a notice is about: its approval, or a quarantined agent."""
+    approval = message.payload.get("approval_id")
+    if approval:
+        return str(approval)
+    body = message.payload.get("body")
+    return str(body.get("agent_id", "")) if isinstance(body, dict) else ""
+
+
 class Notifier:
     """
     Queue approval notifications in the outbox and deliver them to webhooks.
@@ -206,6 +215,39 @@ class Notifier:
             queued.append(outbox.enqueue(conn, event.value, group, payload, now))
         return queued
 
+    def enqueue_notice(
+        self,
+        conn: Connection,
+        kind: str,
+        groups: list[str],
+        body: dict[str, object],
+        now: dt.datetime,
+    ) -> list[str]:
+        """
+        Queue a notice that is not about an approval (an agent quarantined).
+
+        Delivered like approval notifications (signed, retried), to each group
+        that has a webhook; inside the caller's transaction.
+
+        Args:
+            conn: the transaction of the change.
+            kind: the event name (``agent.quarantined``), the ``Gatepass-Event``.
+            groups: the approver groups to tell; those without a webhook are
+                skipped.
+            body: the JSON body (ids only, never a secret).
+            now: the time of the change.
+
+        Returns:
+            The groups queued.
+        """
+        queued = []
+        for group in dict.fromkeys(groups):
+            if group not in self._webhooks:
+                continue
+            outbox.enqueue(conn, kind[:32], group, {"body": body}, now)
+            queued.append(group)
+        return queued
+
     async def announce(self, approval: Approval, event: WebhookEvent) -> list[int]:
         """
         Queue an event's notifications in a transaction of their own.
@@ -341,7 +383,7 @@ class Notifier:
         return Attempt(
             kind=kind,
             actor="system",
-            subject=str(message.payload.get("approval_id", "")),
+            subject=_subject_of(message),
             data={
                 "group": message.destination,
                 "event": message.kind,

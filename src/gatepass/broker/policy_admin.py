@@ -14,6 +14,7 @@ to agents never name.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from gatepass.broker.facts import (
 from gatepass.broker.trail import Attempt
 from gatepass.errors import ConflictError, InvalidRequestError, NotFoundError
 from gatepass.ids import is_id
-from gatepass.models import Agent, AgentStatus, Lease, Target, TaskState
+from gatepass.models import Agent, AgentStatus, Lease, Target, Task, TaskState
 from gatepass.policy import OPEN_TASK
 from gatepass.store import agents as agent_rows
 from gatepass.store import leases as lease_rows
@@ -137,6 +138,8 @@ class PolicyAdmin:
             age=dt.timedelta(0),
         )
         requests = policy_requests(agent, facts, [(question.action, target)], now)
+        # With the context signals in force, as a real decision would see them.
+        requests = context.signal_board.enrich(requests)
         # Straight to the policy set: a what-if is not a decision the broker made,
         # so it is neither counted in the decision metrics nor audited.
         policy_set = context.policies.current
@@ -221,55 +224,100 @@ class PolicyAdmin:
         if self._context.policies.changed_on_disk():
             await self.reload("system")
 
-    async def reevaluate(self, actor: str) -> tuple[list[str], list[str]]:
+    async def reevaluate(
+        self,
+        actor: str,
+        *,
+        touches: Callable[[Task], bool] | None = None,
+        because: str = "policy",
+    ) -> tuple[list[str], list[str]]:
         """
         Re-run the policy over live leases and open tasks after a context change.
+
+        Args:
+            actor: who changed the context (the audit actor).
+            touches: only the tasks (and their leases) this accepts; all when
+                None (a context signal touches one agent, tenant or environment).
+            because: what changed, for the records' reasons (``policy``, or
+                ``context signal ...``).
 
         Returns:
             The revoked lease ids and the closed task ids.
         """
         context = self._context
-        directory, authority = context.directory, context.authority
         now = context.clock.now()
         live: list[Lease] = await context.database.read(lease_rows.live_leases)
         open_tasks = await context.database.read(
             lambda c: task_rows.list_tasks(c, state=TaskState.OPEN.value, limit=10_000)
         )
+        if touches is not None:
+            open_tasks = [task for task in open_tasks if touches(task)]
+        closed = await self._recheck_tasks(open_tasks, actor, because, now)
+        revoked = await self._recheck_leases(
+            [lease for lease in live if lease.task_id not in closed],
+            actor,
+            because,
+            now,
+            touches,
+        )
+        return revoked, closed
+
+    async def _recheck_tasks(
+        self, open_tasks: list[Task], actor: str, because: str, now: dt.datetime
+    ) -> list[str]:
+        """Close the open tasks whose ``OpenTask`` the policy no longer allows."""
+        context = self._context
         closed: list[str] = []
         for task in open_tasks:
-            agent = await directory.agent(task.agent_id)
+            agent = await context.directory.agent(task.agent_id)
             targets = [context.catalog.get(name) for name in task.targets]
             if agent is None or any(t is None for t in targets):
                 continue
             checks = [(OPEN_TASK, t) for t in targets if t is not None]
             requests = task_requests(agent, task, checks, now)
-            if not all(d.allowed for d in authority.decide(requests)):
-                try:
-                    await self._closing.close_task(
-                        task.id, actor=actor, reason="policy no longer allows the task"
-                    )
-                    closed.append(task.id)
-                except (ConflictError, NotFoundError):
-                    continue
+            if all(d.allowed for d in context.authority.decide(requests)):
+                continue
+            try:
+                await self._closing.close_task(
+                    task.id, actor=actor, reason=f"{because} no longer allows the task"
+                )
+            except (ConflictError, NotFoundError):
+                continue
+            closed.append(task.id)
+        return closed
+
+    async def _recheck_leases(
+        self,
+        live: list[Lease],
+        actor: str,
+        because: str,
+        now: dt.datetime,
+        touches: Callable[[Task], bool] | None,
+    ) -> list[str]:
+        """Revoke the live leases whose actions the policy no longer allows."""
+        context = self._context
         revoked: list[str] = []
         for lease in live:
-            if lease.task_id in closed:
-                continue
-            lease_task = await directory.task(lease.task_id)
-            agent = await directory.agent(lease.agent_id)
+            lease_task = await context.directory.task(lease.task_id)
+            agent = await context.directory.agent(lease.agent_id)
             target = context.catalog.get(lease.target)
             if lease_task is None or agent is None or target is None:
                 continue
+            if touches is not None and not touches(lease_task):
+                continue
             checks = [(action, target) for action in lease.actions]
-            decisions = authority.decide(task_requests(agent, lease_task, checks, now))
-            if not all(d.allowed for d in decisions):
-                try:
-                    await self._closing.revoke_lease(
-                        lease.id,
-                        actor=actor,
-                        reason="policy no longer allows the lease",
-                    )
-                    revoked.append(lease.id)
-                except (ConflictError, NotFoundError):
-                    continue
-        return revoked, closed
+            decisions = context.authority.decide(
+                task_requests(agent, lease_task, checks, now)
+            )
+            if all(d.allowed for d in decisions):
+                continue
+            try:
+                await self._closing.revoke_lease(
+                    lease.id,
+                    actor=actor,
+                    reason=f"{because} no longer allows the lease",
+                )
+            except (ConflictError, NotFoundError):
+                continue
+            revoked.append(lease.id)
+        return revoked

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatepass.errors import DPoPProofError, GatepassError, InvalidGrantError
+from gatepass.errors import DPoPReplayError, GatepassError, InvalidGrantError
 from gatepass.single_use import SingleUse
 from gatepass.tokens import X5T_CLAIM
 
@@ -18,7 +18,9 @@ def replay_error(replayed: SingleUse) -> GatepassError:
     item 7).
     """
     if replayed.namespace == "dpop":
-        return DPoPProofError("dpop proof replayed")
+        # The value is "<jkt>:<jti>" (tokens/dpop.py).
+        jkt = replayed.value.split(":", 1)[0]
+        return DPoPReplayError("dpop proof replayed", jkt=jkt)
     if replayed.namespace == "federated":
         return InvalidGrantError("identity token replayed")
     if replayed.namespace == "delegation":

@@ -17,17 +17,25 @@ from dataclasses import dataclass
 
 from gatepass.broker.caches import ExpiringCache
 from gatepass.broker.directory import Directory
-from gatepass.broker.trail import Attempt
+from gatepass.broker.trail import Attempt, Suspicion
 from gatepass.clock import Clock
-from gatepass.errors import InvalidGrantError, TokenError, TokenRevokedError
+from gatepass.errors import (
+    DPoPKeyMismatchError,
+    InvalidGrantError,
+    TokenError,
+    TokenRevokedError,
+)
 from gatepass.models import Task, TaskState
+from gatepass.secret import token_hash
 from gatepass.tokens import (
+    ACCESS_TOKEN_TYP,
     TASK_TOKEN_TYP,
     DPoPProof,
     DPoPVerifier,
     JWTVerifier,
     TaskTokenClaims,
     check_certificate_binding,
+    unverified_claims,
 )
 from gatepass.verify import dpop_access_token
 
@@ -125,6 +133,44 @@ class TaskAccess:
             self._verified.put(key, claims, claims.expires_at)
         return claims
 
+    def _wrong_audience(self, token: str, attempt: Attempt) -> None:
+        """Note an access token of this broker presented where a task token goes."""
+        peeked = unverified_claims(token)
+        if peeked is None or (peeked[0] or "").lower() != ACCESS_TOKEN_TYP:
+            return
+        audience = peeked[1].get("aud")
+        if not isinstance(audience, str):
+            return
+        try:
+            claims = self._verifier.verify(
+                token, typ=ACCESS_TOKEN_TYP, audience=audience
+            )
+        except TokenError:
+            return
+        # Only a genuine token of ours is evidence: a forgery says nothing of
+        # who holds our credentials.
+        attempt.actor = str(claims.get("sub", attempt.actor))[:80]
+        attempt.subject = str(claims.get("txn", ""))[:80]
+        attempt.suspicion = Suspicion(
+            "wrong_audience",
+            {
+                "token_hash": token_hash(token),
+                "jti": str(claims.get("jti", ""))[:80],
+                "audience": audience[:200],
+                "presented_to": self._issuer_url,
+            },
+        )
+
+    def _closed(self, token: str, task: Task, attempt: Attempt) -> None:
+        attempt.suspicion = Suspicion(
+            "closed_task_use",
+            {
+                "token_hash": token_hash(token),
+                "task_state": task.state.value,
+                "task_jkt": task.jkt,
+            },
+        )
+
     def forget_all(self) -> None:
         """Drop every cached verification (a test's way to force a re-verify)."""
         self._verified.clear()
@@ -139,6 +185,7 @@ class TaskAccess:
         try:
             claims = self.claims(token)
         except TokenError as error:
+            self._wrong_audience(token, attempt)
             raise InvalidGrantError(f"task token rejected: {error.detail}") from error
         attempt.actor = claims.agent_id
         attempt.subject = claims.task_id
@@ -146,6 +193,7 @@ class TaskAccess:
         if task is None or task.token_jti != claims.jti:
             raise InvalidGrantError("task token names an unknown task")
         if task.state is not TaskState.OPEN or task.expires_at <= self._clock.now():
+            self._closed(token, task, attempt)
             raise InvalidGrantError("task is closed")
         return task
 
@@ -165,15 +213,32 @@ class TaskAccess:
             DPoPProofError: the proof is missing, replayed or not by the task's key.
         """
         token = dpop_access_token(presented.authorization)
-        claims = self.claims(token)
+        try:
+            claims = self.claims(token)
+        except TokenError:
+            self._wrong_audience(token, attempt)
+            raise
         attempt.actor = claims.agent_id
-        proof = self._dpop.verify(
-            presented.dpop_proof,
-            method="POST",
-            url=presented.url,
-            access_token=token,
-            expected_jkt=claims.jkt,
-        )
+        attempt.subject = claims.task_id
+        try:
+            proof = self._dpop.verify(
+                presented.dpop_proof,
+                method="POST",
+                url=presented.url,
+                access_token=token,
+                expected_jkt=claims.jkt,
+            )
+        except DPoPKeyMismatchError as error:
+            # RFC 9449 §7.1: a DPoP-bound token presented with another key's proof.
+            attempt.suspicion = Suspicion(
+                "foreign_key",
+                {
+                    "token_hash": token_hash(token),
+                    "bound_jkt": claims.jkt,
+                    "presented_jkt": error.jkt,
+                },
+            )
+            raise
         check_certificate_binding(claims.x5t, presented.certificate)
         return claims, proof
 
@@ -194,5 +259,6 @@ class TaskAccess:
         if task is None or task.token_jti != claims.jti:
             raise TokenError("task token names an unknown task")
         if task.state is not TaskState.OPEN or task.expires_at <= self._clock.now():
+            self._closed(dpop_access_token(presented.authorization), task, attempt)
             raise TokenRevokedError("task is closed")
         return VerifiedTask(task=task, claims=claims, proof=proof)

@@ -24,6 +24,7 @@ from gatepass.broker.requests import (
     OpenTaskRequest,
     TokenResponse,
 )
+from gatepass.broker.reuse import ReuseDetector
 from gatepass.broker.trail import Attempt
 from gatepass.errors import GatepassError
 
@@ -36,11 +37,15 @@ class TokenEndpoint:
 
     Args:
         context: the broker's collaborators.
+        reuse: told of refusals that look like credential reuse.
     """
 
-    def __init__(self, context: BrokerContext) -> None:
+    def __init__(
+        self, context: BrokerContext, *, reuse: ReuseDetector | None = None
+    ) -> None:
         """Build the exchanges."""
         self._context = context
+        self._reuse = reuse
         self._open_task = OpenTask(context)
         self._access_token = IssueAccessToken(context)
         self._grant = GrantDelegation(context)
@@ -97,6 +102,10 @@ class TokenEndpoint:
                 )
         except GatepassError as error:
             self._count(attempt.kind, error.code)
+            if self._reuse is not None:
+                # The refusal stands as it is; reuse detection only watches it
+                # (its record precedes the refusal's, which stays the last word).
+                await self._reuse.observe(attempt, error)
             await self._context.trail.refuse(attempt, error)
             raise
         self._count(attempt.kind, "ok")

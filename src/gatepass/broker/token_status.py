@@ -18,7 +18,8 @@ from gatepass.audit import Outcome
 from gatepass.broker.closing import Closing
 from gatepass.broker.context import BrokerContext
 from gatepass.broker.requests import Introspection, RevocationRequest
-from gatepass.broker.trail import Attempt
+from gatepass.broker.reuse import ReuseDetector
+from gatepass.broker.trail import Attempt, Suspicion
 from gatepass.errors import (
     ConflictError,
     GatepassError,
@@ -63,12 +64,21 @@ class TokenStatus:
     Args:
         context: the broker's collaborators.
         closing: closes tasks and revokes leases.
+        reuse: told when a revoked access token is introspected (a resource
+            server saw it used after its task or lease ended).
     """
 
-    def __init__(self, context: BrokerContext, closing: Closing) -> None:
+    def __init__(
+        self,
+        context: BrokerContext,
+        closing: Closing,
+        *,
+        reuse: ReuseDetector | None = None,
+    ) -> None:
         """Keep the collaborators."""
         self._context = context
         self._closing = closing
+        self._reuse = reuse
 
     def _verify_any(self, token: str) -> tuple[str, dict[str, Any]] | None:
         """Verify a broker token of either kind; None if it is not valid."""
@@ -173,6 +183,28 @@ class TokenStatus:
                 or lease.expires_at <= now
                 or seal.ended(lease.id, lease.task_id)
             ):
+                if (
+                    lease is not None
+                    and self._reuse is not None
+                    and lease.state is not LeaseState.ACTIVE
+                    and lease.expires_at > now
+                ):
+                    # Revoked before it expired, and still presented somewhere.
+                    await self._reuse.report(
+                        Suspicion(
+                            "closed_task_use",
+                            {
+                                "token_hash": token_hash(token),
+                                "lease_id": lease.id,
+                                "lease_state": lease.state.value,
+                                "audience": str(claims.get("aud", ""))[:200],
+                            },
+                        ),
+                        agent_id=lease.agent_id,
+                        task_id=lease.task_id,
+                        seen_at="token.introspect",
+                        refusal="inactive",
+                    )
                 return _INACTIVE
         body: dict[str, Any] = {"active": True, "token_type": "DPoP"}
         body.update(

@@ -27,9 +27,24 @@ from gatepass.errors import GatepassError
 from gatepass.observability import Metrics
 from gatepass.store import Connection, Database, audit_log
 
-__all__ = ["Attempt", "AuditRecorder", "AuditTrail"]
+__all__ = ["Attempt", "AuditRecorder", "AuditTrail", "Suspicion"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Suspicion:
+    """
+    Why a refusal may be a stolen or cached credential (``broker/reuse.py``).
+
+    Attributes:
+        kind: ``closed_task_use``, ``foreign_key``, ``replayed_proof``,
+            ``wrong_audience`` or ``two_keys``.
+        evidence: ids, key thumbprints and hashes (never a token).
+    """
+
+    kind: str
+    evidence: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -42,12 +57,15 @@ class Attempt:
         actor: who asks: an agent id, ``admin:<token id>`` or ``system``.
         subject: the task, lease or agent acted on, once known.
         data: details (never a secret: the audit entry scrubs them anyway).
+        suspicion: set where a refusal looks like credential reuse; never
+            audited as such (``broker/reuse.py`` writes ``credential.reuse``).
     """
 
     kind: str
     actor: str = "unknown"
     subject: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    suspicion: Suspicion | None = None
 
 
 class AuditRecorder:

@@ -16,6 +16,7 @@ from gatepass.cli import (
     operators,
     policy,
     report,
+    signals,
     ssf,
     targets,
     tasks,
@@ -48,6 +49,7 @@ app.add_typer(operators.app, name="operators")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(ssf.app, name="ssf")
+app.add_typer(signals.app, name="signals")
 app.command("whoami")(operators.whoami)
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(report.app, name="report")

@@ -30,7 +30,8 @@ from gatepass.identity.federation import (
 )
 from gatepass.identity.fetch import DocumentFetcher, FetchLimits
 from gatepass.identity.issuers import OIDC_METHOD, SPIFFE_METHOD, TrustedIssuer
-from gatepass.identity.keycache import IssuerHealth
+from gatepass.identity.keycache import IssuerHealth, IssuerKeys, read_key_file
+from gatepass.identity.keysets import KeySet, VerificationKey, parse_key_set
 from gatepass.identity.registration import (
     FEDERATED_ALGORITHM,
     FederatedAgentFields,
@@ -69,16 +70,21 @@ __all__ = [
     "FetchLimits",
     "IdentitySettings",
     "IssuerHealth",
+    "IssuerKeys",
     "IssuerSettings",
+    "KeySet",
     "ReplayCache",
     "Resolver",
     "SpiffeId",
     "StaticResolver",
     "SystemResolver",
     "TrustedIssuer",
+    "VerificationKey",
     "WorkloadIdentity",
     "WorkloadVerifier",
     "check_federated_agent",
     "federated_agent_fields",
+    "parse_key_set",
     "parse_spiffe_id",
+    "read_key_file",
 ]

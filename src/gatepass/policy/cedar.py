@@ -51,11 +51,14 @@ from gatepass.policy.model import (
     ACTION_TYPE,
     AGENT_TYPE,
     ENTITY_CACHE_SIZE,
+    NO_SIGNALS,
     PROBE,
     PROBE_DELEGATED,
+    SIGNAL_FEATURE_CHOICES,
     TARGET_TYPE,
     Description,
     Prepared,
+    SignalFeatures,
     entity_json,
     prepare,
     prepare_delegation,
@@ -139,6 +142,9 @@ class CedarPolicySet:
         # grows, one atomic set.add at a time, so sharing it between threads is safe.
         self._fitting: set[tuple[str, bool]] = set()
         self._no_policies = cedarpy.PolicySet.from_str("")
+        # Context signals (principal.risk, context.environment_frozen...) are in
+        # requests only when the schema declares them (model.SignalFeatures).
+        self.signal_features = self._signal_features()
         problems = self._schema_problems()
         if problems:
             raise ConfigurationError(
@@ -188,7 +194,7 @@ class CedarPolicySet:
             The decision; never raises for a bad request, it denies it.
         """
         try:
-            prepared = prepare_delegation(request)
+            prepared = prepare_delegation(request, self.signal_features)
         except (TypeError, ValueError, OverflowError) as exc:
             return _error_decision(f"invalid {DELEGATE} request: {exc}")
         [(_, decision)] = self._evaluate([prepared])
@@ -210,7 +216,7 @@ class CedarPolicySet:
             delegated = request.delegation is not None
             try:
                 fits = self._fits(request.action, delegated=delegated)
-                batch.append(prepare(index, request, fits))
+                batch.append(prepare(index, request, fits, self.signal_features))
             except (TypeError, ValueError, OverflowError) as exc:
                 decisions[index] = _error_decision(f"invalid request: {exc}")
         for group in _entity_groups(batch):
@@ -294,6 +300,25 @@ class CedarPolicySet:
             self._entities[key] = handle
         return handle
 
+    def _signal_features(self) -> SignalFeatures:
+        """Return the richest context-signal facts the schema accepts."""
+        for features in SIGNAL_FEATURE_CHOICES:
+            if features == NO_SIGNALS:
+                break
+            try:
+                prepared = prepare(0, PROBE, fits=False, features=features)
+                result = cedarpy.is_authorized(
+                    prepared.request,
+                    self._no_policies,
+                    self._entities_for([prepared]),
+                    schema=self._schema,
+                )
+            except Exception:  # noqa: BLE001, S112 - anything cedarpy raises means "no"
+                continue
+            if not result.diagnostics.errors:
+                return features
+        return NO_SIGNALS
+
     def _schema_problems(self) -> list[str]:
         """
         Return why the schema cannot take gatepass's requests; empty when it can.
@@ -301,7 +326,7 @@ class CedarPolicySet:
         Asked with no policies, so that only the request and its entities can
         fail: a policy that fails for the probe request is no schema problem.
         """
-        prepared = prepare(0, PROBE, fits=False)
+        prepared = prepare(0, PROBE, fits=False, features=self.signal_features)
         try:
             result = cedarpy.is_authorized(
                 prepared.request,
@@ -332,7 +357,7 @@ class CedarPolicySet:
             PROBE_DELEGATED if delegated else PROBE, action=action
         )
         try:
-            prepared = prepare(0, probe, fits=False)
+            prepared = prepare(0, probe, fits=False, features=self.signal_features)
             entities = self._entities_for([prepared])
             result = cedarpy.is_authorized(
                 prepared.request, self._no_policies, entities, schema=self._schema

@@ -46,6 +46,9 @@ class AgentFacts:
         labels: free key/value labels; Cedar sees them as entity tags.
         issuer: for a federated agent, its issuer (``principal.issuer``, an
             optional attribute); None for an agent with a registered key.
+        risk: the agent's risk level from context signals (``principal.risk``:
+            ``low``, ``medium`` or ``high``; docs/signals.md). Cedar sees it only
+            when the schema declares ``risk: String`` on ``Agent``.
     """
 
     id: str
@@ -53,6 +56,7 @@ class AgentFacts:
     tenant: str
     labels: Mapping[str, str]
     issuer: str | None = None
+    risk: str = "low"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +136,12 @@ class PolicyRequest:
         task: the task context.
         now: the moment of the request, aware; policies see it in UTC as
             ``context.time``.
+        delegation: where the task sits in a delegation tree, for a delegated one.
+        environment_frozen: a context signal froze the task's (or the target's)
+            environment (``context.environment_frozen``; docs/signals.md).
+        tenant_incident: an incident is declared for the task's (or the target's)
+            tenant (``context.tenant_incident``). Cedar sees both only when the
+            schema's context declares them (``environment_frozen: Bool``).
     """
 
     agent: AgentFacts
@@ -140,6 +150,8 @@ class PolicyRequest:
     task: TaskFacts
     now: dt.datetime
     delegation: DelegationFacts | None = None
+    environment_frozen: bool = False
+    tenant_incident: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -45,14 +45,17 @@ __all__ = [
     "DIMENSIONS",
     "ENTITY_CACHE_SIZE",
     "KEY_PATHS",
+    "NO_SIGNALS",
     "PRINCIPAL",
     "PROBE",
     "PROBE_DELEGATED",
     "RESOURCE",
+    "SIGNAL_FEATURE_CHOICES",
     "TARGET_TYPE",
     "Description",
     "Keys",
     "Prepared",
+    "SignalFeatures",
     "Uid",
     "entity_json",
     "prepare",
@@ -202,6 +205,38 @@ PROBE_DELEGATED = dataclasses.replace(
 )
 """The probe as a delegated task asks: its context also has ``delegation``."""
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignalFeatures:
+    """
+    Which context-signal facts the schema declares, so requests carry them.
+
+    Cedar records and entities are closed: an attribute the schema does not
+    declare makes the request fail (and so deny), and one it declares must be
+    there. A schema written before context signals existed keeps working
+    unchanged; one that declares them gets them in every request.
+
+    Attributes:
+        risk: ``Agent`` declares ``risk: String`` (``principal.risk``).
+        environment_frozen: the context declares ``environment_frozen: Bool``.
+        tenant_incident: the context declares ``tenant_incident: Bool``.
+    """
+
+    risk: bool = False
+    environment_frozen: bool = False
+    tenant_incident: bool = False
+
+
+SIGNAL_FEATURE_CHOICES: tuple[SignalFeatures, ...] = tuple(
+    SignalFeatures(risk, frozen, incident)
+    for risk in (True, False)
+    for frozen in (True, False)
+    for incident in (True, False)
+)
+"""Every combination, the richest first: the policy set uses the first that fits."""
+NO_SIGNALS = SignalFeatures()
+"""A schema that declares none of the context-signal facts."""
+
 # What an entity is described by: its kind ("A" agent, "T" target) and every value
 # that goes into its JSON. Equal descriptions give identical JSON, so a description
 # keys the parsed entity handles without serialising anything per request.
@@ -222,7 +257,12 @@ class Prepared:
     keys: Keys | None
 
 
-def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
+def prepare(
+    index: int,
+    request: PolicyRequest,
+    fits: bool,
+    features: SignalFeatures = NO_SIGNALS,
+) -> Prepared:
     """
     Build cedarpy's request and describe its two entities; raise on unusable facts.
 
@@ -230,13 +270,22 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         index: the request's position in the batch.
         request: the question.
         fits: whether the schema is known to accept requests for this action.
+        features: the context-signal facts the schema declares.
     """
     agent, target, task, now = request.agent, request.target, request.task, request.now
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     utc = now.astimezone(dt.UTC)
     labels = tuple(agent.labels.items())
-    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels, agent.issuer)
+    risk = agent.risk if features.risk else None
+    if risk is not None and type(risk) is not str:
+        raise TypeError("agent risk must be a string")
+    agent_entity = ("A", agent.id, agent.name, agent.tenant, labels, agent.issuer, risk)
+    signals: dict[str, bool] = {}
+    if features.environment_frozen:
+        signals["environment_frozen"] = request.environment_frozen is True
+    if features.tenant_incident:
+        signals["tenant_incident"] = request.tenant_incident is True
     target_entity = (
         "T",
         target.name,
@@ -275,10 +324,15 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         # Only the age and the time change between a task's requests: the rest of
         # the JSON is serialised once per task. All three are ints here.
         prefix = _task_prefix(task.purpose, task.intent, task.environment, task.tenant)
-        tail = "}" if delegation is None else f", {_delegation_json(delegation)}}}"
+        extra = "".join(
+            f', "{name}": {"true" if value else "false"}'
+            for name, value in signals.items()
+        )
+        if delegation is not None:
+            extra += f", {_delegation_json(delegation)}"
         context = (
             f'{prefix}{age}}}, "time": '
-            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}{tail}'
+            f'{{"hour": {hour}, "weekday": {weekday}, "epoch": {epoch}}}{extra}}}'
         )
     else:
         # cedarpy would json.dumps a dict context itself; passing the string saves
@@ -286,6 +340,7 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
         document: dict[str, object] = {
             "task": _task_record(task),
             "time": {"hour": hour, "weekday": weekday, "epoch": epoch},
+            **signals,
         }
         if delegation is not None:
             document["delegation"] = _delegation_record(delegation)
@@ -304,7 +359,9 @@ def prepare(index: int, request: PolicyRequest, fits: bool) -> Prepared:
     )
 
 
-def prepare_delegation(request: DelegationRequest) -> Prepared:
+def prepare_delegation(
+    request: DelegationRequest, features: SignalFeatures = NO_SIGNALS
+) -> Prepared:
     """
     Build cedarpy's ``Delegate`` request; raise on unusable facts.
 
@@ -316,6 +373,8 @@ def prepare_delegation(request: DelegationRequest) -> Prepared:
 
     Args:
         request: the question.
+        features: the context-signal facts the schema declares (here, whether
+            agents carry ``risk``, so a policy can refuse a risky child).
 
     Raises:
         TypeError: an agent fact is not a string.
@@ -332,6 +391,9 @@ def prepare_delegation(request: DelegationRequest) -> Prepared:
             agent.id, agent.name, agent.tenant, *(p for pair in labels for p in pair)
         ) or (agent.issuer is not None and not _all_str(agent.issuer)):
             raise TypeError("agent facts must be strings")
+        risk = agent.risk if features.risk else None
+        if risk is not None and type(risk) is not str:
+            raise TypeError("agent risk must be a string")
         entities[f"A\0{agent.id}"] = (
             "A",
             agent.id,
@@ -339,6 +401,7 @@ def prepare_delegation(request: DelegationRequest) -> Prepared:
             agent.tenant,
             labels,
             agent.issuer,
+            risk,
         )
     context = {
         "task": _task_record(task),
@@ -437,12 +500,17 @@ def _task_prefix(purpose: str, intent: str, environment: str, tenant: str) -> st
 def entity_json(description: Description) -> str:
     """Return the Cedar JSON of an agent or target described by :func:`prepare`."""
     if description[0] == "A":
-        _, agent_id, name, tenant, labels, issuer = description
+        _, agent_id, name, tenant, labels, issuer = description[:6]
+        # Agents described without the risk fact (other request kinds) omit it.
+        risk = description[6] if len(description) > 6 else None
         attrs: dict[str, object] = {"name": name, "tenant": tenant}
         if issuer is not None:
             # Optional in the schema (``issuer?: String``): only federated agents
             # have one, so ``principal has issuer`` tells them apart.
             attrs["issuer"] = issuer
+        if risk is not None:
+            # Only when the schema declares it (SignalFeatures).
+            attrs["risk"] = risk
         return json.dumps(
             {
                 "uid": {"type": AGENT_TYPE, "id": agent_id},

@@ -47,11 +47,13 @@ __all__ = [
     "audit_head",
     "console_links",
     "console_sessions",
+    "context_signals",
     "idempotency_keys",
     "leases",
     "metadata",
     "operators",
     "outbox",
+    "reuse_events",
     "seen_values",
     "settings_kv",
     "signing_keys",
@@ -370,6 +372,34 @@ idempotency_keys = Table(
     Column("response", JSON),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+# --- signals-in (issue 14) -----------------------------------------------------------
+# Context signals in force: an agent's risk, a frozen environment, a tenant's
+# incident. One row per (kind, scope); clearing a signal deletes its row.
+context_signals = Table(
+    "gp_context_signals",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("scope", String(255), primary_key=True),
+    Column("value", String(16), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime),
+)
+
+# credential.reuse events, counted per agent in the windows of [[reuse.rules]].
+reuse_events = Table(
+    "gp_reuse_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("agent_id", String(40), nullable=False),
+    Column("task_id", String(40), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_gp_reuse_events_agent", "agent_id", "at"),
+)
+# --- end signals-in ------------------------------------------------------------------
 
 
 # --- SSF transmitter (issue 14, signals out) ---------------------------------------

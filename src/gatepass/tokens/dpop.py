@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 from gatepass.clock import Clock
 from gatepass.errors import (
     ConfigurationError,
+    DPoPKeyMismatchError,
     DPoPNonceRequiredError,
     DPoPProofError,
+    DPoPReplayError,
     InvalidRequestError,
 )
 from gatepass.single_use import ReplayCache, SingleUse
@@ -209,7 +211,7 @@ def _check_binding(
             raise _reject("dpop ath does not match the access token")
     # RFC 9449 §4.3 item 12 / §6.1: the proof key is the key the token is bound to.
     if expected_jkt is not None and not _constant_time_equal(jkt, expected_jkt):
-        raise _reject("dpop key does not match the token binding")
+        raise DPoPKeyMismatchError("dpop key does not match the token binding", jkt=jkt)
 
 
 class DPoPVerifier:
@@ -304,7 +306,7 @@ class DPoPVerifier:
         if self._replay.seen(
             single_use.namespace, single_use.value, single_use.expires_at
         ):
-            raise _reject("dpop proof replayed")
+            raise DPoPReplayError("dpop proof replayed", jkt=jkt)
         public = {name: jwk[name] for name in _REQUIRED_MEMBERS[jwk["kty"]]}
         return DPoPProof(
             jkt=jkt, jti=jti, issued_at=issued_at, jwk=public, single_use=single_use

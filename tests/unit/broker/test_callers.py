@@ -32,16 +32,16 @@ OPERATOR = Operator(
 @pytest.mark.parametrize(
     ("role", "operator_roles", "expected"),
     [
-        (ApiRole.ADMIN, (), {P.ADMINISTER, P.AUDIT}),
+        (ApiRole.ADMIN, (), {P.ADMINISTER, P.AUDIT, P.SIGNAL}),
         (ApiRole.INTROSPECT, (), {P.INTROSPECT}),
         (ApiRole.PROXY, (), {P.INTROSPECT, P.PROXY}),
-        (ApiRole.OPERATOR, (R.ADMIN,), {P.ADMINISTER, P.AUDIT}),
+        (ApiRole.OPERATOR, (R.ADMIN,), {P.ADMINISTER, P.AUDIT, P.SIGNAL}),
         (ApiRole.OPERATOR, (R.APPROVER,), {P.APPROVE}),
         (ApiRole.OPERATOR, (R.AUDITOR,), {P.AUDIT}),
         (ApiRole.OPERATOR, (R.APPROVER, R.AUDITOR), {P.APPROVE, P.AUDIT}),
         (ApiRole.OPERATOR, (), set()),
         # Operator roles never widen a service token: approval is for humans only.
-        (ApiRole.ADMIN, (R.APPROVER,), {P.ADMINISTER, P.AUDIT}),
+        (ApiRole.ADMIN, (R.APPROVER,), {P.ADMINISTER, P.AUDIT, P.SIGNAL}),
         (ApiRole.PROXY, (R.ADMIN,), {P.INTROSPECT, P.PROXY}),
     ],
 )

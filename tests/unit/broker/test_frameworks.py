@@ -1,37 +1,25 @@
-"""The framework report's facts: sections that other parts of issue 14 add."""
+"""The framework report's facts: whether the signals and reuse sections are on."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel
-
 from gatepass.broker.frameworks import _section
-
-
-class Section(BaseModel):
-    """A stand-in for a signals or reuse section."""
-
-    enabled: bool = True
-    window_seconds: int = 60
-    receivers: list[str] = []
-
-
-class Holder:
-    """Settings with some sections and not others."""
-
-    signals = Section()
-    reuse = Section(receivers=["idp"])
-    other = Section(enabled=False, receivers=["idp"])
+from gatepass.config import ReuseSettings, Settings
 
 
 class TestSections:
-    """The signals and reuse sections are read defensively (they land separately)."""
+    """A section is configured when it holds something to act on."""
 
-    def test_absent_defaults_off_and_configured(self) -> None:
-        """Absent, defaults only or switched off: not configured; a list: configured."""
-        holder: Any = Holder()
-        assert _section(holder, "absent") is None
-        assert _section(holder, "signals") is None
-        assert _section(holder, "other") is None
-        assert _section(holder, "reuse") == {"receivers": ["idp"]}
+    def test_defaults_configure_nothing(self) -> None:
+        """A deployment without transmitters or rules: not configured."""
+        settings = Settings()
+        assert _section(settings.signals) is None
+        assert _section(settings.reuse) is None
+
+    def test_rules_configure_reuse(self) -> None:
+        """One reuse rule is enough, and the report sees what it is."""
+        reuse = ReuseSettings.model_validate(
+            {"rules": [{"kinds": ["two_keys"], "response": "alert"}]}
+        )
+        found = _section(reuse)
+        assert found is not None
+        assert found["rules"][0]["response"] == "alert"

@@ -37,7 +37,7 @@ class TestPolicyValidate:
         """A valid directory prints its policy count and digest and exits 0."""
         result = local_cli("policy", "validate", str(QUICKSTART_POLICIES))
         assert result.exit_code == 0, result.output
-        assert "12 policies valid" in result.stdout
+        assert "15 policies valid" in result.stdout
         assert "digest sha256:" in result.stdout
 
     def test_broken_directory_exits_78(self, local_cli, broken_policies):
@@ -100,7 +100,7 @@ class TestPolicyServer:
         assert result.exit_code == 0, result.output
         assert "policy_count" in result.stdout
         status = cli.json("policy", "status")
-        assert status["policy_count"] == 12
+        assert status["policy_count"] == 15
         assert status["last_error"] is None
 
     def test_reload(self, cli):
@@ -114,7 +114,7 @@ class TestPolicyServer:
         result = cli("policy", "reload")
         assert result.exit_code == 64
         assert "policy set refused" in result.stderr
-        assert cli.json("policy", "status")["policy_count"] == 12
+        assert cli.json("policy", "status")["policy_count"] == 15
 
     def test_bad_token_exits_77(self, cli):
         """Status needs the admin token."""

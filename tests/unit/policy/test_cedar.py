@@ -141,9 +141,9 @@ class TestQuickstartDecisions:
     def test_is_a_policy_engine(self, quickstart: CedarPolicySet) -> None:
         """The set exposes the PolicyEngine attributes."""
         engine: PolicyEngine = quickstart
-        assert engine.policy_count == 12
+        assert engine.policy_count == 15
         assert engine.digest.startswith("sha256:")
-        assert "policy_count=12" in repr(quickstart)
+        assert "policy_count=15" in repr(quickstart)
 
 
 class TestTTLAndIds:

@@ -89,6 +89,8 @@ async def proxy_audit(request: Request) -> Response:
         request.headers.get("authorization"), needs=Permission.PROXY
     )
     calls = proxy_calls(await read_json(request, broker.settings.server.max_body_bytes))
+    # The proxy refused these as revoked: someone still holds and uses them.
+    await broker.reuse.observe_proxy_calls(calls)
     accepted = await broker.audit.record_proxy_calls(caller, calls)
     return JSONResponse({"accepted": accepted}, status_code=202)
 
