@@ -252,8 +252,8 @@ class SSFSettings(_Section):
     API token limited to some targets) subscribe to CAEP events about the access
     tokens those targets accept. ``push_http_hosts`` are the only hosts a push
     stream may use over plain http (say ``127.0.0.1`` for a receiver on the same
-    machine); every other push endpoint must be https, and when ``push_hosts`` is
-    set, one of them.
+    machine); every other push endpoint must be https and one of ``push_hosts``
+    (deny by default: with both lists empty, streams can only poll).
     """
 
     enabled: bool = True

@@ -101,7 +101,11 @@ def transmitter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transmitte
         state_dir,
         port=port,
         resource_port=resource_port,
-        ssf={"push_http_hosts": ["127.0.0.1"], "poll_wait_seconds": 5},
+        ssf={
+            "push_http_hosts": ["127.0.0.1"],
+            "push_hosts": ["receiver.example"],
+            "poll_wait_seconds": 5,
+        },
     )
     runtime = build_runtime(settings)
     counter = _CountIntrospection(create_app(runtime, background_jobs=True))
@@ -474,6 +478,23 @@ class TestStreamAuthorization:
         )
         assert refused.status_code == 400
         assert "https" in refused.json()["error_description"]
+
+    def test_push_to_an_unlisted_https_host_is_refused(
+        self, transmitter: Transmitter
+    ) -> None:
+        """A receiver cannot point pushes at a host the operator did not list."""
+        refused = _create(
+            transmitter,
+            transmitter.receiver(["tickets"]),
+            {
+                "delivery": {
+                    "method": PUSH,
+                    "endpoint_url": "https://internal.example/admin",
+                }
+            },
+        )
+        assert refused.status_code == 403
+        assert "ssf.push_hosts" in refused.json()["error_description"]
 
     def test_status_pause_and_update(self, transmitter: Transmitter) -> None:
         """Status can be read and changed; PATCH changes only what it names."""

@@ -259,7 +259,9 @@ class SSFStreams:
             raise InvalidRequestError(
                 "delivery.endpoint_url must be https (or a host in ssf.push_http_hosts)"
             )
-        if settings.push_hosts and host not in listed:
+        # Deny by default: the broker POSTs to what a receiver names, so only hosts
+        # the operator listed are reachable (no internal service by accident).
+        if host not in listed:
             raise AccessDeniedError(
                 "delivery.endpoint_url host is not in ssf.push_hosts"
             )
