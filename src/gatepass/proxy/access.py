@@ -62,10 +62,15 @@ async def verify_access(
     url = route.verifier.url_for(raw_path.decode("latin-1"))
     try:
         presented = presented_credentials(headers)
-        # Verification may fetch the JWKS or ask the broker: keep the loop free.
-        access = await asyncio.to_thread(
-            route.verifier.verify_presented, method, url, presented
-        )
+        if route.verifier.needs_io(presented.token):
+            # Verification may fetch the JWKS or ask the broker: keep the loop free.
+            access = await asyncio.to_thread(
+                route.verifier.verify_presented, method, url, presented
+            )
+        else:
+            # A token verified before: only the proof's signature and the claims
+            # checks are left, cheaper than the hop to a thread and back.
+            access = route.verifier.verify_presented(method, url, presented)
     except GatepassError as error:
         raise access_refusal(error) from None
     try:
