@@ -79,6 +79,7 @@ from gatepass.proxy.metrics import (
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import AbortedError, RefusedError, send_refusal
 from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings
+from gatepass.proxy.upstream import AiohttpUpstream, HttpxUpstream, UpstreamClient
 from gatepass.secret import Secret
 from gatepass.tokens import DPoPVerifier, JWKSKeySource, KeySource, MemoryReplayCache
 from gatepass.verify import (
@@ -131,13 +132,17 @@ class ProxyApp:
         """Build every route's verifier, rules, compartment and limits."""
         self.settings = settings
         self._clock = clock or SystemClock()
+        server = settings.proxy
         self._owns_http = http is None
         # Redirects are the agent's business: following one here could carry the
-        # secret to another origin.
-        self._http = http or httpx.AsyncClient(
-            follow_redirects=False, timeout=30.0, trust_env=False
-        )
-        server = settings.proxy
+        # secret to another origin (neither client follows them).
+        self._http: UpstreamClient
+        if http is not None:
+            self._http = HttpxUpstream(http)
+        elif server.upstream_client == "httpx":
+            self._http = HttpxUpstream()
+        else:
+            self._http = AiohttpUpstream()
         token_file = _read_token_file(server.api_token_file)
         self._owned_key_source: JWKSKeySource | None = None
         if key_source is None:

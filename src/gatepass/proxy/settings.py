@@ -89,6 +89,8 @@ class ProxyServerSettings(_Section):
     max_header_bytes: int = Field(default=16_384, ge=1024, le=65_536)
     audit_queue_size: int = Field(default=10_000, ge=100, le=1_000_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The library that calls upstreams (docs/performance.md measures both).
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
     @field_validator("public_url", "broker")
     @classmethod
