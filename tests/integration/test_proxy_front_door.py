@@ -96,7 +96,7 @@ class TestIssue7Logs:
     def test_issue7_3_query_secret_redacted_at_debug(
         self, stack: AttackStack, task: Task
     ) -> None:
-        """At debug, no line holds the key; any line naming the URL shows it redacted."""
+        """At debug, no line holds the key; a line naming the URL shows it redacted."""
         token = task.access_token(stack.proxy.target("query"), "read")
         url = f"{stack.proxy.url}/query/v1/items?page=3"
         before = stack.proxy.text().count("proxied GET query -> 200")
