@@ -2,8 +2,10 @@
 Revoked access tokens as a stream, for resource servers and the proxy.
 
 The API serves it as Server-Sent Events (``GET /v1/revocations/stream``): the
-broker pushes the moment this process revokes something (:class:`Signals`) and
-polls the store every second for what other replicas revoked.
+broker pushes the moment this process revokes something (:class:`Signals`), the
+moment another process on the same PostgreSQL does (``LISTEN``/``NOTIFY``,
+:mod:`gatepass.store.wakeups`), and polls the store every second whatever
+happens, so a lost notification delays an event by a second at most.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import datetime as dt
 from gatepass.broker.context import BrokerContext
 from gatepass.models import Lease
 from gatepass.store import leases as lease_rows
+from gatepass.store.wakeups import follow_revocations
 
 __all__ = ["RevocationFeed"]
 
@@ -42,5 +45,21 @@ class RevocationFeed:
         )
 
     async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when this process revokes something, or after ``timeout`` s."""
+        """Return when any process revokes something, or after ``timeout`` s."""
         await self._context.signals.wait_for_revocations(timeout)
+
+    async def follow_other_processes(self) -> None:
+        """
+        Exchange revocation wakeups with the other processes (PostgreSQL only).
+
+        Runs until cancelled; returns at once on SQLite (one process).
+        """
+        database = self._context.database
+        if database.dialect != "postgresql":
+            return
+        signals = self._context.signals
+        await follow_revocations(
+            database.url,
+            on_notified=signals.revoked_elsewhere,
+            wait_local=signals.wait_for_local_revocations,
+        )
