@@ -58,6 +58,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/upstream_clients.py
+	$(BIN)/python bench/scale.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/replicas.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache
