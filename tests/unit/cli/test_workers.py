@@ -31,7 +31,7 @@ class TestCheckWorkers:
             check_workers(_settings(), workers)
 
     def test_sqlite_with_several_workers_is_refused(self) -> None:
-        """exit 78 (misconfigured) naming PostgreSQL."""
+        """Several workers on SQLite exit 78 (misconfigured), naming PostgreSQL."""
         with pytest.raises(ConfigurationError, match="needs PostgreSQL") as caught:
             check_workers(_settings(), 2)
         assert caught.value.exit_code == 78
