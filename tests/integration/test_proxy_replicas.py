@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ from gatepass.verify import RevocationFeed
 from .conftest import RunningServer, free_port, quickstart_settings, start_server
 from .deadline import poll
 
+GATEPASS = str(Path(sys.executable).with_name("gatepass"))
 REDIS_URL = os.environ.get("GATEPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -233,3 +236,87 @@ def test_an_unreachable_ledger_refuses_the_request(tmp_path: Path) -> None:
         for server in reversed(servers):
             server.stop()
         runtime.database.dispose()
+
+
+def _proxy_toml(port: int, urls: dict[str, str], files: Path, prefix: str) -> str:
+    return f"""\
+[proxy]
+host = "127.0.0.1"
+port = {port}
+public_url = "{urls["public"]}"
+broker = "{urls["broker"]}"
+api_token_file = "{files / "state" / "proxy.token"}"
+replay = "redis"
+redis_url = "{urls["redis"]}"
+redis_prefix = "{prefix}"
+reuse_port = true
+
+[[routes]]
+name = "tickets"
+prefix = "/tickets/"
+upstream = "{urls["upstream"]}/api"
+allow_plain_http = true
+
+[routes.auth]
+method = "header"
+name = "X-Api-Key"
+secret_file = "{files / "tickets.key"}"
+
+[routes.rules]
+read = ["GET /v1/tickets"]
+"""
+
+
+def _serving(url: str, process: subprocess.Popen[bytes]) -> bool:
+    if process.poll() is not None:
+        return True
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_two_proxy_processes_share_one_port(pair: Pair, tmp_path: Path) -> None:
+    """reuse_port: two ``gatepass proxy`` processes on one port, one proof once."""
+    port = free_port()
+    public = pair.public_url
+    broker = pair.proxies[0].settings.broker
+    upstream = pair.proxies[0].settings.routes[0].upstream.removesuffix("/api")
+    files = tmp_path
+    config = tmp_path / "proxy.toml"
+    where = {"public": public, "broker": broker, "upstream": upstream}
+    config.write_text(
+        _proxy_toml(
+            port, {**where, "redis": REDIS_URL}, files, f"gp-t:{uuid.uuid4().hex}:"
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    processes = [
+        subprocess.Popen(  # noqa: S603 - our own entry point
+            [GATEPASS, "proxy", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            assert poll(functools.partial(_serving, url, process), within=30.0)
+        # Both bound the port: neither exited with "address already in use".
+        assert [process.poll() for process in processes] == [None, None]
+        path = "/tickets/v1/tickets"
+        # The public URL is the pair's: these processes sit behind it too.
+        headers = pair.token.headers("GET", public + path)
+
+        def send(_: int) -> httpx.Response:
+            with httpx.Client() as client:  # a connection each: spread by the kernel
+                return client.get(url + path, headers=headers, timeout=10)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(send, range(4)))
+        assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
