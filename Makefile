@@ -58,11 +58,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
-	$(BIN)/python bench/verify.py
-	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/upstream_clients.py
 	$(BIN)/python bench/scale.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/replicas.py $(if $(FULL),,--quick)
+	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/approvals.py
 
 clean:
 	rm -rf $(VENV) .gatepass .mypy_cache .ruff_cache

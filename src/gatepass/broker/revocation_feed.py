@@ -38,16 +38,6 @@ class RevocationFeed:
         """Return the broker's time (where a stream without ``since`` starts)."""
         return self._context.clock.now()
 
-    async def revoked_since(self, cursor: dt.datetime) -> list[Lease]:
-        """Return access-token leases revoked after ``cursor``, oldest first."""
-        return await self._context.database.read(
-            lambda conn: lease_rows.revoked_since(conn, cursor, limit=_PAGE)
-        )
-
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when any process revokes something, or after ``timeout`` s."""
-        await self._context.signals.wait_for_revocations(timeout)
-
     async def follow_other_processes(self) -> None:
         """
         Exchange revocation wakeups with the other processes (PostgreSQL only).
@@ -63,3 +53,13 @@ class RevocationFeed:
             on_notified=signals.revoked_elsewhere,
             wait_local=signals.wait_for_local_revocations,
         )
+
+    async def revoked_since(self, cursor: dt.datetime) -> list[Lease]:
+        """Return access-token leases revoked after ``cursor``, oldest first."""
+        return await self._context.database.read(
+            lambda conn: lease_rows.revoked_since(conn, cursor, limit=_PAGE)
+        )
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return when this process revokes something, or after ``timeout`` s."""
+        await self._context.signals.wait_for_revocations(timeout)

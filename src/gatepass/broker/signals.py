@@ -27,11 +27,6 @@ class Signals:
         self._local = anyio.Event()
         self.issuing: set[str] = set()
 
-    def revoked(self) -> None:
-        """Wake every revocation stream of this process, and tell the others."""
-        self.revoked_elsewhere()
-        self._local.set()
-
     def revoked_elsewhere(self) -> None:
         """Wake every revocation stream of this process (another one revoked)."""
         event, self._revoked = self._revoked, anyio.Event()
@@ -41,6 +36,12 @@ class Signals:
         """Return once this process has revoked something since the last return."""
         await self._local.wait()
         self._local = anyio.Event()
+
+    def revoked(self) -> None:
+        """Wake every revocation stream of this process, and tell the others."""
+        self._local.set()
+        event, self._revoked = self._revoked, anyio.Event()
+        event.set()
 
     async def wait_for_revocations(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return when this process revokes something, or after ``timeout`` s."""
