@@ -87,7 +87,11 @@ def serve(
         lines.insert(3, f"  workers      {workers}")
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
-        serve_workers(settings, config, listeners[0], workers)
+        if not serve_workers(settings, config, listeners[0], workers):
+            typer.echo(
+                "gatepass: a worker failed to start (its log is above)", err=True
+            )
+            raise typer.Exit(1)
         return
     log = get_logger("gatepass.serve")
     state = settings.server.state_dir

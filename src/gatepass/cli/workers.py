@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gatepass.api import create_app
@@ -98,7 +99,7 @@ def worker_app() -> object:
 
 def serve_workers(
     settings: Settings, config: Path, listener: Listener, workers: int
-) -> None:
+) -> bool:
     """
     Serve the broker from ``workers`` processes sharing ``listener``'s socket.
 
@@ -107,6 +108,10 @@ def serve_workers(
         config: its file, which each worker loads again.
         listener: the bound, listening socket.
         workers: how many worker processes.
+
+    Returns:
+        False when the supervisor stopped because a worker failed to start (the
+        same failure would repeat on every restart), True after a shutdown.
     """
     os.environ[CONFIG_ENV] = str(config.resolve())
     uvicorn_config = uvicorn.Config(
@@ -122,4 +127,8 @@ def serve_workers(
         timeout_worker_healthcheck=30,
         **uvicorn_tls_options(settings),
     )
-    Multiprocess(uvicorn_config, sockets=[listener.sock]).run()
+    supervisor = Multiprocess(uvicorn_config, sockets=[listener.sock])
+    supervisor.run()
+    return not any(
+        process.exitcode == STARTUP_FAILURE for process in supervisor.processes
+    )
