@@ -51,12 +51,17 @@ unit: $(STAMP)
 
 # One line per bench; each prints its aims' table (PASS/MISS) and writes
 # bench/results/<name>.json. issuance.py installs its peer (npm) itself.
+# QUICK=1: scale.py with 100,000 leases. FULL=1: replicas.py with 1,000 trials
+# (about 5 minutes; by default 200 trials, to keep make bench under 15 minutes).
 bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/upstream_clients.py
+	$(BIN)/python bench/scale.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/replicas.py $(if $(FULL),,--quick)
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/evidence.py

@@ -46,6 +46,8 @@ SEQUENTIAL = 500
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
 PROOFS = 60_000
+AIM_RPS = 3000
+AIM_ADDED_MS = 1.0
 console = Console(width=120)
 
 
@@ -224,8 +226,14 @@ def measure(workdir: Path, processes: Processes) -> dict[str, Any]:
             script=None,
             header=f"X-Api-Key: {key}",
         )
+        cpu_before = proxy.cpu_seconds()
         proxy_wrk = run_wrk(
             proxy.url, workdir, script=BENCH / "wrk_proxy.lua", header=None
+        )
+        proxy_cpu = proxy.cpu_seconds() - cpu_before
+        proxy_wrk["proxy_cpu_percent"] = round(proxy_cpu / proxy_wrk["seconds"] * 100)
+        proxy_wrk["proxy_cpu_us_per_request"] = round(
+            proxy_cpu / max(proxy_wrk["requests"], 1) * 1e6
         )
     try:
         revoke = revoke_to_reject(client, target, via_proxy)
@@ -317,7 +325,32 @@ def main() -> int:
         "revoke-to-reject p50 / p99 ms", "", f"{rev['p50_ms']} / {rev['p99_ms']}"
     )
     console.print(table)
+    aims = [
+        (
+            "throughput through one proxy process >= 3,000 req/s",
+            thr["proxy"]["per_second"],
+            thr["proxy"]["per_second"] >= AIM_RPS,
+        ),
+        (
+            "added latency p50 <= 1 ms",
+            seq["added_p50_ms"],
+            seq["added_p50_ms"] <= AIM_ADDED_MS,
+        ),
+    ]
+    table = Table(title="gatepass proxy: aims (issue 16)")
+    for column in ("aim", "measured", "verdict"):
+        table.add_column(column)
+    for name, figure, ok in aims:
+        table.add_row(name, str(figure), "[green]PASS" if ok else "[red]MISS")
+    table.add_row(
+        "proxy CPU per request (wrk phase)",
+        f"{thr['proxy']['proxy_cpu_us_per_request']} µs at "
+        f"{thr['proxy']['proxy_cpu_percent']}% CPU",
+        "",
+    )
+    console.print(table)
     report = {
+        "aims": [{"aim": n, "measured": f, "pass": ok} for n, f, ok in aims],
         "date": SystemClock().now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         **results,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from typing import Any
@@ -150,6 +151,29 @@ class TestTasksAndLeases:
         assert found is not None
         assert found.state is LeaseState.REVOKED
         assert found.revoked_at == T0
+
+    def test_revoked_since_reads_revoked_access_tokens_in_order(
+        self, database: Database
+    ) -> None:
+        """The revocation feed's read: revoked access tokens after a time, in order."""
+        task = make_task(make_agent())
+        early, late, live = make_lease(task), make_lease(task), make_lease(task)
+        engine = dataclasses.replace(make_lease(task), kind="postgres")
+        t1, t2 = T0 + dt.timedelta(seconds=1), T0 + dt.timedelta(seconds=2)
+        with database.transaction() as conn:
+            tasks.insert_task(conn, task)
+            for lease in (early, late, live, engine):
+                leases.insert_lease(conn, lease)
+            assert leases.revoke_lease(conn, late.id, t2)
+            assert leases.revoke_lease(conn, early.id, t1)
+            assert leases.revoke_lease(conn, engine.id, t1)
+        with database.reading() as conn:
+            everything = leases.revoked_since(conn, T0)
+            after_first = leases.revoked_since(conn, t1)
+            one = leases.revoked_since(conn, T0, limit=1)
+        assert [lease.id for lease in everything] == [early.id, late.id]
+        assert [lease.id for lease in after_first] == [late.id]
+        assert [lease.id for lease in one] == [early.id]
 
     def test_sweep_expires_overdue_only(self, database: Database) -> None:
         """Only tasks and leases past their time are expired."""

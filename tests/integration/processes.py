@@ -58,6 +58,7 @@ def serve(
     url: str,
     *,
     prefix: tuple[str, ...] = (),
+    args: tuple[str, ...] = (),
     **env: str,
 ) -> subprocess.Popen[bytes]:
     """
@@ -67,10 +68,11 @@ def serve(
         config: the config file.
         url: the broker's base URL.
         prefix: a command to run the broker under (``faketime`` ...).
+        args: more arguments to ``gatepass serve`` (``--workers 2``).
         env: extra environment variables (failpoints).
     """
     process = subprocess.Popen(  # noqa: S603 - our own entry point
-        [*prefix, GATEPASS, "serve", "-c", str(config)],
+        [*prefix, GATEPASS, "serve", "-c", str(config), *args],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

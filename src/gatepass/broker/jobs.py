@@ -56,6 +56,8 @@ async def run_jobs(broker: Broker) -> None:
     settings = broker.settings
     async with anyio.create_task_group() as group:
         group.start_soon(_every, 2.0, "sweep", broker.sweeper.sweep)
+        # Other replicas' and workers' revocations reach this process's streams.
+        group.start_soon(broker.feed.follow_other_processes)
         group.start_soon(
             _every,
             float(settings.audit.checkpoint_interval_seconds),

@@ -2,8 +2,10 @@
 Revoked access tokens as a stream, for resource servers and the proxy.
 
 The API serves it as Server-Sent Events (``GET /v1/revocations/stream``): the
-broker pushes the moment this process revokes something (:class:`Signals`) and
-polls the store every second for what other replicas revoked.
+broker pushes the moment this process revokes something (:class:`Signals`), the
+moment another process on the same PostgreSQL does (``LISTEN``/``NOTIFY``,
+:mod:`gatepass.store.wakeups`), and polls the store every second whatever
+happens, so a lost notification delays an event by a second at most.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import anyio
 from gatepass.broker.context import BrokerContext
 from gatepass.models import Lease
 from gatepass.store import leases as lease_rows
+from gatepass.store.wakeups import follow_revocations
 
 __all__ = ["RevocationFeed"]
 
@@ -36,6 +39,22 @@ class RevocationFeed:
     def now(self) -> dt.datetime:
         """Return the broker's time (where a stream without ``since`` starts)."""
         return self._context.clock.now()
+
+    async def follow_other_processes(self) -> None:
+        """
+        Exchange revocation wakeups with the other processes (PostgreSQL only).
+
+        Runs until cancelled; returns at once on SQLite (one process).
+        """
+        database = self._context.database
+        if database.dialect != "postgresql":
+            return
+        signals = self._context.signals
+        await follow_revocations(
+            database.url,
+            on_notified=signals.revoked_elsewhere,
+            wait_local=signals.wait_for_local_revocations,
+        )
 
     async def revoked_since(self, cursor: dt.datetime) -> list[Lease]:
         """Return access-token leases revoked after ``cursor``, oldest first."""

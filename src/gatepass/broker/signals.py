@@ -2,7 +2,10 @@
 What the broker's use cases tell each other within one process.
 
 * **Revocations happened**: revocation streams wait on :meth:`wait_for_revocations`
-  and push at once instead of at their next poll of the store.
+  and push at once instead of at their next poll of the store. Revocations of
+  this process are also told to the other broker processes on the same
+  PostgreSQL (:meth:`wait_for_local_revocations`); theirs arrive as
+  :meth:`revoked_elsewhere`.
 * **Issuances in flight**: a lease whose engine call has not returned is in
   :attr:`issuing`; its revocation waits until the call returns, so a credential is
   never created after its lease was reported revoked.
@@ -21,10 +24,22 @@ class Signals:
     def __init__(self) -> None:
         """Start with nothing in flight."""
         self._revoked = anyio.Event()
+        self._local = anyio.Event()
         self.issuing: set[str] = set()
 
+    def revoked_elsewhere(self) -> None:
+        """Wake every revocation stream of this process (another one revoked)."""
+        event, self._revoked = self._revoked, anyio.Event()
+        event.set()
+
+    async def wait_for_local_revocations(self) -> None:
+        """Return once this process has revoked something since the last return."""
+        await self._local.wait()
+        self._local = anyio.Event()
+
     def revoked(self) -> None:
-        """Wake every revocation stream of this process."""
+        """Wake every revocation stream of this process, and tell the others."""
+        self._local.set()
         event, self._revoked = self._revoked, anyio.Event()
         event.set()
 

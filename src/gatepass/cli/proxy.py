@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
@@ -43,4 +44,14 @@ def proxy(
     )
     # The feed and the audit shipper start and stop with the ASGI lifespan; the
     # server layer reports its own refusals to the app, which audits them.
-    uvicorn.Server(server_config(app, settings.proxy)).run()
+    if not settings.proxy.reuse_port:
+        uvicorn.Server(server_config(app, settings.proxy)).run()
+        return
+    # One of several processes on this port: the kernel spreads connections.
+    sock = socket.create_server(
+        (settings.proxy.host, settings.proxy.port),
+        family=socket.AF_INET6 if ":" in settings.proxy.host else socket.AF_INET,
+        backlog=2048,
+        reuse_port=True,
+    )
+    uvicorn.Server(server_config(app, settings.proxy)).run(sockets=[sock])

@@ -14,8 +14,9 @@ from gatepass.api import create_app
 from gatepass.api.tls import uvicorn_tls_options
 from gatepass.broker import build_runtime
 from gatepass.cli.startup import Listener, ReadyServer, banner, bind
+from gatepass.cli.workers import check_workers, prepare_store, serve_workers
 from gatepass.config import load_settings
-from gatepass.errors import GatepassError
+from gatepass.errors import ConfigurationError, GatepassError
 from gatepass.observability import configure_logging, get_logger
 
 __all__ = ["serve"]
@@ -38,11 +39,23 @@ def serve(
     with_demo: bool = typer.Option(
         False, "--with-demo", help="also serve the demo resource server (quickstart)"
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        envvar="GATEPASS_WORKERS",
+        help="broker processes sharing the port (more than 1 needs PostgreSQL)",
+    ),
 ) -> None:
     """Run the broker on the configured address."""
     try:
         settings = load_settings(config)
         configure_logging(settings.server.log_level)
+        check_workers(settings, workers)
+        if workers > 1 and with_demo:
+            raise ConfigurationError(
+                "--with-demo runs with one worker: drop --with-demo or --workers"
+            )
         # Ports first: a taken port is one plain message, before any start-up work.
         listeners = [
             bind(
@@ -61,10 +74,25 @@ def serve(
                     config=config,
                 )
             )
-        runtime = build_runtime(settings)
+        if workers > 1:
+            prepare_store(settings)
+        else:
+            runtime = build_runtime(settings)
     except GatepassError as error:
         typer.echo(f"gatepass: {error.detail}", err=True)
         raise typer.Exit(error.exit_code) from error
+    if workers > 1:
+        # The port is bound and listening: connections queue until a worker takes them.
+        lines = banner(settings, store="postgresql", with_demo=False)
+        lines.insert(3, f"  workers      {workers}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+        if not serve_workers(settings, config, listeners[0], workers):
+            typer.echo(
+                "gatepass: a worker failed to start (its log is above)", err=True
+            )
+            raise typer.Exit(1)
+        return
     log = get_logger("gatepass.serve")
     state = settings.server.state_dir
     waiting = len(listeners)

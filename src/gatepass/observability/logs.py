@@ -53,7 +53,7 @@ _LEVELS: Final = {
 # Loggers that install their own handlers; they are routed to the root handler.
 _FOREIGN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # Loggers that write a line per request (with its URL) at info: quiet below debug.
-_CHATTY_LOGGERS: Final = ("httpx", "httpcore", "uvicorn.access")
+_CHATTY_LOGGERS: Final = ("httpx", "httpcore", "aiohttp", "uvicorn.access")
 
 _SENSITIVE_NAMES = (
     r"secret|password|passwd|token|authorization|assertion|proof|cookie|private"

@@ -78,7 +78,9 @@ from gatepass.proxy.metrics import (
 )
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import AbortedError, RefusedError, send_refusal
+from gatepass.proxy.replay import DeferredReplayCache, ProofLedger, RedisProofLedger
 from gatepass.proxy.settings import RESERVED_PATHS, ProxySettings
+from gatepass.proxy.upstream import AiohttpUpstream, HttpxUpstream, UpstreamClient
 from gatepass.secret import Secret
 from gatepass.tokens import DPoPVerifier, JWKSKeySource, KeySource, MemoryReplayCache
 from gatepass.verify import (
@@ -127,17 +129,22 @@ class ProxyApp:
         feed: RevocationFeed | None = None,
         shipper: AuditShipper | None = None,
         introspector: Introspector | None = None,
+        ledger: ProofLedger | None = None,
     ) -> None:
         """Build every route's verifier, rules, compartment and limits."""
         self.settings = settings
         self._clock = clock or SystemClock()
+        server = settings.proxy
         self._owns_http = http is None
         # Redirects are the agent's business: following one here could carry the
-        # secret to another origin.
-        self._http = http or httpx.AsyncClient(
-            follow_redirects=False, timeout=30.0, trust_env=False
-        )
-        server = settings.proxy
+        # secret to another origin (neither client follows them).
+        self._http: UpstreamClient
+        if http is not None:
+            self._http = HttpxUpstream(http)
+        elif server.upstream_client == "httpx":
+            self._http = HttpxUpstream()
+        else:
+            self._http = AiohttpUpstream()
         token_file = _read_token_file(server.api_token_file)
         self._owned_key_source: JWKSKeySource | None = None
         if key_source is None:
@@ -145,8 +152,14 @@ class ProxyApp:
                 f"{settings.broker}/jwks.json", clock=self._clock
             )
             key_source = self._owned_key_source
-        # One replay cache for every route: a proof is used once, wherever.
-        dpop = DPoPVerifier(clock=self._clock, replay=MemoryReplayCache(self._clock))
+        # One replay cache for every route: a proof is used once, wherever; with
+        # a shared ledger, once in every proxy process behind this address.
+        local = MemoryReplayCache(self._clock)
+        self.ledger: ProofLedger | None = ledger
+        if ledger is None and server.replay == "redis" and server.redis_url:
+            self.ledger = RedisProofLedger(server.redis_url, prefix=server.redis_prefix)
+        replay = DeferredReplayCache(local) if self.ledger is not None else local
+        dpop = DPoPVerifier(clock=self._clock, replay=replay)
         self.introspector = introspector or Introspector(
             f"{settings.broker}/introspect",
             token_file,
@@ -220,6 +233,8 @@ class ProxyApp:
         await self.shipper.aclose()
         if self._owns_http:
             await self._http.aclose()
+        if self.ledger is not None:
+            await self.ledger.aclose()
         await asyncio.to_thread(self._close_sync_clients)
 
     def _close_sync_clients(self) -> None:
@@ -333,6 +348,7 @@ class ProxyApp:
             headers,
             feed=self.feed,
             introspector=self.introspector,
+            ledger=self.ledger,
         )
         exchange.access = access
         relative = path[len(route.prefix) - 1 :]
@@ -389,6 +405,7 @@ def create_proxy_app(
     feed: RevocationFeed | None = None,
     shipper: AuditShipper | None = None,
     introspector: Introspector | None = None,
+    ledger: ProofLedger | None = None,
 ) -> ProxyApp:
     """
     Build the proxy application.
@@ -404,6 +421,8 @@ def create_proxy_app(
         shipper: the audit shipper; built from the settings when omitted.
         introspector: the fallback revocation check; built from the settings when
             omitted.
+        ledger: the replay ledger shared with other proxy processes; a Redis one
+            is built when ``replay = "redis"`` and this is omitted.
 
     Returns:
         The ASGI application.
@@ -419,4 +438,5 @@ def create_proxy_app(
         feed=feed,
         shipper=shipper,
         introspector=introspector,
+        ledger=ledger,
     )

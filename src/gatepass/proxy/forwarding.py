@@ -14,8 +14,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
-
 from gatepass.errors import (
     PayloadTooLargeError,
     RequestTimeoutError,
@@ -37,6 +35,11 @@ from gatepass.proxy.refusals import (
 from gatepass.proxy.relay import relay
 from gatepass.proxy.rules import RuleSet
 from gatepass.proxy.settings import RouteSettings
+from gatepass.proxy.upstream import (
+    UpstreamClient,
+    UpstreamDeadlineError,
+    UpstreamFailureError,
+)
 from gatepass.verify import ResourceVerifier
 
 __all__ = ["Route", "declared_length", "forward"]
@@ -118,7 +121,7 @@ def declared_length(headers: list[Header], route: Route) -> int | None:
 
 
 async def forward(
-    http: httpx.AsyncClient,
+    http: UpstreamClient,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -172,15 +175,14 @@ async def forward(
     url = route.settings.upstream_url(relative)
     if query:
         url = f"{url}?{query}"
-    request = http.build_request(
-        exchange.method,
-        url,
-        headers=forwarded,
-        content=content,
-        timeout=route.settings.timeout_seconds,
-    )
     try:
-        response = await http.send(request, stream=True)
+        response = await http.send(
+            exchange.method,
+            url,
+            forwarded,
+            content,
+            timeout=route.settings.timeout_seconds,
+        )
     except BodyTooLargeError:
         raise _too_large() from None
     except ClientTimeoutError:
@@ -189,12 +191,12 @@ async def forward(
         exchange.status = 499
         exchange.reason = RefusalReason.CLIENT_CLOSED
         return
-    except httpx.TimeoutException:
+    except UpstreamDeadlineError:
         raise RefusedError(
             RefusalReason.UPSTREAM_TIMEOUT,
             UpstreamTimeoutError("the upstream did not answer in time"),
         ) from None
-    except (httpx.HTTPError, OSError):
+    except UpstreamFailureError:
         raise RefusedError(
             RefusalReason.UPSTREAM_UNREACHABLE,
             UpstreamError("the upstream could not be reached"),

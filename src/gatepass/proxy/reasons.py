@@ -41,6 +41,7 @@ class RefusalReason(StrEnum):
     PROOF_INVALID = "proof_invalid"
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a reason code
     REVOCATION_UNAVAILABLE = "revocation_unavailable"
+    REPLAY_UNAVAILABLE = "replay_unavailable"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     RATE_LIMITED = "rate_limited"
     # The request body.

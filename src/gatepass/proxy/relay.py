@@ -21,8 +21,7 @@ will read: a content coding the upstream applied is undone first
 from __future__ import annotations
 
 import logging
-
-import httpx
+from http import HTTPStatus
 
 from gatepass.errors import UpstreamError, UpstreamTimeoutError
 from gatepass.proxy.asgi import Send
@@ -33,6 +32,11 @@ from gatepass.proxy.metrics import Exchange
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import AbortedError, RefusedError
 from gatepass.proxy.scanner import SecretFoundError
+from gatepass.proxy.upstream import (
+    UpstreamDeadlineError,
+    UpstreamFailureError,
+    UpstreamResponse,
+)
 
 __all__ = ["MAX_ERROR_BODY", "relay"]
 
@@ -58,7 +62,7 @@ def _leak_refused(route: str) -> RefusedError:
 
 
 async def relay(
-    response: httpx.Response,
+    response: UpstreamResponse,
     send: Send,
     *,
     compartment: Compartment,
@@ -80,7 +84,7 @@ async def relay(
             error body, an undecodable coding, an error body too large).
         AbortedError: after the answer started; the connection must be dropped.
     """
-    headers = forward_response_headers(list(response.headers.raw))
+    headers = forward_response_headers(list(response.raw_headers))
     if any(
         compartment.contains_secret(name) or compartment.contains_secret(value)
         for name, value in headers
@@ -93,8 +97,8 @@ async def relay(
     if decoder.encoded:
         # The agent gets what was decoded and scanned: no coding, a new length.
         headers = [(name, value) for name, value in headers if name not in _REWRITTEN]
-    status = response.status_code
-    if status >= httpx.codes.BAD_REQUEST:
+    status = response.status
+    if status >= HTTPStatus.BAD_REQUEST:
         body = await _bounded_body(response, decoder)
         if compartment.contains_secret(body):
             raise _leak_refused(route)
@@ -120,7 +124,7 @@ async def relay(
 
 
 async def _stream(
-    response: httpx.Response,
+    response: UpstreamResponse,
     send: Send,
     *,
     decoder: BodyDecoder,
@@ -148,10 +152,10 @@ async def _stream(
     except UndecodableBodyError:
         exchange.reason = RefusalReason.UPSTREAM_ENCODING
         raise AbortedError from None
-    except httpx.TimeoutException:
+    except UpstreamDeadlineError:
         exchange.reason = RefusalReason.UPSTREAM_TIMEOUT
         raise AbortedError from None
-    except (httpx.HTTPError, OSError):
+    except UpstreamFailureError:
         exchange.reason = RefusalReason.UPSTREAM_ABORTED
         raise AbortedError from None
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -163,7 +167,7 @@ async def _send_part(send: Send, data: bytes, exchange: Exchange) -> None:
         exchange.bytes_out += len(data)
 
 
-async def _bounded_body(response: httpx.Response, decoder: BodyDecoder) -> bytes:
+async def _bounded_body(response: UpstreamResponse, decoder: BodyDecoder) -> bytes:
     parts: list[bytes] = []
     size = 0
 
@@ -182,12 +186,12 @@ async def _bounded_body(response: httpx.Response, decoder: BodyDecoder) -> bytes
             keep(piece)
     except UndecodableBodyError:
         raise _unrelayable(RefusalReason.UPSTREAM_ENCODING) from None
-    except httpx.TimeoutException:
+    except UpstreamDeadlineError:
         raise RefusedError(
             RefusalReason.UPSTREAM_TIMEOUT,
             UpstreamTimeoutError("the upstream did not answer in time"),
         ) from None
-    except (httpx.HTTPError, OSError):
+    except UpstreamFailureError:
         raise RefusedError(
             RefusalReason.UPSTREAM_UNREACHABLE,
             UpstreamError("the upstream could not be reached"),

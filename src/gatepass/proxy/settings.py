@@ -89,11 +89,37 @@ class ProxyServerSettings(_Section):
     max_header_bytes: int = Field(default=16_384, ge=1024, le=65_536)
     audit_queue_size: int = Field(default=10_000, ge=100, le=1_000_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The library that calls upstreams (docs/performance.md measures both).
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Where spent DPoP proofs are remembered: this process ("memory"), or a Redis
+    # every proxy process behind one address shares ("redis", with redis_url).
+    replay: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="gatepass:proxy:dpop:", min_length=1)
+    # Several `gatepass proxy` processes on one port (SO_REUSEPORT: the kernel
+    # spreads connections over them); only with the shared replay ledger.
+    reuse_port: bool = False
 
     @field_validator("public_url", "broker")
     @classmethod
     def _is_origin(cls, value: str) -> str:
         return _origin(value)
+
+    @model_validator(mode="after")
+    def _redis_for_shared_replay(self) -> Self:
+        if self.replay == "redis" and not self.redis_url:
+            raise ValueError('replay = "redis" needs redis_url = "redis://host:6379/0"')
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in {
+            "redis",
+            "rediss",
+            "unix",
+        }:
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        if self.reuse_port and self.replay != "redis":
+            # Processes sharing a port must share their spent proofs (RFC 9449
+            # §11.1), or a proof accepted by one is accepted again by the next.
+            raise ValueError('reuse_port = true needs replay = "redis" and redis_url')
+        return self
 
 
 class RouteSettings(_Section):

@@ -17,6 +17,7 @@ from gatepass.proxy.metrics import Exchange
 from gatepass.proxy.reasons import RefusalReason
 from gatepass.proxy.refusals import AbortedError, RefusedError
 from gatepass.proxy.relay import MAX_ERROR_BODY, relay
+from gatepass.proxy.upstream import HttpxUpstream
 
 from .conftest import CANARY, CompartmentFactory
 
@@ -59,8 +60,8 @@ def answer(
             sent.append(dict(message))
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            response = await http.send(
-                http.build_request("GET", "https://u/"), stream=True
+            response = await HttpxUpstream(http).send(
+                "GET", "https://u/", [], None, timeout=5.0
             )
             try:
                 await relay(
