@@ -411,6 +411,36 @@ class TestSchema:
         assert stored.owners == ()
         assert {"operator_id", "revoked_at"} <= columns
 
+    def test_schema_5_gets_its_time_indexes(self, database: Database) -> None:
+        """A version-5 database gets the indexes on task, lease and audit times."""
+        names = (
+            "ix_gp_tasks_created_at",
+            "ix_gp_leases_issued_at",
+            "ix_gp_audit_events_at",
+        )
+        with database.transaction() as conn:
+            for name in names:
+                conn.exec_driver_sql(f"DROP INDEX {name}")
+            conn.execute(
+                settings_kv.update()
+                .where(settings_kv.c.name == "schema_version")
+                .values(value=b"5")
+            )
+        database.create_schema()
+        with database.reading() as conn:
+            found = {
+                index["name"]
+                for table in ("gp_tasks", "gp_leases", "gp_audit_events")
+                for index in inspect(conn).get_indexes(table)
+            }
+            version = conn.execute(
+                select(settings_kv.c.value).where(
+                    settings_kv.c.name == "schema_version"
+                )
+            ).scalar_one()
+        assert set(names) <= found
+        assert int(version) == SCHEMA_VERSION == 6
+
     def test_async_write_runs_in_transaction(self, database: Database) -> None:
         """Database.write returns the work's result after committing it."""
         task = make_task(make_agent())
