@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import anyio
 import httpx
 import pytest
 
+from gatepass.broker import Viewer
 from gatepass.errors import (
     AccessDeniedError,
     ConflictError,
@@ -86,6 +88,10 @@ class TestQuorum:
         task, approval_id = refund_approval(agent)
         assert broker.vote(BOB, approval_id, "approve")["state"] == "pending"
         assert broker.vote(ERIN, approval_id, "approve")["state"] == "pending"
+        # Erin counts for both of her groups: payments is met, security is not.
+        viewer = Viewer(actor="auditor", operator=None, sees_all=True)
+        shown = anyio.run(broker.runtime.broker.approvals.show, viewer, approval_id)
+        assert shown["progress"] == {"payments-approvers": 2, "security": 1}
         # One operator, one vote: bob again counts for nothing.
         with pytest.raises(ConflictError, match="already voted"):
             broker.vote(BOB, approval_id, "approve")

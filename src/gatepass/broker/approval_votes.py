@@ -138,6 +138,12 @@ class ApprovalVotes:
             }
             # The task's intent is the agent's words too.
             shown["agent_supplied"]["intent"] = None if task is None else task.intent
+            # Each group needs its own quorum: how many distinct approvers count
+            # for each so far.
+            counted = approval_rows.vote_groups(c, approval.id)
+            shown["progress"] = {
+                group: len(counted.get(group, ())) for group in approval.groups
+            }
             return shown
 
         shown = await self._context.database.read(read)
