@@ -38,9 +38,7 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +57,7 @@ from approvals_broker import APPROVER_GROUP
 from broker_config import JWT_TYPE, TOKEN_EXCHANGE, TXN_TYPE
 from gatepass.clock import SystemClock
 from gatepass.tokens import DPoPKey, create_assertion, load_private_key
+from harness import Processes, free_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -70,7 +69,6 @@ POSTGRES_URL = os.environ.get(
 ROUNDS = 3
 ITERATIONS = 200
 WARMUP = 30
-START_TIMEOUT = 30.0
 TASK_TTL_SECONDS = 3600
 APPROVED = "ledger-approval"
 OPEN = "ledger-open"
@@ -96,13 +94,6 @@ when {{ resource == Gatepass::Target::"{OPEN}" }};
 console = Console(highlight=False)
 if not console.is_terminal:
     console = Console(highlight=False, width=150)
-
-
-def free_port() -> int:
-    """Return a port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render_config(state_dir: Path, policies: Path, port: int, store: str | None) -> str:
@@ -183,38 +174,17 @@ def running_broker(workdir: Path, store: str | None) -> Iterator[str]:
     port = free_port()
     config = workdir / "gatepass.toml"
     config.write_text(render_config(workdir / "state", policies, port, store))
-    log = workdir / "broker.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(BENCH / "approvals_broker.py"), str(config)],
-            cwd=workdir,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
+    processes = Processes()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                msg = f"broker exited: {log.read_text(errors='replace')[-2000:]}"
-                raise RuntimeError(msg)
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                msg = f"broker did not start in {START_TIMEOUT} s"
-                raise RuntimeError(msg)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.1)  # a pause that notices an early exit
-        yield url
+        broker = processes.start(
+            "broker",
+            [sys.executable, str(BENCH / "approvals_broker.py"), str(config)],
+            port,
+            workdir,
+        )
+        yield broker.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        processes.stop_all()
 
 
 @dataclass

@@ -33,8 +33,6 @@ import json
 import math
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +56,7 @@ from gatepass.tokens import (
     public_jwk_from_key,
 )
 from gatepass.tokens.jws import sign
+from harness import Processes, free_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -68,7 +67,6 @@ POSTGRES_URL = os.environ.get(
 )
 TRIALS = 200
 WARMUP = 10
-START_TIMEOUT = 30.0
 POLL_LIMIT = 5.0
 AIM_SECONDS = 1.0
 ISSUER = "https://idp.bench.test"
@@ -81,13 +79,6 @@ TXN_TYPE = "urn:ietf:params:oauth:token-type:txn_token"
 console = Console(highlight=False)
 if not console.is_terminal:
     console = Console(highlight=False, width=150)
-
-
-def free_port() -> int:
-    """Return a port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Transmitter:
@@ -195,39 +186,15 @@ def running_broker(
     port = free_port()
     config = workdir / "gatepass.toml"
     config.write_text(render_config(workdir, port, store, transmitter))
-    log = workdir / "broker.log"
     gatepass = Path(sys.executable).parent / "gatepass"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(gatepass), "serve", "--config", str(config)],
-            cwd=workdir,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
+    processes = Processes()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                msg = f"broker exited: {log.read_text(errors='replace')[-2000:]}"
-                raise RuntimeError(msg)
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                msg = f"broker did not start in {START_TIMEOUT} s"
-                raise RuntimeError(msg)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.1)  # a pause that notices an early exit
-        yield url, transmitter
+        broker = processes.start(
+            "broker", [str(gatepass), "serve", "--config", str(config)], port, workdir
+        )
+        yield broker.url, transmitter
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        processes.stop_all()
 
 
 class Trial:
