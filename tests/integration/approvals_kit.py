@@ -156,6 +156,15 @@ class ApprovalBroker:
                 if record.subject == subject
             ]
 
+    def audit_records(self, subject: str) -> list[dict[str, Any]]:
+        """The audit records about ``subject``, oldest first, as JSON."""
+        with self.runtime.database.reading() as conn:
+            return [
+                record.to_json()
+                for record in audit_log.iter_audit(conn)
+                if record.subject == subject
+            ]
+
     def audit_of(self, subject: str, kind: str) -> dict[str, Any]:
         """The newest audit record of ``kind`` about ``subject``."""
         with self.runtime.database.reading() as conn:
